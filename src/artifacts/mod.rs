@@ -1,0 +1,181 @@
+//! What a run leaves in `target/`: `manifest.json` (every node, its config,
+//! dependencies and table location), `run_results.json` (one result per
+//! executed node) and `compiled/<path>.sql`. Field names follow dbt's
+//! artifacts so that tools reading those keep working.
+
+use std::path::{Path, PathBuf};
+
+use petgraph::graph::NodeIndex;
+use serde_json::{Value, json};
+
+use crate::graph::{Dag, Materialization};
+use crate::lake;
+use crate::materialize::RunResults;
+use crate::plan::compile;
+use crate::project::Project;
+use crate::render::RenderedModel;
+
+pub fn target_dir(project: &Project) -> PathBuf {
+    project.root.join("target")
+}
+
+/// The manifest of the project as loaded and rendered.
+pub fn manifest(project: &Project, dag: &Dag, models: &[RenderedModel], invocation_id: &str) -> Value {
+    let mut nodes = serde_json::Map::new();
+    let mut sources = serde_json::Map::new();
+    for &index in &dag.order {
+        let node = dag.node(index);
+        let location = (!matches!(node.materialized, Materialization::Ephemeral)).then(|| match node.materialized {
+            Materialization::External => project.sources[node.index].location.clone(),
+            _ => lake::relation_location(&project.target.lake, &node.relation).to_string(),
+        });
+        let parents: Vec<&str> = dag.parents(index).map(|p| dag.node(p).unique_id.as_str()).collect();
+        let mut entry = json!({
+            "unique_id": node.unique_id,
+            "name": node.name,
+            "resource_type": node.resource_type,
+            "package_name": project.name,
+            "path": node.path,
+            "original_file_path": node.path,
+            "fqn": node.fqn,
+            "schema": node.relation.schema,
+            "alias": node.relation.identifier,
+            "tags": node.tags(),
+            "config": Value::Object({
+                let mut c = node.config.clone();
+                c.insert("materialized".into(), Value::from(node.materialized.as_str()));
+                c
+            }),
+            "depends_on": { "nodes": parents },
+            "relation": { "name": node.relation.sql(), "location": location },
+        });
+        match node.materialized {
+            Materialization::External => {
+                let s = &project.sources[node.index];
+                entry["source_name"] = json!(s.source_name);
+                entry["description"] = json!(s.description);
+                entry["format"] = json!(s.format);
+                entry["columns"] = columns(&s.columns);
+                sources.insert(node.unique_id.clone(), entry);
+            }
+            Materialization::Seed => {
+                let s = &project.seeds[node.index];
+                entry["description"] = json!(s.description);
+                entry["columns"] = columns(&s.columns);
+                nodes.insert(node.unique_id.clone(), entry);
+            }
+            _ => {
+                let m = &models[node.index];
+                let pm = &project.models[node.index];
+                entry["description"] = json!(pm.description);
+                entry["columns"] = columns(&pm.columns);
+                entry["raw_code"] = json!(m.template);
+                entry["compiled_code"] = json!(compile(dag, index, models).sql);
+                entry["compiled_path"] = json!(Path::new("target/compiled").join(&m.path));
+                entry["refs"] = json!(
+                    m.refs
+                        .iter()
+                        .map(|r| json!({"name": r.name, "package": r.package}))
+                        .collect::<Vec<_>>()
+                );
+                entry["sources"] = json!(m.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>());
+                nodes.insert(node.unique_id.clone(), entry);
+            }
+        }
+    }
+    json!({
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+            "generator": "etl",
+            "etl_version": env!("CARGO_PKG_VERSION"),
+            "invocation_id": invocation_id,
+            "project_name": project.name,
+            "target": project.target.name,
+            "lake": project.target.lake.as_str(),
+        },
+        "nodes": nodes,
+        "sources": sources,
+    })
+}
+
+fn columns(cols: &[crate::project::ColumnProperties]) -> Value {
+    let mut map = serde_json::Map::new();
+    for c in cols {
+        map.insert(
+            c.name.clone(),
+            json!({"name": c.name, "description": c.description, "data_type": c.data_type}),
+        );
+    }
+    Value::Object(map)
+}
+
+pub fn run_results(results: &RunResults, invocation_id: &str, command: &str) -> Value {
+    let items: Vec<Value> = results
+        .results
+        .iter()
+        .map(|r| {
+            json!({
+                "unique_id": r.unique_id,
+                "status": r.status,
+                "execution_time": r.execution_time,
+                "rows_affected": r.rows_affected,
+                "message": r.message,
+                "relation_name": r.relation,
+                "location": r.location,
+                "delta_version": r.version,
+                "materialized": r.materialized,
+                "adapter_response": { "rows_affected": r.rows_affected },
+                "failures": null,
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {
+            "dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",
+            "generator": "etl",
+            "etl_version": env!("CARGO_PKG_VERSION"),
+            "invocation_id": invocation_id,
+        },
+        "args": { "which": command },
+        "elapsed_time": results.elapsed,
+        "results": items,
+    })
+}
+
+/// Writes `value` to `target/<name>` through a temporary file, so that a
+/// reader never sees half a file.
+pub fn write_json(project: &Project, name: &str, value: &Value) -> std::io::Result<PathBuf> {
+    let dir = target_dir(project);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Writes the compiled SQL of the models among `nodes` to
+/// `target/compiled/<path>`.
+pub fn write_compiled(
+    project: &Project,
+    dag: &Dag,
+    nodes: &[NodeIndex],
+    models: &[RenderedModel],
+) -> std::io::Result<usize> {
+    let dir = target_dir(project).join("compiled");
+    let mut count = 0;
+    for &index in nodes {
+        let node = dag.node(index);
+        if node.sql.is_none() {
+            continue;
+        }
+        let compiled = compile(dag, index, models);
+        let path = dir.join(&node.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, compiled.sql)?;
+        count += 1;
+    }
+    Ok(count)
+}

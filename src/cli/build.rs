@@ -1,0 +1,132 @@
+//! `etl build`, `etl run`, `etl seed`.
+
+use std::sync::Arc;
+
+use etl::artifacts;
+use etl::diagnostic::Diagnostic;
+use etl::graph::{self, ResourceType};
+use etl::materialize::{self, Build, RunOptions, Status};
+use etl::plan::{Registry, SessionOptions, new_session, parse_memory_limit};
+
+use super::{Global, Output, invocation_id};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Build,
+    Run,
+    Seed,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Build => "build",
+            Mode::Run => "run",
+            Mode::Seed => "seed",
+        }
+    }
+
+    fn includes(self, resource_type: ResourceType) -> bool {
+        match self {
+            Mode::Build => resource_type != ResourceType::Source,
+            Mode::Run => resource_type == ResourceType::Model,
+            Mode::Seed => resource_type == ResourceType::Seed,
+        }
+    }
+}
+
+pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
+    let invocation = invocation_id();
+    let prepared = match global.prepare(out, &invocation) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let etl::Prepared { project, rendered, dag } = prepared;
+    let root = project.root.clone();
+    let manifest = artifacts::manifest(&project, &dag, &rendered.models, &invocation);
+    if let Err(e) = artifacts::write_json(&project, "manifest.json", &manifest) {
+        out.fatal(
+            &[Diagnostic::error(
+                "io",
+                format!("cannot write target/manifest.json: {e}"),
+            )],
+            Some(&root),
+        );
+        return 2;
+    }
+    let selection = graph::select(&dag, &global.select, &global.exclude);
+    out.warnings(&selection.warnings, &root);
+    let nodes: Vec<_> = selection
+        .nodes
+        .into_iter()
+        .filter(|&i| mode.includes(dag.node(i).resource_type))
+        .collect();
+
+    let memory_limit = match global
+        .memory_limit
+        .as_deref()
+        .or(project.target.memory_limit.as_deref())
+        .map(parse_memory_limit)
+    {
+        Some(Err(e)) => {
+            out.fatal(&[Diagnostic::error("invalid-memory-limit", e)], Some(&root));
+            return 2;
+        }
+        Some(Ok(limit)) => Some(limit),
+        None => None,
+    };
+    let threads = global
+        .threads
+        .or(project.target.threads)
+        .unwrap_or_else(num_cpus::get)
+        .max(1);
+    let ctx = match new_session(&SessionOptions {
+        target_partitions: None,
+        memory_limit,
+    }) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            out.fatal(
+                &[Diagnostic::error("session", format!("cannot start DataFusion: {e}"))],
+                Some(&root),
+            );
+            return 2;
+        }
+    };
+    if !out.json() {
+        out.line(&format!(
+            "etl {} `{}`: {} nodes selected, target `{}` at {}, {threads} threads",
+            mode.name(),
+            project.name,
+            nodes.len(),
+            project.target.name,
+            project.target.lake
+        ));
+    }
+    let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
+    let build = Arc::new(Build {
+        project: Arc::new(project),
+        dag: Arc::new(dag),
+        models: Arc::new(rendered.models),
+        registry,
+        options: RunOptions {
+            threads,
+            full_refresh: global.full_refresh,
+            invocation_id: invocation.clone(),
+        },
+    });
+    let results = materialize::run(build.clone(), &nodes, |r, done, total| out.node(r, done, total)).await;
+    let run_results = artifacts::run_results(&results, &invocation, mode.name());
+    if let Err(e) = artifacts::write_json(&build.project, "run_results.json", &run_results) {
+        out.fatal(
+            &[Diagnostic::error(
+                "io",
+                format!("cannot write target/run_results.json: {e}"),
+            )],
+            Some(&root),
+        );
+        return 2;
+    }
+    out.summary(&results, &root);
+    if results.count(Status::Error) > 0 { 1 } else { 0 }
+}

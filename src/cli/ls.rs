@@ -1,0 +1,82 @@
+//! `etl ls`: the selected nodes, one per line, as `dbt ls` prints them.
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+
+use etl::graph::{self, ResourceType};
+
+use super::{Global, Output, invocation_id};
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// What to print for each node.
+    #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
+    output: LsOutput,
+    /// Only nodes of these types.
+    #[arg(long, value_enum, num_args = 1..)]
+    resource_type: Vec<LsType>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LsOutput {
+    Selector,
+    Name,
+    Path,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LsType {
+    Model,
+    Seed,
+    Source,
+}
+
+pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
+    let prepared = match global.prepare(out, &invocation_id()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let dag = &prepared.dag;
+    let selection = graph::select(dag, &global.select, &global.exclude);
+    out.warnings(&selection.warnings, &prepared.project.root);
+    let wanted = |t: ResourceType| {
+        args.resource_type.is_empty()
+            || args.resource_type.iter().any(|w| match w {
+                LsType::Model => t == ResourceType::Model,
+                LsType::Seed => t == ResourceType::Seed,
+                LsType::Source => t == ResourceType::Source,
+            })
+    };
+    let mut nodes: Vec<_> = selection
+        .nodes
+        .iter()
+        .map(|&i| dag.node(i))
+        .filter(|n| wanted(n.resource_type))
+        .collect();
+    // dbt lists by resource type, then fully qualified name.
+    nodes.sort_by(|a, b| (a.resource_type, &a.fqn).cmp(&(b.resource_type, &b.fqn)));
+    for node in nodes {
+        let line = match args.output {
+            LsOutput::Name => node.name.clone(),
+            LsOutput::Path => node.path.display().to_string(),
+            LsOutput::Selector => match node.resource_type {
+                ResourceType::Source => format!("source:{}", node.fqn.join(".")),
+                _ => node.fqn.join("."),
+            },
+            LsOutput::Json => json!({
+                "name": node.name,
+                "resource_type": node.resource_type,
+                "package_name": prepared.project.name,
+                "original_file_path": node.path,
+                "unique_id": node.unique_id,
+                "alias": node.relation.identifier,
+                "config": node.config,
+                "tags": node.tags(),
+            })
+            .to_string(),
+        };
+        out.line(&line);
+    }
+    0
+}

@@ -1,0 +1,157 @@
+//! Command-line interface: clap definitions and the glue from arguments to
+//! library calls. Printing happens here and in [`output`] only.
+
+mod build;
+mod clean;
+mod compile;
+mod ls;
+mod output;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use etl::diagnostic::Diagnostic;
+use etl::project::LoadOptions;
+use etl::render::RenderOptions;
+pub use output::Output;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "etl",
+    version,
+    about = "A SQL-first transformation engine: dbt-style models built with DataFusion into Delta Lake tables"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The project directory (holding project.yaml or dbt_project.yml).
+    #[arg(long, global = true, default_value = ".", env = "ETL_PROJECT_DIR")]
+    project_dir: PathBuf,
+    /// The target to build against (default: the project's, else `dev`).
+    #[arg(long, global = true, env = "ETL_TARGET")]
+    target: Option<String>,
+    /// Vars as a YAML mapping, overriding the project's: `--vars '{day: 2024-01-31}'`.
+    #[arg(long, global = true)]
+    vars: Option<String>,
+    /// Nodes built at once (default: the number of cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// Memory the build may use before operators spill to disk (`2GiB`).
+    #[arg(long, global = true)]
+    memory_limit: Option<String>,
+    /// Nodes to select: names, `+name` (with parents), `name+` (with children).
+    #[arg(short = 's', long = "select", global = true, num_args = 1..)]
+    select: Vec<String>,
+    /// Nodes to leave out, same syntax as `--select`.
+    #[arg(long, global = true, num_args = 1..)]
+    exclude: Vec<String>,
+    /// Rebuild incremental models from scratch.
+    #[arg(long, global = true)]
+    full_refresh: bool,
+    /// `text` for people, `json` for machines (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load seeds, then build the models, in DAG order.
+    Build,
+    /// Build the models (not the seeds).
+    Run,
+    /// Load the seeds.
+    Seed,
+    /// Render the models to target/compiled/ without running anything.
+    Compile,
+    /// List the project's nodes.
+    #[command(alias = "list")]
+    Ls(ls::LsArgs),
+    /// Print the rows of a model, seed or source.
+    Show(show::ShowArgs),
+    /// Remove target/ (compiled SQL and artifacts; the lake is left alone).
+    Clean,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.global.log_format);
+    out.init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.fatal(
+                &[Diagnostic::error(
+                    "runtime",
+                    format!("cannot start the async runtime: {e}"),
+                )],
+                None,
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match &cli.command {
+            Command::Build => build::run(&cli.global, &out, build::Mode::Build).await,
+            Command::Run => build::run(&cli.global, &out, build::Mode::Run).await,
+            Command::Seed => build::run(&cli.global, &out, build::Mode::Seed).await,
+            Command::Compile => compile::run(&cli.global, &out),
+            Command::Ls(args) => ls::run(&cli.global, args, &out),
+            Command::Show(args) => show::run(&cli.global, args, &out).await,
+            Command::Clean => clean::run(&cli.global, &out),
+        }
+    });
+    ExitCode::from(code)
+}
+
+impl Global {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            target: self.target.clone(),
+            vars: self.vars.clone(),
+        }
+    }
+
+    fn render_options(&self, invocation_id: &str) -> RenderOptions {
+        RenderOptions {
+            full_refresh: self.full_refresh,
+            run_started_at: chrono::Utc::now(),
+            invocation_id: invocation_id.to_owned(),
+        }
+    }
+
+    /// Loads, renders and builds the DAG, printing diagnostics on failure.
+    fn prepare(&self, out: &Output, invocation_id: &str) -> Result<etl::Prepared, u8> {
+        etl::prepare(
+            &self.project_dir,
+            &self.load_options(),
+            &self.render_options(invocation_id),
+        )
+        .map_err(|diags| {
+            out.fatal(&diags, Some(&self.project_dir));
+            2
+        })
+    }
+}
+
+/// A fresh id per invocation, as dbt writes in its artifacts.
+fn invocation_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{:016x}-{:08x}", now.as_nanos() as u64, std::process::id())
+}

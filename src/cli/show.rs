@@ -1,0 +1,131 @@
+//! `etl show <node>`: rows of a built model or seed, a view evaluated, an
+//! ephemeral model or a source queried, printed as a table.
+
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use etl::diagnostic::Diagnostic;
+use etl::graph::Materialization;
+use etl::plan::{Registry, SessionOptions, compile, new_session, plan_model};
+
+use super::{Global, Output, invocation_id};
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// A model or seed name, or `source_name.table`.
+    node: String,
+    /// Rows to print.
+    #[arg(long, default_value_t = 10)]
+    limit: usize,
+}
+
+pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
+    let prepared = match global.prepare(out, &invocation_id()) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let root = prepared.project.root.clone();
+    let dag = &prepared.dag;
+    let Some(index) = dag.find(&args.node) else {
+        let names: Vec<String> = dag.order.iter().map(|&i| dag.node(i).name.clone()).collect();
+        let diag = Diagnostic::error(
+            "unknown-node",
+            format!("`{}` is not a model, seed or source of this project", args.node),
+        )
+        .with_suggestion(&args.node, names.iter().map(String::as_str));
+        out.fatal(&[diag], Some(&root));
+        return 2;
+    };
+    let ctx = match new_session(&SessionOptions::default()) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            out.fatal(&[Diagnostic::error("session", e.to_string())], Some(&root));
+            return 2;
+        }
+    };
+    let registry = Registry::new(ctx, prepared.project.target.lake.clone());
+    let node = dag.node(index);
+    let df = async {
+        let plan = if node.materialized == Materialization::Ephemeral {
+            registry.ensure_parents(dag, &prepared.project, index).await?;
+            let compiled = compile(dag, index, &prepared.rendered.models);
+            plan_model(&registry.ctx, dag, &compiled, &prepared.rendered.models).await?
+        } else {
+            registry.ensure(dag, &prepared.project, index).await?;
+            let sql = format!("select * from {}", node.relation.sql());
+            registry
+                .ctx
+                .sql(&sql)
+                .await
+                .map_err(|e| Diagnostic::error("sql", e.to_string()))?
+                .into_unoptimized_plan()
+        };
+        Ok::<_, Diagnostic>(datafusion::dataframe::DataFrame::new(registry.ctx.state(), plan))
+    }
+    .await;
+    let batches = match df {
+        Ok(df) => df.limit(0, Some(args.limit)).map_err(|e| e.to_string()),
+        Err(d) => {
+            out.fatal(&[d], Some(&root));
+            return 1;
+        }
+    };
+    let batches = match batches {
+        Ok(df) => df.collect().await.map_err(|e| e.find_root().to_string()),
+        Err(e) => Err(e),
+    };
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => {
+            out.fatal(
+                &[Diagnostic::error(
+                    "execution",
+                    format!("reading `{}` failed: {e}", node.name),
+                )],
+                Some(&root),
+            );
+            return 1;
+        }
+    };
+    let schema = prepared_schema(&batches);
+    if out.json() {
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+        let refs: Vec<_> = batches.iter().collect();
+        let _ = writer.write_batches(&refs);
+        let _ = writer.finish();
+        out.line(String::from_utf8_lossy(&writer.into_inner()).trim_end());
+        return 0;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(schema);
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = 0;
+    for batch in &batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        for row in 0..batch.num_rows() {
+            table.add_row(formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>());
+            rows += 1;
+        }
+    }
+    out.line(&table.to_string());
+    out.line(&format!(
+        "{rows} rows of `{}` ({})",
+        node.name,
+        node.materialized.as_str()
+    ));
+    0
+}
+
+fn prepared_schema(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
+    batches
+        .first()
+        .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
+        .unwrap_or_default()
+}

@@ -1,0 +1,341 @@
+//! The DAG of seeds, sources and models (petgraph), built from the refs and
+//! sources each model called while rendering; cycles and clashing relations
+//! are errors here. Selection (`--select`/`--exclude`) picks nodes from it.
+
+mod select;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use serde_json::Map;
+
+use crate::diagnostic::{Diagnostic, Span};
+use crate::project::Project;
+use crate::render::{Relation, Rendered};
+pub use select::{Selection, select};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceType {
+    Seed,
+    Source,
+    Model,
+}
+
+impl ResourceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceType::Seed => "seed",
+            ResourceType::Source => "source",
+            ResourceType::Model => "model",
+        }
+    }
+}
+
+/// How a node is written to the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Materialization {
+    Table,
+    View,
+    Ephemeral,
+    Incremental,
+    Seed,
+    /// Sources are read, never written.
+    External,
+}
+
+impl Materialization {
+    const MODEL_NAMES: &[&str] = &["table", "view", "ephemeral", "incremental"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Materialization::Table => "table",
+            Materialization::View => "view",
+            Materialization::Ephemeral => "ephemeral",
+            Materialization::Incremental => "incremental",
+            Materialization::Seed => "seed",
+            Materialization::External => "external",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub unique_id: String,
+    pub name: String,
+    pub resource_type: ResourceType,
+    pub materialized: Materialization,
+    pub relation: Relation,
+    /// The file that defines it (the properties file for a source).
+    pub path: PathBuf,
+    pub fqn: Vec<String>,
+    pub config: Map<String, serde_json::Value>,
+    /// Rendered SQL, for models.
+    pub sql: Option<String>,
+    /// Index into `Project::models`, `seeds` or `sources`.
+    pub index: usize,
+}
+
+impl Node {
+    pub fn tags(&self) -> Vec<String> {
+        self.config
+            .get("tags")
+            .map(crate::project::as_string_list)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+pub struct Dag {
+    pub graph: DiGraph<Node, ()>,
+    /// Every node in an order where parents come before children.
+    pub order: Vec<NodeIndex>,
+    pub by_id: BTreeMap<String, NodeIndex>,
+}
+
+impl Dag {
+    pub fn node(&self, index: NodeIndex) -> &Node {
+        &self.graph[index]
+    }
+
+    pub fn parents(&self, index: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.graph.neighbors_directed(index, petgraph::Direction::Incoming)
+    }
+
+    pub fn children(&self, index: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.graph.neighbors_directed(index, petgraph::Direction::Outgoing)
+    }
+
+    /// Models, seeds and sources by name, as `ref()` and `source()` see them.
+    pub fn find(&self, name: &str) -> Option<NodeIndex> {
+        self.order.iter().copied().find(|&i| {
+            let n = &self.graph[i];
+            match n.resource_type {
+                ResourceType::Source => format!("{}.{}", n.relation.schema, n.name) == name,
+                _ => n.name == name,
+            }
+        })
+    }
+
+    /// The ephemeral models `index` reads, directly or through other
+    /// ephemerals, parents first: these become CTEs of its SQL.
+    pub fn ephemeral_ancestors(&self, index: NodeIndex) -> Vec<NodeIndex> {
+        let mut found = Vec::new();
+        let mut stack: Vec<NodeIndex> = self.parents(index).collect();
+        while let Some(p) = stack.pop() {
+            if self.graph[p].materialized == Materialization::Ephemeral && !found.contains(&p) {
+                found.push(p);
+                stack.extend(self.parents(p));
+            }
+        }
+        // Keep DAG order so that each CTE only uses the ones before it.
+        self.order.iter().copied().filter(|i| found.contains(i)).collect()
+    }
+}
+
+pub fn unique_id(resource_type: ResourceType, project: &str, name: &str) -> String {
+    format!("{}.{project}.{name}", resource_type.as_str())
+}
+
+/// Builds the DAG of the project's enabled nodes.
+pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let mut graph = DiGraph::new();
+    let mut by_name: BTreeMap<String, NodeIndex> = BTreeMap::new();
+    let mut by_source: BTreeMap<(String, String), NodeIndex> = BTreeMap::new();
+    let mut by_id = BTreeMap::new();
+
+    for (i, seed) in project.seeds.iter().enumerate() {
+        let relation = rendered.relations.seeds[&seed.name].clone();
+        let node = Node {
+            unique_id: unique_id(ResourceType::Seed, &project.name, &seed.name),
+            name: seed.name.clone(),
+            resource_type: ResourceType::Seed,
+            materialized: Materialization::Seed,
+            relation,
+            path: seed.path.clone(),
+            fqn: seed.fqn.clone(),
+            config: seed.config.clone(),
+            sql: None,
+            index: i,
+        };
+        let id = graph.add_node(node);
+        by_name.insert(seed.name.clone(), id);
+    }
+    for (i, source) in project.sources.iter().enumerate() {
+        let key = (source.source_name.clone(), source.name.clone());
+        let node = Node {
+            unique_id: format!("source.{}.{}.{}", project.name, source.source_name, source.name),
+            name: source.name.clone(),
+            resource_type: ResourceType::Source,
+            materialized: Materialization::External,
+            relation: rendered.relations.sources[&key].clone(),
+            path: source.properties_file.clone(),
+            fqn: source.fqn.clone(),
+            config: source.config.clone(),
+            sql: None,
+            index: i,
+        };
+        let id = graph.add_node(node);
+        by_source.insert(key, id);
+    }
+    let mut disabled = BTreeMap::new();
+    for (i, model) in rendered.models.iter().enumerate() {
+        if !model.enabled() {
+            disabled.insert(model.name.clone(), model.path.clone());
+            continue;
+        }
+        let materialized = match model.materialized() {
+            "table" => Materialization::Table,
+            "view" => Materialization::View,
+            "ephemeral" => Materialization::Ephemeral,
+            "incremental" => Materialization::Incremental,
+            other => {
+                errors.push(
+                    Diagnostic::error(
+                        "unknown-materialization",
+                        format!("unknown materialization `{other}` for model `{}`", model.name),
+                    )
+                    .with_span(Some(Span::file(&model.path)))
+                    .with_suggestion(other, Materialization::MODEL_NAMES.iter().copied())
+                    .with_note("materializations: table, view, ephemeral, incremental"),
+                );
+                continue;
+            }
+        };
+        let node = Node {
+            unique_id: unique_id(ResourceType::Model, &project.name, &model.name),
+            name: model.name.clone(),
+            resource_type: ResourceType::Model,
+            materialized,
+            relation: model.relation.clone(),
+            path: model.path.clone(),
+            fqn: project.models[i].fqn.clone(),
+            config: model.config.clone(),
+            sql: Some(model.sql.clone()),
+            index: i,
+        };
+        let id = graph.add_node(node);
+        by_name.insert(model.name.clone(), id);
+    }
+
+    for model in rendered.models.iter().filter(|m| m.enabled()) {
+        let Some(&child) = by_name.get(&model.name) else {
+            continue;
+        };
+        for call in &model.refs {
+            match by_name.get(&call.name) {
+                Some(&parent) => {
+                    graph.update_edge(parent, child, ());
+                }
+                None => errors.push(
+                    Diagnostic::error(
+                        "disabled-ref",
+                        format!("model `{}` refers to `{}`, which is disabled", model.name, call.name),
+                    )
+                    .with_span(call.span.clone().or_else(|| Some(Span::file(&model.path))))
+                    .with_note(format!(
+                        "`{}` sets `enabled: false`",
+                        disabled
+                            .get(&call.name)
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| call.name.clone())
+                    )),
+                ),
+            }
+        }
+        for key in &model.sources {
+            if let Some(&parent) = by_source.get(key) {
+                graph.update_edge(parent, child, ());
+            }
+        }
+    }
+
+    check_relations_unique(&graph, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let order = match toposort(&graph, None) {
+        Ok(order) => order,
+        Err(_) => return Err(vec![cycle_error(&graph, rendered)]),
+    };
+    for &i in &order {
+        by_id.insert(graph[i].unique_id.clone(), i);
+    }
+    Ok(Dag { graph, order, by_id })
+}
+
+fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic>) {
+    let mut seen: BTreeMap<(String, String), &Node> = BTreeMap::new();
+    for node in graph.node_weights() {
+        if node.materialized == Materialization::Ephemeral {
+            continue;
+        }
+        let key = (node.relation.schema.clone(), node.relation.identifier.clone());
+        if let Some(first) = seen.insert(key, node) {
+            errors.push(
+                Diagnostic::error(
+                    "duplicate-relation",
+                    format!(
+                        "`{}` and `{}` would both be written as `{}.{}`",
+                        first.unique_id, node.unique_id, node.relation.schema, node.relation.identifier
+                    ),
+                )
+                .with_span(Some(Span::file(&node.path)))
+                .with_help("give one of them another `schema` or `alias`"),
+            );
+        }
+    }
+}
+
+/// Names the models of one cycle, in order, and points at the ref that
+/// closes it.
+fn cycle_error(graph: &DiGraph<Node, ()>, rendered: &Rendered) -> Diagnostic {
+    let scc = tarjan_scc(graph)
+        .into_iter()
+        .find(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .unwrap_or_default();
+    let Some(&start) = scc.iter().min_by_key(|&&i| graph[i].name.clone()) else {
+        return Diagnostic::error("cycle", "the models form a cycle");
+    };
+    // Walk forward inside the component until we come back to the start.
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let next = graph
+            .edges(current)
+            .map(|e| e.target())
+            .filter(|t| scc.contains(t))
+            .min_by_key(|&t| (t != start, !path.contains(&t), graph[t].name.clone()));
+        let Some(next) = next else { break };
+        if next == start || path.contains(&next) {
+            path.push(next);
+            break;
+        }
+        path.push(next);
+        current = next;
+    }
+    let names: Vec<&str> = path.iter().map(|&i| graph[i].name.as_str()).collect();
+    // The last edge feeds the start again: the start refers to the node
+    // before it.
+    let closing_child = &graph[path[path.len() - 1]];
+    let closing_parent = &graph[path[path.len() - 2]];
+    let span = rendered
+        .models
+        .iter()
+        .find(|m| m.name == closing_child.name)
+        .and_then(|m| m.refs.iter().find(|r| r.name == closing_parent.name))
+        .and_then(|r| r.span.clone());
+    Diagnostic::error("cycle", format!("the models form a cycle: {}", names.join(" -> ")))
+        .with_span(span)
+        .with_label(format!(
+            "`{}` refers to `{}`, which depends on it",
+            closing_child.name, closing_parent.name
+        ))
+        .with_note("`a -> b` reads: `b` refers to `a`")
+        .with_help("a model cannot depend on itself, even through other models")
+}

@@ -1,0 +1,191 @@
+//! The lake: where each relation lives (`<lake>/warehouse/<schema>/<name>/`),
+//! Delta tables written in one atomic commit each, and view definitions
+//! stored beside the tables they read.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::render::Relation;
+
+/// The folder of a built relation.
+pub fn relation_location(root: &Url, relation: &Relation) -> Url {
+    let mut url = root.clone();
+    let path = format!("{}warehouse/{}/{}/", root.path(), relation.schema, relation.identifier);
+    url.set_path(&path);
+    url
+}
+
+/// A URL for a location written as an absolute path or a URL.
+pub fn parse_location(location: &str) -> Result<Url, String> {
+    if location.contains("://") {
+        Url::parse(location).map_err(|e| format!("`{location}` is not a valid URL: {e}"))
+    } else {
+        Url::from_directory_path(location).map_err(|()| format!("`{location}` is not an absolute path"))
+    }
+}
+
+/// Opens the Delta table at `url`; `None` when there is none yet.
+pub async fn open_table(url: &Url) -> Result<Option<DeltaTable>, DeltaTableError> {
+    let table = DeltaTable::try_from_url(url.clone()).await?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// A DataFusion provider reading the latest version of the table at `url`.
+pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn TableProvider>, String> {
+    let table = open_table(url)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no Delta table at `{url}`"))?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| e.to_string())?;
+    table.table_provider().await.map_err(|e| e.to_string())
+}
+
+/// What a write left behind.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub rows: u64,
+    pub version: i64,
+}
+
+/// Replaces the table at `url` with the result of `plan`: data files are
+/// written first, then one commit makes them the current version. A build
+/// killed before the commit leaves the previous version current.
+pub async fn overwrite_table(
+    ctx: &SessionContext,
+    url: &Url,
+    plan: LogicalPlan,
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<Written, DeltaTableError> {
+    if url.scheme() == "file" {
+        // Object stores have no folders; a local disk needs one to exist.
+        if let Ok(path) = url.to_file_path() {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| DeltaTableError::Generic(format!("cannot create `{}`: {e}", path.display())))?;
+        }
+    }
+    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let state = ctx.state();
+    table.update_datafusion_session(&state)?;
+    let commit = CommitProperties::default().with_metadata(metadata);
+    let table = table
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_commit_properties(commit)
+        .await?;
+    let version = table.version().unwrap_or_default() as i64;
+    let mut history: Vec<_> = table.history(Some(1)).try_collect().await?;
+    let rows = history
+        .first_mut()
+        .and_then(|c| c.info.remove("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows").and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    Ok(Written { rows, version })
+}
+
+/// A view as stored in the lake: its compiled SQL and the relations it
+/// reads, so that it can be evaluated without the project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewDefinition {
+    pub unique_id: String,
+    pub sql: String,
+    pub parents: Vec<String>,
+}
+
+const VIEW_FILE: &str = "_etl_view.json";
+
+fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
+    let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| e.to_string())?;
+    ctx.runtime_env().object_store(store_url).map_err(|e| e.to_string())
+}
+
+fn store_path(url: &Url, file: &str) -> Result<StorePath, String> {
+    StorePath::from_url_path(format!("{}{file}", url.path())).map_err(|e| e.to_string())
+}
+
+/// Writes a view definition (one object put: atomic on every store) and
+/// removes a Delta table left at the same place by an earlier build.
+pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) -> Result<(), String> {
+    let store = store_for(ctx, url)?;
+    let body = serde_json::to_vec_pretty(view).map_err(|e| e.to_string())?;
+    store
+        .put(&store_path(url, VIEW_FILE)?, PutPayload::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
+    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let stale: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    for object in stale {
+        if object.location.filename() != Some(VIEW_FILE) {
+            store.delete(&object.location).await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the view stored at `url`, if any.
+pub async fn read_view(ctx: &SessionContext, url: &Url) -> Result<Option<ViewDefinition>, String> {
+    let store = store_for(ctx, url)?;
+    match store.get(&store_path(url, VIEW_FILE)?).await {
+        Ok(result) => {
+            let bytes = result.bytes().await.map_err(|e| e.to_string())?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("corrupt view definition at `{url}`: {e}"))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Removes a view definition once a table has replaced it.
+pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> {
+    let store = store_for(ctx, url)?;
+    match store.delete(&store_path(url, VIEW_FILE)?).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relations_live_under_warehouse_schema_name() {
+        let root = Url::parse("file:///data/lake/").unwrap();
+        let rel = Relation {
+            schema: "silver".into(),
+            identifier: "orders".into(),
+            ephemeral: false,
+        };
+        assert_eq!(
+            relation_location(&root, &rel).as_str(),
+            "file:///data/lake/warehouse/silver/orders/"
+        );
+        let s3 = Url::parse("s3://bucket/prefix/").unwrap();
+        assert_eq!(
+            relation_location(&s3, &rel).as_str(),
+            "s3://bucket/prefix/warehouse/silver/orders/"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The `etl` binary: parse arguments, start tracing, call the library, and
+//! map the outcome to an exit code (0 ok, 1 a node failed, 2 etl could not
+//! run).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

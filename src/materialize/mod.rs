@@ -1,0 +1,199 @@
+//! Building the selected nodes in DAG order: seeds, tables, views and
+//! ephemeral models, independent nodes concurrently. A node that fails marks
+//! its descendants skipped while the rest of the DAG goes on.
+
+mod nodes;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use petgraph::graph::NodeIndex;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::diagnostic::Diagnostic;
+use crate::graph::{Dag, Materialization, ResourceType};
+use crate::plan::Registry;
+use crate::project::Project;
+use crate::render::RenderedModel;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Nodes built at once.
+    pub threads: usize,
+    pub full_refresh: bool,
+    pub invocation_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Success,
+    Error,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Success => "success",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeResult {
+    pub unique_id: String,
+    pub name: String,
+    pub resource_type: ResourceType,
+    pub materialized: Materialization,
+    pub status: Status,
+    /// Seconds.
+    pub execution_time: f64,
+    pub rows_affected: Option<u64>,
+    pub message: String,
+    /// The table's storage URL, for nodes written to the lake.
+    pub location: Option<String>,
+    pub relation: String,
+    /// The Delta version written.
+    pub version: Option<i64>,
+    #[serde(skip)]
+    pub diagnostic: Option<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunResults {
+    pub results: Vec<NodeResult>,
+    pub elapsed: f64,
+}
+
+impl RunResults {
+    pub fn count(&self, status: Status) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+}
+
+/// Everything a node's build needs, shared between concurrent tasks.
+pub struct Build {
+    pub project: Arc<Project>,
+    pub dag: Arc<Dag>,
+    pub models: Arc<Vec<RenderedModel>>,
+    pub registry: Arc<Registry>,
+    pub options: RunOptions,
+}
+
+/// Builds `nodes` (sources among them are skipped: they are only read).
+/// `on_result` sees each result as its node finishes.
+pub async fn run(
+    build: Arc<Build>,
+    nodes: &[NodeIndex],
+    mut on_result: impl FnMut(&NodeResult, usize, usize),
+) -> RunResults {
+    let started = Instant::now();
+    let runnable: Vec<NodeIndex> = nodes
+        .iter()
+        .copied()
+        .filter(|&i| build.dag.node(i).resource_type != ResourceType::Source)
+        .collect();
+    let selected: HashSet<NodeIndex> = runnable.iter().copied().collect();
+    let total = runnable.len();
+    let mut waiting: HashMap<NodeIndex, usize> = runnable
+        .iter()
+        .map(|&i| (i, build.dag.parents(i).filter(|p| selected.contains(p)).count()))
+        .collect();
+    let mut ready: Vec<NodeIndex> = runnable.iter().copied().filter(|i| waiting[i] == 0).collect();
+    ready.reverse();
+    let mut finished: HashMap<NodeIndex, Status> = HashMap::new();
+    let mut results = Vec::with_capacity(total);
+    let mut tasks: JoinSet<(NodeIndex, NodeResult)> = JoinSet::new();
+    let mut task_nodes = HashMap::new();
+    let threads = build.options.threads.max(1);
+
+    loop {
+        while tasks.len() < threads {
+            let Some(index) = ready.pop() else { break };
+            let b = build.clone();
+            let handle = tasks.spawn(async move { (index, nodes::build_node(&b, index).await) });
+            task_nodes.insert(handle.id(), index);
+        }
+        let Some(joined) = tasks.join_next_with_id().await else {
+            break;
+        };
+        let (index, result) = match joined {
+            Ok((_, (index, result))) => (index, result),
+            Err(err) => {
+                // A panic in a task is a bug in etl; report it on the node
+                // instead of taking the whole build down.
+                let index = task_nodes[&err.id()];
+                let node = build.dag.node(index);
+                let diag = Diagnostic::error("internal", format!("building `{}` crashed: {err}", node.name))
+                    .with_help("this is a bug in etl: please report it with the model's SQL");
+                (index, nodes::error_result(node, diag, 0.0))
+            }
+        };
+        finished.insert(index, result.status);
+        let ok = result.status == Status::Success;
+        results.push(result);
+        on_result(results.last().expect("just pushed"), results.len(), total);
+        if ok {
+            for child in build.dag.children(index) {
+                if let Some(count) = waiting.get_mut(&child) {
+                    *count -= 1;
+                    if *count == 0 && !finished.contains_key(&child) {
+                        ready.insert(0, child);
+                    }
+                }
+            }
+        } else {
+            for skipped in skip_descendants(&build.dag, index, &selected, &mut finished) {
+                results.push(skipped);
+                on_result(results.last().expect("just pushed"), results.len(), total);
+            }
+        }
+    }
+    RunResults {
+        results,
+        elapsed: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn skip_descendants(
+    dag: &Dag,
+    failed: NodeIndex,
+    selected: &HashSet<NodeIndex>,
+    finished: &mut HashMap<NodeIndex, Status>,
+) -> Vec<NodeResult> {
+    let cause = dag.node(failed).name.clone();
+    let mut out = Vec::new();
+    let mut stack: Vec<NodeIndex> = dag.children(failed).collect();
+    let mut descendants = Vec::new();
+    while let Some(i) = stack.pop() {
+        if selected.contains(&i) && !finished.contains_key(&i) && !descendants.contains(&i) {
+            descendants.push(i);
+            stack.extend(dag.children(i));
+        }
+    }
+    // Report in DAG order.
+    for &i in dag.order.iter().filter(|i| descendants.contains(i)) {
+        finished.insert(i, Status::Skipped);
+        let node = dag.node(i);
+        out.push(NodeResult {
+            unique_id: node.unique_id.clone(),
+            name: node.name.clone(),
+            resource_type: node.resource_type,
+            materialized: node.materialized,
+            status: Status::Skipped,
+            execution_time: 0.0,
+            rows_affected: None,
+            message: format!("skipped: upstream `{cause}` failed"),
+            location: None,
+            relation: node.relation.sql(),
+            version: None,
+            diagnostic: None,
+        });
+    }
+    out
+}

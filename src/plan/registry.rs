@@ -1,0 +1,146 @@
+//! The relations registered in the session: each model's upstream is made
+//! readable before it runs. Nodes built in this run register themselves
+//! when they finish; nodes outside the selection are found in the lake
+//! (Delta tables, stored views) the first time something reads them.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::ViewTable;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use petgraph::graph::NodeIndex;
+use url::Url;
+
+use super::sources::source_provider;
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::{Dag, Materialization, ResourceType};
+use crate::lake;
+use crate::project::Project;
+use crate::render::Relation;
+
+pub struct Registry {
+    pub ctx: SessionContext,
+    lake: Url,
+    registered: Mutex<HashSet<NodeIndex>>,
+    /// Lazy registrations run one at a time, so that two models reading
+    /// the same source do not both infer its schema.
+    lazy: tokio::sync::Mutex<()>,
+}
+
+impl Registry {
+    pub fn new(ctx: SessionContext, lake: Url) -> Registry {
+        Registry {
+            ctx,
+            lake,
+            registered: Mutex::new(HashSet::new()),
+            lazy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn location(&self, relation: &Relation) -> Url {
+        lake::relation_location(&self.lake, relation)
+    }
+
+    /// Registers (or replaces) a relation.
+    pub fn register(
+        &self,
+        index: NodeIndex,
+        relation: &Relation,
+        provider: Arc<dyn TableProvider>,
+    ) -> Result<(), String> {
+        let catalog = self.ctx.catalog("datafusion").ok_or("the default catalog is missing")?;
+        if catalog.schema(&relation.schema).is_none() {
+            catalog
+                .register_schema(&relation.schema, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| e.to_string())?;
+        }
+        let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
+        let _ = self.ctx.deregister_table(reference.clone());
+        self.ctx
+            .register_table(reference, provider)
+            .map_err(|e| e.to_string())?;
+        self.registered.lock().expect("registry poisoned").insert(index);
+        Ok(())
+    }
+
+    pub fn register_view(
+        &self,
+        index: NodeIndex,
+        relation: &Relation,
+        plan: LogicalPlan,
+        sql: String,
+    ) -> Result<(), String> {
+        let view = ViewTable::new(plan, Some(sql));
+        self.register(index, relation, Arc::new(view))
+    }
+
+    fn is_registered(&self, index: NodeIndex) -> bool {
+        self.registered.lock().expect("registry poisoned").contains(&index)
+    }
+
+    /// Makes every relation `index` reads available.
+    pub async fn ensure_parents(&self, dag: &Dag, project: &Project, index: NodeIndex) -> Result<(), Diagnostic> {
+        for parent in dag.parents(index).collect::<Vec<_>>() {
+            self.ensure(dag, project, parent).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `index` readable, finding it in the lake if this run did not
+    /// build it.
+    pub async fn ensure(&self, dag: &Dag, project: &Project, index: NodeIndex) -> Result<(), Diagnostic> {
+        let node = dag.node(index);
+        if node.materialized == Materialization::Ephemeral {
+            // Inlined as a CTE: its own parents must be readable.
+            return Box::pin(self.ensure_parents(dag, project, index)).await;
+        }
+        if self.is_registered(index) {
+            return Ok(());
+        }
+        let _guard = self.lazy.lock().await;
+        if self.is_registered(index) {
+            return Ok(());
+        }
+        let not_built = |detail: String| {
+            Diagnostic::error("not-built", format!("`{}` has not been built yet: {detail}", node.name))
+                .with_span(Some(Span::file(&node.path)))
+                .with_help(format!("build it first: `etl build --select {}`", node.name))
+        };
+        let provider: Arc<dyn TableProvider> = match node.resource_type {
+            ResourceType::Source => source_provider(&self.ctx, &project.sources[node.index]).await?,
+            _ if node.materialized == Materialization::View => {
+                let location = self.location(&node.relation);
+                let view = lake::read_view(&self.ctx, &location)
+                    .await
+                    .map_err(|e| Diagnostic::error("lake", e))?
+                    .ok_or_else(|| not_built(format!("no view at `{location}`")))?;
+                drop(_guard);
+                Box::pin(self.ensure_parents(dag, project, index)).await?;
+                let plan = self
+                    .ctx
+                    .sql(&view.sql)
+                    .await
+                    .map_err(|e| {
+                        Diagnostic::error(
+                            "stale-view",
+                            format!("the stored view `{}` no longer plans: {}", node.name, e.find_root()),
+                        )
+                    })?
+                    .into_unoptimized_plan();
+                return self
+                    .register_view(index, &node.relation, plan, view.sql)
+                    .map_err(|e| Diagnostic::error("register", e));
+            }
+            _ => {
+                let location = self.location(&node.relation);
+                lake::delta_provider(&self.ctx, &location).await.map_err(not_built)?
+            }
+        };
+        self.register(index, &node.relation, provider)
+            .map_err(|e| Diagnostic::error("register", e))
+    }
+}

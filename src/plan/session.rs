@@ -1,0 +1,80 @@
+//! The one DataFusion session of a build. Everything that decides how
+//! queries execute (parallelism, memory, spilling, SQL options) is set here
+//! and only here: this is the seam where a Ballista-backed session will be
+//! swapped in for users who outgrow one machine.
+
+use std::sync::Arc;
+
+use datafusion::error::Result;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Partitions per query; the number of cores when `None`.
+    pub target_partitions: Option<usize>,
+    /// Bytes the build may hold in memory; operators spill to disk past it.
+    pub memory_limit: Option<usize>,
+}
+
+pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
+    let partitions = options.target_partitions.unwrap_or_else(num_cpus::get).max(1);
+    let mut config = SessionConfig::new()
+        .with_target_partitions(partitions)
+        .with_information_schema(true)
+        .with_create_default_catalog_and_schema(true);
+    config.options_mut().sql_parser.collect_spans = true;
+    let mut runtime = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        // A fair pool shares the limit between the operators that can
+        // spill, so that sorts and aggregations write to disk instead of
+        // failing when concurrent models compete for memory.
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_default_features()
+        // Delta's writes and merges are custom plan nodes that need its planner.
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// Parses `512MiB`, `2GiB`, `1.5GB`, `1000000` into bytes.
+pub fn parse_memory_limit(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as `2GiB`"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => return Err(format!("unknown size unit `{other}` in `{text}`; use KiB, MiB, GiB")),
+    };
+    Ok((number * factor) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_limits_parse_with_units() {
+        assert_eq!(parse_memory_limit("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_memory_limit("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_memory_limit("1.5GB"), Ok(1_500_000_000));
+        assert!(parse_memory_limit("lots").is_err());
+    }
+}

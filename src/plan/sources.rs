@@ -1,0 +1,239 @@
+//! External files as DataFusion tables: sources (Parquet, CSV, NDJSON,
+//! Delta) and seed CSVs, read through the session's object stores.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use serde_json::Value;
+
+use crate::diagnostic::{Diagnostic, Span};
+use crate::project::{Source, SourceFormat};
+
+const CSV_OPTIONS: &[&str] = &[
+    "header",
+    "delimiter",
+    "quote",
+    "escape",
+    "comment",
+    "null_regex",
+    "compression",
+    "file_extension",
+    "schema_infer_max_records",
+];
+const JSON_OPTIONS: &[&str] = &["compression", "file_extension", "schema_infer_max_records"];
+const PARQUET_OPTIONS: &[&str] = &["file_extension"];
+
+/// A table provider for a source table, after checking that its location
+/// holds files.
+pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Arc<dyn TableProvider>, Diagnostic> {
+    let span = source.span.clone();
+    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(span.clone());
+    if source.format == SourceFormat::Delta {
+        let url = crate::lake::parse_location(&source.location).map_err(|m| fail("invalid-location", m))?;
+        return crate::lake::delta_provider(ctx, &url).await.map_err(|e| {
+            fail(
+                "missing-source",
+                format!("source `{}.{}`: {e}", source.source_name, source.name),
+            )
+        });
+    }
+    let allowed = match source.format {
+        SourceFormat::Csv => CSV_OPTIONS,
+        SourceFormat::Json => JSON_OPTIONS,
+        _ => PARQUET_OPTIONS,
+    };
+    for key in source.options.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(fail(
+                "unknown-option",
+                format!("unknown option `{key}` for a {:?} source", source.format).to_lowercase(),
+            )
+            .with_suggestion(key, allowed.iter().copied())
+            .with_note(format!("options: {}", allowed.join(", "))));
+        }
+    }
+    let opt_str = |k: &str| {
+        source.options.get(k).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let byte = |k: &str| -> Result<Option<u8>, Diagnostic> {
+        match opt_str(k) {
+            None => Ok(None),
+            Some(s) if s.len() == 1 => Ok(Some(s.as_bytes()[0])),
+            Some(s) if s == "\\t" => Ok(Some(b'\t')),
+            Some(s) => Err(fail(
+                "invalid-option",
+                format!("option `{k}` must be one character, not `{s}`"),
+            )),
+        }
+    };
+    let compression = match opt_str("compression") {
+        None => FileCompressionType::UNCOMPRESSED,
+        Some(c) => c.parse::<FileCompressionType>().map_err(|_| {
+            fail(
+                "invalid-option",
+                format!("unknown compression `{c}`; use gzip, bzip2, xz, zstd or uncompressed"),
+            )
+        })?,
+    };
+    let infer_records = opt_str("schema_infer_max_records")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let location = listing_location(&source.location);
+    let has_glob = location.contains(['*', '?', '[']);
+    let (format, default_ext): (Arc<dyn FileFormat>, &str) = match source.format {
+        SourceFormat::Csv => {
+            let header = source
+                .options
+                .get("header")
+                .map_or(true, |v| v.as_bool().unwrap_or_else(|| v.as_str() == Some("true")));
+            let mut csv = CsvFormat::default()
+                .with_has_header(header)
+                .with_schema_infer_max_rec(infer_records)
+                .with_file_compression_type(compression);
+            if let Some(d) = byte("delimiter")? {
+                csv = csv.with_delimiter(d);
+            }
+            if let Some(q) = byte("quote")? {
+                csv = csv.with_quote(q);
+            }
+            csv = csv.with_escape(byte("escape")?).with_comment(byte("comment")?);
+            if let Some(n) = opt_str("null_regex") {
+                csv = csv.with_null_regex(Some(n));
+            }
+            (Arc::new(csv), ".csv")
+        }
+        SourceFormat::Json => (
+            Arc::new(
+                JsonFormat::default()
+                    .with_schema_infer_max_rec(infer_records)
+                    .with_file_compression_type(compression),
+            ),
+            "",
+        ),
+        _ => (Arc::new(ParquetFormat::default()), ".parquet"),
+    };
+    let ext = opt_str("file_extension").unwrap_or_else(|| {
+        if has_glob {
+            String::new()
+        } else {
+            default_ext.to_owned()
+        }
+    });
+    let url = ListingTableUrl::parse(&location)
+        .map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let options = ListingOptions::new(format).with_file_extension(ext.clone());
+
+    let state = ctx.state();
+    let store = state.runtime_env().object_store(url.object_store()).map_err(|e| {
+        fail(
+            "object-store",
+            format!("no object store for `{}`: {e}", source.location),
+        )
+    })?;
+    let files: Vec<_> = url
+        .list_all_files(&state, store.as_ref(), &ext)
+        .await
+        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?
+        .try_collect()
+        .await
+        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?;
+    if files.is_empty() {
+        return Err(fail(
+            "missing-source",
+            format!(
+                "source `{}.{}`: no files match `{}`",
+                source.source_name, source.name, source.location
+            ),
+        )
+        .with_help("check the `location` (globs such as `orders/*.jsonl` are allowed) and that the files exist"));
+    }
+
+    let mut config = ListingTableConfig::new(url).with_listing_options(options);
+    config = match declared_schema(ctx, source).await? {
+        Some(schema) => config.with_schema(schema),
+        None => config.infer_schema(&state).await.map_err(|e| {
+            fail(
+                "source-schema",
+                format!("cannot read the schema of `{}`: {}", source.location, e.find_root()),
+            )
+        })?,
+    };
+    let table = ListingTable::try_new(config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
+    Ok(Arc::new(table))
+}
+
+/// When every declared column has a `data_type`, the source is read with
+/// exactly that schema (no inference; CSV columns in file order).
+async fn declared_schema(ctx: &SessionContext, source: &Source) -> Result<Option<Arc<Schema>>, Diagnostic> {
+    if source.columns.is_empty()
+        || source.columns.iter().any(|c| c.data_type.is_none())
+        || source.format == SourceFormat::Parquet
+    {
+        return Ok(None);
+    }
+    let mut fields = Vec::with_capacity(source.columns.len());
+    for column in &source.columns {
+        let type_name = column.data_type.as_deref().unwrap_or_default();
+        let data_type = sql_type(ctx, type_name).await.map_err(|e| {
+            Diagnostic::error(
+                "invalid-type",
+                format!(
+                    "column `{}` of `{}.{}`: {e}",
+                    column.name, source.source_name, source.name
+                ),
+            )
+            .with_span(source.span.clone())
+        })?;
+        fields.push(Field::new(&column.name, data_type, true));
+    }
+    Ok(Some(Arc::new(Schema::new(fields))))
+}
+
+/// The Arrow type DataFusion gives a SQL type name (`decimal(10,2)`, `varchar`).
+pub async fn sql_type(ctx: &SessionContext, name: &str) -> Result<DataType, String> {
+    if name.contains([';', '(']) && !name.trim_end().ends_with(')') {
+        return Err(format!("`{name}` is not a SQL type"));
+    }
+    let df = ctx
+        .sql(&format!("select cast(null as {name}) as t"))
+        .await
+        .map_err(|_| format!("`{name}` is not a SQL type DataFusion knows"))?;
+    Ok(df.schema().field(0).data_type().clone())
+}
+
+/// Registers a local CSV file (a seed) under `name`, types inferred.
+pub async fn register_csv_file(
+    ctx: &SessionContext,
+    name: &str,
+    path: &std::path::Path,
+    span: Span,
+) -> Result<(), Diagnostic> {
+    let options = datafusion::prelude::CsvReadOptions::new()
+        .has_header(true)
+        .schema_infer_max_records(100_000);
+    ctx.register_csv(name, path.to_string_lossy().as_ref(), options)
+        .await
+        .map_err(|e| Diagnostic::error("seed", format!("cannot read seed: {}", e.find_root())).with_span(Some(span)))
+}
+
+/// A location DataFusion can list: an existing local directory gets its
+/// trailing `/`, so that it is read as a folder of files.
+fn listing_location(location: &str) -> String {
+    if !location.contains("://") && std::path::Path::new(location).is_dir() && !location.ends_with('/') {
+        format!("{location}/")
+    } else {
+        location.to_owned()
+    }
+}

@@ -1,0 +1,425 @@
+//! The dbt surface seen by templates: `ref`, `source`, `config`, `var`,
+//! `env_var`, `this`, `is_incremental()`, `target`, `run_started_at`, `log`,
+//! `exceptions`. Every call is recorded in the render's [`Scope`], so that the
+//! DAG is built from what the templates actually called.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::{Environment, Error, ErrorKind, State};
+use serde_json::Map;
+
+use crate::diagnostic::did_you_mean;
+
+/// How a node shows up in SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relation {
+    pub schema: String,
+    pub identifier: String,
+    pub ephemeral: bool,
+}
+
+impl Relation {
+    /// The SQL text `ref()` and `source()` render to.
+    pub fn sql(&self) -> String {
+        if self.ephemeral {
+            format!("__dbt__cte__{}", self.identifier)
+        } else {
+            format!("{}.{}", quote(&self.schema), quote(&self.identifier))
+        }
+    }
+}
+
+fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// What every render can see: the names of all relations, vars, target.
+#[derive(Debug)]
+pub struct Globals {
+    pub project: String,
+    pub models: BTreeMap<String, Relation>,
+    pub sources: BTreeMap<(String, String), Relation>,
+    pub vars: Map<String, serde_json::Value>,
+    pub target: Value,
+    pub run_started_at: DateTime<Utc>,
+    pub invocation_id: String,
+}
+
+/// One template render: the node being rendered and what it called.
+#[derive(Debug)]
+pub struct Scope {
+    pub globals: Arc<Globals>,
+    pub this: Option<Relation>,
+    pub is_incremental: bool,
+    /// Config the node has before its own `config()` calls.
+    pub base_config: Map<String, serde_json::Value>,
+    pub recorded: Mutex<Recorded>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Recorded {
+    /// `(package, name, rendered text)` of every `ref()`.
+    pub refs: Vec<(Option<String>, String, String)>,
+    pub sources: Vec<(String, String)>,
+    pub config: Map<String, serde_json::Value>,
+    pub logs: Vec<String>,
+    pub uses_is_incremental: bool,
+}
+
+/// An error raised by one of the context functions, carried through
+/// minijinja so that the template position is kept.
+#[derive(Debug, Clone)]
+pub struct RenderFailure {
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for RenderFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RenderFailure {}
+
+fn failure(code: &'static str, message: String, help: Option<String>) -> Error {
+    let failure = RenderFailure {
+        code,
+        message: message.clone(),
+        help,
+    };
+    Error::new(ErrorKind::InvalidOperation, message).with_source(failure)
+}
+
+pub const SCOPE_KEY: &str = "__etl_scope__";
+
+fn scope(state: &State) -> Result<Arc<Scope>, Error> {
+    state
+        .lookup(SCOPE_KEY)
+        .and_then(|v| v.downcast_object::<Scope>())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "etl render scope missing"))
+}
+
+impl Object for Scope {}
+
+/// Registers the context functions on `env`.
+pub fn install(env: &mut Environment<'static>) {
+    env.add_function("ref", ref_fn);
+    env.add_function("source", source_fn);
+    env.add_function("var", var_fn);
+    env.add_function("env_var", env_var_fn);
+    env.add_function("is_incremental", is_incremental_fn);
+    env.add_function("log", log_fn);
+    env.add_global("exceptions", Value::from_object(Exceptions));
+}
+
+/// The values that differ per render.
+pub fn render_context(scope: Arc<Scope>) -> Value {
+    let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
+    let globals = scope.globals.clone();
+    ctx.insert("target", globals.target.clone());
+    ctx.insert("run_started_at", Value::from_object(Timestamp(globals.run_started_at)));
+    ctx.insert("invocation_id", Value::from(globals.invocation_id.clone()));
+    ctx.insert("project_name", Value::from(globals.project.clone()));
+    if let Some(this) = &scope.this {
+        ctx.insert("this", Value::from_object(RelationValue(this.clone())));
+        ctx.insert(
+            "model",
+            Value::from(BTreeMap::from([
+                ("name", Value::from(this.identifier.clone())),
+                ("schema", Value::from(this.schema.clone())),
+            ])),
+        );
+    }
+    ctx.insert("config", Value::from_object(ConfigObject(scope.clone())));
+    ctx.insert(SCOPE_KEY, Value::from_dyn_object(scope));
+    Value::from(ctx)
+}
+
+fn ref_fn(state: &State, args: Rest<String>, kwargs: Kwargs) -> Result<Value, Error> {
+    let _version: Option<Value> = kwargs.get("version").ok().or_else(|| kwargs.get("v").ok());
+    let scope = scope(state)?;
+    let (package, name) = match args.0.as_slice() {
+        [name] => (None, name.clone()),
+        [package, name] => (Some(package.clone()), name.clone()),
+        _ => {
+            return Err(failure(
+                "invalid-ref",
+                format!(
+                    "`ref()` takes a model name, or a package and a model name; got {} arguments",
+                    args.0.len()
+                ),
+                None,
+            ));
+        }
+    };
+    let globals = &scope.globals;
+    if let Some(pkg) = &package {
+        if pkg != &globals.project {
+            return Err(failure(
+                "unknown-package",
+                format!("`ref('{pkg}', '{name}')` names package `{pkg}`, which is not installed"),
+                Some(format!(
+                    "this project is `{}`; packages are not supported yet",
+                    globals.project
+                )),
+            ));
+        }
+    }
+    let Some(relation) = globals.models.get(&name) else {
+        let help =
+            did_you_mean(&name, globals.models.keys().map(String::as_str)).map(|b| format!("did you mean `{b}`?"));
+        return Err(failure(
+            "unknown-ref",
+            format!("`ref('{name}')` does not match any model or seed"),
+            help,
+        ));
+    };
+    let text = relation.sql();
+    scope
+        .recorded
+        .lock()
+        .expect("render scope poisoned")
+        .refs
+        .push((package, name, text));
+    Ok(Value::from_object(RelationValue(relation.clone())))
+}
+
+fn source_fn(state: &State, source: String, table: String) -> Result<Value, Error> {
+    let scope = scope(state)?;
+    let key = (source.clone(), table.clone());
+    let Some(relation) = scope.globals.sources.get(&key) else {
+        let candidates: Vec<String> = scope.globals.sources.keys().map(|(s, t)| format!("{s}.{t}")).collect();
+        let wanted = format!("{source}.{table}");
+        let help = did_you_mean(&wanted, candidates.iter().map(String::as_str)).map(|b| {
+            let (s, t) = b.split_once('.').unwrap_or((b, ""));
+            format!("did you mean `source('{s}', '{t}')`?")
+        });
+        return Err(failure(
+            "unknown-source",
+            format!("`source('{source}', '{table}')` does not match any declared source table"),
+            help,
+        ));
+    };
+    scope.recorded.lock().expect("render scope poisoned").sources.push(key);
+    Ok(Value::from_object(RelationValue(relation.clone())))
+}
+
+fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
+    let scope = scope(state)?;
+    match scope.globals.vars.get(&name) {
+        Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
+        None => default.ok_or_else(|| {
+            failure(
+                "missing-var",
+                format!("required var `{name}` is not set"),
+                Some(format!(
+                    "set it under `vars:` in the project file, or pass `--vars '{{{name}: ...}}'`"
+                )),
+            )
+        }),
+    }
+}
+
+fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
+    match std::env::var(&name) {
+        Ok(v) => Ok(Value::from(v)),
+        Err(_) => default.ok_or_else(|| {
+            failure(
+                "missing-env-var",
+                format!("environment variable `{name}` is not set and has no default"),
+                Some(format!(
+                    "export `{name}`, or give a default: `env_var('{name}', 'value')`"
+                )),
+            )
+        }),
+    }
+}
+
+fn is_incremental_fn(state: &State) -> Result<bool, Error> {
+    let scope = scope(state)?;
+    scope
+        .recorded
+        .lock()
+        .expect("render scope poisoned")
+        .uses_is_incremental = true;
+    Ok(scope.is_incremental)
+}
+
+fn log_fn(state: &State, message: Value, info: Option<bool>) -> Result<String, Error> {
+    let _ = info;
+    let scope = scope(state)?;
+    scope
+        .recorded
+        .lock()
+        .expect("render scope poisoned")
+        .logs
+        .push(message.to_string());
+    Ok(String::new())
+}
+
+/// `{{ this }}`, `{{ ref('x') }}`: renders as SQL, with dbt's attributes.
+#[derive(Debug)]
+struct RelationValue(Relation);
+
+impl Object for RelationValue {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(match key.as_str()? {
+            "schema" => Value::from(self.0.schema.clone()),
+            "identifier" | "name" | "table" => Value::from(self.0.identifier.clone()),
+            "database" => Value::from("lake"),
+            "is_cte" => Value::from(self.0.ephemeral),
+            _ => return None,
+        })
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.sql())
+    }
+}
+
+/// `config(...)` records config; `config.get(key, default)` reads it.
+#[derive(Debug)]
+struct ConfigObject(Arc<Scope>);
+
+impl Object for ConfigObject {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
+        let mut recorded = self.0.recorded.lock().expect("render scope poisoned");
+        for arg in args {
+            let Ok(kwargs) = Kwargs::try_from(arg.clone()) else {
+                // dbt also accepts a dict: config({'materialized': 'table'}).
+                if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(arg) {
+                    check_keys(map.keys())?;
+                    crate::project::merge_config(&mut recorded.config, map);
+                    continue;
+                }
+                return Err(failure(
+                    "invalid-config",
+                    "`config()` takes keyword arguments".into(),
+                    None,
+                ));
+            };
+            let keys: Vec<String> = kwargs.args().map(str::to_owned).collect();
+            check_keys(keys.iter())?;
+            let mut map = Map::new();
+            for key in keys {
+                let value: Value = kwargs.get(&key)?;
+                let json = serde_json::to_value(&value)
+                    .map_err(|e| failure("invalid-config", format!("config `{key}` cannot be stored: {e}"), None))?;
+                map.insert(key, json);
+            }
+            crate::project::merge_config(&mut recorded.config, map);
+        }
+        Ok(Value::from(""))
+    }
+
+    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        let key = args.first().and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+        let lookup = || {
+            let recorded = self.0.recorded.lock().expect("render scope poisoned");
+            recorded
+                .config
+                .get(&key)
+                .or_else(|| self.0.base_config.get(&key))
+                .cloned()
+        };
+        match method {
+            "get" => Ok(lookup()
+                .map(|v| Value::from(minijinja::value::Serde(&v)))
+                .or_else(|| args.get(1).cloned())
+                .unwrap_or(Value::from(()))),
+            "require" => lookup()
+                .map(|v| Value::from(minijinja::value::Serde(&v)))
+                .ok_or_else(|| {
+                    failure(
+                        "missing-config",
+                        format!("config `{key}` is required but not set"),
+                        None,
+                    )
+                }),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), Error> {
+    for key in keys {
+        if let Some(diag) = crate::project::config_key_typo(key) {
+            return Err(failure("unknown-config", diag.message, diag.help.into_iter().next()));
+        }
+    }
+    Ok(())
+}
+
+/// `exceptions.raise_compiler_error(msg)` and `exceptions.warn(msg)`.
+#[derive(Debug)]
+struct Exceptions;
+
+impl Object for Exceptions {
+    fn call_method(self: &Arc<Self>, state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        let message = args.first().map(|v| v.to_string()).unwrap_or_default();
+        match method {
+            "raise_compiler_error" => Err(failure("compiler-error", message, None)),
+            "warn" => {
+                let scope = scope(state)?;
+                scope
+                    .recorded
+                    .lock()
+                    .expect("render scope poisoned")
+                    .logs
+                    .push(format!("warning: {message}"));
+                Ok(Value::from(""))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// `run_started_at`: renders as ISO 8601, with `strftime` and `isoformat`.
+#[derive(Debug)]
+struct Timestamp(DateTime<Utc>);
+
+impl Object for Timestamp {
+    fn call_method(self: &Arc<Self>, _state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
+        match method {
+            "strftime" => {
+                let format = args.first().and_then(|v| v.as_str()).unwrap_or("%Y-%m-%d %H:%M:%S");
+                let items: Vec<_> = chrono::format::StrftimeItems::new(format).collect();
+                if items.iter().any(|i| matches!(i, chrono::format::Item::Error)) {
+                    return Err(failure(
+                        "invalid-format",
+                        format!("`{format}` is not a valid strftime format"),
+                        None,
+                    ));
+                }
+                Ok(Value::from(self.0.format_with_items(items.into_iter()).to_string()))
+            }
+            "isoformat" => Ok(Value::from(self.0.to_rfc3339())),
+            "timestamp" => Ok(Value::from(self.0.timestamp())),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        use chrono::Datelike;
+        Some(match key.as_str()? {
+            "year" => Value::from(self.0.year()),
+            "month" => Value::from(self.0.month()),
+            "day" => Value::from(self.0.day()),
+            _ => return None,
+        })
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f+00:00"))
+    }
+}

@@ -1,0 +1,638 @@
+//! Rendering models: minijinja with dbt's surface, macros from the macro
+//! paths callable by name everywhere, and a record of what each model
+//! called (`ref`, `source`, `config`) from which the DAG is built.
+//!
+//! Rendering runs twice, as in dbt: a first pass learns every model's
+//! in-file `config()` (which can change another model's schema, alias or
+//! materialization, and so what `ref()` renders to); a second pass renders
+//! again only the models whose refs rendered differently.
+
+mod context;
+mod sourcemap;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde_json::Map;
+
+pub use context::Relation;
+use context::{Globals, Recorded, RenderFailure, Scope};
+pub use sourcemap::LineMap;
+
+use crate::diagnostic::{Diagnostic, Span};
+use crate::project::{Model, Project, merge_config};
+
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub full_refresh: bool,
+    pub run_started_at: DateTime<Utc>,
+    pub invocation_id: String,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            full_refresh: false,
+            run_started_at: Utc::now(),
+            invocation_id: String::new(),
+        }
+    }
+}
+
+/// A `ref()` or `source()` call and where it is in the template.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub package: Option<String>,
+    pub name: String,
+    pub span: Option<Span>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RenderedModel {
+    pub name: String,
+    pub path: PathBuf,
+    /// The template text, to map SQL positions back to it.
+    pub template: String,
+    pub sql: String,
+    pub refs: Vec<Call>,
+    /// `(source, table)` pairs.
+    pub sources: Vec<(String, String)>,
+    /// Project, properties and in-file config, merged.
+    pub config: Map<String, serde_json::Value>,
+    pub relation: Relation,
+    pub uses_is_incremental: bool,
+    pub logs: Vec<String>,
+    pub line_map: LineMap,
+}
+
+impl RenderedModel {
+    pub fn materialized(&self) -> &str {
+        self.config
+            .get("materialized")
+            .and_then(|v| v.as_str())
+            .unwrap_or("view")
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.get("enabled").and_then(|v| v.as_bool()).unwrap_or(true)
+    }
+}
+
+/// The relations of seeds and sources, which are known without rendering.
+#[derive(Debug, Clone, Default)]
+pub struct Relations {
+    pub seeds: BTreeMap<String, Relation>,
+    pub sources: BTreeMap<(String, String), Relation>,
+}
+
+pub struct Rendered {
+    pub models: Vec<RenderedModel>,
+    pub relations: Relations,
+}
+
+const MACROS: &str = "__macros__";
+
+/// Renders every model of the project.
+pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rendered, Vec<Diagnostic>> {
+    let macros = Macros::collect(project);
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_recursion_limit(200);
+    context::install(&mut env);
+    let mut errors = Vec::new();
+    if let Err(err) = env.add_template_owned(MACROS, macros.combined.clone()) {
+        errors.push(macros.diagnostic(&err, project));
+        return Err(errors);
+    }
+    for model in &project.models {
+        let source = format!("{}{}", macros.import, model.file.text);
+        if let Err(err) = env.add_template_owned(template_name(&model.file.path), source) {
+            errors.push(macros.diagnostic(&err, project));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let relations = Relations {
+        seeds: project
+            .seeds
+            .iter()
+            .map(|s| (s.name.clone(), relation_of(&s.name, &s.config, &project.target.schema)))
+            .collect(),
+        sources: project
+            .sources
+            .iter()
+            .map(|s| {
+                let rel = Relation {
+                    schema: s.source_name.clone(),
+                    identifier: s.name.clone(),
+                    ephemeral: false,
+                };
+                ((s.source_name.clone(), s.name.clone()), rel)
+            })
+            .collect(),
+    };
+    let mut globals = Globals {
+        project: project.name.clone(),
+        models: relations.seeds.clone(),
+        sources: relations.sources.clone(),
+        vars: project.vars.clone(),
+        target: target_value(project),
+        run_started_at: options.run_started_at,
+        invocation_id: options.invocation_id.clone(),
+    };
+    for model in &project.models {
+        globals.models.insert(
+            model.name.clone(),
+            relation_of(&model.name, &model.config, &project.target.schema),
+        );
+    }
+
+    // Pass 1: config from the project files only.
+    let first = Arc::new(globals);
+    let mut outputs: Vec<(String, Recorded)> = Vec::with_capacity(project.models.len());
+    for model in &project.models {
+        match render_one(&env, model, &first, &project.target.schema, &macros, project) {
+            Ok(out) => outputs.push(out),
+            Err(diag) => errors.push(diag),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Final relations, with each model's own config() applied.
+    let mut finals = BTreeMap::new();
+    let mut configs = Vec::with_capacity(outputs.len());
+    for (model, (_, recorded)) in project.models.iter().zip(&outputs) {
+        let mut config = model.config.clone();
+        merge_config(&mut config, recorded.config.clone());
+        finals.insert(
+            model.name.clone(),
+            relation_of(&model.name, &config, &project.target.schema),
+        );
+        configs.push(config);
+    }
+    let changed = finals.iter().any(|(name, rel)| first.models.get(name) != Some(rel));
+    let second = if changed {
+        let mut globals = Globals {
+            models: first.models.clone(),
+            ..clone_globals(&first)
+        };
+        globals.models.extend(finals.clone());
+        Some(Arc::new(globals))
+    } else {
+        None
+    };
+
+    let mut models = Vec::with_capacity(outputs.len());
+    for ((model, (mut sql, mut recorded)), config) in project.models.iter().zip(outputs).zip(configs) {
+        if let Some(second) = &second {
+            let stale = recorded
+                .refs
+                .iter()
+                .any(|(_, name, text)| second.models.get(name).map(Relation::sql).as_ref() != Some(text));
+            if stale {
+                match render_one(&env, model, second, &project.target.schema, &macros, project) {
+                    Ok((s, r)) => (sql, recorded) = (s, r),
+                    Err(diag) => {
+                        errors.push(diag);
+                        continue;
+                    }
+                }
+            }
+        }
+        let refs = recorded
+            .refs
+            .iter()
+            .map(|(package, name, _)| Call {
+                package: package.clone(),
+                name: name.clone(),
+                span: find_call(&model.file.path, &model.file.text, "ref", name),
+            })
+            .collect();
+        let mut sources: Vec<(String, String)> = Vec::new();
+        for s in recorded.sources {
+            if !sources.contains(&s) {
+                sources.push(s);
+            }
+        }
+        let line_map = LineMap::build(&model.file.text, &sql);
+        models.push(RenderedModel {
+            name: model.name.clone(),
+            path: model.file.path.clone(),
+            template: model.file.text.clone(),
+            relation: finals[&model.name].clone(),
+            sql,
+            refs,
+            sources,
+            config,
+            uses_is_incremental: recorded.uses_is_incremental,
+            logs: recorded.logs,
+            line_map,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Rendered { models, relations })
+}
+
+fn clone_globals(g: &Globals) -> Globals {
+    Globals {
+        project: g.project.clone(),
+        models: g.models.clone(),
+        sources: g.sources.clone(),
+        vars: g.vars.clone(),
+        target: g.target.clone(),
+        run_started_at: g.run_started_at,
+        invocation_id: g.invocation_id.clone(),
+    }
+}
+
+fn render_one(
+    env: &Environment<'static>,
+    model: &Model,
+    globals: &Arc<Globals>,
+    default_schema: &str,
+    macros: &Macros,
+    project: &Project,
+) -> Result<(String, Recorded), Diagnostic> {
+    let scope = Arc::new(Scope {
+        globals: globals.clone(),
+        this: Some(relation_of(&model.name, &model.config, default_schema)),
+        is_incremental: false,
+        base_config: model.config.clone(),
+        recorded: Mutex::new(Recorded::default()),
+    });
+    let template = env
+        .get_template(&template_name(&model.file.path))
+        .map_err(|e| macros.diagnostic(&e, project))?;
+    let sql = template
+        .render(context::render_context(scope.clone()))
+        .map_err(|e| macros.diagnostic(&e, project))?;
+    let recorded = scope.recorded.lock().expect("render scope poisoned").clone();
+    for line in &recorded.logs {
+        tracing::info!(model = %model.name, "{line}");
+    }
+    Ok((sql, recorded))
+}
+
+/// The relation a node gets from its config: `schema` and `alias`.
+pub fn relation_of(name: &str, config: &Map<String, serde_json::Value>, default_schema: &str) -> Relation {
+    let get = |k: &str| config.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    Relation {
+        schema: get("schema").unwrap_or(default_schema).to_owned(),
+        identifier: get("alias").unwrap_or(name).to_owned(),
+        ephemeral: get("materialized") == Some("ephemeral"),
+    }
+}
+
+fn target_value(project: &Project) -> Value {
+    let t = &project.target;
+    Value::from(BTreeMap::from([
+        ("name", Value::from(t.name.clone())),
+        ("schema", Value::from(t.schema.clone())),
+        ("type", Value::from("etl")),
+        ("database", Value::from("lake")),
+        ("lake", Value::from(t.lake.to_string())),
+        ("threads", Value::from(t.threads.unwrap_or_else(num_cpus::get))),
+        ("profile_name", Value::from(project.name.clone())),
+    ]))
+}
+
+fn template_name(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Where `func('name')` is called in `text`, if it is written literally.
+fn find_call(file: &Path, text: &str, func: &str, name: &str) -> Option<Span> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find(func).map(|i| i + from) {
+        let rest = &text[i + func.len()..];
+        let trimmed = rest.trim_start();
+        if let Some(args) = trimmed.strip_prefix('(') {
+            let args = args.trim_start();
+            for q in ['\'', '"'] {
+                if args.starts_with(q) && args[1..].starts_with(name) && args[1 + name.len()..].starts_with(q) {
+                    let end = text[i..].find(')').map_or(text.len(), |e| i + e + 1);
+                    return Some(Span::at_offset(file, text, i, text[i..end].chars().count()));
+                }
+            }
+        }
+        from = i + func.len();
+    }
+    None
+}
+
+/// All macro files combined into one template, so that every macro can call
+/// every other; each model imports them all on its first line (keeping its
+/// own line numbers).
+struct Macros {
+    combined: String,
+    /// `(file, first line in the combined template)`.
+    files: Vec<(PathBuf, usize)>,
+    import: String,
+}
+
+impl Macros {
+    fn collect(project: &Project) -> Macros {
+        let mut combined = String::new();
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        for file in &project.macro_files {
+            let start = combined.matches('\n').count() + 1;
+            files.push((file.path.clone(), start));
+            let text = test_blocks_as_macros(&file.text);
+            names.extend(macro_names(&text));
+            combined.push_str(&text);
+            if !text.ends_with('\n') {
+                combined.push('\n');
+            }
+        }
+        names.sort();
+        names.dedup();
+        let import = if names.is_empty() {
+            String::new()
+        } else {
+            format!("{{% from '{MACROS}' import {} %}}", names.join(", "))
+        };
+        Macros {
+            combined,
+            files,
+            import,
+        }
+    }
+
+    /// Maps a position in a registered template back to the user's file.
+    fn locate(&self, template: &str, line: usize, col: usize, project: &Project) -> Option<(PathBuf, usize, usize)> {
+        if template == MACROS {
+            let (file, start) = self.files.iter().rev().find(|(_, start)| *start <= line)?;
+            return Some((file.clone(), line - start + 1, col));
+        }
+        let model = project
+            .models
+            .iter()
+            .find(|m| template_name(&m.file.path) == template)?;
+        let prefix = self.import.chars().count();
+        let col = if line == 1 {
+            col.saturating_sub(prefix).max(1)
+        } else {
+            col
+        };
+        Some((model.file.path.clone(), line, col))
+    }
+
+    fn diagnostic(&self, err: &minijinja::Error, project: &Project) -> Diagnostic {
+        let failure = find_failure(err);
+        let (code, message, help) = match &failure {
+            Some(f) => (f.code, f.message.clone(), f.help.clone()),
+            None => {
+                let detail = err
+                    .detail()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| err.kind().to_string());
+                let code = if matches!(err.kind(), minijinja::ErrorKind::SyntaxError) {
+                    "jinja-syntax"
+                } else {
+                    "jinja"
+                };
+                (code, format!("{}: {detail}", err.kind()), None)
+            }
+        };
+        let span = err.name().zip(err.line()).and_then(|(name, line)| {
+            let text = if name == MACROS {
+                Some(self.combined.clone())
+            } else {
+                template_source(project, name, &self.import)
+            };
+            let (col, len) = match (err.range(), text) {
+                (Some(range), Some(text)) => {
+                    let start = range.start.min(text.len());
+                    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                    let col = text[line_start..start].chars().count() + 1;
+                    let len = text.get(range).map_or(0, |t| t.chars().count());
+                    (col, len)
+                }
+                _ => (1, 0),
+            };
+            let (file, line, col) = self.locate(name, line, col, project)?;
+            Some(Span::new(file, line, col, len))
+        });
+        let mut diag = Diagnostic::error(code, message).with_span(span);
+        if let Some(help) = help {
+            diag = diag.with_help(help);
+        }
+        diag
+    }
+}
+
+fn template_source(project: &Project, name: &str, import: &str) -> Option<String> {
+    project
+        .models
+        .iter()
+        .find(|m| template_name(&m.file.path) == name)
+        .map(|m| format!("{import}{}", m.file.text))
+}
+
+fn find_failure(err: &minijinja::Error) -> Option<RenderFailure> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(f) = e.downcast_ref::<RenderFailure>() {
+            return Some(f.clone());
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// dbt's `{% test name(...) %}` blocks are macros named `test_name`.
+fn test_blocks_as_macros(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{%") {
+        out.push_str(&rest[..i]);
+        let tag = &rest[i..];
+        let end = tag.find("%}").map_or(tag.len(), |e| e + 2);
+        let inner = &tag[2..end.saturating_sub(2).max(2)];
+        let (lead, body) = split_ws_control(inner);
+        let keyword = body.trim_start();
+        let pad = &body[..body.len() - keyword.len()];
+        if let Some(after) = keyword.strip_prefix("test ") {
+            out.push_str(&format!("{{%{lead}{pad}macro test_{}%}}", after.trim_start()));
+        } else if keyword.trim_end().trim_end_matches('-') == "endtest" || keyword.starts_with("endtest") {
+            out.push_str(&format!(
+                "{{%{lead}{pad}{}%}}",
+                keyword.replacen("endtest", "endmacro", 1)
+            ));
+        } else {
+            out.push_str(&tag[..end]);
+        }
+        rest = &tag[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn split_ws_control(inner: &str) -> (&str, &str) {
+    match inner.chars().next() {
+        Some(c @ ('-' | '+')) => inner.split_at(c.len_utf8()),
+        _ => ("", inner),
+    }
+}
+
+/// Names of the `{% macro name(...) %}` blocks in `text`.
+fn macro_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{%") {
+        let after = &rest[i + 2..];
+        let after = after.strip_prefix(['-', '+']).unwrap_or(after).trim_start();
+        if let Some(decl) = after.strip_prefix("macro") {
+            if decl.starts_with(char::is_whitespace) {
+                let name: String = decl
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    names.push(name);
+                }
+            }
+        }
+        rest = &rest[i + 2..];
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::{LoadOptions, load};
+
+    fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let p = load(dir.path(), &LoadOptions::default()).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn refs_sources_and_config_are_recorded() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            (
+                "models/a.sql",
+                "{{ config(materialized='table', schema='silver') }}select 1 as x",
+            ),
+            (
+                "models/b.sql",
+                "select * from {{ ref('a') }} join {{ source('raw', 't') }} using (x)",
+            ),
+            (
+                "models/src.yml",
+                "version: 2\nsources:\n  - name: raw\n    tables:\n      - name: t\n        location: data/t.csv\n",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        let b = r.models.iter().find(|m| m.name == "b").unwrap();
+        // a's in-file schema reaches b's rendered SQL through the second pass.
+        assert_eq!(b.sql, "select * from \"silver\".\"a\" join \"raw\".\"t\" using (x)");
+        assert_eq!(b.refs[0].name, "a");
+        assert_eq!(b.refs[0].span.as_ref().unwrap().col, 18);
+        assert_eq!(b.sources, vec![("raw".to_owned(), "t".to_owned())]);
+        let a = r.models.iter().find(|m| m.name == "a").unwrap();
+        assert_eq!(a.materialized(), "table");
+    }
+
+    #[test]
+    fn macros_call_each_other_across_files_and_see_this() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            (
+                "macros/a.sql",
+                "{% macro cents(col) %}({{ col }} * {{ factor() }}){% endmacro %}",
+            ),
+            (
+                "macros/b.sql",
+                "{% macro factor() %}100{% endmacro %}\n{% test positive(model, column_name) %}select 1{% endtest %}",
+            ),
+            (
+                "models/m.sql",
+                "select {{ cents('price') }} as p, '{{ this.identifier }}' as me",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(r.models[0].sql, "select (price * 100) as p, 'm' as me");
+    }
+
+    #[test]
+    fn unknown_ref_points_at_the_call_with_a_suggestion() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            ("models/stg_orders.sql", "select 1"),
+            ("models/m.sql", "select *\nfrom {{ ref('stg_order') }}\n"),
+        ]);
+        let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(errs[0].code, "unknown-ref");
+        let span = errs[0].span.as_ref().unwrap();
+        assert_eq!(
+            (span.file.to_str().unwrap(), span.line, span.col),
+            ("models/m.sql", 2, 9)
+        );
+        assert_eq!(errs[0].help, vec!["did you mean `stg_orders`?".to_owned()]);
+    }
+
+    #[test]
+    fn missing_var_and_env_var_are_errors_naming_them() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\nvars:\n  x: 5\n"),
+            (
+                "models/a.sql",
+                "select {{ var('x') }}, {{ var('y', 7) }}, '{{ env_var('ETL_TEST_SURELY_UNSET', 'd') }}'",
+            ),
+            ("models/b.sql", "select {{ env_var('ETL_TEST_SURELY_UNSET') }}"),
+        ]);
+        let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].code, "missing-env-var");
+        assert!(errs[0].message.contains("ETL_TEST_SURELY_UNSET"));
+        assert_eq!(errs[0].span.as_ref().unwrap().file, PathBuf::from("models/b.sql"));
+    }
+
+    #[test]
+    fn raise_compiler_error_inside_a_macro_points_at_the_macro_file() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            (
+                "macros/guard.sql",
+                "{% macro guard() %}\n{{ exceptions.raise_compiler_error('nope') }}\n{% endmacro %}",
+            ),
+            ("models/a.sql", "select 1 {{ guard() }}"),
+        ]);
+        let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(errs[0].code, "compiler-error");
+        assert_eq!(errs[0].message, "nope");
+        let span = errs[0].span.as_ref().unwrap();
+        assert_eq!((span.file.to_str().unwrap(), span.line), ("macros/guard.sql", 2));
+    }
+
+    #[test]
+    fn jinja_syntax_error_has_its_line() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            ("models/a.sql", "select 1\n{% if %}\n"),
+        ]);
+        let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(errs[0].code, "jinja-syntax");
+        assert_eq!(errs[0].span.as_ref().unwrap().line, 2);
+    }
+}
