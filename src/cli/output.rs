@@ -24,9 +24,8 @@ impl Output {
     }
 
     pub fn init_tracing(&self) {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG").unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("etl=info,deltalake=off,deltalake_core=off,delta_kernel=off,warn")
-        });
+        let filter = tracing_subscriber::EnvFilter::try_from_env("ETL_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off,etl=info"));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)

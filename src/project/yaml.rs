@@ -31,7 +31,11 @@ pub fn span_of(file: &Path, value: &Spanned<String>) -> Option<Span> {
 
 fn yaml_diagnostic(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
     let span = err.location().and_then(|l| span(file, &l));
-    match err {
+    let mut inner = err;
+    while let serde_saphyr::Error::WithSnippet { error, .. } | serde_saphyr::Error::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    match inner {
         serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
             let span = span.map(|mut s| {
                 s.len = field.chars().count();

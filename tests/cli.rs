@@ -1,0 +1,364 @@
+//! End-to-end tests: run the `etl` binary on a temp copy of a fixture
+//! project, then read back the Delta tables it wrote.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+
+fn fixture(name: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&src, dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::cargo_bin("etl")
+        .unwrap()
+        .arg("--project-dir")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("ETL_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn table_dir(project: &Path, schema: &str, name: &str) -> PathBuf {
+    project.join("lake/warehouse").join(schema).join(name)
+}
+
+/// The rows of the Delta table written for `schema.name`, each row as
+/// `a|b|c`, sorted.
+fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
+        let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        let options = FormatOptions::default().with_null("NULL");
+        let mut out = Vec::new();
+        for batch in batches {
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for row in 0..batch.num_rows() {
+                out.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                );
+            }
+        }
+        out.sort();
+        out
+    })
+}
+
+#[test]
+fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
+    let dir = fixture("basic");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("Finished in"), "{stdout}");
+    assert!(stdout.contains("5 succeeded, 0 failed, 0 skipped"), "{stdout}");
+
+    // Seed typing: population cast to bigint, read back as integers.
+    assert_eq!(
+        rows(dir.path(), "main", "countries"),
+        vec![
+            "DE|Germany|Europe|84",
+            "FR|France|Europe|68",
+            "US|United States|Americas|335"
+        ]
+    );
+    // The ephemeral model is inlined: revenue of paid orders per region.
+    assert_eq!(
+        rows(dir.path(), "marts", "revenue_by_region"),
+        vec!["Americas|1|3.0", "Europe|2|17.75"]
+    );
+    // Alias and a var default.
+    assert_eq!(rows(dir.path(), "marts", "large_countries"), vec!["DE|84", "US|335"]);
+    // The view is stored, not materialized as data, and evaluates on show.
+    let view_dir = table_dir(dir.path(), "main", "stg_orders");
+    assert!(view_dir.join("_etl_view.json").exists());
+    assert!(!view_dir.join("_delta_log").exists());
+    assert!(!table_dir(dir.path(), "main", "orders_with_region").exists());
+    let (code, stdout, _) = etl(dir.path(), &["show", "stg_orders", "--limit", "10"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("4 rows of `stg_orders` (view)"), "{stdout}");
+    assert!(stdout.contains("cancelled"), "{stdout}");
+
+    // Artifacts: manifest with locations and dependencies, run results per node.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/manifest.json")).unwrap()).unwrap();
+    let node = &manifest["nodes"]["model.basic.revenue_by_region"];
+    assert_eq!(node["config"]["materialized"], "table");
+    assert_eq!(
+        node["depends_on"]["nodes"],
+        serde_json::json!(["model.basic.orders_with_region"])
+    );
+    let location = node["relation"]["location"].as_str().unwrap();
+    assert!(
+        location.starts_with("file://") && location.ends_with("/lake/warehouse/marts/revenue_by_region/"),
+        "{location}"
+    );
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/run_results.json")).unwrap()).unwrap();
+    let results = results["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    let seed = results
+        .iter()
+        .find(|r| r["unique_id"] == "seed.basic.countries")
+        .unwrap();
+    assert_eq!(seed["status"], "success");
+    assert_eq!(seed["rows_affected"], 3);
+
+    // A second build overwrites in a new Delta version, same rows.
+    let (code, _, _) = etl(dir.path(), &["build", "--select", "revenue_by_region"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        rows(dir.path(), "marts", "revenue_by_region"),
+        vec!["Americas|1|3.0", "Europe|2|17.75"]
+    );
+    assert!(
+        table_dir(dir.path(), "marts", "revenue_by_region")
+            .join("_delta_log/00000000000000000001.json")
+            .exists()
+    );
+}
+
+#[test]
+fn vars_from_the_command_line_override_the_project() {
+    let dir = fixture("basic");
+    let (code, _, stderr) = etl(dir.path(), &["build", "--vars", "{min_amount: 5, min_population: 70}"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(rows(dir.path(), "marts", "revenue_by_region"), vec!["Europe|2|17.75"]);
+    assert_eq!(rows(dir.path(), "marts", "large_countries"), vec!["DE|84", "US|335"]);
+}
+
+#[test]
+fn compile_writes_sql_with_ephemeral_ctes_and_runs_nothing() {
+    let dir = fixture("basic");
+    let (code, stdout, _) = etl(dir.path(), &["compile"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Compiled 4 models"), "{stdout}");
+    let sql = std::fs::read_to_string(dir.path().join("target/compiled/models/marts/revenue_by_region.sql")).unwrap();
+    assert!(sql.starts_with("with __dbt__cte__orders_with_region as (\n"), "{sql}");
+    assert!(sql.contains("from \"main\".\"stg_orders\" o"), "{sql}");
+    assert!(sql.contains("),\n     paid as ("), "{sql}");
+    assert!(!dir.path().join("lake/warehouse").exists());
+}
+
+#[test]
+fn ls_lists_nodes_like_dbt() {
+    let dir = fixture("basic");
+    let (code, stdout, _) = etl(dir.path(), &["ls", "--output", "name"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "countries",
+            "orders",
+            "big_countries",
+            "revenue_by_region",
+            "orders_with_region",
+            "stg_orders"
+        ]
+    );
+    let (_, stdout, _) = etl(
+        dir.path(),
+        &["ls", "--select", "+revenue_by_region", "--resource-type", "model"],
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "basic.marts.revenue_by_region",
+            "basic.staging.orders_with_region",
+            "basic.staging.stg_orders"
+        ]
+    );
+}
+
+#[test]
+fn ref_cycle_is_an_error_printing_the_cycle() {
+    let dir = fixture("ref_cycle");
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("error[cycle]: the models form a cycle: a -> b -> c -> a"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/a.sql:1:18"), "{stderr}");
+}
+
+#[test]
+fn unknown_ref_names_file_line_and_the_closest_model() {
+    let dir = fixture("unknown_ref");
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr.trim_end(),
+        "error[unknown-ref]: `ref('stg_order')` does not match any model or seed\n \
+         --> models/orders.sql:2:9\n  |\n2 | from {{ ref('stg_order') }}\n  |         ^^^^^^^^^^^^^^^^\n\
+         help: did you mean `stg_orders`?"
+    );
+    assert!(!dir.path().join("lake").exists(), "nothing may be written");
+}
+
+#[test]
+fn yaml_typo_is_an_error_with_did_you_mean() {
+    let dir = fixture("yaml_typo");
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("error[unknown-key]: unknown key `descripton`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/props.yml:4:5"), "{stderr}");
+    assert!(stderr.contains("help: did you mean `description`?"), "{stderr}");
+}
+
+#[test]
+fn sql_error_points_at_the_template_line() {
+    let dir = fixture("sql_error");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains("amount_typo"), "{stderr}");
+    // Line 6 of the template, although Jinja's loop moved it in the SQL.
+    assert!(stderr.contains("--> models/bad.sql:6:5"), "{stderr}");
+    assert!(stdout.contains("0 succeeded, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn a_failed_model_skips_its_descendants_and_the_rest_goes_on() {
+    let dir = fixture("partial_failure");
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--threads", "1"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 succeeded, 1 failed, 1 skipped"), "{stdout}");
+    assert!(stdout.contains("SKIP  table after_broken"), "{stdout}");
+    assert_eq!(rows(dir.path(), "main", "sibling"), vec!["2"]);
+    assert!(!table_dir(dir.path(), "main", "broken").join("_delta_log").exists());
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/run_results.json")).unwrap()).unwrap();
+    let statuses: Vec<(String, String)> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(statuses.contains(&("model.partial_failure.after_broken".into(), "skipped".into())));
+    assert!(statuses.contains(&("model.partial_failure.broken".into(), "error".into())));
+}
+
+#[test]
+fn a_failed_rebuild_keeps_the_previous_version_readable() {
+    let dir = fixture("partial_failure");
+    std::fs::write(
+        dir.path().join("models/broken.sql"),
+        "{{ config(materialized='table') }}select id from {{ ref('good') }}",
+    )
+    .unwrap();
+    let (code, _, _) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0);
+    assert_eq!(rows(dir.path(), "main", "broken"), vec!["1"]);
+    std::fs::write(
+        dir.path().join("models/broken.sql"),
+        "{{ config(materialized='table') }}select cast('x' as int) as id from {{ ref('good') }}",
+    )
+    .unwrap();
+    let (code, _, _) = etl(dir.path(), &["build", "--select", "broken"]);
+    assert_eq!(code, 1);
+    assert_eq!(rows(dir.path(), "main", "broken"), vec!["1"]);
+}
+
+#[test]
+fn csv_parquet_and_delta_sources_are_read() {
+    let dir = fixture("sources");
+    // A Parquet file, written with DataFusion.
+    let events = dir.path().join("data/events");
+    std::fs::create_dir_all(&events).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let ctx = SessionContext::new();
+        let sql = format!(
+            "copy (select * from (values (1, 'click'), (2, 'view')) as t(id, kind)) to '{}' stored as parquet",
+            events.join("part-0.parquet").display()
+        );
+        ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    });
+    // The Delta source is the seed table.
+    let (code, _, stderr) = etl(dir.path(), &["seed"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = etl(dir.path(), &["run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        rows(dir.path(), "main", "joined"),
+        vec!["1|one|click|9.5", "2|two|view|1.25"]
+    );
+}
+
+#[test]
+fn a_missing_source_file_names_the_yaml_line() {
+    let dir = fixture("sources");
+    let (code, _, _) = etl(dir.path(), &["seed"]);
+    assert_eq!(code, 0);
+    // data/events/ holds no Parquet file.
+    let (code, stdout, stderr) = etl(dir.path(), &["run"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains("error[missing-source]: source `files.events`: no files match"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/sources.yml:11:15"), "{stderr}");
+}
+
+#[test]
+fn json_log_format_prints_one_object_per_line() {
+    let dir = fixture("basic");
+    let (code, stdout, _) = etl(dir.path(), &["build", "--log-format", "json", "--select", "countries"]);
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["event"], "node_finished");
+    assert_eq!(lines[0]["result"]["rows_affected"], 3);
+    assert_eq!(lines[1]["event"], "run_finished");
+    assert_eq!(lines[1]["success"], 1);
+}
+
+#[test]
+fn no_project_is_exit_code_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("error[no-project]"), "{stderr}");
+}
