@@ -44,6 +44,10 @@ fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+fn artifact(project: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(project.join("target").join(name)).unwrap()).unwrap()
+}
+
 fn table_dir(project: &Path, schema: &str, name: &str) -> PathBuf {
     project.join("lake/warehouse").join(schema).join(name)
 }
@@ -115,8 +119,7 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
     assert!(stdout.contains("cancelled"), "{stdout}");
 
     // Artifacts: manifest with locations and dependencies, run results per node.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("target/manifest.json")).unwrap()).unwrap();
+    let manifest = artifact(dir.path(), "manifest.json");
     let node = &manifest["nodes"]["model.basic.revenue_by_region"];
     assert_eq!(node["config"]["materialized"], "table");
     assert_eq!(
@@ -128,8 +131,7 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
         location.starts_with("file://") && location.ends_with("/lake/warehouse/marts/revenue_by_region/"),
         "{location}"
     );
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("target/run_results.json")).unwrap()).unwrap();
+    let results = artifact(dir.path(), "run_results.json");
     let results = results["results"].as_array().unwrap();
     assert_eq!(results.len(), 5);
     let seed = results
@@ -264,8 +266,7 @@ fn a_failed_model_skips_its_descendants_and_the_rest_goes_on() {
     assert!(stdout.contains("SKIP  table after_broken"), "{stdout}");
     assert_eq!(rows(dir.path(), "main", "sibling"), vec!["2"]);
     assert!(!table_dir(dir.path(), "main", "broken").join("_delta_log").exists());
-    let results: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("target/run_results.json")).unwrap()).unwrap();
+    let results = artifact(dir.path(), "run_results.json");
     let statuses: Vec<(String, String)> = results["results"]
         .as_array()
         .unwrap()
