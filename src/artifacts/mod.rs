@@ -8,26 +8,28 @@ use std::path::{Path, PathBuf};
 use petgraph::graph::NodeIndex;
 use serde_json::{Value, json};
 
-use crate::graph::{Dag, Materialization};
+use crate::graph::{Dag, Materialization, Node, ResourceType};
 use crate::lake;
 use crate::materialize::RunResults;
-use crate::plan::compile;
-use crate::project::Project;
-use crate::render::RenderedModel;
+use crate::plan::{CompiledSql, compile_with};
+use crate::project::{Project, TestKind, TestTarget};
+use crate::render::{Rendered, RenderedModel};
 
 pub fn target_dir(project: &Project) -> PathBuf {
     project.root.join("target")
 }
 
 /// The manifest of the project as loaded and rendered.
-pub fn manifest(project: &Project, dag: &Dag, models: &[RenderedModel], invocation_id: &str) -> Value {
+pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id: &str) -> Value {
     let mut nodes = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
     for &index in &dag.order {
         let node = dag.node(index);
-        let location = (!matches!(node.materialized, Materialization::Ephemeral)).then(|| match node.materialized {
-            Materialization::External => project.sources[node.index].location.clone(),
-            _ => lake::relation_location(&project.target.lake, &node.relation).to_string(),
+        let location = (!matches!(node.materialized, Materialization::Ephemeral | Materialization::Test)).then(|| {
+            match node.materialized {
+                Materialization::External => project.sources[node.index].location.clone(),
+                _ => lake::relation_location(&project.target.lake, &node.relation).to_string(),
+            }
         });
         let parents: Vec<&str> = dag.parents(index).map(|p| dag.node(p).unique_id.as_str()).collect();
         let mut entry = json!({
@@ -65,13 +67,17 @@ pub fn manifest(project: &Project, dag: &Dag, models: &[RenderedModel], invocati
                 nodes.insert(node.unique_id.clone(), entry);
             }
             _ => {
-                let m = &models[node.index];
-                let pm = &project.models[node.index];
-                entry["description"] = json!(pm.description);
-                entry["columns"] = columns(&pm.columns);
-                entry["raw_code"] = json!(m.template);
-                entry["compiled_code"] = json!(compile(dag, index, models).sql);
-                entry["compiled_path"] = json!(Path::new("target/compiled").join(&m.path));
+                let m = sql_body(node, rendered);
+                if node.resource_type == ResourceType::Test {
+                    test_entry(&mut entry, project, dag, node);
+                } else {
+                    let pm = &project.models[node.index];
+                    entry["description"] = json!(pm.description);
+                    entry["columns"] = columns(&pm.columns);
+                    entry["raw_code"] = json!(m.template);
+                }
+                entry["compiled_code"] = json!(compile_node(dag, index, rendered).sql);
+                entry["compiled_path"] = json!(Path::new("target/compiled").join(compiled_path(node)));
                 entry["refs"] = json!(
                     m.refs
                         .iter()
@@ -96,6 +102,62 @@ pub fn manifest(project: &Project, dag: &Dag, models: &[RenderedModel], invocati
         "nodes": nodes,
         "sources": sources,
     })
+}
+
+/// The rendered SQL of a model or data test.
+fn sql_body<'a>(node: &Node, rendered: &'a Rendered) -> &'a RenderedModel {
+    match node.resource_type {
+        ResourceType::Test => &rendered.tests[node.index],
+        _ => &rendered.models[node.index],
+    }
+}
+
+fn compile_node(dag: &Dag, index: NodeIndex, rendered: &Rendered) -> CompiledSql {
+    compile_with(dag, index, &rendered.models, sql_body(dag.node(index), rendered))
+}
+
+/// Where a node's compiled SQL goes under `target/compiled/`: its own path,
+/// or for a generic test, `<properties file folder>/<test name>.sql`.
+fn compiled_path(node: &Node) -> PathBuf {
+    if node.resource_type == ResourceType::Test && node.path.extension().is_some_and(|e| e != "sql") {
+        node.path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(format!("{}.sql", node.name))
+    } else {
+        node.path.clone()
+    }
+}
+
+/// dbt's fields for a data test: `test_metadata`, `column_name`,
+/// `attached_node`.
+fn test_entry(entry: &mut Value, project: &Project, dag: &Dag, node: &Node) {
+    let test = &project.data_tests[node.index];
+    entry["description"] = json!(test.description);
+    match &test.kind {
+        TestKind::Generic {
+            test_name,
+            namespace,
+            target,
+            column_name,
+            kwargs,
+        } => {
+            let mut kw = kwargs.clone();
+            if let Some(c) = column_name {
+                kw.insert("column_name".into(), json!(c));
+            }
+            entry["test_metadata"] = json!({"name": test_name, "namespace": namespace, "kwargs": kw});
+            entry["column_name"] = json!(column_name);
+            let attached = match target {
+                TestTarget::Model(n) | TestTarget::Seed(n) => dag.find(n),
+                TestTarget::Source(s, t) => dag.find(&format!("{s}.{t}")),
+            };
+            entry["attached_node"] = json!(attached.map(|i| dag.node(i).unique_id.clone()));
+        }
+        TestKind::Singular { file } => {
+            entry["raw_code"] = json!(file.text);
+        }
+    }
 }
 
 fn columns(cols: &[crate::project::ColumnProperties]) -> Value {
@@ -125,7 +187,7 @@ pub fn run_results(results: &RunResults, invocation_id: &str, command: &str) -> 
                 "delta_version": r.version,
                 "materialized": r.materialized,
                 "adapter_response": { "rows_affected": r.rows_affected },
-                "failures": null,
+                "failures": r.failures,
             })
         })
         .collect();
@@ -160,7 +222,7 @@ pub fn write_compiled(
     project: &Project,
     dag: &Dag,
     nodes: &[NodeIndex],
-    models: &[RenderedModel],
+    rendered: &Rendered,
 ) -> std::io::Result<usize> {
     let dir = target_dir(project).join("compiled");
     let mut count = 0;
@@ -169,8 +231,8 @@ pub fn write_compiled(
         if node.sql.is_none() {
             continue;
         }
-        let compiled = compile(dag, index, models);
-        let path = dir.join(&node.path);
+        let compiled = compile_node(dag, index, rendered);
+        let path = dir.join(compiled_path(node));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }

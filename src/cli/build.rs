@@ -1,4 +1,4 @@
-//! `etl build`, `etl run`, `etl seed`.
+//! `etl build`, `etl run`, `etl seed`, `etl test`.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ pub enum Mode {
     Build,
     Run,
     Seed,
+    Test,
 }
 
 impl Mode {
@@ -23,6 +24,7 @@ impl Mode {
             Mode::Build => "build",
             Mode::Run => "run",
             Mode::Seed => "seed",
+            Mode::Test => "test",
         }
     }
 
@@ -31,6 +33,7 @@ impl Mode {
             Mode::Build => resource_type != ResourceType::Source,
             Mode::Run => resource_type == ResourceType::Model,
             Mode::Seed => resource_type == ResourceType::Seed,
+            Mode::Test => resource_type == ResourceType::Test,
         }
     }
 }
@@ -43,7 +46,7 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
     };
     let etl::Prepared { project, rendered, dag } = prepared;
     let root = project.root.clone();
-    let manifest = artifacts::manifest(&project, &dag, &rendered.models, &invocation);
+    let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
     if let Err(e) = artifacts::write_json(&project, "manifest.json", &manifest) {
         out.fatal(
             &[Diagnostic::error(
@@ -108,6 +111,7 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         project: Arc::new(project),
         dag: Arc::new(dag),
         models: Arc::new(rendered.models),
+        tests: Arc::new(rendered.tests),
         registry,
         options: RunOptions {
             threads,
@@ -128,5 +132,6 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         return 2;
     }
     out.summary(&results, &root);
-    if results.count(Status::Error) > 0 { 1 } else { 0 }
+    let failed = results.count(Status::Error) + results.count(Status::Fail);
+    if failed > 0 { 1 } else { 0 }
 }

@@ -15,14 +15,9 @@ pub fn run(global: &Global, out: &Output) -> u8 {
     let root = prepared.project.root.clone();
     let selection = graph::select(&prepared.dag, &global.select, &global.exclude);
     out.warnings(&selection.warnings, &root);
-    let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered.models, &invocation);
+    let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
     let written = artifacts::write_json(&prepared.project, "manifest.json", &manifest).and_then(|_| {
-        artifacts::write_compiled(
-            &prepared.project,
-            &prepared.dag,
-            &selection.nodes,
-            &prepared.rendered.models,
-        )
+        artifacts::write_compiled(&prepared.project, &prepared.dag, &selection.nodes, &prepared.rendered)
     });
     match written {
         Ok(count) => {

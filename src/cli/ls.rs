@@ -30,6 +30,7 @@ enum LsType {
     Model,
     Seed,
     Source,
+    Test,
 }
 
 pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
@@ -46,6 +47,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
                 LsType::Model => t == ResourceType::Model,
                 LsType::Seed => t == ResourceType::Seed,
                 LsType::Source => t == ResourceType::Source,
+                LsType::Test => t == ResourceType::Test,
             })
     };
     let mut nodes: Vec<_> = selection
@@ -54,8 +56,8 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         .map(|&i| dag.node(i))
         .filter(|n| wanted(n.resource_type))
         .collect();
-    // dbt lists by resource type, then fully qualified name.
-    nodes.sort_by(|a, b| (a.resource_type, &a.fqn).cmp(&(b.resource_type, &b.fqn)));
+    // dbt lists nodes sorted by unique_id.
+    nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
     for node in nodes {
         let line = match args.output {
             LsOutput::Name => node.name.clone(),

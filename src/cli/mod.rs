@@ -70,12 +70,14 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Load seeds, then build the models, in DAG order.
+    /// Load seeds, build the models and run their data tests, in DAG order.
     Build,
     /// Build the models (not the seeds).
     Run,
     /// Load the seeds.
     Seed,
+    /// Run the data tests of the selected nodes against what is in the lake.
+    Test,
     /// Render the models to target/compiled/ without running anything.
     Compile,
     /// List the project's nodes.
@@ -109,6 +111,7 @@ pub fn main() -> ExitCode {
             Command::Build => build::run(&cli.global, &out, build::Mode::Build).await,
             Command::Run => build::run(&cli.global, &out, build::Mode::Run).await,
             Command::Seed => build::run(&cli.global, &out, build::Mode::Seed).await,
+            Command::Test => build::run(&cli.global, &out, build::Mode::Test).await,
             Command::Compile => compile::run(&cli.global, &out),
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,

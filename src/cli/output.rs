@@ -82,12 +82,16 @@ impl Output {
             Status::Success => "OK",
             Status::Error => "ERROR",
             Status::Skipped => "SKIP",
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
         };
         let width = total.to_string().len();
-        let rows = result
-            .rows_affected
-            .map(|r| format!("{} rows", group(r)))
-            .unwrap_or_default();
+        let rows = match (result.rows_affected, result.failures) {
+            (Some(r), _) => format!("{} rows", group(r)),
+            (None, Some(f)) if f > 0 => format!("{} failing", group(f)),
+            _ => String::new(),
+        };
         let what = format!("{} {}", result.materialized.as_str(), result.name);
         self.line(&format!(
             "{done:>width$}/{total} {status:<5} {what:<44} {rows:>14} {:>7.2}s",
@@ -97,16 +101,13 @@ impl Output {
 
     pub fn summary(&self, results: &RunResults, root: &Path) {
         let errors: Vec<Diagnostic> = results.results.iter().filter_map(|r| r.diagnostic.clone()).collect();
-        let (ok, failed, skipped) = (
-            results.count(Status::Success),
-            results.count(Status::Error),
-            results.count(Status::Skipped),
-        );
+        let count = |s| results.count(s);
         if self.json() {
             self.diagnostics(&errors, Some(root));
             self.event(json!({
                 "event": "run_finished", "elapsed": results.elapsed,
-                "success": ok, "error": failed, "skipped": skipped,
+                "success": count(Status::Success), "error": count(Status::Error), "skipped": count(Status::Skipped),
+                "pass": count(Status::Pass), "warn": count(Status::Warn), "fail": count(Status::Fail),
             }));
             return;
         }
@@ -114,10 +115,38 @@ impl Output {
             eprintln!();
             self.diagnostics(&errors, Some(root));
         }
-        self.line(&format!(
-            "Finished in {:.2}s: {ok} succeeded, {failed} failed, {skipped} skipped",
-            results.elapsed
-        ));
+        let flagged: Vec<&NodeResult> = results
+            .results
+            .iter()
+            .filter(|r| matches!(r.status, Status::Warn | Status::Fail))
+            .collect();
+        if !flagged.is_empty() {
+            self.line("");
+            for r in flagged {
+                let label = if r.status == Status::Fail { "FAIL" } else { "WARN" };
+                self.line(&format!("{label} {}: {}", r.name, r.message));
+            }
+        }
+        let tests = count(Status::Pass) + count(Status::Warn) + count(Status::Fail);
+        let nodes = results.results.len() - tests;
+        let mut parts = Vec::new();
+        if nodes > 0 || tests == 0 {
+            parts.push(format!(
+                "{} succeeded, {} failed, {} skipped",
+                count(Status::Success),
+                count(Status::Error),
+                count(Status::Skipped)
+            ));
+        }
+        if tests > 0 {
+            parts.push(format!(
+                "tests: {} passed, {} warned, {} failed",
+                count(Status::Pass),
+                count(Status::Warn),
+                count(Status::Fail)
+            ));
+        }
+        self.line(&format!("Finished in {:.2}s: {}", results.elapsed, parts.join("; ")));
     }
 }
 

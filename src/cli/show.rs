@@ -50,7 +50,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         let plan = if node.materialized == Materialization::Ephemeral {
             registry.ensure_parents(dag, &prepared.project, index).await?;
             let compiled = compile(dag, index, &prepared.rendered.models);
-            plan_model(&registry.ctx, dag, &compiled, &prepared.rendered.models).await?
+            plan_model(&registry.ctx, &compiled).await?
         } else {
             registry.ensure(dag, &prepared.project, index).await?;
             let sql = format!("select * from {}", node.relation.sql());

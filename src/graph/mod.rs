@@ -23,6 +23,7 @@ pub enum ResourceType {
     Seed,
     Source,
     Model,
+    Test,
 }
 
 impl ResourceType {
@@ -31,6 +32,7 @@ impl ResourceType {
             ResourceType::Seed => "seed",
             ResourceType::Source => "source",
             ResourceType::Model => "model",
+            ResourceType::Test => "test",
         }
     }
 }
@@ -46,6 +48,8 @@ pub enum Materialization {
     Seed,
     /// Sources are read, never written.
     External,
+    /// Data tests: queried, written only to store their failures.
+    Test,
 }
 
 impl Materialization {
@@ -59,6 +63,7 @@ impl Materialization {
             Materialization::Incremental => "incremental",
             Materialization::Seed => "seed",
             Materialization::External => "external",
+            Materialization::Test => "test",
         }
     }
 }
@@ -76,7 +81,8 @@ pub struct Node {
     pub config: Map<String, serde_json::Value>,
     /// Rendered SQL, for models.
     pub sql: Option<String>,
-    /// Index into `Project::models`, `seeds` or `sources`.
+    /// Index into `Project::models`, `seeds`, `sources` or `data_tests`
+    /// (and the rendered models or tests).
     pub index: usize,
 }
 
@@ -119,6 +125,18 @@ impl Dag {
                 _ => n.name == name,
             }
         })
+    }
+
+    /// Every node `index` depends on, directly or not.
+    pub fn ancestors(&self, index: NodeIndex) -> std::collections::HashSet<NodeIndex> {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<NodeIndex> = self.parents(index).collect();
+        while let Some(p) = stack.pop() {
+            if seen.insert(p) {
+                stack.extend(self.parents(p));
+            }
+        }
+        seen
     }
 
     /// The ephemeral models `index` reads, directly or through other
@@ -255,6 +273,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         }
     }
 
+    add_tests(project, rendered, &mut graph, &by_name, &by_source);
     check_relations_unique(&graph, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -269,10 +288,49 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     Ok(Dag { graph, order, by_id })
 }
 
+/// Data tests are nodes whose parents are what they test and what they
+/// read. A test on a disabled or missing node is left out, as in dbt.
+fn add_tests(
+    project: &Project,
+    rendered: &Rendered,
+    graph: &mut DiGraph<Node, ()>,
+    by_name: &BTreeMap<String, NodeIndex>,
+    by_source: &BTreeMap<(String, String), NodeIndex>,
+) {
+    for (i, (test, sql)) in project.data_tests.iter().zip(&rendered.tests).enumerate() {
+        let parents: Option<Vec<NodeIndex>> = sql
+            .refs
+            .iter()
+            .map(|r| by_name.get(&r.name).copied())
+            .chain(sql.sources.iter().map(|s| by_source.get(s).copied()))
+            .collect();
+        let Some(parents) = parents else { continue };
+        if sql.config.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
+            continue;
+        }
+        let node = Node {
+            unique_id: unique_id(ResourceType::Test, &project.name, &test.name),
+            name: test.name.clone(),
+            resource_type: ResourceType::Test,
+            materialized: Materialization::Test,
+            relation: sql.relation.clone(),
+            path: test.path.clone(),
+            fqn: test.fqn.clone(),
+            config: sql.config.clone(),
+            sql: Some(sql.sql.clone()),
+            index: i,
+        };
+        let id = graph.add_node(node);
+        for parent in parents {
+            graph.update_edge(parent, id, ());
+        }
+    }
+}
+
 fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic>) {
     let mut seen: BTreeMap<(String, String), &Node> = BTreeMap::new();
     for node in graph.node_weights() {
-        if node.materialized == Materialization::Ephemeral {
+        if matches!(node.materialized, Materialization::Ephemeral | Materialization::Test) {
             continue;
         }
         let key = (node.relation.schema.clone(), node.relation.identifier.clone());

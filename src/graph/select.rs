@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use petgraph::graph::NodeIndex;
 
-use super::Dag;
+use super::{Dag, ResourceType};
 use crate::diagnostic::Diagnostic;
 
 /// The outcome of a selection: the nodes in DAG order, and a warning for
@@ -24,9 +24,9 @@ pub fn select(dag: &Dag, select: &[String], exclude: &[String]) -> Selection {
     let chosen: BTreeSet<NodeIndex> = if select.is_empty() {
         dag.order.iter().copied().collect()
     } else {
-        resolve(dag, select, &mut warnings)
+        with_tests(dag, resolve(dag, select, &mut warnings))
     };
-    let excluded = resolve(dag, exclude, &mut warnings);
+    let excluded = with_tests(dag, resolve(dag, exclude, &mut warnings));
     let nodes = dag
         .order
         .iter()
@@ -65,6 +65,20 @@ fn resolve(dag: &Dag, selectors: &[String], warnings: &mut Vec<Diagnostic>) -> B
         }
     }
     out
+}
+
+/// dbt's default (eager) indirect selection: a data test goes with any of
+/// the nodes it tests or reads.
+fn with_tests(dag: &Dag, mut nodes: BTreeSet<NodeIndex>) -> BTreeSet<NodeIndex> {
+    let tests: Vec<NodeIndex> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| dag.node(i).resource_type == ResourceType::Test)
+        .filter(|&i| dag.parents(i).any(|p| nodes.contains(&p)))
+        .collect();
+    nodes.extend(tests);
+    nodes
 }
 
 fn walk(start: NodeIndex, out: &mut BTreeSet<NodeIndex>, next: impl Fn(NodeIndex) -> Vec<NodeIndex>) {

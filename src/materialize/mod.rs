@@ -2,7 +2,10 @@
 //! ephemeral models, independent nodes concurrently. A node that fails marks
 //! its descendants skipped while the rest of the DAG goes on.
 
+mod data_tests;
 mod nodes;
+
+pub use data_tests::Threshold;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -32,6 +35,12 @@ pub enum Status {
     Success,
     Error,
     Skipped,
+    /// A data test with no failures over its thresholds.
+    Pass,
+    /// A data test over `warn_if` (or over `error_if` at severity warn).
+    Warn,
+    /// A data test over `error_if` at severity error.
+    Fail,
 }
 
 impl Status {
@@ -40,7 +49,15 @@ impl Status {
             Status::Success => "success",
             Status::Error => "error",
             Status::Skipped => "skipped",
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
         }
+    }
+
+    /// Whether the node's dependents may run.
+    pub fn lets_dependents_run(self) -> bool {
+        matches!(self, Status::Success | Status::Pass | Status::Warn)
     }
 }
 
@@ -54,6 +71,8 @@ pub struct NodeResult {
     /// Seconds.
     pub execution_time: f64,
     pub rows_affected: Option<u64>,
+    /// Failing rows, for data tests.
+    pub failures: Option<u64>,
     pub message: String,
     /// The table's storage URL, for nodes written to the lake.
     pub location: Option<String>,
@@ -81,6 +100,8 @@ pub struct Build {
     pub project: Arc<Project>,
     pub dag: Arc<Dag>,
     pub models: Arc<Vec<RenderedModel>>,
+    /// Rendered data tests, indexed like `Project::data_tests`.
+    pub tests: Arc<Vec<RenderedModel>>,
     pub registry: Arc<Registry>,
     pub options: RunOptions,
 }
@@ -100,10 +121,13 @@ pub async fn run(
         .collect();
     let selected: HashSet<NodeIndex> = runnable.iter().copied().collect();
     let total = runnable.len();
-    let mut waiting: HashMap<NodeIndex, usize> = runnable
-        .iter()
-        .map(|&i| (i, build.dag.parents(i).filter(|p| selected.contains(p)).count()))
-        .collect();
+    let children = run_edges(&build.dag, &runnable, &selected);
+    let mut waiting: HashMap<NodeIndex, usize> = runnable.iter().map(|&i| (i, 0)).collect();
+    for targets in children.values() {
+        for t in targets {
+            *waiting.get_mut(t).expect("edges join selected nodes") += 1;
+        }
+    }
     let mut ready: Vec<NodeIndex> = runnable.iter().copied().filter(|i| waiting[i] == 0).collect();
     ready.reverse();
     let mut finished: HashMap<NodeIndex, Status> = HashMap::new();
@@ -116,7 +140,14 @@ pub async fn run(
         while tasks.len() < threads {
             let Some(index) = ready.pop() else { break };
             let b = build.clone();
-            let handle = tasks.spawn(async move { (index, nodes::build_node(&b, index).await) });
+            let handle = tasks.spawn(async move {
+                let result = if b.dag.node(index).resource_type == ResourceType::Test {
+                    data_tests::run_test(&b, index).await
+                } else {
+                    nodes::build_node(&b, index).await
+                };
+                (index, result)
+            });
             task_nodes.insert(handle.id(), index);
         }
         let Some(joined) = tasks.join_next_with_id().await else {
@@ -135,11 +166,11 @@ pub async fn run(
             }
         };
         finished.insert(index, result.status);
-        let ok = result.status == Status::Success;
+        let ok = result.status.lets_dependents_run();
         results.push(result);
         on_result(results.last().expect("just pushed"), results.len(), total);
         if ok {
-            for child in build.dag.children(index) {
+            for &child in children.get(&index).into_iter().flatten() {
                 if let Some(count) = waiting.get_mut(&child) {
                     *count -= 1;
                     if *count == 0 && !finished.contains_key(&child) {
@@ -148,7 +179,7 @@ pub async fn run(
                 }
             }
         } else {
-            for skipped in skip_descendants(&build.dag, index, &selected, &mut finished) {
+            for skipped in skip_descendants(&build.dag, index, &children, &mut finished) {
                 results.push(skipped);
                 on_result(results.last().expect("just pushed"), results.len(), total);
             }
@@ -160,20 +191,56 @@ pub async fn run(
     }
 }
 
+/// Which selected nodes wait for which: the DAG's edges between selected
+/// nodes, plus, as `dbt build` does, an edge from each data test to the
+/// children of the nodes it tests, so that a failing test stops what is
+/// built on bad data. An edge that would close a cycle (the child feeds the
+/// test) is left out.
+fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -> HashMap<NodeIndex, Vec<NodeIndex>> {
+    let mut edges: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+    for &i in runnable {
+        let kids: Vec<NodeIndex> = dag.children(i).filter(|c| selected.contains(c)).collect();
+        if !kids.is_empty() {
+            edges.insert(i, kids);
+        }
+    }
+    for &test in runnable
+        .iter()
+        .filter(|&&i| dag.node(i).resource_type == ResourceType::Test)
+    {
+        let ancestors = dag.ancestors(test);
+        for parent in dag.parents(test) {
+            for child in dag.children(parent) {
+                let eligible = child != test
+                    && selected.contains(&child)
+                    && dag.node(child).resource_type != ResourceType::Test
+                    && !ancestors.contains(&child);
+                if eligible {
+                    let list = edges.entry(test).or_default();
+                    if !list.contains(&child) {
+                        list.push(child);
+                    }
+                }
+            }
+        }
+    }
+    edges
+}
+
 fn skip_descendants(
     dag: &Dag,
     failed: NodeIndex,
-    selected: &HashSet<NodeIndex>,
+    children: &HashMap<NodeIndex, Vec<NodeIndex>>,
     finished: &mut HashMap<NodeIndex, Status>,
 ) -> Vec<NodeResult> {
     let cause = dag.node(failed).name.clone();
     let mut out = Vec::new();
-    let mut stack: Vec<NodeIndex> = dag.children(failed).collect();
+    let mut stack: Vec<NodeIndex> = children.get(&failed).cloned().unwrap_or_default();
     let mut descendants = Vec::new();
     while let Some(i) = stack.pop() {
-        if selected.contains(&i) && !finished.contains_key(&i) && !descendants.contains(&i) {
+        if !finished.contains_key(&i) && !descendants.contains(&i) {
             descendants.push(i);
-            stack.extend(dag.children(i));
+            stack.extend(children.get(&i).into_iter().flatten());
         }
     }
     // Report in DAG order.
@@ -188,6 +255,7 @@ fn skip_descendants(
             status: Status::Skipped,
             execution_time: 0.0,
             rows_affected: None,
+            failures: None,
             message: format!("skipped: upstream `{cause}` failed"),
             location: None,
             relation: node.relation.sql(),

@@ -26,6 +26,7 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
         Materialization::Table | Materialization::Incremental => table(build, index).await,
         Materialization::View => view(build, index).await,
         Materialization::Ephemeral => ephemeral(build, index).await,
+        Materialization::Test => return super::data_tests::run_test(build, index).await,
         Materialization::External => Ok(Outcome {
             rows: None,
             version: None,
@@ -42,6 +43,7 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
             status: Status::Success,
             execution_time: elapsed,
             rows_affected: outcome.rows,
+            failures: None,
             message: outcome.message,
             location: (node.materialized != Materialization::Ephemeral)
                 .then(|| build.registry.location(&node.relation).to_string()),
@@ -62,6 +64,7 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
         status: Status::Error,
         execution_time: elapsed,
         rows_affected: None,
+        failures: None,
         message: diag.to_string(),
         location: None,
         relation: node.relation.sql(),
@@ -193,7 +196,7 @@ async fn planned(
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
-    let plan = plan_model(&build.registry.ctx, &build.dag, &compiled, &build.models).await?;
+    let plan = plan_model(&build.registry.ctx, &compiled).await?;
     Ok((plan, compiled.sql))
 }
 

@@ -9,26 +9,52 @@ use petgraph::graph::NodeIndex;
 
 use crate::diagnostic::Span;
 use crate::graph::Dag;
-use crate::render::RenderedModel;
+use crate::render::{LineMap, RenderedModel};
 
 #[derive(Debug, Clone)]
 pub struct CompiledSql {
     pub path: PathBuf,
     pub sql: String,
-    /// `(first compiled line, index into the rendered models)`, in order.
-    segments: Vec<(usize, usize)>,
+    /// `(first compiled line, the rendered node those lines come from)`,
+    /// in order.
+    segments: Vec<(usize, Segment)>,
 }
 
-/// Compiles the node at `index` (a model).
+/// What maps a rendered line back to its template.
+#[derive(Debug, Clone)]
+struct Segment {
+    path: PathBuf,
+    template: String,
+    sql: String,
+    line_map: LineMap,
+}
+
+impl Segment {
+    fn of(node: &RenderedModel) -> Segment {
+        Segment {
+            path: node.path.clone(),
+            template: node.template.clone(),
+            sql: node.sql.clone(),
+            line_map: node.line_map.clone(),
+        }
+    }
+}
+
+/// Compiles the model at `index`.
 pub fn compile(dag: &Dag, index: NodeIndex, models: &[RenderedModel]) -> CompiledSql {
-    let node = dag.node(index);
-    let model = &models[node.index];
+    compile_with(dag, index, models, &models[dag.node(index).index])
+}
+
+/// Compiles `body` (the rendered SQL of the node at `index`, a model or a
+/// data test) with the ephemeral models it reads.
+pub fn compile_with(dag: &Dag, index: NodeIndex, models: &[RenderedModel], body: &RenderedModel) -> CompiledSql {
+    let model = body;
     let ephemerals = dag.ephemeral_ancestors(index);
     if ephemerals.is_empty() {
         return CompiledSql {
             path: model.path.clone(),
             sql: model.sql.clone(),
-            segments: vec![(1, node.index)],
+            segments: vec![(1, Segment::of(model))],
         };
     }
     let mut sql = String::new();
@@ -40,7 +66,7 @@ pub fn compile(dag: &Dag, index: NodeIndex, models: &[RenderedModel]) -> Compile
         sql.push_str(&format!("{lead} __dbt__cte__{} as (\n", eph.relation.identifier));
         line += 1;
         let body = models[eph.index].sql.trim_end();
-        segments.push((line, eph.index));
+        segments.push((line, Segment::of(&models[eph.index])));
         sql.push_str(body);
         sql.push('\n');
         line += body.matches('\n').count() + 1;
@@ -48,7 +74,7 @@ pub fn compile(dag: &Dag, index: NodeIndex, models: &[RenderedModel]) -> Compile
     let (starts_with_with, body) = blank_leading_with(&model.sql);
     sql.push_str(if starts_with_with { "),\n" } else { ")\n" });
     line += 1;
-    segments.push((line, node.index));
+    segments.push((line, Segment::of(model)));
     sql.push_str(&body);
     CompiledSql {
         path: model.path.clone(),
@@ -94,13 +120,13 @@ fn skip_comments(sql: &str) -> usize {
 
 impl CompiledSql {
     /// The template span of a compiled position.
-    pub fn template_span(&self, _dag: &Dag, models: &[RenderedModel], start: Location, end: Location) -> Option<Span> {
+    pub fn template_span(&self, start: Location, end: Location) -> Option<Span> {
         let line = start.line as usize;
         if line == 0 {
             return None;
         }
-        let &(first, model_index) = self.segments.iter().rev().find(|(first, _)| *first <= line)?;
-        let model = &models[model_index];
+        let (first, model) = self.segments.iter().rev().find(|(first, _)| *first <= line)?;
+        let first = *first;
         let rendered_line = line - first + 1;
         let text_line = model.sql.lines().nth(rendered_line - 1).unwrap_or_default();
         let col = start.column as usize;

@@ -8,7 +8,7 @@ mod registry;
 mod session;
 mod sources;
 
-pub use compile::{CompiledSql, compile};
+pub use compile::{CompiledSql, compile, compile_with};
 pub use registry::Registry;
 pub use session::{SessionOptions, new_session, parse_memory_limit};
 pub use sources::{register_csv_file, sql_type};
@@ -19,34 +19,22 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::Dag;
-use crate::render::RenderedModel;
 
 /// Plans a model's compiled SQL. Only queries are allowed: a model is a
 /// `select`, never DDL or DML.
-pub async fn plan_model(
-    ctx: &SessionContext,
-    dag: &Dag,
-    compiled: &CompiledSql,
-    models: &[RenderedModel],
-) -> Result<LogicalPlan, Diagnostic> {
+pub async fn plan_model(ctx: &SessionContext, compiled: &CompiledSql) -> Result<LogicalPlan, Diagnostic> {
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
     match ctx.sql_with_options(&compiled.sql, options).await {
         Ok(df) => Ok(df.into_unoptimized_plan()),
-        Err(err) => Err(sql_diagnostic(&err, dag, compiled, models)),
+        Err(err) => Err(sql_diagnostic(&err, compiled)),
     }
 }
 
 /// A DataFusion error as a diagnostic pointing at the template.
-pub fn sql_diagnostic(
-    err: &DataFusionError,
-    dag: &Dag,
-    compiled: &CompiledSql,
-    models: &[RenderedModel],
-) -> Diagnostic {
+pub fn sql_diagnostic(err: &DataFusionError, compiled: &CompiledSql) -> Diagnostic {
     let message = clean_message(err);
     let position = err
         .diagnostic()
@@ -54,7 +42,7 @@ pub fn sql_diagnostic(
         .map(|s| (s.start, s.end))
         .or_else(|| parser_location(&message).map(|l| (l, l)))
         .or_else(|| quoted_name(&message).and_then(|name| find_word(&compiled.sql, &name)));
-    let span = position.and_then(|(start, end)| compiled.template_span(dag, models, start, end));
+    let span = position.and_then(|(start, end)| compiled.template_span(start, end));
     let code = if message.contains("ParserError") || message.starts_with("SQL error") {
         "sql-syntax"
     } else {

@@ -79,7 +79,7 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
         }
     };
     let compression = match opt_str("compression") {
-        None => FileCompressionType::UNCOMPRESSED,
+        None => compression_of(&source.location),
         Some(c) => c.parse::<FileCompressionType>().map_err(|_| {
             fail(
                 "invalid-option",
@@ -172,6 +172,23 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
     };
     let table = ListingTable::try_new(config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
     Ok(Arc::new(table))
+}
+
+/// The compression a location's file suffix says: `orders/*.jsonl.gz` is
+/// gzip. Without a suffix, files are read as they are.
+fn compression_of(location: &str) -> FileCompressionType {
+    let lower = location.to_ascii_lowercase();
+    if lower.ends_with(".gz") {
+        FileCompressionType::GZIP
+    } else if lower.ends_with(".bz2") {
+        FileCompressionType::BZIP2
+    } else if lower.ends_with(".xz") {
+        FileCompressionType::XZ
+    } else if lower.ends_with(".zst") {
+        FileCompressionType::ZSTD
+    } else {
+        FileCompressionType::UNCOMPRESSED
+    }
 }
 
 /// When every declared column has a `data_type`, the source is read with

@@ -8,6 +8,7 @@
 //! with the file and line, and all of them are reported at once.
 
 mod config;
+mod data_tests;
 mod properties;
 pub mod yaml;
 
@@ -21,6 +22,7 @@ use url::Url;
 use crate::diagnostic::{Diagnostic, Span, did_you_mean};
 pub use config::KNOWN_CONFIG_KEYS;
 use config::{ConfigTree, DbtProjectFile, EtlProjectFile, TargetSpec};
+pub use data_tests::{DataTest, TestKind, TestTarget};
 pub use properties::ColumnProperties;
 use properties::{ConfigMap, ModelProperties, PropertiesFile, SourceProperties};
 
@@ -50,7 +52,8 @@ pub struct Project {
     pub seeds: Vec<Seed>,
     pub sources: Vec<Source>,
     pub macro_files: Vec<SourceFile>,
-    pub test_files: Vec<SourceFile>,
+    /// Generic tests from properties files, then singular tests.
+    pub data_tests: Vec<DataTest>,
 }
 
 /// The target a build runs against.
@@ -156,8 +159,14 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
 
     let model_files = discover(&root, &header.model_paths, &["sql"], &mut errors);
     let seed_files = discover(&root, &header.seed_paths, &["csv"], &mut errors);
-    let macro_files = discover(&root, &header.macro_paths, &["sql"], &mut errors);
-    let test_files = discover(&root, &header.test_paths, &["sql"], &mut errors);
+    let mut macro_files = discover(&root, &header.macro_paths, &["sql"], &mut errors);
+    // dbt keeps custom generic tests (`{% test %}` blocks) in
+    // `tests/generic/`: those files are macros, not singular tests.
+    let (generic_files, test_files): (Vec<PathBuf>, Vec<PathBuf>) =
+        discover(&root, &header.test_paths, &["sql"], &mut errors)
+            .into_iter()
+            .partition(|p| is_generic_test_file(&header.test_paths, p));
+    macro_files.extend(generic_files);
     let mut yml_dirs = header.model_paths.clone();
     yml_dirs.extend(header.seed_paths.iter().cloned());
     yml_dirs.extend(header.macro_paths.iter().cloned());
@@ -210,6 +219,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     );
 
     let mut sources = Vec::new();
+    let mut data_tests = Vec::new();
     for path in properties_files {
         let Some(text) = read(&root, &path, &mut errors) else {
             continue;
@@ -221,7 +231,21 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 continue;
             }
         };
-        for props in file.models {
+        for mut props in file.models {
+            let target = TestTarget::Model(props.name.value.clone());
+            let node_tests: Vec<_> = std::mem::take(&mut props.tests)
+                .into_iter()
+                .chain(std::mem::take(&mut props.data_tests))
+                .collect();
+            data_tests.extend(data_tests::generic_tests(
+                &header.name,
+                &path,
+                &header.model_paths,
+                &target,
+                node_tests,
+                &mut props.columns,
+                &mut errors,
+            ));
             apply_properties(
                 &path,
                 props,
@@ -238,7 +262,21 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 }),
             );
         }
-        for props in file.seeds {
+        for mut props in file.seeds {
+            let target = TestTarget::Seed(props.name.value.clone());
+            let node_tests: Vec<_> = std::mem::take(&mut props.tests)
+                .into_iter()
+                .chain(std::mem::take(&mut props.data_tests))
+                .collect();
+            data_tests.extend(data_tests::generic_tests(
+                &header.name,
+                &path,
+                &header.model_paths,
+                &target,
+                node_tests,
+                &mut props.columns,
+                &mut errors,
+            ));
             apply_properties(
                 &path,
                 props,
@@ -250,7 +288,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             );
         }
         for source in file.sources {
-            sources.extend(load_source(&root, &header.name, &path, source, &mut errors));
+            sources.extend(load_source(&root, &header, &path, source, &mut data_tests, &mut errors));
         }
     }
 
@@ -258,10 +296,16 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         .into_iter()
         .filter_map(|path| read(&root, &path, &mut errors).map(|text| SourceFile { path, text }))
         .collect();
-    let test_files = test_files
-        .into_iter()
-        .filter_map(|path| read(&root, &path, &mut errors).map(|text| SourceFile { path, text }))
-        .collect();
+    for path in test_files {
+        if let Some(text) = read(&root, &path, &mut errors) {
+            data_tests.push(data_tests::singular_test(
+                &header.name,
+                &header.test_paths,
+                SourceFile { path, text },
+            ));
+        }
+    }
+    check_unique_tests(&data_tests, &mut errors);
 
     check_unique_names(&models, &seeds, &sources, &mut errors);
     if !errors.is_empty() {
@@ -277,7 +321,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         seeds,
         sources,
         macro_files,
-        test_files,
+        data_tests,
     })
 }
 
@@ -723,15 +767,31 @@ pub fn config_key_typo(key: &str) -> Option<Diagnostic> {
 
 fn load_source(
     root: &Path,
-    project: &str,
+    header: &Header,
     file: &Path,
     source: SourceProperties,
+    data_tests: &mut Vec<DataTest>,
     errors: &mut Diagnostics,
 ) -> Vec<Source> {
+    let project = header.name.as_str();
     let source_config = check_config(file, source.config, errors).unwrap_or_default();
     let mut out = Vec::new();
-    for table in source.tables {
+    for mut table in source.tables {
         let span = yaml::span_of(file, &table.name);
+        let target = TestTarget::Source(source.name.value.clone(), table.name.value.clone());
+        let node_tests: Vec<_> = std::mem::take(&mut table.tests)
+            .into_iter()
+            .chain(std::mem::take(&mut table.data_tests))
+            .collect();
+        data_tests.extend(data_tests::generic_tests(
+            project,
+            file,
+            &header.model_paths,
+            &target,
+            node_tests,
+            &mut table.columns,
+            errors,
+        ));
         let external = table.external;
         let location = table
             .location
@@ -821,6 +881,11 @@ fn load_source(
 
 fn guess_format(location: &str) -> Option<SourceFormat> {
     let lower = location.to_ascii_lowercase();
+    // `orders/*.jsonl.gz`: the format is before the compression suffix.
+    let lower = [".gz", ".bz2", ".xz", ".zst"]
+        .iter()
+        .find_map(|ext| lower.strip_suffix(ext))
+        .unwrap_or(&lower);
     let ext = lower.rsplit('.').next()?;
     SourceFormat::parse(ext)
 }
@@ -853,6 +918,33 @@ fn check_unique_names(models: &[Model], seeds: &[Seed], sources: &[Source], erro
             );
         }
     }
+}
+
+fn check_unique_tests(tests: &[DataTest], errors: &mut Diagnostics) {
+    let mut seen: BTreeMap<&str, &DataTest> = BTreeMap::new();
+    for test in tests {
+        if let Some(first) = seen.insert(&test.name, test) {
+            errors.push(
+                Diagnostic::error("duplicate-test", format!("two data tests are named `{}`", test.name))
+                    .with_span(test.span.clone())
+                    .with_note(format!(
+                        "the other is declared in `{}`",
+                        first
+                            .span
+                            .as_ref()
+                            .map_or_else(|| first.path.display().to_string(), |s| s.to_string())
+                    ))
+                    .with_help("remove the duplicate, or give one of them a `name:`"),
+            );
+        }
+    }
+}
+
+/// `tests/generic/**.sql` under a test path.
+fn is_generic_test_file(test_paths: &[String], path: &Path) -> bool {
+    test_paths
+        .iter()
+        .any(|d| path.starts_with(normalize(&Path::new(d).join("generic"))))
 }
 
 fn absolute(dir: &Path) -> PathBuf {

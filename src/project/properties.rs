@@ -66,9 +66,9 @@ pub struct ModelProperties {
     #[serde(default)]
     pub columns: Vec<ColumnProperties>,
     #[serde(default)]
-    pub tests: Vec<Value>,
+    pub tests: Vec<Spanned<Value>>,
     #[serde(default)]
-    pub data_tests: Vec<Value>,
+    pub data_tests: Vec<Spanned<Value>>,
     #[serde(default)]
     pub meta: Option<Value>,
     #[serde(default)]
@@ -97,10 +97,11 @@ pub struct ColumnProperties {
     pub description: Option<String>,
     #[serde(default)]
     pub data_type: Option<String>,
-    #[serde(default)]
-    pub tests: Vec<Value>,
-    #[serde(default)]
-    pub data_tests: Vec<Value>,
+    /// Moved into the project's data tests when the project loads.
+    #[serde(default, skip_serializing)]
+    pub tests: Vec<Spanned<Value>>,
+    #[serde(default, skip_serializing)]
+    pub data_tests: Vec<Spanned<Value>>,
     #[serde(default)]
     pub constraints: Option<Value>,
     #[serde(default)]
@@ -186,9 +187,9 @@ pub struct SourceTableProperties {
     #[serde(default)]
     pub columns: Vec<ColumnProperties>,
     #[serde(default)]
-    pub tests: Vec<Value>,
+    pub tests: Vec<Spanned<Value>>,
     #[serde(default)]
-    pub data_tests: Vec<Value>,
+    pub data_tests: Vec<Spanned<Value>>,
     /// Path or URL of the files, globs allowed (`lake/bronze/orders/*.jsonl`).
     #[serde(default)]
     pub location: Option<Spanned<String>>,

@@ -120,6 +120,16 @@ pub fn install(env: &mut Environment<'static>) {
 
 /// The values that differ per render.
 pub fn render_context(scope: Arc<Scope>) -> Value {
+    render_context_with(scope, BTreeMap::new())
+}
+
+/// A relation as templates see it: renders as SQL, with dbt's attributes.
+pub fn relation_value(relation: Relation) -> Value {
+    Value::from_object(RelationValue(relation))
+}
+
+/// The per-render values, with `extra` added (and winning).
+pub fn render_context_with(scope: Arc<Scope>, extra: BTreeMap<&'static str, Value>) -> Value {
     let mut ctx: BTreeMap<&str, Value> = BTreeMap::new();
     let globals = scope.globals.clone();
     ctx.insert("target", globals.target.clone());
@@ -138,6 +148,7 @@ pub fn render_context(scope: Arc<Scope>) -> Value {
     }
     ctx.insert("config", Value::from_object(ConfigObject(scope.clone())));
     ctx.insert(SCOPE_KEY, Value::from_dyn_object(scope));
+    ctx.extend(extra);
     Value::from(ctx)
 }
 

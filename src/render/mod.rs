@@ -8,6 +8,7 @@
 //! again only the models whose refs rendered differently.
 
 mod context;
+mod data_tests;
 mod sourcemap;
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use context::{Globals, Recorded, RenderFailure, Scope};
 pub use sourcemap::LineMap;
 
 use crate::diagnostic::{Diagnostic, Span};
-use crate::project::{Model, Project, merge_config};
+use crate::project::{Model, Project, SourceFile, TestKind, merge_config};
 
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -90,6 +91,9 @@ pub struct Relations {
 
 pub struct Rendered {
     pub models: Vec<RenderedModel>,
+    /// One per `Project::data_tests`, in the same order. A generic test's
+    /// `path` is its properties file and its `template` is empty.
+    pub tests: Vec<RenderedModel>,
     pub relations: Relations,
 }
 
@@ -107,9 +111,9 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         errors.push(macros.diagnostic(&err, project));
         return Err(errors);
     }
-    for model in &project.models {
-        let source = format!("{}{}", macros.import, model.file.text);
-        if let Err(err) = env.add_template_owned(template_name(&model.file.path), source) {
+    for file in template_files(project) {
+        let source = format!("{}{}", macros.import, file.text);
+        if let Err(err) = env.add_template_owned(template_name(&file.path), source) {
             errors.push(macros.diagnostic(&err, project));
         }
     }
@@ -239,7 +243,34 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Rendered { models, relations })
+    let finals = second.unwrap_or(first);
+    let mut tests = Vec::with_capacity(project.data_tests.len());
+    for test in &project.data_tests {
+        match data_tests::render_test(&env, test, &finals, &macros, project) {
+            Ok(t) => tests.push(t),
+            Err(diag) => errors.push(diag),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Rendered {
+        models,
+        tests,
+        relations,
+    })
+}
+
+/// Every file registered as a template: models, then singular tests.
+fn template_files(project: &Project) -> impl Iterator<Item = &SourceFile> {
+    project
+        .models
+        .iter()
+        .map(|m| &m.file)
+        .chain(project.data_tests.iter().filter_map(|t| match &t.kind {
+            TestKind::Singular { file } => Some(file),
+            TestKind::Generic { .. } => None,
+        }))
 }
 
 fn clone_globals(g: &Globals) -> Globals {
@@ -337,17 +368,26 @@ struct Macros {
     /// `(file, first line in the combined template)`.
     files: Vec<(PathBuf, usize)>,
     import: String,
+    /// Every macro name, sorted.
+    names: Vec<String>,
 }
+
+/// Where diagnostics place the built-in generic tests.
+const BUILTIN_TESTS_PATH: &str = "<etl built-in tests>";
+const BUILTIN_TESTS: &str = include_str!("builtin_tests.sql");
 
 impl Macros {
     fn collect(project: &Project) -> Macros {
         let mut combined = String::new();
         let mut files = Vec::new();
         let mut names = Vec::new();
-        for file in &project.macro_files {
+        // Built-ins first: a project's own `{% test unique %}` replaces them.
+        let builtin = (PathBuf::from(BUILTIN_TESTS_PATH), BUILTIN_TESTS);
+        let project_files = project.macro_files.iter().map(|f| (f.path.clone(), f.text.as_str()));
+        for (path, text) in std::iter::once(builtin).chain(project_files) {
             let start = combined.matches('\n').count() + 1;
-            files.push((file.path.clone(), start));
-            let text = test_blocks_as_macros(&file.text);
+            files.push((path, start));
+            let text = test_blocks_as_macros(text);
             names.extend(macro_names(&text));
             combined.push_str(&text);
             if !text.ends_with('\n') {
@@ -365,6 +405,7 @@ impl Macros {
             combined,
             files,
             import,
+            names,
         }
     }
 
@@ -374,17 +415,14 @@ impl Macros {
             let (file, start) = self.files.iter().rev().find(|(_, start)| *start <= line)?;
             return Some((file.clone(), line - start + 1, col));
         }
-        let model = project
-            .models
-            .iter()
-            .find(|m| template_name(&m.file.path) == template)?;
+        let file = template_files(project).find(|f| template_name(&f.path) == template)?;
         let prefix = self.import.chars().count();
         let col = if line == 1 {
             col.saturating_sub(prefix).max(1)
         } else {
             col
         };
-        Some((model.file.path.clone(), line, col))
+        Some((file.path.clone(), line, col))
     }
 
     fn diagnostic(&self, err: &minijinja::Error, project: &Project) -> Diagnostic {
@@ -432,11 +470,9 @@ impl Macros {
 }
 
 fn template_source(project: &Project, name: &str, import: &str) -> Option<String> {
-    project
-        .models
-        .iter()
-        .find(|m| template_name(&m.file.path) == name)
-        .map(|m| format!("{import}{}", m.file.text))
+    template_files(project)
+        .find(|f| template_name(&f.path) == name)
+        .map(|f| format!("{import}{}", f.text))
 }
 
 fn find_failure(err: &minijinja::Error) -> Option<RenderFailure> {

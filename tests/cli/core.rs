@@ -1,88 +1,8 @@
-//! End-to-end tests: run the `etl` binary on a temp copy of a fixture
-//! project, then read back the Delta tables it wrote.
+//! The core engine: loading, rendering, the DAG, materializations, errors.
 
-use std::path::{Path, PathBuf};
-
-use assert_cmd::Command;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 
-fn fixture(name: &str) -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(&src, dir.path());
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = Command::cargo_bin("etl")
-        .unwrap()
-        .arg("--project-dir")
-        .arg(dir)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env("ETL_LOG", "off")
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn artifact(project: &Path, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(project.join("target").join(name)).unwrap()).unwrap()
-}
-
-fn table_dir(project: &Path, schema: &str, name: &str) -> PathBuf {
-    project.join("lake/warehouse").join(schema).join(name)
-}
-
-/// The rows of the Delta table written for `schema.name`, each row as
-/// `a|b|c`, sorted.
-fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let ctx = SessionContext::new();
-        let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
-        let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
-        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
-        let options = FormatOptions::default().with_null("NULL");
-        let mut out = Vec::new();
-        for batch in batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-                .collect();
-            for row in 0..batch.num_rows() {
-                out.push(
-                    formatters
-                        .iter()
-                        .map(|f| f.value(row).to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-        }
-        out.sort();
-        out
-    })
-}
+use crate::support::*;
 
 #[test]
 fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
@@ -184,13 +104,14 @@ fn ls_lists_nodes_like_dbt() {
     assert_eq!(code, 0);
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
+        // dbt's order: by unique_id (models, then seeds, then sources).
         vec![
-            "countries",
-            "orders",
             "big_countries",
-            "revenue_by_region",
             "orders_with_region",
-            "stg_orders"
+            "revenue_by_region",
+            "stg_orders",
+            "countries",
+            "orders"
         ]
     );
     let (_, stdout, _) = etl(
@@ -200,8 +121,8 @@ fn ls_lists_nodes_like_dbt() {
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
         vec![
-            "basic.marts.revenue_by_region",
             "basic.staging.orders_with_region",
+            "basic.marts.revenue_by_region",
             "basic.staging.stg_orders"
         ]
     );
@@ -326,6 +247,8 @@ fn csv_parquet_and_delta_sources_are_read() {
         rows(dir.path(), "main", "joined"),
         vec!["1|one|click|9.5", "2|two|view|1.25"]
     );
+    // Gzip-compressed NDJSON, told by the `.jsonl.gz` suffix.
+    assert_eq!(rows(dir.path(), "main", "warn_logs"), vec!["info|1", "warn|2"]);
 }
 
 #[test]

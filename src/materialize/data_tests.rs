@@ -1,0 +1,348 @@
+//! Running a data test: count its failing rows, judge the count against
+//! `warn_if` / `error_if` under its `severity`, and keep the failing rows in
+//! a Delta table when `store_failures` asks for it.
+//!
+//! As in dbt, the count is `fail_calc` (default `count(*)`) over the test's
+//! SQL, limited by `limit`. Thresholds are comparisons (`>10`, `!=0`), or
+//! percentages of the tested relation's rows (`>5%`), which is how a reject
+//! rate is written.
+
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use datafusion::execution::context::SQLOptions;
+use petgraph::graph::NodeIndex;
+use serde_json::Value;
+
+use super::{Build, NodeResult, Status};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::Node;
+use crate::lake;
+use crate::plan::{CompiledSql, compile_with, sql_diagnostic};
+use crate::project::{DataTest, TestTarget};
+
+/// `>10`, `!=0`, `>= 5%`: a comparison of the failure count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    op: &'static str,
+    value: f64,
+    percent: bool,
+}
+
+impl Threshold {
+    pub fn parse(text: &str) -> Option<Threshold> {
+        let t = text.trim();
+        let (op, rest) = ["!=", "<>", ">=", "<=", "==", ">", "<", "="]
+            .iter()
+            .find_map(|op| t.strip_prefix(op).map(|r| (*op, r)))?;
+        let op = match op {
+            "<>" => "!=",
+            "==" => "=",
+            other => other,
+        };
+        let rest = rest.trim();
+        let (number, percent) = match rest.strip_suffix('%') {
+            Some(n) => (n.trim(), true),
+            None => (rest, false),
+        };
+        Some(Threshold {
+            op,
+            value: number.parse().ok()?,
+            percent,
+        })
+    }
+
+    /// Whether `failures` (out of `total` rows, for percentages) crosses it.
+    pub fn crossed(&self, failures: f64, total: Option<f64>) -> bool {
+        let x = if self.percent {
+            match total {
+                Some(t) if t > 0.0 => failures * 100.0 / t,
+                _ => 0.0,
+            }
+        } else {
+            failures
+        };
+        match self.op {
+            "!=" => x != self.value,
+            ">=" => x >= self.value,
+            "<=" => x <= self.value,
+            ">" => x > self.value,
+            "<" => x < self.value,
+            _ => x == self.value,
+        }
+    }
+}
+
+/// A test's config, checked.
+struct TestConfig {
+    severity_error: bool,
+    fail_calc: String,
+    warn_if: Threshold,
+    error_if: Threshold,
+    limit: Option<u64>,
+    store_failures: bool,
+}
+
+fn test_config(node: &Node, test: &DataTest) -> Result<TestConfig, Diagnostic> {
+    let invalid = |message: String| Diagnostic::error("invalid-test-config", message).with_span(test.span.clone());
+    let text = |key: &str| {
+        node.config
+            .get(key)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    };
+    let severity_error = match text("severity").map(|s| s.to_ascii_lowercase()) {
+        None => true,
+        Some(s) if s == "error" => true,
+        Some(s) if s == "warn" => false,
+        Some(s) => return Err(invalid(format!("`severity` is `error` or `warn`, not `{s}`"))),
+    };
+    let threshold = |key: &str| -> Result<Threshold, Diagnostic> {
+        let raw = text(key).unwrap_or_else(|| "!=0".into());
+        Threshold::parse(&raw).ok_or_else(|| {
+            invalid(format!(
+                "`{key}: {raw}` is not a threshold; write a comparison such as `>10`, `!=0` or `>5%`"
+            ))
+        })
+    };
+    let warn_if = threshold("warn_if")?;
+    let error_if = threshold("error_if")?;
+    if (warn_if.percent || error_if.percent) && !test.is_generic() {
+        return Err(invalid(
+            "percentage thresholds compare with the tested relation's rows: only generic tests have one".into(),
+        ));
+    }
+    let limit = match node.config.get("limit") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .ok_or_else(|| invalid(format!("`limit` must be a whole number, not `{v}`")))?,
+        ),
+    };
+    let store_failures = match node.config.get("store_failures") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(invalid(format!("`store_failures` is true or false, not `{v}`"))),
+    };
+    Ok(TestConfig {
+        severity_error,
+        fail_calc: text("fail_calc").unwrap_or_else(|| "count(*)".into()),
+        warn_if,
+        error_if,
+        limit,
+        store_failures,
+    })
+}
+
+/// What a finished test reports.
+pub struct TestOutcome {
+    pub status: Status,
+    pub failures: u64,
+    pub message: String,
+    pub location: Option<String>,
+}
+
+pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
+    let started = Instant::now();
+    let node = build.dag.node(index);
+    let outcome = test(build, index).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(outcome) => NodeResult {
+            unique_id: node.unique_id.clone(),
+            name: node.name.clone(),
+            resource_type: node.resource_type,
+            materialized: node.materialized,
+            status: outcome.status,
+            execution_time: elapsed,
+            rows_affected: None,
+            failures: Some(outcome.failures),
+            message: outcome.message,
+            location: outcome.location,
+            relation: node.relation.sql(),
+            version: None,
+            diagnostic: None,
+        },
+        Err(diag) => super::nodes::error_result(node, diag, elapsed),
+    }
+}
+
+async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic> {
+    let node = build.dag.node(index);
+    let test = &build.project.data_tests[node.index];
+    let rendered = &build.tests[node.index];
+    let config = test_config(node, test)?;
+    let compiled = compile_with(&build.dag, index, &build.models, rendered);
+    build.registry.ensure_parents(&build.dag, &build.project, index).await?;
+
+    let limit = config.limit.map(|n| format!("\nlimit {n}")).unwrap_or_default();
+    let failing_sql = format!("{}{limit}", compiled.sql.trim_end().trim_end_matches(';'));
+    let count_sql = format!(
+        "select {} as failures from (\n{failing_sql}\n) dbt_internal_test",
+        config.fail_calc
+    );
+    let failures = scalar(build, &count_sql, &compiled, test).await?;
+
+    let total = if config.warn_if.percent || config.error_if.percent {
+        let relation = tested_relation(build, test)
+            .ok_or_else(|| Diagnostic::error("internal", format!("test `{}` has no tested relation", test.name)))?;
+        let filter = node
+            .config
+            .get("where")
+            .and_then(Value::as_str)
+            .map(|w| format!(" where {w}"))
+            .unwrap_or_default();
+        let sql = format!("select count(*) from {relation}{filter}");
+        Some(scalar(build, &sql, &compiled, test).await?)
+    } else {
+        None
+    };
+
+    let location = if config.store_failures {
+        Some(store_failures(build, index, &failing_sql, &compiled, test).await?)
+    } else {
+        None
+    };
+
+    let should_error = config.error_if.crossed(failures, total);
+    let should_warn = config.warn_if.crossed(failures, total);
+    let status = if config.severity_error && should_error {
+        Status::Fail
+    } else if should_warn {
+        Status::Warn
+    } else {
+        Status::Pass
+    };
+    let count = failures.max(0.0).round() as u64;
+    let share = total
+        .filter(|t| *t > 0.0)
+        .map(|t| format!(" ({:.2}% of {} rows)", failures * 100.0 / t, t as u64))
+        .unwrap_or_default();
+    let rows = if count == 1 { "row" } else { "rows" };
+    let message = match status {
+        Status::Pass if count == 0 => "no failing rows".to_owned(),
+        Status::Pass => format!(
+            "{count} failing {rows}{share}, within `warn_if {}`",
+            threshold_text(&config.warn_if)
+        ),
+        Status::Warn => format!(
+            "{count} failing {rows}{share}, over `warn_if {}`",
+            threshold_text(&config.warn_if)
+        ),
+        _ => format!(
+            "{count} failing {rows}{share}, over `error_if {}`",
+            threshold_text(&config.error_if)
+        ),
+    };
+    Ok(TestOutcome {
+        status,
+        failures: count,
+        message,
+        location,
+    })
+}
+
+fn threshold_text(t: &Threshold) -> String {
+    format!("{}{}{}", t.op, t.value, if t.percent { "%" } else { "" })
+}
+
+/// The SQL of the relation a generic test is attached to.
+fn tested_relation(build: &Build, test: &DataTest) -> Option<String> {
+    let name = match test.target()? {
+        TestTarget::Model(n) | TestTarget::Seed(n) => n.clone(),
+        TestTarget::Source(s, t) => format!("{s}.{t}"),
+    };
+    build.dag.find(&name).map(|i| build.dag.node(i).relation.sql())
+}
+
+/// Runs `sql`, which returns one row with one number.
+async fn scalar(build: &Build, sql: &str, compiled: &CompiledSql, test: &DataTest) -> Result<f64, Diagnostic> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let ctx = &build.registry.ctx;
+    let df = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(|e| test_sql_error(&e, compiled, test))?;
+    let batches = df.collect().await.map_err(|e| test_sql_error(&e, compiled, test))?;
+    let Some(column) = batches.iter().find(|b| b.num_rows() > 0).map(|b| b.column(0).clone()) else {
+        return Ok(0.0);
+    };
+    if column.is_null(0) {
+        return Ok(0.0);
+    }
+    let as_float = datafusion::arrow::compute::cast(&column, &DataType::Float64).map_err(|e| {
+        Diagnostic::error(
+            "test",
+            format!("test `{}`: `fail_calc` is not a number: {e}", test.name),
+        )
+        .with_span(test.span.clone())
+    })?;
+    Ok(as_float.as_primitive::<Float64Type>().value(0))
+}
+
+/// A SQL error in a test: generic tests point at their YAML entry (their
+/// SQL comes from a macro), singular tests at their file.
+fn test_sql_error(err: &datafusion::error::DataFusionError, compiled: &CompiledSql, test: &DataTest) -> Diagnostic {
+    let mut diag = sql_diagnostic(err, compiled);
+    diag.message = format!("test `{}`: {}", test.name, diag.message);
+    if test.is_generic() {
+        diag.span = test.span.clone();
+        diag = diag.with_note(format!("compiled SQL:\n{}", compiled.sql.trim()));
+    }
+    diag
+}
+
+/// Writes the failing rows to the test's audit table; returns its URL.
+async fn store_failures(
+    build: &Build,
+    index: NodeIndex,
+    failing_sql: &str,
+    compiled: &CompiledSql,
+    test: &DataTest,
+) -> Result<String, Diagnostic> {
+    let node = build.dag.node(index);
+    let ctx = &build.registry.ctx;
+    let plan = ctx
+        .sql(failing_sql)
+        .await
+        .map_err(|e| test_sql_error(&e, compiled, test))?
+        .into_unoptimized_plan();
+    let location = build.registry.location(&node.relation);
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "etl".into(),
+        serde_json::json!({"unique_id": node.unique_id, "invocation_id": build.options.invocation_id}),
+    );
+    lake::overwrite_table(ctx, &location, plan, metadata)
+        .await
+        .map_err(|e| {
+            Diagnostic::error("lake", format!("storing the failures of `{}` failed: {e}", test.name))
+                .with_span(test.span.clone().or_else(|| Some(Span::file(&test.path))))
+        })?;
+    Ok(location.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_parse_dbt_comparisons_and_percentages() {
+        let t = Threshold::parse(">10").unwrap();
+        assert!(!t.crossed(10.0, None));
+        assert!(t.crossed(11.0, None));
+        let t = Threshold::parse("!=0").unwrap();
+        assert!(!t.crossed(0.0, None));
+        assert!(t.crossed(1.0, None));
+        let t = Threshold::parse(">= 5%").unwrap();
+        assert!(t.crossed(5.0, Some(100.0)));
+        assert!(!t.crossed(4.0, Some(100.0)));
+        assert!(!t.crossed(3.0, Some(0.0)), "no rows: no percentage");
+        assert_eq!(Threshold::parse("<>0").unwrap().op, "!=");
+        assert!(Threshold::parse("more than 3").is_none());
+        assert!(Threshold::parse(">x").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! Data tests: generic and singular, severities, thresholds at their
+//! boundary, stored failures, and `build` skipping what a failed test
+//! guards. See: issue 5.
+
+use std::collections::BTreeMap;
+
+use crate::support::*;
+
+/// `unique_id` -> `(status, failures)` from run_results.json.
+fn statuses(project: &std::path::Path) -> BTreeMap<String, (String, Option<u64>)> {
+    artifact(project, "run_results.json")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_owned(),
+                (r["status"].as_str().unwrap().to_owned(), r["failures"].as_u64()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn build_runs_each_models_tests_and_a_failed_test_skips_what_is_built_on_it() {
+    let dir = fixture("data_tests");
+    let (code, stdout, _) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1, "an error-severity test failed: {stdout}");
+    let s = statuses(dir.path());
+    let get = |id: &str| {
+        s.get(id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no result for {id}: {s:?}"))
+    };
+    let expected = [
+        ("test.quality.unique_orders_order_id", "fail", Some(1)),
+        ("test.quality.not_null_orders_order_id", "pass", Some(0)),
+        ("test.quality.row_count_orders_4__1", "pass", Some(0)),
+        (
+            "test.quality.accepted_values_orders_status__paid__shipped",
+            "warn",
+            Some(1),
+        ),
+        // 1 null in 4 rows is 25%: over `warn_if >20%`, not over `error_if >25%`.
+        ("test.quality.not_null_orders_status", "warn", Some(1)),
+        ("test.quality.is_positive_orders_amount", "warn", Some(1)),
+        // `where: status <> 'weird'` leaves out the one negative amount.
+        ("test.quality.accepted_range_orders_amount__0", "pass", Some(0)),
+        // One orphan: not over `error_if: >1`, over the default `warn_if`.
+        (
+            "test.quality.relationships_orders_customer_id__id__ref_customers_",
+            "warn",
+            Some(1),
+        ),
+        ("test.quality.assert_no_negative_amounts", "warn", Some(1)),
+        ("test.quality.unique_customers_id", "pass", Some(0)),
+        ("test.quality.not_null_customers_name", "warn", Some(1)),
+        ("model.quality.orders", "success", None),
+        ("model.quality.customer_names", "success", None),
+        ("model.quality.order_totals", "skipped", None),
+        ("model.quality.clean_orders", "skipped", None),
+        ("model.quality.clean_totals", "skipped", None),
+        ("test.quality.unique_clean_orders_order_id", "skipped", None),
+        (
+            "test.quality.dbt_utils_expression_is_true_clean_orders_order_id___3",
+            "skipped",
+            None,
+        ),
+    ];
+    for (id, status, failures) in expected {
+        assert_eq!(get(id), (status.to_owned(), failures), "{id}");
+    }
+    assert_eq!(s.len(), expected.len() + 1, "and the seed: {s:?}");
+    assert!(
+        stdout.contains("FAIL unique_orders_order_id: 1 failing row, over `error_if !=0`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tests: 4 passed, 6 warned, 1 failed"), "{stdout}");
+    // A skipped model was never written.
+    assert!(!table_dir(dir.path(), "main", "order_totals").exists());
+}
+
+#[test]
+fn store_failures_keeps_the_failing_rows_in_the_audit_schema() {
+    let dir = fixture("data_tests");
+    etl(dir.path(), &["build"]);
+    assert_eq!(
+        rows(dir.path(), "main_dbt_test__audit", "is_positive_orders_amount"),
+        ["2|weird|-5.0|9"]
+    );
+    let results = artifact(dir.path(), "run_results.json");
+    let stored = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == "test.quality.is_positive_orders_amount")
+        .unwrap();
+    assert!(
+        stored["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("/lake/warehouse/main_dbt_test__audit/is_positive_orders_amount/"),
+        "{stored}"
+    );
+}
+
+#[test]
+fn etl_test_runs_only_the_selected_nodes_tests_against_the_lake() {
+    let dir = fixture("data_tests");
+    etl(dir.path(), &["build"]);
+    let (code, stdout, _) = etl(dir.path(), &["test", "--select", "customers"]);
+    assert_eq!(code, 0, "warnings only: {stdout}");
+    let s = statuses(dir.path());
+    let ids: Vec<&str> = s.keys().map(String::as_str).collect();
+    // Eager indirect selection: the relationships test reads `customers`.
+    assert_eq!(
+        ids,
+        [
+            "test.quality.not_null_customers_name",
+            "test.quality.relationships_orders_customer_id__id__ref_customers_",
+            "test.quality.unique_customers_id",
+        ]
+    );
+    let (code, _, _) = etl(dir.path(), &["test", "--select", "orders"]);
+    assert_eq!(code, 1, "unique_orders_order_id fails");
+}
+
+#[test]
+fn ls_lists_tests_with_dbt_names() {
+    let dir = fixture("data_tests");
+    let (code, stdout, stderr) = etl(dir.path(), &["ls", "--resource-type", "test", "--output", "name"]);
+    assert_eq!(code, 0, "{stderr}");
+    let names: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        names,
+        [
+            "accepted_range_orders_amount__0",
+            "accepted_values_orders_status__paid__shipped",
+            "assert_no_negative_amounts",
+            "dbt_utils_expression_is_true_clean_orders_order_id___3",
+            "is_positive_orders_amount",
+            "not_null_customers_name",
+            "not_null_orders_order_id",
+            "not_null_orders_status",
+            "relationships_orders_customer_id__id__ref_customers_",
+            "row_count_orders_4__1",
+            "unique_clean_orders_order_id",
+            "unique_customers_id",
+            "unique_orders_order_id",
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_generic_test_is_an_error_naming_the_yaml_line() {
+    let dir = fixture("data_tests");
+    let yml = dir.path().join("models/schema.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(
+        &yml,
+        text.replace("tests: [unique, not_null]", "tests: [unique, not_nul]"),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error[unknown-test]: unknown generic test `not_nul`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("models/schema.yml:16:"), "{stderr}");
+    assert!(stderr.contains("did you mean `not_null`?"), "{stderr}");
+    assert!(!dir.path().join("lake/warehouse").exists(), "nothing was built");
+}
+
+#[test]
+fn a_malformed_threshold_is_an_error_on_the_test() {
+    let dir = fixture("data_tests");
+    let yml = dir.path().join("models/schema.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, text.replace("error_if: \">1\"", "error_if: \"more than one\"")).unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("`error_if: more than one` is not a threshold"),
+        "{stderr}"
+    );
+}

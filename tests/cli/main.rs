@@ -1,0 +1,6 @@
+//! End-to-end tests: run the `etl` binary on a temp copy of a fixture
+//! project, then read back the Delta tables it wrote.
+
+mod core;
+mod data_tests;
+mod support;

@@ -1,0 +1,84 @@
+//! Running the binary on fixture copies and reading back what it wrote.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+
+pub fn fixture(name: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&src, dir.path());
+    dir
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::cargo_bin("etl")
+        .unwrap()
+        .arg("--project-dir")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("ETL_LOG", "off")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn artifact(project: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(project.join("target").join(name)).unwrap()).unwrap()
+}
+
+pub fn table_dir(project: &Path, schema: &str, name: &str) -> PathBuf {
+    project.join("lake/warehouse").join(schema).join(name)
+}
+
+/// The rows of the Delta table written for `schema.name`, each row as
+/// `a|b|c`, sorted.
+pub fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
+        let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        let options = FormatOptions::default().with_null("NULL");
+        let mut out = Vec::new();
+        for batch in batches {
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for row in 0..batch.num_rows() {
+                out.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                );
+            }
+        }
+        out.sort();
+        out
+    })
+}
