@@ -3,6 +3,7 @@
 //! its descendants skipped while the rest of the DAG goes on.
 
 mod data_tests;
+mod export;
 mod nodes;
 
 pub use data_tests::Threshold;

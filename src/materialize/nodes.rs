@@ -202,11 +202,24 @@ async fn planned(
 
 async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     let node = build.dag.node(index);
+    // Checked first: a bad `export` config must not leave a new version.
+    let exports = super::export::exports_of(node)?;
     let (plan, _) = planned(build, index).await?;
     let written = write_and_register(build, index, plan).await?;
     let mut message = format!("table: {} rows", written.rows);
     if node.materialized == Materialization::Incremental {
         message.push_str(" (incremental models are rebuilt in full for now)");
+    }
+    for export in &exports {
+        let registry = &build.registry;
+        let url = super::export::write_export(&registry.ctx, &registry.lake, &node.relation.sql(), export)
+            .await
+            .map_err(|e| {
+                Diagnostic::error("export", format!("exporting `{}` to `{}` failed: {e}", node.name, export.location))
+                    .with_span(Some(Span::file(&node.path)))
+                    .with_note(format!("the table itself was written (version {})", written.version))
+            })?;
+        message.push_str(&format!(", exported to {url}"));
     }
     Ok(Outcome {
         rows: Some(written.rows),

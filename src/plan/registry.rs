@@ -24,7 +24,7 @@ use crate::render::Relation;
 
 pub struct Registry {
     pub ctx: SessionContext,
-    lake: Url,
+    pub lake: Url,
     registered: Mutex<HashSet<NodeIndex>>,
     /// Lazy registrations run one at a time, so that two models reading
     /// the same source do not both infer its schema.

@@ -26,6 +26,12 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
         rows(dir.path(), "marts", "revenue_by_region"),
         vec!["Americas|1|3.0", "Europe|2|17.75"]
     );
+    // `+export: csv` writes a copy for BI tools beside the warehouse.
+    let csv = std::fs::read_to_string(dir.path().join("lake/exports/revenue_by_region.csv")).unwrap();
+    let mut lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.remove(0), "region,orders,revenue");
+    lines.sort();
+    assert_eq!(lines, ["Americas,1,3.0", "Europe,2,17.75"]);
     // Alias and a var default.
     assert_eq!(rows(dir.path(), "marts", "large_countries"), vec!["DE|84", "US|335"]);
     // The view is stored, not materialized as data, and evaluates on show.

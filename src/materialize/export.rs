@@ -1,0 +1,129 @@
+//! Exports: a copy of a table as one CSV, Parquet or NDJSON file for tools
+//! that do not read Delta (Looker Studio, Metabase, a spreadsheet), written
+//! after the table's commit. The model asks for it in its config:
+//!
+//! ```yaml
+//! +export: csv                       # <lake>/exports/<name>.csv
+//! +export: [csv, parquet]
+//! +export: {format: csv, location: exports/bi/kpis.csv}
+//! ```
+//!
+//! The file is written through object_store, whose puts are atomic: a
+//! reader sees the previous export or the new one, never half a file.
+
+use datafusion::config::{CsvOptions, TableParquetOptions};
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::SessionContext;
+use serde_json::Value;
+use url::Url;
+
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::Node;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+    Json,
+}
+
+impl ExportFormat {
+    fn parse(name: &str) -> Option<ExportFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "csv" => ExportFormat::Csv,
+            "parquet" => ExportFormat::Parquet,
+            "json" | "ndjson" | "jsonl" => ExportFormat::Json,
+            _ => return None,
+        })
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Json => "jsonl",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    pub format: ExportFormat,
+    /// Relative to the lake root, or a URL.
+    pub location: String,
+}
+
+/// The exports a node's `export` config asks for.
+pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
+    let Some(value) = node.config.get("export") else {
+        return Ok(Vec::new());
+    };
+    let invalid = |message: String| {
+        Diagnostic::error("invalid-config", message)
+            .with_span(Some(Span::file(&node.path)))
+            .with_help("write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`")
+    };
+    let items: Vec<&Value> = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let (format_name, location) = match item {
+            Value::String(f) => (f.clone(), None),
+            Value::Object(map) => {
+                if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "format" | "location")) {
+                    return Err(invalid(format!("unknown key `{key}` in `export`")));
+                }
+                let format = map.get("format").and_then(Value::as_str).unwrap_or("csv").to_owned();
+                let location = match map.get("location") {
+                    None => None,
+                    Some(Value::String(l)) => Some(l.clone()),
+                    Some(other) => return Err(invalid(format!("`location` must be a string, not `{other}`"))),
+                };
+                (format, location)
+            }
+            other => return Err(invalid(format!("`export` cannot be `{other}`"))),
+        };
+        let format = ExportFormat::parse(&format_name)
+            .ok_or_else(|| invalid(format!("unknown export format `{format_name}`; use csv, parquet or json")))?;
+        let location = location
+            .unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, format.extension()));
+        out.push(Export { format, location });
+    }
+    Ok(out)
+}
+
+/// Writes `table` (a registered relation, as SQL) to the export's file and
+/// returns its URL.
+pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export: &Export) -> Result<Url, String> {
+    let url = match Url::parse(&export.location) {
+        Ok(url) if url.scheme().len() > 1 => url,
+        _ => lake.join(&export.location).map_err(|e| format!("`{}`: {e}", export.location))?,
+    };
+    if url.scheme() == "file" {
+        if let Some(parent) = url.to_file_path().ok().and_then(|p| p.parent().map(|p| p.to_path_buf())) {
+            std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
+        }
+    }
+    let df = ctx
+        .sql(&format!("select * from {table}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let options = DataFrameWriteOptions::new().with_single_file_output(true);
+    let path = url.as_str();
+    let result = match export.format {
+        ExportFormat::Csv => df
+            .write_csv(path, options, Some(CsvOptions::default().with_has_header(true)))
+            .await
+            .map(drop),
+        ExportFormat::Parquet => df
+            .write_parquet(path, options, Some(TableParquetOptions::default()))
+            .await
+            .map(drop),
+        ExportFormat::Json => df.write_json(path, options, None).await.map(drop),
+    };
+    result.map_err(|e| e.find_root().to_string())?;
+    Ok(url)
+}
