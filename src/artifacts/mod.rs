@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::graph::{Dag, Materialization, Node, ResourceType};
 use crate::lake;
-use crate::materialize::RunResults;
+use crate::materialize::{Rejected, RunResults, Status};
 use crate::plan::{CompiledSql, compile_with};
 use crate::project::{Project, TestKind, TestTarget};
 use crate::render::{Rendered, RenderedModel};
@@ -171,7 +171,7 @@ fn columns(cols: &[crate::project::ColumnProperties]) -> Value {
     Value::Object(map)
 }
 
-pub fn run_results(results: &RunResults, invocation_id: &str, command: &str) -> Value {
+pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &str, command: &str) -> Value {
     let items: Vec<Value> = results
         .results
         .iter()
@@ -201,6 +201,14 @@ pub fn run_results(results: &RunResults, invocation_id: &str, command: &str) -> 
         "args": { "which": command },
         "elapsed_time": results.elapsed,
         "results": items,
+        "quality": {
+            "tests": {
+                "pass": results.count(Status::Pass),
+                "warn": results.count(Status::Warn),
+                "fail": results.count(Status::Fail),
+            },
+            "rejected": rejected,
+        },
     })
 }
 

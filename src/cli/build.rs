@@ -120,7 +120,14 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         },
     });
     let results = materialize::run(build.clone(), &nodes, |r, done, total| out.node(r, done, total)).await;
-    let run_results = artifacts::run_results(&results, &invocation, mode.name());
+    let rejected = match materialize::rejected_rows(&build, &results).await {
+        Ok(r) => r,
+        Err(diag) => {
+            out.diagnostics(&[diag], Some(&root));
+            Vec::new()
+        }
+    };
+    let run_results = artifacts::run_results(&results, &rejected, &invocation, mode.name());
     if let Err(e) = artifacts::write_json(&build.project, "run_results.json", &run_results) {
         out.fatal(
             &[Diagnostic::error(
@@ -131,7 +138,7 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         );
         return 2;
     }
-    out.summary(&results, &root);
+    out.summary(&results, &rejected, &root);
     let failed = results.count(Status::Error) + results.count(Status::Fail);
     if failed > 0 { 1 } else { 0 }
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::LogFormat;
 use etl::diagnostic::{Diagnostic, Severity};
-use etl::materialize::{NodeResult, RunResults, Status};
+use etl::materialize::{NodeResult, Rejected, RunResults, Status};
 
 pub struct Output {
     format: LogFormat,
@@ -99,7 +99,7 @@ impl Output {
         ));
     }
 
-    pub fn summary(&self, results: &RunResults, root: &Path) {
+    pub fn summary(&self, results: &RunResults, rejected: &[Rejected], root: &Path) {
         let errors: Vec<Diagnostic> = results.results.iter().filter_map(|r| r.diagnostic.clone()).collect();
         let count = |s| results.count(s);
         if self.json() {
@@ -108,6 +108,7 @@ impl Output {
                 "event": "run_finished", "elapsed": results.elapsed,
                 "success": count(Status::Success), "error": count(Status::Error), "skipped": count(Status::Skipped),
                 "pass": count(Status::Pass), "warn": count(Status::Warn), "fail": count(Status::Fail),
+                "rejected": rejected,
             }));
             return;
         }
@@ -125,6 +126,20 @@ impl Output {
             for r in flagged {
                 let label = if r.status == Status::Fail { "FAIL" } else { "WARN" };
                 self.line(&format!("{label} {}: {}", r.name, r.message));
+            }
+        }
+        if !rejected.is_empty() {
+            self.line("");
+            self.line("Rejected rows:");
+            for r in rejected {
+                let top: Vec<String> = r
+                    .reasons
+                    .iter()
+                    .take(3)
+                    .map(|(reason, n)| format!("{reason} {}", group(*n)))
+                    .collect();
+                let more = if r.reasons.len() > 3 { ", ..." } else { "" };
+                self.line(&format!("  {:<28} {:>10}  {}{more}", r.name, group(r.rows), top.join(", ")));
             }
         }
         let tests = count(Status::Pass) + count(Status::Warn) + count(Status::Fail);

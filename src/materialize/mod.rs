@@ -266,3 +266,69 @@ fn skip_descendants(
     }
     out
 }
+
+/// Rows a reject table holds, by reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejected {
+    pub unique_id: String,
+    pub name: String,
+    pub rows: u64,
+    /// `(reason, rows)`, most frequent first.
+    pub reasons: Vec<(String, u64)>,
+}
+
+/// The rejected rows of each model built in this run whose config names a
+/// `reject_reason_column`: the tables that keep what cleaning left out.
+pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Rejected>, Diagnostic> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{DataType, UInt64Type};
+
+    let mut out = Vec::new();
+    for result in results.results.iter().filter(|r| r.status == Status::Success) {
+        let Some(&index) = build.dag.by_id.get(&result.unique_id) else {
+            continue;
+        };
+        let node = build.dag.node(index);
+        let Some(column) = node.config.get("reject_reason_column").and_then(|v| v.as_str()) else {
+            continue;
+        };
+        let column = format!("\"{}\"", column.replace('"', "\"\""));
+        let sql = format!(
+            "select cast({column} as varchar) as reason, count(*) as n from {} group by 1 order by 2 desc, 1",
+            node.relation.sql()
+        );
+        let failed = |e: datafusion::error::DataFusionError| {
+            Diagnostic::error(
+                "reject-summary",
+                format!("cannot count the rejected rows of `{}`: {}", node.name, e.find_root()),
+            )
+            .with_span(Some(crate::diagnostic::Span::file(&node.path)))
+        };
+        let batches = build
+            .registry
+            .ctx
+            .sql(&sql)
+            .await
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let mut reasons = Vec::new();
+        for batch in batches {
+            let reason = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8).map_err(|e| failed(e.into()))?;
+            let count = datafusion::arrow::compute::cast(batch.column(1), &DataType::UInt64).map_err(|e| failed(e.into()))?;
+            let (reason, count) = (reason.as_string::<i32>(), count.as_primitive::<UInt64Type>());
+            for i in 0..batch.num_rows() {
+                let r = if reason.is_null(i) { "(none)" } else { reason.value(i) };
+                reasons.push((r.to_owned(), count.value(i)));
+            }
+        }
+        out.push(Rejected {
+            unique_id: node.unique_id.clone(),
+            name: node.name.clone(),
+            rows: reasons.iter().map(|(_, n)| n).sum(),
+            reasons,
+        });
+    }
+    Ok(out)
+}

@@ -192,6 +192,7 @@ pub const KNOWN_CONFIG_KEYS: &[&str] = &[
     "access",
     "group",
     "export",
+    "reject_reason_column",
     "severity",
     "store_failures",
     "where",

@@ -57,6 +57,7 @@ fn build_runs_each_models_tests_and_a_failed_test_skips_what_is_built_on_it() {
         ("test.quality.not_null_customers_name", "warn", Some(1)),
         ("model.quality.orders", "success", None),
         ("model.quality.customer_names", "success", None),
+        ("model.quality.customers_rejected", "success", None),
         ("model.quality.order_totals", "skipped", None),
         ("model.quality.clean_orders", "skipped", None),
         ("model.quality.clean_totals", "skipped", None),
@@ -78,6 +79,18 @@ fn build_runs_each_models_tests_and_a_failed_test_skips_what_is_built_on_it() {
     assert!(stdout.contains("tests: 4 passed, 6 warned, 1 failed"), "{stdout}");
     // A skipped model was never written.
     assert!(!table_dir(dir.path(), "main", "order_totals").exists());
+    // The summary counts the rows of reject tables by reason.
+    assert!(
+        stdout.contains("Rejected rows:\n  customers_rejected                    1  missing_name 1\n"),
+        "{stdout}"
+    );
+    let quality = &artifact(dir.path(), "run_results.json")["quality"];
+    assert_eq!(quality["tests"], serde_json::json!({"pass": 4, "warn": 6, "fail": 1}));
+    assert_eq!(
+        quality["rejected"],
+        serde_json::json!([{"unique_id": "model.quality.customers_rejected", "name": "customers_rejected",
+            "rows": 1, "reasons": [["missing_name", 1]]}])
+    );
 }
 
 #[test]
