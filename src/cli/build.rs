@@ -113,6 +113,7 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         models: Arc::new(rendered.models),
         tests: Arc::new(rendered.tests),
         registry,
+        audited: Default::default(),
         options: RunOptions {
             threads,
             full_refresh: global.full_refresh,

@@ -139,7 +139,12 @@ impl Output {
                     .map(|(reason, n)| format!("{reason} {}", group(*n)))
                     .collect();
                 let more = if r.reasons.len() > 3 { ", ..." } else { "" };
-                self.line(&format!("  {:<28} {:>10}  {}{more}", r.name, group(r.rows), top.join(", ")));
+                self.line(&format!(
+                    "  {:<28} {:>10}  {}{more}",
+                    r.name,
+                    group(r.rows),
+                    top.join(", ")
+                ));
             }
         }
         let tests = count(Status::Pass) + count(Status::Warn) + count(Status::Fail);

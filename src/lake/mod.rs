@@ -166,6 +166,42 @@ pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> 
     }
 }
 
+/// Where write-audit-publish stages a model's new data: beside the
+/// warehouse schemas, never read by anything but the model's audit.
+pub fn staging_location(root: &Url, relation: &Relation) -> Url {
+    let staged = Relation {
+        schema: format!("_etl_staging/{}", relation.schema),
+        identifier: relation.identifier.clone(),
+        ephemeral: false,
+    };
+    relation_location(root, &staged)
+}
+
+/// Deletes every object under `url` (a staged table once published or
+/// rejected).
+pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String> {
+    let store = store_for(ctx, url)?;
+    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let objects: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    for object in objects {
+        match store.delete(&object.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    if url.scheme() == "file" {
+        // Local stores leave empty folders behind.
+        if let Ok(path) = url.to_file_path() {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,9 @@ pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
     let invalid = |message: String| {
         Diagnostic::error("invalid-config", message)
             .with_span(Some(Span::file(&node.path)))
-            .with_help("write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`")
+            .with_help(
+                "write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`",
+            )
     };
     let items: Vec<&Value> = match value {
         Value::Null => return Ok(Vec::new()),
@@ -86,10 +88,13 @@ pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
             }
             other => return Err(invalid(format!("`export` cannot be `{other}`"))),
         };
-        let format = ExportFormat::parse(&format_name)
-            .ok_or_else(|| invalid(format!("unknown export format `{format_name}`; use csv, parquet or json")))?;
-        let location = location
-            .unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, format.extension()));
+        let format = ExportFormat::parse(&format_name).ok_or_else(|| {
+            invalid(format!(
+                "unknown export format `{format_name}`; use csv, parquet or json"
+            ))
+        })?;
+        let location =
+            location.unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, format.extension()));
         out.push(Export { format, location });
     }
     Ok(out)
@@ -100,10 +105,16 @@ pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
 pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export: &Export) -> Result<Url, String> {
     let url = match Url::parse(&export.location) {
         Ok(url) if url.scheme().len() > 1 => url,
-        _ => lake.join(&export.location).map_err(|e| format!("`{}`: {e}", export.location))?,
+        _ => lake
+            .join(&export.location)
+            .map_err(|e| format!("`{}`: {e}", export.location))?,
     };
     if url.scheme() == "file" {
-        if let Some(parent) = url.to_file_path().ok().and_then(|p| p.parent().map(|p| p.to_path_buf())) {
+        if let Some(parent) = url
+            .to_file_path()
+            .ok()
+            .and_then(|p| p.parent().map(|p| p.to_path_buf()))
+        {
             std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
         }
     }

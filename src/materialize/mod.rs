@@ -105,6 +105,9 @@ pub struct Build {
     pub tests: Arc<Vec<RenderedModel>>,
     pub registry: Arc<Registry>,
     pub options: RunOptions,
+    /// Results of tests already run by a write-audit-publish model's audit,
+    /// reported when the test's turn comes instead of running it again.
+    pub audited: std::sync::Mutex<HashMap<NodeIndex, NodeResult>>,
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).
@@ -142,7 +145,10 @@ pub async fn run(
             let Some(index) = ready.pop() else { break };
             let b = build.clone();
             let handle = tasks.spawn(async move {
-                let result = if b.dag.node(index).resource_type == ResourceType::Test {
+                let audited = b.audited.lock().expect("audit results poisoned").remove(&index);
+                let result = if let Some(result) = audited {
+                    result
+                } else if b.dag.node(index).resource_type == ResourceType::Test {
                     data_tests::run_test(&b, index).await
                 } else {
                     nodes::build_node(&b, index).await
@@ -180,7 +186,7 @@ pub async fn run(
                 }
             }
         } else {
-            for skipped in skip_descendants(&build.dag, index, &children, &mut finished) {
+            for skipped in skip_descendants(&build, index, &children, &mut finished) {
                 results.push(skipped);
                 on_result(results.last().expect("just pushed"), results.len(), total);
             }
@@ -229,11 +235,12 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
 }
 
 fn skip_descendants(
-    dag: &Dag,
+    build: &Build,
     failed: NodeIndex,
     children: &HashMap<NodeIndex, Vec<NodeIndex>>,
     finished: &mut HashMap<NodeIndex, Status>,
 ) -> Vec<NodeResult> {
+    let dag = &build.dag;
     let cause = dag.node(failed).name.clone();
     let mut out = Vec::new();
     let mut stack: Vec<NodeIndex> = children.get(&failed).cloned().unwrap_or_default();
@@ -246,6 +253,12 @@ fn skip_descendants(
     }
     // Report in DAG order.
     for &i in dag.order.iter().filter(|i| descendants.contains(i)) {
+        // A test that a failed audit ran has a real result to report.
+        if let Some(result) = build.audited.lock().expect("audit results poisoned").remove(&i) {
+            finished.insert(i, result.status);
+            out.push(result);
+            continue;
+        }
         finished.insert(i, Status::Skipped);
         let node = dag.node(i);
         out.push(NodeResult {
@@ -315,8 +328,10 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
             .map_err(failed)?;
         let mut reasons = Vec::new();
         for batch in batches {
-            let reason = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8).map_err(|e| failed(e.into()))?;
-            let count = datafusion::arrow::compute::cast(batch.column(1), &DataType::UInt64).map_err(|e| failed(e.into()))?;
+            let reason =
+                datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8).map_err(|e| failed(e.into()))?;
+            let count =
+                datafusion::arrow::compute::cast(batch.column(1), &DataType::UInt64).map_err(|e| failed(e.into()))?;
             let (reason, count) = (reason.as_string::<i32>(), count.as_primitive::<UInt64Type>());
             for i in 0..batch.num_rows() {
                 let r = if reason.is_null(i) { "(none)" } else { reason.value(i) };

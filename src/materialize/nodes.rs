@@ -7,9 +7,9 @@ use serde_json::{Map, Value};
 
 use super::{Build, NodeResult, Status};
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::{Materialization, Node};
+use crate::graph::{Materialization, Node, ResourceType};
 use crate::lake::{self, ViewDefinition, Written};
-use crate::plan::{compile, plan_model, register_csv_file};
+use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file};
 
 /// What a successful build produced.
 struct Outcome {
@@ -197,6 +197,10 @@ async fn planned(
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let plan = plan_model(&build.registry.ctx, &compiled).await?;
+    let node = build.dag.node(index);
+    if contract_enforced(&node.config) {
+        check_contract(&build.registry.ctx, &build.project.models[node.index], plan.schema()).await?;
+    }
     Ok((plan, compiled.sql))
 }
 
@@ -205,8 +209,16 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     // Checked first: a bad `export` config must not leave a new version.
     let exports = super::export::exports_of(node)?;
     let (plan, _) = planned(build, index).await?;
-    let written = write_and_register(build, index, plan).await?;
+    let audit = node.config.get("audit").and_then(Value::as_bool).unwrap_or(false);
+    let written = if audit {
+        audited_write(build, index, plan).await?
+    } else {
+        write_and_register(build, index, plan).await?
+    };
     let mut message = format!("table: {} rows", written.rows);
+    if audit {
+        message.push_str(", audited before publishing");
+    }
     if node.materialized == Materialization::Incremental {
         message.push_str(" (incremental models are rebuilt in full for now)");
     }
@@ -215,9 +227,12 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let url = super::export::write_export(&registry.ctx, &registry.lake, &node.relation.sql(), export)
             .await
             .map_err(|e| {
-                Diagnostic::error("export", format!("exporting `{}` to `{}` failed: {e}", node.name, export.location))
-                    .with_span(Some(Span::file(&node.path)))
-                    .with_note(format!("the table itself was written (version {})", written.version))
+                Diagnostic::error(
+                    "export",
+                    format!("exporting `{}` to `{}` failed: {e}", node.name, export.location),
+                )
+                .with_span(Some(Span::file(&node.path)))
+                .with_note(format!("the table itself was written (version {})", written.version))
             })?;
         message.push_str(&format!(", exported to {url}"));
     }
@@ -226,6 +241,93 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         version: Some(written.version),
         message,
     })
+}
+
+/// Write-audit-publish: the new data is written to a staging table, the
+/// model's tests run against it, and only if none fails is it committed to
+/// the model's table. A failed audit leaves the published version as it was.
+async fn audited_write(
+    build: &Build,
+    index: NodeIndex,
+    plan: datafusion::logical_expr::LogicalPlan,
+) -> Result<Written, Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let ctx = &registry.ctx;
+    let staging = lake::staging_location(&registry.lake, &node.relation);
+    // What a killed build may have left.
+    lake::remove_prefix(ctx, &staging)
+        .await
+        .map_err(|e| lake_error(node, "clearing the staging table of", e))?;
+    lake::overwrite_table(ctx, &staging, plan, commit_metadata(build, node))
+        .await
+        .map_err(|e| execution_error(node, e))?;
+    let staged = lake::delta_provider(ctx, &staging)
+        .await
+        .map_err(|e| lake_error(node, "reading the staged data of", e))?;
+    registry
+        .register(index, &node.relation, staged.clone())
+        .map_err(|e| lake_error(node, "registering", e))?;
+
+    let mut failed = Vec::new();
+    for test in audit_tests(build, index) {
+        let result = super::data_tests::run_test(build, test).await;
+        if !result.status.lets_dependents_run() {
+            failed.push(format!(
+                "`{}`: {}",
+                result.name,
+                result.message.lines().next().unwrap_or_default()
+            ));
+        }
+        build
+            .audited
+            .lock()
+            .expect("audit results poisoned")
+            .insert(test, result);
+    }
+    if !failed.is_empty() {
+        // Readers see the published version again, if there is one.
+        let location = registry.location(&node.relation);
+        registry.unregister(index, &node.relation);
+        if let Ok(published) = lake::delta_provider(ctx, &location).await {
+            let _ = registry.register(index, &node.relation, published);
+        }
+        let _ = lake::remove_prefix(ctx, &staging).await;
+        let mut diag = Diagnostic::error(
+            "audit",
+            format!(
+                "`{}` failed its audit: {} test{} failed on the new data",
+                node.name,
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" }
+            ),
+        )
+        .with_span(Some(Span::file(&node.path)));
+        for f in failed {
+            diag = diag.with_note(f);
+        }
+        return Err(diag.with_note("nothing was published: the table keeps its previous version"));
+    }
+    let plan = ctx
+        .read_table(staged)
+        .map_err(|e| lake_error(node, "reading the staged data of", e))?
+        .into_unoptimized_plan();
+    let written = write_and_register(build, index, plan).await?;
+    lake::remove_prefix(ctx, &staging)
+        .await
+        .map_err(|e| lake_error(node, "removing the staging table of", e))?;
+    Ok(written)
+}
+
+/// The tests an audit runs: those on the model that read nothing it does
+/// not already depend on.
+fn audit_tests(build: &Build, index: NodeIndex) -> Vec<NodeIndex> {
+    let dag = &build.dag;
+    let ancestors = dag.ancestors(index);
+    dag.children(index)
+        .filter(|&c| dag.node(c).resource_type == ResourceType::Test)
+        .filter(|&c| dag.parents(c).all(|p| p == index || ancestors.contains(&p)))
+        .collect()
 }
 
 async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {

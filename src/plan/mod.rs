@@ -4,11 +4,13 @@
 //! template line.
 
 mod compile;
+mod contract;
 mod registry;
 mod session;
 mod sources;
 
 pub use compile::{CompiledSql, compile, compile_with};
+pub use contract::{check_contract, enforced as contract_enforced};
 pub use registry::Registry;
 pub use session::{SessionOptions, new_session, parse_memory_limit};
 pub use sources::{register_csv_file, sql_type};

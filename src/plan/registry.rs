@@ -67,6 +67,13 @@ impl Registry {
         Ok(())
     }
 
+    /// Forgets a relation: the next reader loads it from the lake again.
+    pub fn unregister(&self, index: NodeIndex, relation: &Relation) {
+        let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
+        let _ = self.ctx.deregister_table(reference);
+        self.registered.lock().expect("registry poisoned").remove(&index);
+    }
+
     pub fn register_view(
         &self,
         index: NodeIndex,

@@ -198,3 +198,73 @@ fn a_malformed_threshold_is_an_error_on_the_test() {
         "{stderr}"
     );
 }
+
+#[test]
+fn write_audit_publish_keeps_the_published_version_when_a_test_fails() {
+    let dir = fixture("quality_gates");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let results = artifact(dir.path(), "run_results.json");
+    let kpis = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == "model.gates.kpis")
+        .unwrap();
+    assert_eq!(kpis["message"], "table: 2 rows, audited before publishing");
+    assert_eq!(rows(dir.path(), "main", "kpis"), ["mobile|50.0", "web|100.0"]);
+    let staging = dir.path().join("lake/warehouse/_etl_staging");
+    assert!(
+        !staging.join("main/kpis").exists(),
+        "the staged copy is removed once published"
+    );
+
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--vars", "{bad_data: true}"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("error[audit]: `kpis` failed its audit: 1 test failed on the new data"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`not_null_kpis_revenue`: 1 failing row"), "{stderr}");
+    // The published table is the first build's, at its first version.
+    assert_eq!(rows(dir.path(), "main", "kpis"), ["mobile|50.0", "web|100.0"]);
+    let log = dir.path().join("lake/warehouse/main/kpis/_delta_log");
+    assert!(log.join("00000000000000000000.json").exists());
+    assert!(!log.join("00000000000000000001.json").exists(), "no second commit");
+    assert!(!staging.join("main/kpis").exists());
+    let s = statuses(dir.path());
+    assert_eq!(s["model.gates.kpis"].0, "error");
+    assert_eq!(s["test.gates.not_null_kpis_revenue"], ("fail".to_owned(), Some(1)));
+    assert_eq!(s["model.gates.kpi_share"].0, "skipped");
+}
+
+#[test]
+fn a_broken_contract_fails_the_model_before_anything_is_written() {
+    let dir = fixture("quality_gates");
+    let (code, _, _) = etl(dir.path(), &["build", "--select", "contracted"]);
+    assert_eq!(code, 0);
+    assert_eq!(rows(dir.path(), "main", "contracted"), ["1|9.5"]);
+    let (code, _, stderr) = etl(
+        dir.path(),
+        &["build", "--select", "contracted", "--vars", "{break_contract: true}"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[contract]: model `contracted` breaks its contract: 2 columns differ"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/schema.yml"), "{stderr}");
+    assert!(
+        stderr.contains("`amount` is declared `double` (double) but the query returns varchar"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`surprise` (boolean) is returned by the query but not declared"),
+        "{stderr}"
+    );
+    assert_eq!(
+        rows(dir.path(), "main", "contracted"),
+        ["1|9.5"],
+        "the old version stays"
+    );
+}
