@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::prelude::SessionContext;
 use etl::artifacts;
 use etl::diagnostic::Diagnostic;
 use etl::graph::{self, ResourceType};
@@ -65,36 +66,14 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         .filter(|&i| mode.includes(dag.node(i).resource_type))
         .collect();
 
-    let memory_limit = match global
-        .memory_limit
-        .as_deref()
-        .or(project.target.memory_limit.as_deref())
-        .map(parse_memory_limit)
-    {
-        Some(Err(e)) => {
-            out.fatal(&[Diagnostic::error("invalid-memory-limit", e)], Some(&root));
-            return 2;
-        }
-        Some(Ok(limit)) => Some(limit),
-        None => None,
-    };
     let threads = global
         .threads
         .or(project.target.threads)
         .unwrap_or_else(num_cpus::get)
         .max(1);
-    let ctx = match new_session(&SessionOptions {
-        target_partitions: None,
-        memory_limit,
-    }) {
+    let ctx = match session(global, &project, out) {
         Ok(ctx) => ctx,
-        Err(e) => {
-            out.fatal(
-                &[Diagnostic::error("session", format!("cannot start DataFusion: {e}"))],
-                Some(&root),
-            );
-            return 2;
-        }
+        Err(code) => return code,
     };
     if !out.json() {
         out.line(&format!(
@@ -142,4 +121,34 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
     out.summary(&results, &rejected, &root);
     let failed = results.count(Status::Error) + results.count(Status::Fail);
     if failed > 0 { 1 } else { 0 }
+}
+
+/// The build's DataFusion session, with the memory limit from the command
+/// line or the target.
+pub fn session(global: &Global, project: &etl::project::Project, out: &Output) -> Result<SessionContext, u8> {
+    let root = &project.root;
+    let memory_limit = match global
+        .memory_limit
+        .as_deref()
+        .or(project.target.memory_limit.as_deref())
+        .map(parse_memory_limit)
+    {
+        Some(Err(e)) => {
+            out.fatal(&[Diagnostic::error("invalid-memory-limit", e)], Some(root));
+            return Err(2);
+        }
+        Some(Ok(limit)) => Some(limit),
+        None => None,
+    };
+    new_session(&SessionOptions {
+        target_partitions: None,
+        memory_limit,
+    })
+    .map_err(|e| {
+        out.fatal(
+            &[Diagnostic::error("session", format!("cannot start DataFusion: {e}"))],
+            Some(root),
+        );
+        2
+    })
 }

@@ -7,6 +7,7 @@ mod compile;
 mod ls;
 mod output;
 mod show;
+mod source;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +88,11 @@ enum Command {
     Show(show::ShowArgs),
     /// Remove target/ (compiled SQL and artifacts; the lake is left alone).
     Clean,
+    /// Commands about sources: `etl source freshness`.
+    Source {
+        #[command(subcommand)]
+        command: source::SourceCommand,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -116,6 +122,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),
+            Command::Source { command } => source::run(&cli.global, command, &out).await,
         }
     });
     ExitCode::from(code)

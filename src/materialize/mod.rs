@@ -4,7 +4,10 @@
 
 mod data_tests;
 mod export;
+mod freshness;
 mod nodes;
+
+pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
 pub use data_tests::Threshold;
 

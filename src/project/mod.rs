@@ -862,6 +862,19 @@ fn load_source(
         if let Some(c) = check_config(file, table.config, errors) {
             merge_config(&mut config, c);
         }
+        // Freshness is written beside the tables (dbt's older spelling) or
+        // in their config; a table's own setting wins, `freshness: null`
+        // turns it off.
+        for (key, source_value, table_value) in [
+            ("loaded_at_field", &source.loaded_at_field, &table.loaded_at_field),
+            ("freshness", &source.freshness, &table.freshness),
+        ] {
+            if let Some(v) = table_value.as_ref().or(source_value.as_ref()) {
+                if !config.contains_key(key) || table_value.is_some() {
+                    config.insert(key.to_owned(), v.clone());
+                }
+            }
+        }
         out.push(Source {
             source_name: source.name.value.clone(),
             name: table.name.value.clone(),

@@ -174,7 +174,9 @@ pub struct SourceTableProperties {
     pub identifier: Option<String>,
     #[serde(default)]
     pub loaded_at_field: Option<Value>,
-    #[serde(default)]
+    /// `Some(Null)` when written `freshness: null`, which turns off the
+    /// source's freshness for this table.
+    #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Value>,
     #[serde(default)]
     pub meta: Option<Value>,
@@ -217,4 +219,9 @@ pub struct ExternalProperties {
     pub options: BTreeMap<String, Value>,
     #[serde(default)]
     pub partitions: Option<Value>,
+}
+
+/// A key that is present, even with a null value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }

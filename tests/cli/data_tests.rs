@@ -268,3 +268,54 @@ fn a_broken_contract_fails_the_model_before_anything_is_written() {
         "the old version stays"
     );
 }
+
+#[test]
+fn source_freshness_compares_the_newest_row_with_the_thresholds() {
+    let dir = fixture("freshness");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let ago = |hours: i64| (chrono::Utc::now() - chrono::Duration::hours(hours)).format("%Y-%m-%d %H:%M:%S");
+    let write = |name: &str, rows: &[(i64, &str)]| {
+        let mut text = String::from("id,kind,loaded_at\n");
+        for (i, (hours, kind)) in rows.iter().enumerate() {
+            text.push_str(&format!("{i},{kind},{}\n", ago(*hours)));
+        }
+        std::fs::write(data.join(name), text).unwrap();
+    };
+    write("fresh.csv", &[(30, "x"), (1, "x")]);
+    write("stale.csv", &[(48, "x")]);
+    write("ancient.csv", &[(240, "x")]);
+    // The newest row is a stream row; the filter only looks at batch rows.
+    write("mixed.csv", &[(3, "batch"), (0, "stream")]);
+
+    let (code, stdout, stderr) = etl(dir.path(), &["source", "freshness"]);
+    assert_eq!(code, 1, "an error-level source: {stdout}\n{stderr}");
+    let results = artifact(dir.path(), "sources.json");
+    let statuses: BTreeMap<String, String> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        ("landing.ancient", "error"),
+        ("landing.filtered", "warn"),
+        ("landing.fresh", "pass"),
+        ("landing.stale", "warn"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(statuses, expected, "`unchecked` turns freshness off");
+    assert!(stdout.contains("ERROR STALE freshness of landing.ancient"), "{stdout}");
+    assert!(stdout.contains("newest `loaded_at` is 10.0 days old"), "{stdout}");
+
+    let (code, stdout, _) = etl(dir.path(), &["source", "freshness", "--select", "source:landing.fresh"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("PASS        freshness of landing.fresh"), "{stdout}");
+}

@@ -1,0 +1,227 @@
+//! Source freshness, as `dbt source freshness` checks it: the newest
+//! `loaded_at_field` of each source table against `warn_after` and
+//! `error_after`.
+//!
+//! ```yaml
+//! sources:
+//!   - name: bronze
+//!     loaded_at_field: ingested_at
+//!     freshness:
+//!       warn_after: {count: 12, period: hour}
+//!       error_after: {count: 1, period: day}
+//!       filter: "ingested_at > now() - interval '7 days'"   # optional
+//! ```
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diagnostic::Diagnostic;
+use crate::graph::{Dag, ResourceType};
+use crate::plan::Registry;
+use crate::project::{Project, Source};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FreshnessStatus {
+    Pass,
+    Warn,
+    Error,
+    #[serde(rename = "runtime error")]
+    RuntimeError,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FreshnessResult {
+    pub unique_id: String,
+    /// `source.table`.
+    pub name: String,
+    pub status: FreshnessStatus,
+    pub max_loaded_at: Option<DateTime<Utc>>,
+    pub snapshotted_at: DateTime<Utc>,
+    pub max_loaded_at_time_ago_in_s: Option<f64>,
+    pub criteria: Value,
+    pub message: String,
+    #[serde(skip)]
+    pub diagnostic: Option<Diagnostic>,
+}
+
+/// `{count: 12, period: hour}` in seconds.
+fn threshold(value: Option<&Value>) -> Result<Option<f64>, String> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let count = value
+        .get("count")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("`{value}` needs a numeric `count`"))?;
+    let unit = match value.get("period").and_then(Value::as_str) {
+        Some("minute") => 60.0,
+        Some("hour") => 3600.0,
+        Some("day") => 86400.0,
+        other => {
+            return Err(format!(
+                "`period` is minute, hour or day, not `{}`",
+                other.unwrap_or("missing")
+            ));
+        }
+    };
+    Ok(Some(count * unit))
+}
+
+/// Checks every selected source that declares a freshness.
+pub async fn check_freshness(
+    registry: &Registry,
+    project: &Project,
+    dag: &Dag,
+    nodes: &[petgraph::graph::NodeIndex],
+) -> Vec<FreshnessResult> {
+    let mut out = Vec::new();
+    for &index in nodes {
+        let node = dag.node(index);
+        if node.resource_type != ResourceType::Source {
+            continue;
+        }
+        let source = &project.sources[node.index];
+        let Some(freshness) = source.config.get("freshness").filter(|f| !f.is_null()) else {
+            continue;
+        };
+        let snapshotted_at = Utc::now();
+        let mut result = FreshnessResult {
+            unique_id: node.unique_id.clone(),
+            name: format!("{}.{}", source.source_name, source.name),
+            status: FreshnessStatus::RuntimeError,
+            max_loaded_at: None,
+            snapshotted_at,
+            max_loaded_at_time_ago_in_s: None,
+            criteria: freshness.clone(),
+            message: String::new(),
+            diagnostic: None,
+        };
+        match check_one(registry, project, dag, index, source, freshness, snapshotted_at).await {
+            Ok((status, max, age, message)) => {
+                result.status = status;
+                result.max_loaded_at = max;
+                result.max_loaded_at_time_ago_in_s = age;
+                result.message = message;
+            }
+            Err(diag) => {
+                result.message = diag.message.clone();
+                result.diagnostic = Some(diag);
+            }
+        }
+        out.push(result);
+    }
+    out
+}
+
+type Checked = (FreshnessStatus, Option<DateTime<Utc>>, Option<f64>, String);
+
+async fn check_one(
+    registry: &Registry,
+    project: &Project,
+    dag: &Dag,
+    index: petgraph::graph::NodeIndex,
+    source: &Source,
+    freshness: &Value,
+    now: DateTime<Utc>,
+) -> Result<Checked, Diagnostic> {
+    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
+    let name = format!("{}.{}", source.source_name, source.name);
+    let field = source
+        .config
+        .get("loaded_at_field")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            fail(
+                "freshness",
+                format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
+            )
+        })?;
+    let warn_after = threshold(freshness.get("warn_after"))
+        .map_err(|e| fail("freshness", format!("`warn_after` of `{name}`: {e}")))?;
+    let error_after = threshold(freshness.get("error_after"))
+        .map_err(|e| fail("freshness", format!("`error_after` of `{name}`: {e}")))?;
+    if warn_after.is_none() && error_after.is_none() {
+        return Err(fail(
+            "freshness",
+            format!("the `freshness` of `{name}` sets neither `warn_after` nor `error_after`"),
+        ));
+    }
+    let filter = freshness
+        .get("filter")
+        .and_then(Value::as_str)
+        .map(|f| format!(" where {f}"))
+        .unwrap_or_default();
+
+    registry.ensure(dag, project, index).await?;
+    let relation = dag.node(index).relation.sql();
+    let sql = format!("select max(cast({field} as timestamp)) from {relation}{filter}");
+    let query_error = |e: datafusion::error::DataFusionError| {
+        fail(
+            "freshness",
+            format!("checking the freshness of `{name}`: {}", e.find_root()),
+        )
+    };
+    let batches = registry
+        .ctx
+        .sql(&sql)
+        .await
+        .map_err(query_error)?
+        .collect()
+        .await
+        .map_err(query_error)?;
+    let max = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .and_then(|b| {
+            let column =
+                datafusion::arrow::compute::cast(b.column(0), &DataType::Timestamp(TimeUnit::Microsecond, None))
+                    .ok()?;
+            let column = column.as_primitive::<TimestampMicrosecondType>();
+            (!column.is_null(0)).then(|| column.value(0))
+        })
+        .and_then(DateTime::<Utc>::from_timestamp_micros);
+    let Some(max) = max else {
+        let status = if error_after.is_some() {
+            FreshnessStatus::Error
+        } else {
+            FreshnessStatus::Warn
+        };
+        return Ok((
+            status,
+            None,
+            None,
+            format!("`{field}` has no value: nothing was loaded"),
+        ));
+    };
+    let age = (now - max).num_milliseconds() as f64 / 1000.0;
+    let status = if error_after.is_some_and(|e| age > e) {
+        FreshnessStatus::Error
+    } else if warn_after.is_some_and(|w| age > w) {
+        FreshnessStatus::Warn
+    } else {
+        FreshnessStatus::Pass
+    };
+    Ok((
+        status,
+        Some(max),
+        Some(age),
+        format!("newest `{field}` is {} old", human_age(age)),
+    ))
+}
+
+fn human_age(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 120.0 {
+        format!("{s:.0}s")
+    } else if s < 7200.0 {
+        format!("{:.0}min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1}h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86400.0)
+    }
+}
