@@ -2,7 +2,7 @@
 
 use etl::artifacts;
 use etl::diagnostic::Diagnostic;
-use etl::graph;
+use etl::graph::{self, ResourceType};
 
 use super::{Global, Output, invocation_id};
 
@@ -20,11 +20,24 @@ pub fn run(global: &Global, out: &Output) -> u8 {
         artifacts::write_compiled(&prepared.project, &prepared.dag, &selection.nodes, &prepared.rendered)
     });
     match written {
-        Ok(count) => {
+        Ok(_) => {
+            let count = |t: ResourceType| {
+                selection
+                    .nodes
+                    .iter()
+                    .filter(|&&i| prepared.dag.node(i).resource_type == t)
+                    .count()
+            };
+            let (models, tests) = (count(ResourceType::Model), count(ResourceType::Test));
             if out.json() {
-                out.event(serde_json::json!({"event": "compiled", "models": count}));
+                out.event(serde_json::json!({"event": "compiled", "models": models, "tests": tests}));
             } else {
-                out.line(&format!("Compiled {count} models to target/compiled/"));
+                let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+                let mut what = plural(models, "model");
+                if tests > 0 {
+                    what = format!("{what} and {}", plural(tests, "data test"));
+                }
+                out.line(&format!("Compiled {what} to target/compiled/"));
             }
             0
         }

@@ -262,8 +262,12 @@ fn is_incremental_fn(state: &State) -> Result<bool, Error> {
     Ok(scope.is_incremental)
 }
 
-fn log_fn(state: &State, message: Value, info: Option<bool>) -> Result<String, Error> {
-    let _ = info;
+/// dbt's `log(msg, info=False)`: etl records every message (shown at info
+/// level while rendering), so `info` changes nothing but is accepted either
+/// way it is passed.
+fn log_fn(state: &State, message: Value, info: Option<bool>, kwargs: Kwargs) -> Result<String, Error> {
+    let _ = (info, kwargs.get::<Option<bool>>("info")?);
+    kwargs.assert_all_used()?;
     let scope = scope(state)?;
     scope
         .recorded

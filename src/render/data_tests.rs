@@ -167,8 +167,8 @@ fn render_generic(
     let mut args: BTreeMap<String, Value> = BTreeMap::new();
     for (key, value) in call.kwargs {
         let evaluated = match value.as_str() {
-            Some(text) if is_relation_call(text) => env
-                .compile_expression(text)
+            Some(text) if is_relation_call(text) || single_expression(text).is_some() => env
+                .compile_expression(single_expression(text).unwrap_or(text))
                 .and_then(|expr| expr.eval(&base))
                 .map_err(|e| macros.diagnostic(&e, project).with_span(test.span.clone()))?,
             Some(text) if text.contains("{{") || text.contains("{%") => env
@@ -230,6 +230,14 @@ fn render_generic(
         uses_is_incremental: false,
         logs: recorded.logs,
     })
+}
+
+/// The expression of an argument that is exactly one `{{ ... }}`: it is
+/// evaluated to its value (a list stays a list), as dbt renders test
+/// arguments natively.
+fn single_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
 }
 
 /// `ref('x')`, `ref("pkg", "x")`, `source('s', 't')`.

@@ -292,3 +292,57 @@ fn no_project_is_exit_code_two() {
     assert_eq!(code, 2);
     assert!(stderr.contains("error[no-project]"), "{stderr}");
 }
+
+#[test]
+fn a_dbt_project_runs_unchanged() {
+    let dir = fixture("dbt_project");
+    let output = assert_cmd::Command::cargo_bin("etl")
+        .unwrap()
+        .arg("--project-dir")
+        .arg(dir.path())
+        .arg("build")
+        .env("NO_COLOR", "1")
+        .env("ETL_LOG", "etl=info")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("5 succeeded, 0 failed, 0 skipped; tests: 6 passed, 0 warned, 0 failed"),
+        "{stdout}"
+    );
+    // `log()` reaches the log, with the model it came from.
+    assert!(
+        stderr.contains("payment methods: credit_card, coupon, bank_transfer model=stg_payments"),
+        "{stderr}"
+    );
+    // Project-scoped vars, a `{% call %}` block pivoting payments, a macro
+    // with a default argument, and seed column_types set per seed.
+    assert_eq!(
+        rows(dir.path(), "main", "orders"),
+        [
+            "1|1|2024-01-01|completed|10.0|0.0|0.0|10.0",
+            "2|3|2024-01-02|completed|7.5|2.5|0.0|10.0",
+            "3|2|2024-01-03|returned|0.0|0.0|3.0|3.0",
+        ]
+    );
+    // dbt's names for tests whose arguments make the name too long.
+    let (_, names, _) = etl(dir.path(), &["ls", "--resource-type", "test", "--output", "name"]);
+    assert!(
+        names.contains("accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758\n"),
+        "{names}"
+    );
+}
+
+#[test]
+fn memory_limit_is_parsed_and_a_bad_one_is_a_usage_error() {
+    let dir = fixture("basic");
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--memory-limit", "256MiB"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, _, stderr) = etl(dir.path(), &["build", "--memory-limit", "lots"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("error[invalid-memory-limit]"), "{stderr}");
+}

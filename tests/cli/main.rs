@@ -3,4 +3,5 @@
 
 mod core;
 mod data_tests;
+mod snapshots;
 mod support;
