@@ -160,9 +160,43 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
         .with_help("check the `location` (globs such as `orders/*.jsonl` are allowed) and that the files exist"));
     }
 
+    let header = source
+        .options
+        .get("header")
+        .is_none_or(|v| v.as_bool() != Some(false) && v.as_str() != Some("false"));
+    let format_for_header = options.format.clone();
     let mut config = ListingTableConfig::new(url).with_listing_options(options);
     config = match declared_schema(ctx, source).await? {
-        Some(schema) => config.with_schema(schema),
+        Some(schema) => {
+            // CSV columns are read by position: the declared names must be
+            // the header's, or every column would be silently shifted.
+            if source.format == SourceFormat::Csv && header {
+                let found = format_for_header
+                    .infer_schema(&state, &store, &files[..1])
+                    .await
+                    .map_err(|e| {
+                        fail(
+                            "source-schema",
+                            format!("cannot read the header of `{}`: {}", files[0].location, e.find_root()),
+                        )
+                    })?;
+                let declared: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let in_file: Vec<&str> = found.fields().iter().map(|f| f.name().as_str()).collect();
+                if declared != in_file {
+                    return Err(fail(
+                        "source-columns",
+                        format!(
+                            "the declared columns of `{}.{}` do not match the header of `{}`",
+                            source.source_name, source.name, files[0].location
+                        ),
+                    )
+                    .with_note(format!("declared: {}", declared.join(", ")))
+                    .with_note(format!("header:   {}", in_file.join(", ")))
+                    .with_help("declare the CSV's columns in the order of its header"));
+                }
+            }
+            config.with_schema(schema)
+        }
         None => config.infer_schema(&state).await.map_err(|e| {
             fail(
                 "source-schema",

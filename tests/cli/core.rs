@@ -346,3 +346,39 @@ fn memory_limit_is_parsed_and_a_bad_one_is_a_usage_error() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("error[invalid-memory-limit]"), "{stderr}");
 }
+
+#[test]
+fn declared_csv_columns_must_follow_the_header() {
+    let dir = fixture("sources");
+    let yml = dir.path().join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let typed = |columns: &str| {
+        text.replace(
+            "          header: true\n",
+            &format!("          header: true\n        columns: {columns}\n"),
+        )
+    };
+    // In the header's order: read with exactly these types.
+    std::fs::write(
+        &yml,
+        typed("[{name: id, data_type: bigint}, {name: label, data_type: varchar}]"),
+    )
+    .unwrap();
+    let (code, stdout, _) = etl(dir.path(), &["show", "files.items"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("│ 1  ┆ one   │"), "{stdout}");
+    // Swapped: every value would land in the wrong column, so it is an error.
+    std::fs::write(
+        &yml,
+        typed("[{name: label, data_type: varchar}, {name: id, data_type: bigint}]"),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["show", "files.items"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[source-columns]: the declared columns of `files.items` do not match the header"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("declared: label, id"), "{stderr}");
+    assert!(stderr.contains("header:   id, label"), "{stderr}");
+}
