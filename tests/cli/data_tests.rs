@@ -319,3 +319,37 @@ fn source_freshness_compares_the_newest_row_with_the_thresholds() {
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("PASS        freshness of landing.fresh"), "{stdout}");
 }
+
+#[test]
+fn every_built_in_test_passes_and_fails_where_it_should() {
+    let dir = fixture("test_types");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let s = statuses(dir.path());
+    let expected = [
+        ("unique_items_code", "pass", 0),
+        ("unique_items_id", "fail", 1),
+        ("not_null_items_code", "pass", 0),
+        ("not_null_items_kind", "fail", 1),
+        ("accepted_values_items_kind__x__y", "pass", 0),
+        ("accepted_values_items_kind__x", "fail", 1),
+        ("relationships_items_kind__kind__ref_kinds_", "pass", 0),
+        ("kind_has_a_known_kind", "fail", 1),
+        ("accepted_range_items_id__3__1", "pass", 0),
+        // min 2, exclusive: ids 1 and 2
+        ("accepted_range_items_id__False__2", "fail", 2),
+        ("expression_is_true_items_qty___0", "pass", 0),
+        ("qty_is_positive", "fail", 1),
+        ("unique_combination_of_columns_items_id__code", "pass", 0),
+        ("unique_combination_of_columns_items_kind", "fail", 1),
+        ("row_count_items_10__1", "pass", 0),
+        ("row_count_items_5", "fail", 1),
+        // three odd ids, counted up to `limit: 2`; from checks/generic/
+        ("is_even_items_id", "fail", 2),
+    ];
+    for (name, status, failures) in expected {
+        let id = format!("test.types.{name}");
+        assert_eq!(s.get(&id), Some(&(status.to_owned(), Some(failures))), "{id}: {s:?}");
+    }
+    assert_eq!(s.len(), expected.len() + 2, "and the two models");
+}
