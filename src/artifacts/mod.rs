@@ -112,6 +112,47 @@ fn sql_body<'a>(node: &Node, rendered: &'a Rendered) -> &'a RenderedModel {
     }
 }
 
+/// The compiled SQL of a model or test (`None` for seeds and sources), as
+/// the manifest records it.
+pub fn compiled_code(dag: &Dag, index: NodeIndex, rendered: &Rendered) -> Option<String> {
+    dag.node(index).sql.as_ref()?;
+    Some(compile_node(dag, index, rendered).sql)
+}
+
+/// Reads what an earlier run left in `dir` (its `target/`): the manifest's
+/// nodes and the run results, for `state:` and `result:` selectors.
+pub fn read_state(dir: &Path) -> Result<crate::graph::PreviousState, String> {
+    let read = |name: &str| -> Result<Option<Value>, String> {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("`{}` is not valid JSON: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read `{}`: {e}", path.display())),
+        }
+    };
+    let manifest = read("manifest.json")?.ok_or_else(|| format!("`{}` holds no manifest.json", dir.display()))?;
+    let mut state = crate::graph::PreviousState::default();
+    for section in ["nodes", "sources"] {
+        if let Some(Value::Object(nodes)) = manifest.get(section) {
+            for (id, node) in nodes {
+                let sql = node.get("compiled_code").and_then(Value::as_str).map(str::to_owned);
+                let config = node.get("config").cloned().unwrap_or(Value::Null);
+                state.nodes.insert(id.clone(), (sql, config));
+            }
+        }
+    }
+    if let Some(results) = read("run_results.json")? {
+        for r in results.get("results").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(id), Some(status)) = (r["unique_id"].as_str(), r["status"].as_str()) {
+                state.results.insert(id.to_owned(), status.to_owned());
+            }
+        }
+    }
+    Ok(state)
+}
+
 fn compile_node(dag: &Dag, index: NodeIndex, rendered: &Rendered) -> CompiledSql {
     compile_with(dag, index, &rendered.models, sql_body(dag.node(index), rendered))
 }

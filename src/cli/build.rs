@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::prelude::SessionContext;
 use etl::artifacts;
 use etl::diagnostic::Diagnostic;
-use etl::graph::{self, ResourceType};
+use etl::graph::ResourceType;
 use etl::materialize::{self, Build, RunOptions, Status};
 use etl::plan::{Registry, SessionOptions, new_session, parse_memory_limit};
 
@@ -20,6 +20,17 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode a run_results.json's `args.which` names.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Some(match name {
+            "build" => Mode::Build,
+            "run" => Mode::Run,
+            "seed" => Mode::Seed,
+            "test" => Mode::Test,
+            _ => return None,
+        })
+    }
+
     fn name(self) -> &'static str {
         match self {
             Mode::Build => "build",
@@ -40,10 +51,34 @@ impl Mode {
 }
 
 pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
+    run_only(global, out, mode, None).await
+}
+
+/// Builds the selection, or with `only`, just the nodes with those
+/// unique_ids (what `etl retry` re-runs).
+pub async fn run_only(
+    global: &Global,
+    out: &Output,
+    mode: Mode,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> u8 {
     let invocation = invocation_id();
     let prepared = match global.prepare(out, &invocation) {
         Ok(p) => p,
         Err(code) => return code,
+    };
+    let selected = match only {
+        Some(ids) => prepared
+            .dag
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| ids.contains(&prepared.dag.node(i).unique_id))
+            .collect(),
+        None => match global.selection(&prepared, out) {
+            Ok(nodes) => nodes,
+            Err(code) => return code,
+        },
     };
     let etl::Prepared { project, rendered, dag } = prepared;
     let root = project.root.clone();
@@ -58,10 +93,7 @@ pub async fn run(global: &Global, out: &Output, mode: Mode) -> u8 {
         );
         return 2;
     }
-    let selection = graph::select(&dag, &global.select, &global.exclude);
-    out.warnings(&selection.warnings, &root);
-    let nodes: Vec<_> = selection
-        .nodes
+    let nodes: Vec<_> = selected
         .into_iter()
         .filter(|&i| mode.includes(dag.node(i).resource_type))
         .collect();

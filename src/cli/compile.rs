@@ -2,7 +2,7 @@
 
 use etl::artifacts;
 use etl::diagnostic::Diagnostic;
-use etl::graph::{self, ResourceType};
+use etl::graph::ResourceType;
 
 use super::{Global, Output, invocation_id};
 
@@ -13,17 +13,17 @@ pub fn run(global: &Global, out: &Output) -> u8 {
         Err(code) => return code,
     };
     let root = prepared.project.root.clone();
-    let selection = graph::select(&prepared.dag, &global.select, &global.exclude);
-    out.warnings(&selection.warnings, &root);
+    let selection = match global.selection(&prepared, out) {
+        Ok(nodes) => nodes,
+        Err(code) => return code,
+    };
     let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
-    let written = artifacts::write_json(&prepared.project, "manifest.json", &manifest).and_then(|_| {
-        artifacts::write_compiled(&prepared.project, &prepared.dag, &selection.nodes, &prepared.rendered)
-    });
+    let written = artifacts::write_json(&prepared.project, "manifest.json", &manifest)
+        .and_then(|_| artifacts::write_compiled(&prepared.project, &prepared.dag, &selection, &prepared.rendered));
     match written {
         Ok(_) => {
             let count = |t: ResourceType| {
                 selection
-                    .nodes
                     .iter()
                     .filter(|&&i| prepared.dag.node(i).resource_type == t)
                     .count()

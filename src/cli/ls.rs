@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use etl::graph::{self, ResourceType};
+use etl::graph::ResourceType;
 
 use super::{Global, Output, invocation_id};
 
@@ -39,8 +39,10 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         Err(code) => return code,
     };
     let dag = &prepared.dag;
-    let selection = graph::select(dag, &global.select, &global.exclude);
-    out.warnings(&selection.warnings, &prepared.project.root);
+    let selection = match global.selection(&prepared, out) {
+        Ok(nodes) => nodes,
+        Err(code) => return code,
+    };
     let wanted = |t: ResourceType| {
         args.resource_type.is_empty()
             || args.resource_type.iter().any(|w| match w {
@@ -51,7 +53,6 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
             })
     };
     let mut nodes: Vec<_> = selection
-        .nodes
         .iter()
         .map(|&i| dag.node(i))
         .filter(|n| wanted(n.resource_type))

@@ -6,6 +6,7 @@ mod clean;
 mod compile;
 mod ls;
 mod output;
+mod retry;
 mod show;
 mod source;
 
@@ -55,6 +56,15 @@ pub struct Global {
     /// Nodes to leave out, same syntax as `--select`.
     #[arg(long, global = true, num_args = 1..)]
     exclude: Vec<String>,
+    /// A named selection from selectors.yml.
+    #[arg(long, global = true)]
+    selector: Option<String>,
+    /// The target/ folder of an earlier run, for `state:` and `result:` selectors.
+    #[arg(long, global = true)]
+    state: Option<PathBuf>,
+    /// How tests follow the nodes they test: eager, cautious, buildable, empty.
+    #[arg(long, global = true, default_value = "eager", value_parser = ["eager", "cautious", "buildable", "empty"])]
+    indirect_selection: String,
     /// Rebuild incremental models from scratch.
     #[arg(long, global = true)]
     full_refresh: bool,
@@ -88,6 +98,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Remove target/ (compiled SQL and artifacts; the lake is left alone).
     Clean,
+    /// Run again what errored, failed or was skipped in the last run.
+    Retry,
     /// Commands about sources: `etl source freshness`.
     Source {
         #[command(subcommand)]
@@ -122,6 +134,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),
+            Command::Retry => retry::run(&cli.global, &out).await,
             Command::Source { command } => source::run(&cli.global, command, &out).await,
         }
     });
@@ -155,6 +168,47 @@ impl Global {
             out.fatal(&diags, Some(&self.project_dir));
             2
         })
+    }
+}
+
+impl Global {
+    /// Resolves `--select`, `--exclude`, `--selector` against the project,
+    /// printing warnings; a malformed selector is a usage error (exit 2).
+    fn selection(&self, prepared: &etl::Prepared, out: &Output) -> Result<Vec<petgraph::graph::NodeIndex>, u8> {
+        let root = &prepared.project.root;
+        let state = match &self.state {
+            Some(dir) => match etl::artifacts::read_state(dir) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    out.fatal(&[Diagnostic::error("invalid-state", e)], Some(root));
+                    return Err(2);
+                }
+            },
+            None => None,
+        };
+        let compiled = |i| etl::artifacts::compiled_code(&prepared.dag, i, &prepared.rendered);
+        let cx = etl::graph::SelectContext {
+            dag: &prepared.dag,
+            project: &prepared.project,
+            indirect: etl::graph::IndirectSelection::parse(&self.indirect_selection).unwrap_or_default(),
+            state: state.as_ref(),
+            compiled: &compiled,
+        };
+        let args = etl::graph::SelectArgs {
+            select: self.select.clone(),
+            exclude: self.exclude.clone(),
+            selector: self.selector.clone(),
+        };
+        match etl::graph::select(&cx, &args) {
+            Ok(selection) => {
+                out.warnings(&selection.warnings, root);
+                Ok(selection.nodes)
+            }
+            Err(diag) => {
+                out.fatal(&[diag], Some(root));
+                Err(2)
+            }
+        }
     }
 }
 

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use etl::artifacts;
 use etl::diagnostic::Diagnostic;
-use etl::graph;
 use etl::materialize::{FreshnessStatus, check_freshness};
 use etl::plan::Registry;
 
@@ -27,14 +26,16 @@ pub async fn run(global: &Global, command: &SourceCommand, out: &Output) -> u8 {
         Err(code) => return code,
     };
     let root = prepared.project.root.clone();
-    let selection = graph::select(&prepared.dag, &global.select, &global.exclude);
-    out.warnings(&selection.warnings, &root);
+    let selection = match global.selection(&prepared, out) {
+        Ok(nodes) => nodes,
+        Err(code) => return code,
+    };
     let ctx = match super::build::session(global, &prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
     let registry = Registry::new(ctx, prepared.project.target.lake.clone());
-    let results = check_freshness(&registry, &prepared.project, &prepared.dag, &selection.nodes).await;
+    let results = check_freshness(&registry, &prepared.project, &prepared.dag, &selection).await;
     if results.is_empty() {
         out.diagnostics(
             &[

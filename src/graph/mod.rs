@@ -15,7 +15,7 @@ use serde_json::Map;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::project::Project;
 use crate::render::{Relation, Rendered};
-pub use select::{Selection, select};
+pub use select::{IndirectSelection, PreviousState, SelectArgs, SelectContext, Selection, select};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

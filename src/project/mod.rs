@@ -54,6 +54,53 @@ pub struct Project {
     pub macro_files: Vec<SourceFile>,
     /// Generic tests from properties files, then singular tests.
     pub data_tests: Vec<DataTest>,
+    /// Named selections from `selectors.yml`.
+    pub selectors: Vec<SelectorDefinition>,
+}
+
+/// One entry of `selectors.yml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorDefinition {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Used when no `--select` is given.
+    #[serde(default)]
+    pub default: bool,
+    pub definition: Value,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectorsFile {
+    #[serde(default)]
+    selectors: Vec<SelectorDefinition>,
+}
+
+fn read_selectors(root: &Path, errors: &mut Diagnostics) -> Vec<SelectorDefinition> {
+    let path = PathBuf::from("selectors.yml");
+    if !root.join(&path).exists() {
+        return Vec::new();
+    }
+    let Some(text) = read(root, &path, errors) else {
+        return Vec::new();
+    };
+    match yaml::parse::<SelectorsFile>(&path, &text) {
+        Ok(file) => {
+            if file.selectors.iter().filter(|s| s.default).count() > 1 {
+                errors.push(
+                    Diagnostic::error("invalid-selector", "more than one selector sets `default: true`")
+                        .with_span(Some(Span::file(&path))),
+                );
+            }
+            file.selectors
+        }
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    }
 }
 
 /// The target a build runs against.
@@ -306,6 +353,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         }
     }
     check_unique_tests(&data_tests, &mut errors);
+    let selectors = read_selectors(&root, &mut errors);
 
     check_unique_names(&models, &seeds, &sources, &mut errors);
     if !errors.is_empty() {
@@ -322,6 +370,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         sources,
         macro_files,
         data_tests,
+        selectors,
     })
 }
 

@@ -382,3 +382,28 @@ fn declared_csv_columns_must_follow_the_header() {
     assert!(stderr.contains("declared: label, id"), "{stderr}");
     assert!(stderr.contains("header:   id, label"), "{stderr}");
 }
+
+#[test]
+fn retry_runs_only_what_the_last_run_left_undone() {
+    let dir = fixture("partial_failure");
+    let (code, _, _) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1);
+    std::fs::write(dir.path().join("models/broken.sql"), "select 1 as id\n").unwrap();
+    let (code, stdout, stderr) = etl(dir.path(), &["retry"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let results = artifact(dir.path(), "run_results.json");
+    let ids: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unique_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["model.partial_failure.broken", "model.partial_failure.after_broken"],
+        "only the failed model and the one it skipped"
+    );
+    let (code, stdout, _) = etl(dir.path(), &["retry"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Nothing to retry"), "{stdout}");
+}
