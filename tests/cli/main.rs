@@ -3,5 +3,6 @@
 
 mod core;
 mod data_tests;
+mod selection;
 mod snapshots;
 mod support;
