@@ -194,9 +194,17 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String
         }
     }
     if url.scheme() == "file" {
-        // Local stores leave empty folders behind.
+        // Local stores leave empty folders behind: remove them, and the
+        // parents they leave empty (up to the staging root).
         if let Ok(path) = url.to_file_path() {
-            let _ = std::fs::remove_dir_all(path);
+            let _ = std::fs::remove_dir_all(&path);
+            let mut parent = path.parent();
+            while let Some(dir) = parent {
+                if std::fs::remove_dir(dir).is_err() || dir.file_name().is_some_and(|n| n == "_etl_staging") {
+                    break;
+                }
+                parent = dir.parent();
+            }
         }
     }
     Ok(())

@@ -216,7 +216,7 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
     let count = failures.max(0.0).round() as u64;
     let share = total
         .filter(|t| *t > 0.0)
-        .map(|t| format!(" ({:.2}% of {} rows)", failures * 100.0 / t, t as u64))
+        .map(|t| format!(" ({:.2}% of {} rows)", failures * 100.0 / t, thousands(t as u64)))
         .unwrap_or_default();
     let rows = if count == 1 { "row" } else { "rows" };
     let message = match status {
@@ -240,6 +240,19 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
         message,
         location,
     })
+}
+
+/// 1234567 -> "1,234,567".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn threshold_text(t: &Threshold) -> String {

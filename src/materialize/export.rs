@@ -5,8 +5,11 @@
 //! ```yaml
 //! +export: csv                       # <lake>/exports/<name>.csv
 //! +export: [csv, parquet]
-//! +export: {format: csv, location: exports/bi/kpis.csv}
+//! +export: {format: csv, location: exports/bi/kpis.csv, order_by: "revenue desc"}
 //! ```
+//!
+//! A table keeps no row order (its files are written in parallel), so an
+//! export that must be sorted says how with `order_by`.
 //!
 //! The file is written through object_store, whose puts are atomic: a
 //! reader sees the previous export or the new one, never half a file.
@@ -51,6 +54,8 @@ pub struct Export {
     pub format: ExportFormat,
     /// Relative to the lake root, or a URL.
     pub location: String,
+    /// SQL `order by` expressions.
+    pub order_by: Option<String>,
 }
 
 /// The exports a node's `export` config asks for.
@@ -72,19 +77,27 @@ pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
     };
     let mut out = Vec::new();
     for item in items {
-        let (format_name, location) = match item {
-            Value::String(f) => (f.clone(), None),
+        let (format_name, location, order_by) = match item {
+            Value::String(f) => (f.clone(), None, None),
             Value::Object(map) => {
-                if let Some(key) = map.keys().find(|k| !matches!(k.as_str(), "format" | "location")) {
+                if let Some(key) = map
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "format" | "location" | "order_by"))
+                {
                     return Err(invalid(format!("unknown key `{key}` in `export`")));
                 }
+                let order_by = match map.get("order_by") {
+                    None => None,
+                    Some(Value::String(o)) => Some(o.clone()),
+                    Some(other) => return Err(invalid(format!("`order_by` must be a string, not `{other}`"))),
+                };
                 let format = map.get("format").and_then(Value::as_str).unwrap_or("csv").to_owned();
                 let location = match map.get("location") {
                     None => None,
                     Some(Value::String(l)) => Some(l.clone()),
                     Some(other) => return Err(invalid(format!("`location` must be a string, not `{other}`"))),
                 };
-                (format, location)
+                (format, location, order_by)
             }
             other => return Err(invalid(format!("`export` cannot be `{other}`"))),
         };
@@ -95,7 +108,11 @@ pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
         })?;
         let location =
             location.unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, format.extension()));
-        out.push(Export { format, location });
+        out.push(Export {
+            format,
+            location,
+            order_by,
+        });
     }
     Ok(out)
 }
@@ -118,8 +135,13 @@ pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export:
             std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{}`: {e}", parent.display()))?;
         }
     }
+    let order = export
+        .order_by
+        .as_ref()
+        .map(|o| format!(" order by {o}"))
+        .unwrap_or_default();
     let df = ctx
-        .sql(&format!("select * from {table}"))
+        .sql(&format!("select * from {table}{order}"))
         .await
         .map_err(|e| e.to_string())?;
     let options = DataFrameWriteOptions::new().with_single_file_output(true);

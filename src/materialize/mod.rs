@@ -161,6 +161,24 @@ pub async fn run(
             task_nodes.insert(handle.id(), index);
         }
         let Some(joined) = tasks.join_next_with_id().await else {
+            // Nothing running and nothing ready: every node must be done.
+            // If not, report them rather than end as if they had passed.
+            for &i in &runnable {
+                if !finished.contains_key(&i) {
+                    let node = build.dag.node(i);
+                    let diag = Diagnostic::error(
+                        "internal",
+                        format!(
+                            "`{}` never became ready to run: its dependencies form a cycle",
+                            node.name
+                        ),
+                    )
+                    .with_help("this is a bug in etl: please report it with the project's DAG");
+                    finished.insert(i, Status::Error);
+                    results.push(nodes::error_result(node, diag, 0.0));
+                    on_result(results.last().expect("just pushed"), results.len(), total);
+                }
+            }
             break;
         };
         let (index, result) = match joined {
@@ -202,10 +220,13 @@ pub async fn run(
 }
 
 /// Which selected nodes wait for which: the DAG's edges between selected
-/// nodes, plus, as `dbt build` does, an edge from each data test to the
-/// children of the nodes it tests, so that a failing test stops what is
-/// built on bad data. An edge that would close a cycle (the child feeds the
-/// test) is left out.
+/// nodes, plus, as `dbt build` does, an edge from a data test to each child
+/// of the nodes it tests that is built on everything the test reads, so
+/// that a failing test stops what would be built on bad data.
+///
+/// Requiring every node the test reads to be an ancestor of the child is
+/// what keeps these edges from closing a cycle: each one goes from a test
+/// to a node that comes after all of the test's parents.
 fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -> HashMap<NodeIndex, Vec<NodeIndex>> {
     let mut edges: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
     for &i in runnable {
@@ -214,18 +235,19 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
             edges.insert(i, kids);
         }
     }
+    let mut ancestors: HashMap<NodeIndex, HashSet<NodeIndex>> = HashMap::new();
     for &test in runnable
         .iter()
         .filter(|&&i| dag.node(i).resource_type == ResourceType::Test)
     {
-        let ancestors = dag.ancestors(test);
-        for parent in dag.parents(test) {
+        let parents: Vec<NodeIndex> = dag.parents(test).collect();
+        for &parent in &parents {
             for child in dag.children(parent) {
-                let eligible = child != test
-                    && selected.contains(&child)
-                    && dag.node(child).resource_type != ResourceType::Test
-                    && !ancestors.contains(&child);
-                if eligible {
+                if child == test || !selected.contains(&child) || dag.node(child).resource_type == ResourceType::Test {
+                    continue;
+                }
+                let upstream = ancestors.entry(child).or_insert_with(|| dag.ancestors(child));
+                if parents.iter().all(|p| upstream.contains(p)) {
                     let list = edges.entry(test).or_default();
                     if !list.contains(&child) {
                         list.push(child);

@@ -1,7 +1,7 @@
 {#- The generic data tests etl provides. dbt's own four (unique, not_null,
     accepted_values, relationships) and the most used ones of dbt_utils,
     written for DataFusion. A project overrides any of them by defining a
-    `{% test %}` block of the same name. -#}
+    test block of the same name. -#}
 
 {% test unique(model, column_name) %}
 select {{ column_name }} as unique_field, count(*) as n_records

@@ -514,6 +514,17 @@ fn test_blocks_as_macros(text: &str) -> String {
     out
 }
 
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("{#") {
+        out.push_str(&rest[..i]);
+        rest = rest[i..].find("#}").map_or("", |e| &rest[i + e + 2..]);
+    }
+    out.push_str(rest);
+    out
+}
+
 fn split_ws_control(inner: &str) -> (&str, &str) {
     match inner.chars().next() {
         Some(c @ ('-' | '+')) => inner.split_at(c.len_utf8()),
@@ -521,10 +532,12 @@ fn split_ws_control(inner: &str) -> (&str, &str) {
     }
 }
 
-/// Names of the `{% macro name(...) %}` blocks in `text`.
+/// Names of the `{% macro name(...) %}` blocks in `text` (outside
+/// `{# comments #}`).
 fn macro_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut rest = text;
+    let uncommented = strip_comments(text);
+    let mut rest = uncommented.as_str();
     while let Some(i) = rest.find("{%") {
         let after = &rest[i + 2..];
         let after = after.strip_prefix(['-', '+']).unwrap_or(after).trim_start();

@@ -353,3 +353,16 @@ fn every_built_in_test_passes_and_fails_where_it_should() {
     }
     assert_eq!(s.len(), expected.len() + 2, "and the two models");
 }
+
+#[test]
+fn tests_reading_several_nodes_never_deadlock_the_build() {
+    // See: the reference project's first build, which ran 97 of 148 nodes.
+    let dir = fixture("test_edges");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("6 nodes selected"), "{stdout}");
+    assert!(
+        stdout.contains("4 succeeded, 0 failed, 0 skipped; tests: 2 passed"),
+        "{stdout}"
+    );
+}
