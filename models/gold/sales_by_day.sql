@@ -1,10 +1,11 @@
+-- Daily sales, by the UTC day the order was created.
 select
-    cast(o.order_ts as date) as order_date,
-    c.region,
+    order_date,
     count(*) as orders,
-    sum(coalesce(o.total_amount, 0)) as revenue_{{ var('currency') | lower }}
-from {{ ref('orders_clean') }} o
-left join {{ ref('countries') }} c on c.country_code = o.country
-where o.status = 'paid'
-group by 1, 2
-order by 1, 2
+    count(distinct customer_id) as customers,
+    sum(units) as units,
+    sum(revenue) as revenue,
+    cast(round(sum(revenue) / count(*), 2) as decimal(12, 2)) as average_basket
+from {{ ref('revenue_orders') }}
+group by order_date
+order by order_date

@@ -219,18 +219,19 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
         .map(|t| format!(" ({:.2}% of {} rows)", failures * 100.0 / t, thousands(t as u64)))
         .unwrap_or_default();
     let rows = if count == 1 { "row" } else { "rows" };
+    let shown = thousands(count);
     let message = match status {
         Status::Pass if count == 0 => "no failing rows".to_owned(),
         Status::Pass => format!(
-            "{count} failing {rows}{share}, within `warn_if {}`",
+            "{shown} failing {rows}{share}, within `warn_if {}`",
             threshold_text(&config.warn_if)
         ),
         Status::Warn => format!(
-            "{count} failing {rows}{share}, over `warn_if {}`",
+            "{shown} failing {rows}{share}, over `warn_if {}`",
             threshold_text(&config.warn_if)
         ),
         _ => format!(
-            "{count} failing {rows}{share}, over `error_if {}`",
+            "{shown} failing {rows}{share}, over `error_if {}`",
             threshold_text(&config.error_if)
         ),
     };
@@ -259,13 +260,20 @@ fn threshold_text(t: &Threshold) -> String {
     format!("{}{}{}", t.op, t.value, if t.percent { "%" } else { "" })
 }
 
-/// The SQL of the relation a generic test is attached to.
+/// The SQL of the relation a generic test is attached to: its table, or
+/// for an ephemeral model, its compiled query as a subquery.
 fn tested_relation(build: &Build, test: &DataTest) -> Option<String> {
     let name = match test.target()? {
         TestTarget::Model(n) | TestTarget::Seed(n) => n.clone(),
         TestTarget::Source(s, t) => format!("{s}.{t}"),
     };
-    build.dag.find(&name).map(|i| build.dag.node(i).relation.sql())
+    let index = build.dag.find(&name)?;
+    let node = build.dag.node(index);
+    if node.materialized == crate::graph::Materialization::Ephemeral {
+        let compiled = crate::plan::compile(&build.dag, index, &build.models);
+        return Some(format!("(\n{}\n) as {}", compiled.sql.trim_end(), node.relation.sql()));
+    }
+    Some(node.relation.sql())
 }
 
 /// Runs `sql`, which returns one row with one number.

@@ -3,6 +3,7 @@
 
 mod core;
 mod data_tests;
+mod reference;
 mod selection;
 mod snapshots;
 mod support;

@@ -7,7 +7,9 @@ use std::path::Path;
 use etl::graph::{IndirectSelection, SelectArgs, SelectContext, select};
 
 fn prepared(fixture: &str) -> etl::Prepared {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture);
     etl::prepare(&dir, &Default::default(), &Default::default()).unwrap()
 }
 

@@ -82,3 +82,43 @@ pub fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
         out
     })
 }
+
+/// Runs `query` over the Delta tables written for `tables` (each
+/// `schema.name`, registered as `schema_name`); rows as `a|b|c`, in the
+/// query's order.
+pub fn query(project: &Path, tables: &[&str], query: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        for table in tables {
+            let (schema, name) = table.split_once('.').unwrap();
+            let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
+            let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+            ctx.register_table(format!("{schema}_{name}"), provider).unwrap();
+        }
+        let batches = ctx.sql(query).await.unwrap().collect().await.unwrap();
+        format_rows(&batches)
+    })
+}
+
+pub fn format_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| f.value(row).to_string())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,32 @@
+-- Per product of the catalogue (unsold ones included, with zeros): what it
+-- sold in revenue orders, at the price paid, and what that cost.
+with sold as (
+    select
+        i.product_id,
+        count(distinct i.order_id) as orders,
+        sum(i.quantity) as units,
+        sum(i.revenue) as revenue
+    from {{ ref('order_items_clean') }} i
+    join {{ ref('revenue_orders') }} o on o.order_id = i.order_id
+    group by i.product_id
+),
+
+costed as (
+    select
+        p.product_id,
+        p.name,
+        p.category,
+        coalesce(s.orders, 0) as orders,
+        coalesce(s.units, 0) as units,
+        coalesce(s.revenue, 0) as revenue,
+        coalesce(s.units, 0) * p.cost as cost
+    from {{ ref('products_clean') }} p
+    left join sold s on s.product_id = p.product_id
+)
+
+select
+    *,
+    revenue - cost as margin,
+    case when revenue > 0 then round(cast(revenue - cost as double) / cast(revenue as double), 4) end as margin_rate
+from costed
+order by revenue desc, product_id

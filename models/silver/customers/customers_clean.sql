@@ -1,0 +1,10 @@
+-- One row per customer. A customer signs up once, so the feed has no
+-- versions to merge; `unique` on customer_id guards that assumption.
+select
+    customer_id,
+    email_hash,
+    initials,
+    country,
+    signup_date
+from {{ ref('customers_validated') }}
+where reject_reason is null

@@ -1,0 +1,206 @@
+//! The reference project (the repository root) on a lake generated with
+//! known dirt: what the README promises about silver and gold holds. See:
+//! issue 3.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::prelude::SessionContext;
+
+use crate::support::*;
+
+/// A copy of the reference project with a freshly generated bronze lake.
+fn reference_project(orders: u64, days: u32, dirt_rate: f64) -> (tempfile::TempDir, lakegen::Manifest) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for item in ["models", "macros", "seeds", "quality"] {
+        copy_dir(&root.join(item), &dir.path().join(item));
+    }
+    std::fs::copy(root.join("project.yaml"), dir.path().join("project.yaml")).unwrap();
+    let start: lakegen::Date = "2024-03-01".parse().unwrap();
+    let config = lakegen::Config::for_total_orders(7, orders, days, start, dirt_rate);
+    let manifest = lakegen::generate(&config, days, &dir.path().join("lake/bronze")).unwrap();
+    (dir, manifest)
+}
+
+fn count(project: &Path, table: &str, filter: &str) -> u64 {
+    let rows = query(
+        project,
+        &[table],
+        &format!("select count(*) from {} {filter}", table.replace('.', "_")),
+    );
+    rows[0].parse().unwrap()
+}
+
+#[test]
+fn the_reference_project_cleans_a_generated_lake_as_promised() {
+    let (dir, manifest) = reference_project(3000, 6, 0.03);
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains(", 0 failed, 0 skipped; tests:"), "{stdout}");
+
+    // One row per order.
+    let orders = count(p, "silver.orders_clean", "");
+    assert!(orders > 2500, "{orders}");
+    let distinct = query(
+        p,
+        &["silver.orders_clean"],
+        "select count(distinct order_id) from silver_orders_clean",
+    );
+    assert_eq!(distinct, [orders.to_string()]);
+
+    // Every bronze row is kept or rejected with the reason the generator
+    // gave it (orders keep one row per order, counting its versions).
+    for (entity, clean, kept) in [
+        ("customers", "customers_clean", "count(*)"),
+        ("orders", "orders_clean", "sum(versions)"),
+        ("order_items", "order_items_clean", "count(*)"),
+        ("order_events", "order_events_clean", "count(*)"),
+        ("clicks", "clicks_clean", "count(*)"),
+    ] {
+        let stats = &manifest.stats.entities[entity];
+        let kept: u64 = query(
+            p,
+            &[&format!("silver.{clean}")],
+            &format!("select {kept} from silver_{clean}"),
+        )[0]
+        .parse()
+        .unwrap();
+        let reasons = query(
+            p,
+            &[&format!("silver.{entity}_rejected")],
+            &format!("select reject_reason, count(*) from silver_{entity}_rejected group by 1 order by 1"),
+        );
+        let expected: Vec<String> = stats
+            .rejects
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(reason, n)| format!("{reason}|{n}"))
+            .collect();
+        assert_eq!(reasons, expected, "{entity}: rejects by reason");
+        assert_eq!(
+            kept + stats.rejected(),
+            stats.rows,
+            "{entity}: every bronze row is accounted for"
+        );
+    }
+
+    // No raw email or name in any silver or gold table.
+    let raw = raw_pii(p);
+    assert!(raw.len() > 1000, "{}", raw.len());
+    for schema in ["silver", "gold"] {
+        for entry in std::fs::read_dir(p.join("lake/warehouse").join(schema)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert_no_pii(p, schema, &name, &raw);
+        }
+    }
+
+    // Gold totals reconcile with orders_clean.
+    let revenue = query(
+        p,
+        &["silver.orders_clean"],
+        "select round(sum(total_amount), 2) from silver_orders_clean where status <> 'cancelled'",
+    );
+    for gold in ["kpis_produit", "ventes_geo", "sales_by_day", "revenue_by_channel"] {
+        let total = query(
+            p,
+            &[&format!("gold.{gold}")],
+            &format!("select round(sum(revenue), 2) from gold_{gold}"),
+        );
+        assert_eq!(total, revenue, "{gold}");
+    }
+    // The BI exports are there.
+    for export in ["kpis_produit", "ventes_geo", "ltv_cohorts"] {
+        let csv = std::fs::read_to_string(p.join(format!("lake/exports/{export}.csv"))).unwrap();
+        assert!(csv.lines().count() > 1, "{export}");
+    }
+}
+
+#[test]
+fn a_dirt_rate_of_8_percent_fails_the_build_on_the_reject_rate() {
+    let (dir, _) = reference_project(1500, 4, 0.08);
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("FAIL reject_rate_orders_validated_reject_reason: "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("over `error_if >5%`"), "{stdout}");
+    // Nothing built on rejected-heavy input was published.
+    assert!(!table_dir(dir.path(), "silver", "orders_clean").exists());
+    assert!(!table_dir(dir.path(), "gold", "kpis_produit").exists());
+}
+
+/// Every email and name of the bronze customers files.
+fn raw_pii(project: &Path) -> BTreeSet<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let location = project.join("lake/bronze/customers/");
+        let options = datafusion::prelude::CsvReadOptions::new()
+            .file_extension(".csv.gz")
+            .file_compression_type(
+                datafusion::datasource::file_format::file_compression_type::FileCompressionType::GZIP,
+            )
+            .schema_infer_max_records(0);
+        let df = ctx.read_csv(location.to_str().unwrap(), options).await.unwrap();
+        let batches = df
+            .select_columns(&["first_name", "last_name", "email"])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut out = BTreeSet::new();
+        for row in format_rows(&batches) {
+            let mut parts = row.split('|');
+            let (first, last, email) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+            out.insert(format!("{first} {last}"));
+            if last.len() >= 4 {
+                out.insert(last.to_owned());
+            }
+            if !email.trim().is_empty() && email != "NULL" {
+                out.insert(email.trim().to_lowercase());
+            }
+        }
+        out
+    })
+}
+
+fn assert_no_pii(project: &Path, schema: &str, table: &str, raw: &BTreeSet<String>) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let url = url::Url::from_directory_path(table_dir(project, schema, table)).unwrap();
+        let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+        let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
+        for batch in batches {
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                // Rejected clicks keep their (invalid) address, to show why.
+                let banned = ["email", "first_name", "last_name"].contains(&field.name().as_str())
+                    || (field.name() == "ip" && !table.ends_with("_rejected"));
+                assert!(!banned, "{schema}.{table} has a `{}` column", field.name());
+                let text = datafusion::arrow::compute::cast(column, &DataType::Utf8).unwrap();
+                let text = text.as_string::<i32>();
+                for i in 0..text.len() {
+                    if text.is_null(i) {
+                        continue;
+                    }
+                    let v = text.value(i);
+                    assert!(
+                        !v.contains('@'),
+                        "{schema}.{table}.{}: `{v}` looks like an email",
+                        field.name()
+                    );
+                    assert!(
+                        !raw.contains(v),
+                        "{schema}.{table}.{}: `{v}` is raw personal data",
+                        field.name()
+                    );
+                }
+            }
+        }
+    });
+}
