@@ -67,6 +67,17 @@ pub async fn run_only(
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Incremental models whose table exists render with is_incremental()
+    // true, which can change their SQL and refs: render again for them.
+    let incremental = materialize::incremental_models(&prepared, global.full_refresh).await;
+    let prepared = if incremental.is_empty() {
+        prepared
+    } else {
+        match global.prepare_incremental(out, &invocation, incremental.clone()) {
+            Ok(p) => p,
+            Err(code) => return code,
+        }
+    };
     let selected = match only {
         Some(ids) => prepared
             .dag
@@ -129,6 +140,7 @@ pub async fn run_only(
             threads,
             full_refresh: global.full_refresh,
             invocation_id: invocation.clone(),
+            incremental,
         },
     });
     let results = materialize::run(build.clone(), &nodes, |r, done, total| out.node(r, done, total)).await;

@@ -154,7 +154,23 @@ impl Global {
             full_refresh: self.full_refresh,
             run_started_at: chrono::Utc::now(),
             invocation_id: invocation_id.to_owned(),
+            incremental: Default::default(),
         }
+    }
+
+    /// Prepares again with `is_incremental()` true for `incremental`.
+    fn prepare_incremental(
+        &self,
+        out: &Output,
+        invocation_id: &str,
+        incremental: std::collections::BTreeSet<String>,
+    ) -> Result<etl::Prepared, u8> {
+        let mut render = self.render_options(invocation_id);
+        render.incremental = incremental;
+        etl::prepare(&self.project_dir, &self.load_options(), &render).map_err(|diags| {
+            out.fatal(&diags, Some(&self.project_dir));
+            2
+        })
     }
 
     /// Loads, renders and builds the DAG, printing diagnostics on failure.

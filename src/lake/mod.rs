@@ -7,8 +7,10 @@ use std::sync::Arc;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::Expr;
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
@@ -70,6 +72,39 @@ pub async fn overwrite_table(
     plan: LogicalPlan,
     metadata: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Written, DeltaTableError> {
+    write_table(
+        ctx,
+        url,
+        plan,
+        TableWrite::Overwrite {
+            partition_by: Vec::new(),
+        },
+        metadata,
+    )
+    .await
+}
+
+/// How [`write_table`] changes a table, always in one commit.
+pub enum TableWrite {
+    /// Replace everything (partitioned by these columns, if any).
+    Overwrite { partition_by: Vec<String> },
+    /// Add the rows; `merge_schema` adds new columns to the table.
+    Append { merge_schema: bool },
+    /// Replace the rows matching `predicate` with the new rows, which must
+    /// all match it (delete+insert and insert_overwrite).
+    ReplaceWhere { predicate: Expr, merge_schema: bool },
+}
+
+/// Writes the result of `plan` into the table at `url` as `how` says: data
+/// files first, then one commit. A build killed before the commit leaves
+/// the previous version current.
+pub async fn write_table(
+    ctx: &SessionContext,
+    url: &Url,
+    plan: LogicalPlan,
+    how: TableWrite,
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<Written, DeltaTableError> {
     if url.scheme() == "file" {
         // Object stores have no folders; a local disk needs one to exist.
         if let Ok(path) = url.to_file_path() {
@@ -81,22 +116,110 @@ pub async fn overwrite_table(
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let commit = CommitProperties::default().with_metadata(metadata);
-    let table = table
+    let builder = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
-        .with_save_mode(SaveMode::Overwrite)
-        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-        .with_commit_properties(commit)
-        .await?;
+        .with_commit_properties(commit);
+    let builder = match how {
+        TableWrite::Overwrite { partition_by } => {
+            let b = builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite);
+            if partition_by.is_empty() {
+                b
+            } else {
+                b.with_partition_columns(partition_by)
+            }
+        }
+        TableWrite::Append { merge_schema } => {
+            let b = builder.with_save_mode(SaveMode::Append);
+            if merge_schema {
+                b.with_schema_mode(SchemaMode::Merge)
+            } else {
+                b
+            }
+        }
+        TableWrite::ReplaceWhere {
+            predicate,
+            merge_schema,
+        } => {
+            let b = builder
+                .with_save_mode(SaveMode::Overwrite)
+                .with_replace_where(predicate);
+            if merge_schema {
+                b.with_schema_mode(SchemaMode::Merge)
+            } else {
+                b
+            }
+        }
+    };
+    let table = builder.await?;
+    written(&table).await
+}
+
+/// Rows and version of the commit `table` was left at.
+async fn written(table: &DeltaTable) -> Result<Written, DeltaTableError> {
     let version = table.version().unwrap_or_default() as i64;
     let mut history: Vec<_> = table.history(Some(1)).try_collect().await?;
-    let rows = history
-        .first_mut()
-        .and_then(|c| c.info.remove("operationMetrics"))
-        .and_then(|m| m.get("num_added_rows").and_then(serde_json::Value::as_u64))
-        .unwrap_or(0);
+    let metrics = history.first_mut().and_then(|c| c.info.remove("operationMetrics"));
+    let metric = |key: &str| {
+        metrics
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    };
+    // A merge reports what it inserted and updated; a write what it added.
+    let rows = match (metric("num_target_rows_inserted"), metric("num_target_rows_updated")) {
+        (Some(i), Some(u)) => i + u,
+        _ => metric("num_added_rows").unwrap_or(0),
+    };
     Ok(Written { rows, version })
+}
+
+/// Merges `source` into the table at `url` on `keys`: rows whose keys
+/// match are updated, the others inserted, in one commit (Delta MERGE).
+pub async fn merge_into(
+    ctx: &SessionContext,
+    url: &Url,
+    source: datafusion::prelude::DataFrame,
+    keys: &[String],
+    merge_schema: bool,
+    metadata: serde_json::Map<String, serde_json::Value>,
+) -> Result<Written, DeltaTableError> {
+    use datafusion::common::Column;
+    use datafusion::prelude::{Expr, col};
+    let column = |alias: &str, name: &str| col(Column::new(Some(alias), name));
+    let columns: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let predicate = keys
+        .iter()
+        .map(|k| column("target", k).eq(column("source", k)))
+        .reduce(Expr::and)
+        .ok_or_else(|| DeltaTableError::Generic("a merge needs a unique_key".into()))?;
+    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let state = ctx.state();
+    table.update_datafusion_session(&state)?;
+    let update_columns = columns.clone();
+    let insert_columns = columns;
+    let (table, _metrics) = table
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_session_state(Arc::new(state))
+        .with_merge_schema(merge_schema)
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .when_matched_update(|update| {
+            update_columns
+                .iter()
+                .fold(update, |u, c| u.update(c.as_str(), column("source", c)))
+        })?
+        .when_not_matched_insert(|insert| {
+            insert_columns
+                .iter()
+                .fold(insert, |i, c| i.set(c.as_str(), column("source", c)))
+        })?
+        .await?;
+    written(&table).await
 }
 
 /// A view as stored in the lake: its compiled SQL and the relations it

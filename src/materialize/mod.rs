@@ -5,6 +5,9 @@
 mod data_tests;
 mod export;
 mod freshness;
+mod incremental;
+
+pub use incremental::incremental_models;
 mod nodes;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
@@ -31,6 +34,8 @@ pub struct RunOptions {
     pub threads: usize,
     pub full_refresh: bool,
     pub invocation_id: String,
+    /// Incremental models updated in place (the others are built in full).
+    pub incremental: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

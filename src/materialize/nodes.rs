@@ -98,6 +98,15 @@ async fn write_and_register(
     let written = lake::overwrite_table(&registry.ctx, &location, plan, commit_metadata(build, node))
         .await
         .map_err(|e| execution_error(node, e))?;
+    register_written(build, index).await?;
+    Ok(written)
+}
+
+/// Makes the table just written the relation's current data.
+async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
     lake::remove_view(&registry.ctx, &location)
         .await
         .map_err(|e| lake_error(node, "cleaning the old view of", e))?;
@@ -106,8 +115,7 @@ async fn write_and_register(
         .map_err(|e| lake_error(node, "reading back", e))?;
     registry
         .register(index, &node.relation, provider)
-        .map_err(|e| lake_error(node, "registering", e))?;
-    Ok(written)
+        .map_err(|e| lake_error(node, "registering", e))
 }
 
 /// Errors while executing a plan: DataFusion's message, on the model file.
@@ -196,8 +204,12 @@ async fn planned(
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
-    let plan = plan_model(&build.registry.ctx, &compiled).await?;
     let node = build.dag.node(index);
+    if build.options.incremental.contains(&node.name) {
+        // `{{ this }}`: an incremental model reads its own current table.
+        build.registry.ensure(&build.dag, &build.project, index).await?;
+    }
+    let plan = plan_model(&build.registry.ctx, &compiled).await?;
     if contract_enforced(&node.config) {
         check_contract(&build.registry.ctx, &build.project.models[node.index], plan.schema()).await?;
     }
@@ -210,18 +222,29 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     let exports = super::export::exports_of(node)?;
     let (plan, _) = planned(build, index).await?;
     let audit = node.config.get("audit").and_then(Value::as_bool).unwrap_or(false);
-    let written = if audit {
-        audited_write(build, index, plan).await?
+    let (written, mut message) = if node.materialized == Materialization::Incremental {
+        if audit {
+            return Err(Diagnostic::error(
+                "invalid-config",
+                format!(
+                    "model `{}`: `audit` is not supported on incremental models yet",
+                    node.name
+                ),
+            )
+            .with_span(Some(Span::file(&node.path))));
+        }
+        let applied = super::incremental::build_incremental(build, index, plan, commit_metadata(build, node)).await?;
+        register_written(build, index).await?;
+        (applied.written, applied.message)
+    } else if audit {
+        let written = audited_write(build, index, plan).await?;
+        let message = format!("table: {} rows, audited before publishing", written.rows);
+        (written, message)
     } else {
-        write_and_register(build, index, plan).await?
+        let written = write_and_register(build, index, plan).await?;
+        let message = format!("table: {} rows", written.rows);
+        (written, message)
     };
-    let mut message = format!("table: {} rows", written.rows);
-    if audit {
-        message.push_str(", audited before publishing");
-    }
-    if node.materialized == Materialization::Incremental {
-        message.push_str(" (incremental models are rebuilt in full for now)");
-    }
     for export in &exports {
         let registry = &build.registry;
         let url = super::export::write_export(&registry.ctx, &registry.lake, &node.relation.sql(), export)

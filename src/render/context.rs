@@ -47,6 +47,8 @@ pub struct Globals {
     pub target: Value,
     pub run_started_at: DateTime<Utc>,
     pub invocation_id: String,
+    /// Models that render with `is_incremental()` true.
+    pub incremental: std::collections::BTreeSet<String>,
 }
 
 /// One template render: the node being rendered and what it called.

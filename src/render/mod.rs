@@ -29,6 +29,9 @@ use crate::project::{Model, Project, SourceFile, TestKind, merge_config};
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
     pub full_refresh: bool,
+    /// Models for which `is_incremental()` is true: incremental models whose
+    /// table exists and that this run does not rebuild in full.
+    pub incremental: std::collections::BTreeSet<String>,
     pub run_started_at: DateTime<Utc>,
     pub invocation_id: String,
 }
@@ -37,6 +40,7 @@ impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
             full_refresh: false,
+            incremental: Default::default(),
             run_started_at: Utc::now(),
             invocation_id: String::new(),
         }
@@ -148,6 +152,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         target: target_value(project),
         run_started_at: options.run_started_at,
         invocation_id: options.invocation_id.clone(),
+        incremental: options.incremental.clone(),
     };
     for model in &project.models {
         globals.models.insert(
@@ -282,6 +287,7 @@ fn clone_globals(g: &Globals) -> Globals {
         target: g.target.clone(),
         run_started_at: g.run_started_at,
         invocation_id: g.invocation_id.clone(),
+        incremental: g.incremental.clone(),
     }
 }
 
@@ -296,7 +302,7 @@ fn render_one(
     let scope = Arc::new(Scope {
         globals: globals.clone(),
         this: Some(relation_of(&model.name, &model.config, default_schema)),
-        is_incremental: false,
+        is_incremental: globals.incremental.contains(&model.name),
         base_config: model.config.clone(),
         recorded: Mutex::new(Recorded::default()),
     });

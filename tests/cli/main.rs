@@ -3,6 +3,7 @@
 
 mod core;
 mod data_tests;
+mod incremental;
 mod reference;
 mod selection;
 mod snapshots;
