@@ -164,7 +164,7 @@ fn compiled_path(node: &Node) -> PathBuf {
         node.path
             .parent()
             .unwrap_or(Path::new(""))
-            .join(format!("{}.sql", node.name))
+            .join(format!("{}.sql", node.relation.identifier))
     } else {
         node.path.clone()
     }

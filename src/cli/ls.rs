@@ -15,6 +15,9 @@ pub struct LsArgs {
     /// Only nodes of these types.
     #[arg(long, value_enum, num_args = 1..)]
     resource_type: Vec<LsType>,
+    /// Leave out nodes of these types.
+    #[arg(long, value_enum, num_args = 1..)]
+    exclude_resource_type: Vec<LsType>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +46,15 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         Ok(nodes) => nodes,
         Err(code) => return code,
     };
+    let is = |w: &LsType, t: ResourceType| match w {
+        LsType::Model => t == ResourceType::Model,
+        LsType::Seed => t == ResourceType::Seed,
+        LsType::Source => t == ResourceType::Source,
+        LsType::Test => t == ResourceType::Test,
+    };
     let wanted = |t: ResourceType| {
-        args.resource_type.is_empty()
-            || args.resource_type.iter().any(|w| match w {
-                LsType::Model => t == ResourceType::Model,
-                LsType::Seed => t == ResourceType::Seed,
-                LsType::Source => t == ResourceType::Source,
-                LsType::Test => t == ResourceType::Test,
-            })
+        (args.resource_type.is_empty() || args.resource_type.iter().any(|w| is(w, t)))
+            && !args.exclude_resource_type.iter().any(|w| is(w, t))
     };
     let mut nodes: Vec<_> = selection
         .iter()
@@ -61,6 +65,8 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
     nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
     for node in nodes {
         let line = match args.output {
+            // dbt names a source table `source.table`.
+            LsOutput::Name if node.resource_type == ResourceType::Source => node.fqn[1..].join("."),
             LsOutput::Name => node.name.clone(),
             LsOutput::Path => node.path.display().to_string(),
             LsOutput::Selector => match node.resource_type {

@@ -450,15 +450,40 @@ fn value_text(v: &Value) -> String {
     }
 }
 
-/// Resolves a spec to nodes, tests included per `indirect`.
+type Sets = (BTreeSet<NodeIndex>, BTreeSet<NodeIndex>);
+
+/// Resolves a spec to `(direct, indirect)` nodes, as dbt does: `direct` is
+/// the selection (tests included per the indirect-selection mode),
+/// `indirect` the tests that could still join it once more of their parents
+/// are selected by a set operation.
 fn evaluate(
     cx: &SelectContext,
     spec: &Spec,
     indirect: IndirectSelection,
     warnings: &mut Vec<Diagnostic>,
 ) -> Result<BTreeSet<NodeIndex>, Diagnostic> {
+    Ok(resolve(cx, spec, indirect, warnings)?.0)
+}
+
+fn resolve(
+    cx: &SelectContext,
+    spec: &Spec,
+    indirect: IndirectSelection,
+    warnings: &mut Vec<Diagnostic>,
+) -> Result<Sets, Diagnostic> {
+    let combine = |sets: Vec<Sets>, op: fn(Vec<BTreeSet<NodeIndex>>) -> BTreeSet<NodeIndex>| {
+        let directs: Vec<_> = sets.iter().map(|(d, _)| d.clone()).collect();
+        let combined: Vec<_> = sets.iter().map(|(d, i)| d | i).collect();
+        let initial = op(directs);
+        let indirect_nodes = op(combined);
+        let direct = incorporate_indirect(cx.dag, initial, &indirect_nodes, indirect);
+        (direct, indirect_nodes)
+    };
     Ok(match spec {
-        Spec::All => cx.dag.order.iter().copied().collect(),
+        Spec::All => {
+            let all: BTreeSet<NodeIndex> = cx.dag.order.iter().copied().collect();
+            (all, BTreeSet::new())
+        }
         Spec::Criterion(c) => {
             let direct = criterion_nodes(cx, c)?;
             if direct.is_empty() {
@@ -467,32 +492,38 @@ fn evaluate(
                         .with_suggestion(&c.value, name_candidates(cx.dag).iter().map(String::as_str)),
                 );
             }
-            with_tests(cx.dag, direct, indirect)
+            expand_selection(cx.dag, direct, indirect)
         }
         Spec::Union(items) => {
-            let mut out = BTreeSet::new();
-            for item in items {
-                out.extend(evaluate(cx, item, indirect, warnings)?);
-            }
-            out
+            let sets = items
+                .iter()
+                .map(|i| resolve(cx, i, indirect, warnings))
+                .collect::<Result<Vec<_>, _>>()?;
+            combine(sets, |v| v.into_iter().flatten().collect())
         }
         Spec::Intersection(items) => {
-            let mut out: Option<BTreeSet<NodeIndex>> = None;
-            for item in items {
-                let set = evaluate(cx, item, indirect, warnings)?;
-                out = Some(match out {
-                    None => set,
-                    Some(prev) => prev.intersection(&set).copied().collect(),
-                });
-            }
-            out.unwrap_or_default()
+            let sets = items
+                .iter()
+                .map(|i| resolve(cx, i, indirect, warnings))
+                .collect::<Result<Vec<_>, _>>()?;
+            combine(sets, |v| {
+                let mut it = v.into_iter();
+                let first = it.next().unwrap_or_default();
+                it.fold(first, |acc, s| acc.intersection(&s).copied().collect())
+            })
         }
         Spec::Difference(include, exclude) => {
-            let include = evaluate(cx, include, indirect, warnings)?;
-            let exclude = evaluate(cx, exclude, indirect, warnings)?;
-            include.difference(&exclude).copied().collect()
+            let sets = vec![
+                resolve(cx, include, indirect, warnings)?,
+                resolve(cx, exclude, indirect, warnings)?,
+            ];
+            combine(sets, |v| {
+                let mut it = v.into_iter();
+                let first = it.next().unwrap_or_default();
+                it.fold(first, |acc, s| acc.difference(&s).copied().collect())
+            })
         }
-        Spec::WithIndirect(inner, mode) => evaluate(cx, inner, *mode, warnings)?,
+        Spec::WithIndirect(inner, mode) => resolve(cx, inner, *mode, warnings)?,
     })
 }
 
@@ -565,10 +596,12 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
     Ok(match &c.method {
         Method::Fqn => node.resource_type != ResourceType::Source && fqn_matches(&c.value, &node.fqn, &project.name),
         Method::Tag => node.tags().iter().any(|t| m.is_match(t)),
-        Method::Path => path_matches(&c.value, node),
+        Method::Path => path_matches(&c.value, &node_paths(cx, node)),
         Method::File => {
+            // The file's name, with or without its extension.
             let file = node.path.file_name().and_then(|f| f.to_str()).unwrap_or_default();
-            node.resource_type != ResourceType::Source && (m.is_match(file) || m.is_match(&node.path.to_string_lossy()))
+            let stem = node.path.file_stem().and_then(|f| f.to_str()).unwrap_or_default();
+            m.is_match(file) || m.is_match(stem)
         }
         Method::Source => {
             node.resource_type == ResourceType::Source && {
@@ -585,15 +618,24 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
         }
         Method::Config(path) => {
             let mut value = node.config.get(&path[0]).cloned();
-            if path[0] == "materialized" && node.resource_type == ResourceType::Model {
+            // The defaults dbt's config carries for every node.
+            if value.is_none() {
+                value = match path[0].as_str() {
+                    "enabled" => Some(Value::Bool(true)),
+                    "schema" if node.resource_type == ResourceType::Test => Some(Value::from("dbt_test__audit")),
+                    _ => None,
+                };
+            }
+            if path[0] == "materialized" && node.resource_type != ResourceType::Source {
                 value = Some(Value::from(node.materialized.as_str()));
             }
             for key in &path[1..] {
                 value = value.and_then(|v| v.get(key).cloned());
             }
+            // dbt compares config values as they are: no patterns.
             match value {
-                Some(Value::Array(items)) => items.iter().any(|v| m.is_match(&value_text(v))),
-                Some(v) if !v.is_null() => m.is_match(&value_text(&v)),
+                Some(Value::Array(items)) => items.iter().any(|v| value_text(v) == c.value),
+                Some(v) if !v.is_null() => value_text(&v) == c.value,
                 _ => false,
             }
         }
@@ -603,7 +645,9 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
                 let generic = project.data_tests[node.index].is_generic();
                 match c.value.as_str() {
                     "generic" | "schema" => generic,
-                    "singular" | "data" => !generic,
+                    "singular" => !generic,
+                    // dbt's data tests, as opposed to unit tests: all of them.
+                    "data" => true,
                     _ => false,
                 }
             }
@@ -619,10 +663,12 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
                                 .as_ref()
                                 .is_some_and(|ns| m.is_match(&format!("{ns}.{test_name}")))
                     }
-                    TestKind::Singular { .. } => m.is_match(&node.name),
+                    // Only generic tests have a test name.
+                    TestKind::Singular { .. } => false,
                 }
         }
-        Method::Package => m.is_match(&project.name),
+        // `this` is the project being run.
+        Method::Package => c.value == "this" || m.is_match(&project.name),
         Method::State => {
             let state = cx.state.ok_or_else(|| {
                 Diagnostic::error("missing-state", format!("`{}` needs `--state DIR`", c.raw))
@@ -668,13 +714,37 @@ fn fqn_matches(value: &str, fqn: &[String], project: &str) -> bool {
     prefix_match(&parts) || prefix_match(&local)
 }
 
-fn path_matches(value: &str, node: &Node) -> bool {
-    let path = node.path.to_string_lossy().replace('\\', "/");
+/// A node's file, or for a model the properties file that describes it,
+/// is the path or lies under it; `*` stays within one folder.
+fn path_matches(value: &str, paths: &[String]) -> bool {
     let value = value.trim_start_matches("./").trim_end_matches('/');
-    if value.contains(['*', '?', '[']) {
-        return part_match(value, &path) || part_match(&format!("{value}/**"), &path);
+    let glob = value.contains(['*', '?', '[']).then(|| {
+        let build = |v: &str| {
+            GlobBuilder::new(v)
+                .literal_separator(true)
+                .build()
+                .ok()
+                .map(|g| g.compile_matcher())
+        };
+        (build(value), build(&format!("{value}/**")))
+    });
+    paths.iter().any(|path| match &glob {
+        Some((exact, below)) => {
+            exact.as_ref().is_some_and(|g| g.is_match(path)) || below.as_ref().is_some_and(|g| g.is_match(path))
+        }
+        None => path == value || path.starts_with(&format!("{value}/")),
+    })
+}
+
+/// The files a node is defined in: its own, and a model's properties file.
+fn node_paths(cx: &SelectContext, node: &Node) -> Vec<String> {
+    let mut paths = vec![node.path.to_string_lossy().replace('\\', "/")];
+    if node.resource_type == ResourceType::Model {
+        if let Some(props) = &cx.project.models[node.index].properties_file {
+            paths.push(props.to_string_lossy().replace('\\', "/"));
+        }
     }
-    path == value || path.starts_with(&format!("{value}/"))
+    paths
 }
 
 fn state_matches(cx: &SelectContext, state: &PreviousState, index: NodeIndex, node: &Node, value: &str) -> bool {
@@ -708,37 +778,86 @@ fn strip_contract(config: &Value) -> Value {
     c
 }
 
-/// Adds the tests that go with `nodes`, per `mode`.
-fn with_tests(dag: &Dag, mut nodes: BTreeSet<NodeIndex>, mode: IndirectSelection) -> BTreeSet<NodeIndex> {
-    if mode == IndirectSelection::Empty {
-        return nodes;
-    }
-    let ancestors: BTreeSet<NodeIndex> = if mode == IndirectSelection::Buildable {
-        nodes.iter().flat_map(|&n| dag.ancestors(n)).collect()
+/// The tests read by `selected` join it per `mode` (dbt's
+/// `expand_selection`): eager takes every one; cautious those whose
+/// parents are all selected, buildable those whose parents are selected or
+/// ancestors of selected nodes. The others are kept as indirect.
+fn expand_selection(dag: &Dag, selected: BTreeSet<NodeIndex>, mode: IndirectSelection) -> Sets {
+    let mut direct = selected.clone();
+    let mut indirect = BTreeSet::new();
+    let buildable: BTreeSet<NodeIndex> = if mode == IndirectSelection::Buildable {
+        selected_and_parents(dag, &selected)
     } else {
         BTreeSet::new()
     };
-    let tests: Vec<NodeIndex> = dag
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| dag.node(i).resource_type == ResourceType::Test && !nodes.contains(&i))
-        .filter(|&i| {
-            let mut parents = dag.parents(i).peekable();
-            parents.peek().is_some()
-                && match mode {
-                    IndirectSelection::Eager => dag.parents(i).any(|p| nodes.contains(&p)),
-                    IndirectSelection::Cautious => dag.parents(i).all(|p| nodes.contains(&p)),
-                    IndirectSelection::Buildable => {
-                        dag.parents(i).all(|p| nodes.contains(&p) || ancestors.contains(&p))
-                            && dag.parents(i).any(|p| nodes.contains(&p))
-                    }
-                    IndirectSelection::Empty => false,
+    for &node in &selected {
+        for test in dag.children(node) {
+            if dag.node(test).resource_type != ResourceType::Test || selected.contains(&test) {
+                continue;
+            }
+            match mode {
+                IndirectSelection::Empty => {}
+                IndirectSelection::Eager => {
+                    direct.insert(test);
                 }
-        })
-        .collect();
-    nodes.extend(tests);
-    nodes
+                _ if dag.parents(test).all(|p| selected.contains(&p)) => {
+                    direct.insert(test);
+                }
+                IndirectSelection::Buildable if dag.parents(test).all(|p| buildable.contains(&p)) => {
+                    direct.insert(test);
+                }
+                _ => {
+                    indirect.insert(test);
+                }
+            }
+        }
+    }
+    (direct, indirect)
+}
+
+/// After a set operation, the indirect tests whose parents are now all
+/// selected (cautious) or buildable join the selection.
+fn incorporate_indirect(
+    dag: &Dag,
+    direct: BTreeSet<NodeIndex>,
+    indirect: &BTreeSet<NodeIndex>,
+    mode: IndirectSelection,
+) -> BTreeSet<NodeIndex> {
+    let mut selected = direct.clone();
+    match mode {
+        IndirectSelection::Cautious => {
+            for &t in indirect {
+                if dag.parents(t).all(|p| direct.contains(&p)) {
+                    selected.insert(t);
+                }
+            }
+        }
+        IndirectSelection::Buildable => {
+            let ok = selected_and_parents(dag, &direct);
+            for &t in indirect {
+                if dag.parents(t).all(|p| ok.contains(&p)) {
+                    selected.insert(t);
+                }
+            }
+        }
+        _ => {}
+    }
+    selected
+}
+
+/// The nodes, their ancestors, and every source.
+fn selected_and_parents(dag: &Dag, nodes: &BTreeSet<NodeIndex>) -> BTreeSet<NodeIndex> {
+    let mut out = nodes.clone();
+    for &n in nodes {
+        out.extend(dag.ancestors(n));
+    }
+    out.extend(
+        dag.order
+            .iter()
+            .copied()
+            .filter(|&i| dag.node(i).resource_type == ResourceType::Source),
+    );
+    out
 }
 
 /// Adds the nodes `next` reaches from `start`, up to `depth` steps.

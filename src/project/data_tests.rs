@@ -71,8 +71,11 @@ pub enum TestKind {
 
 #[derive(Debug, Clone)]
 pub struct DataTest {
-    /// dbt's name: unique in the project, at most 63 characters.
+    /// dbt's name: unique in the project (`unique_orders_order_id`).
     pub name: String,
+    /// The name of its files and of its failures table: the name, or when
+    /// that is 64 characters or more, dbt's shortened form with an MD5.
+    pub alias: String,
     pub kind: TestKind,
     /// severity, where, limit, warn_if, error_if, fail_calc, store_failures,
     /// tags, enabled, meta.
@@ -116,24 +119,32 @@ pub fn generic_tests(
     columns: &mut [super::ColumnProperties],
     errors: &mut Vec<Diagnostic>,
 ) -> Vec<DataTest> {
-    let mut out = Vec::new();
-    let mut parse = |entry: Spanned<Value>, column: Option<String>, errors: &mut Vec<Diagnostic>| match parse_entry(
+    let parse = |entry: Spanned<Value>, column: Option<String>, errors: &mut Vec<Diagnostic>| match parse_entry(
         project, file, fqn_dirs, target, column, entry,
     ) {
-        Ok(Some(test)) => out.push(test),
-        Ok(None) => {}
-        Err(diag) => errors.push(diag),
+        Ok(test) => test,
+        Err(diag) => {
+            errors.push(diag);
+            None
+        }
     };
-    for entry in node_tests {
-        parse(entry, None, errors);
-    }
+    let mut out: Vec<DataTest> = node_tests.into_iter().filter_map(|e| parse(e, None, errors)).collect();
     for column in columns.iter_mut() {
         let entries: Vec<_> = std::mem::take(&mut column.tests)
             .into_iter()
             .chain(std::mem::take(&mut column.data_tests))
             .collect();
         for entry in entries {
-            parse(entry, Some(column.name.clone()), errors);
+            let Some(mut test) = parse(entry, Some(column.name.clone()), errors) else {
+                continue;
+            };
+            // A column's tags go to its tests, as in dbt.
+            if let Some(tags) = &column.tags {
+                let mut tagged = Map::new();
+                tagged.insert("tags".into(), tags.clone());
+                super::merge_config(&mut test.config, tagged);
+            }
+            out.push(test);
         }
     }
     out
@@ -243,7 +254,10 @@ fn parse_entry(
     if let Some(c) = &column_name {
         name_args.insert("column_name".into(), Value::from(c.clone()));
     }
-    let name = custom_name.unwrap_or_else(|| synthesize_name(&name_prefix, &target.name_part(), &name_args));
+    let (alias, name) = match custom_name {
+        Some(custom) => (custom.clone(), custom),
+        None => synthesize_name(&name_prefix, &target.name_part(), &name_args),
+    };
     let mut fqn = vec![project.to_owned()];
     let rel = fqn_dirs
         .iter()
@@ -259,6 +273,7 @@ fn parse_entry(
     fqn.push(name.clone());
     Ok(Some(DataTest {
         name,
+        alias,
         kind: TestKind::Generic {
             test_name,
             namespace,
@@ -283,8 +298,9 @@ fn is_identifier(s: &str) -> bool {
 /// dbt's `synthesize_generic_test_names`: `<test>_<target>_<args>`, with
 /// the arguments flattened in key order and every run of characters other
 /// than letters, digits and `_` turned into `_`; names of 64 characters or
-/// more become the first 30 characters of `<test>_<target>` and an MD5.
-pub fn synthesize_name(test: &str, target: &str, args: &Map<String, Value>) -> String {
+/// more are shortened, for file and table names, to the first 30
+/// characters of `<test>_<target>` and an MD5. Returns `(short, full)`.
+pub fn synthesize_name(test: &str, target: &str, args: &Map<String, Value>) -> (String, String) {
     let mut keys: Vec<&String> = args.keys().collect();
     keys.sort();
     let mut flat = Vec::new();
@@ -303,9 +319,9 @@ pub fn synthesize_name(test: &str, target: &str, args: &Map<String, Value>) -> S
         let digest = md5::Md5::digest(full.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         let prefix: String = identifier.chars().take(30).collect();
-        format!("{prefix}_{hex}")
+        (format!("{prefix}_{hex}"), full)
     } else {
-        full
+        (full.clone(), full)
     }
 }
 
@@ -372,6 +388,7 @@ pub fn singular_test(project: &str, test_dirs: &[String], file: SourceFile) -> D
     }
     fqn.push(name.clone());
     DataTest {
+        alias: name.clone(),
         name,
         path: file.path.clone(),
         span: Some(Span::file(&file.path)),
@@ -393,45 +410,46 @@ mod tests {
 
     #[test]
     fn generic_test_names_match_dbt() {
+        let full = |t: &str, m: &str, a: Value| synthesize_name(t, m, &args(a)).1;
         assert_eq!(
-            synthesize_name("unique", "orders", &args(json!({"column_name": "order_id"}))),
+            full("unique", "orders", json!({"column_name": "order_id"})),
             "unique_orders_order_id"
         );
         assert_eq!(
-            synthesize_name(
+            full(
                 "accepted_values",
                 "orders",
-                &args(json!({"column_name": "status", "values": ["placed", "shipped", "completed"]}))
+                json!({"column_name": "status", "values": ["placed", "shipped", "completed"]})
             ),
             "accepted_values_orders_status__placed__shipped__completed"
         );
         assert_eq!(
-            synthesize_name(
+            full(
                 "relationships",
                 "orders",
-                &args(json!({"column_name": "customer_id", "to": "ref('customers')", "field": "id"}))
+                json!({"column_name": "customer_id", "to": "ref('customers')", "field": "id"})
             ),
             "relationships_orders_customer_id__id__ref_customers_"
         );
         assert_eq!(
-            synthesize_name(
-                "source_not_null",
-                "jaffle_shop_orders",
-                &args(json!({"column_name": "id"}))
-            ),
+            full("source_not_null", "jaffle_shop_orders", json!({"column_name": "id"})),
             "source_not_null_jaffle_shop_orders_id"
         );
     }
 
     #[test]
-    fn long_test_names_are_truncated_with_a_hash() {
-        let name = synthesize_name(
+    fn long_test_names_are_shortened_with_a_hash_for_files() {
+        let (name, full) = synthesize_name(
             "accepted_values",
             "order_events_clean",
             &args(json!({"column_name": "event_type", "values": ["ORDER_CREATED", "ORDER_PAID", "ORDER_SHIPPED"]})),
         );
         assert!(name.starts_with("accepted_values_order_events_c_"), "{name}");
         assert_eq!(name.len(), 30 + 1 + 32);
+        assert_eq!(
+            full,
+            "accepted_values_order_events_clean_event_type__ORDER_CREATED__ORDER_PAID__ORDER_SHIPPED"
+        );
     }
 
     #[test]

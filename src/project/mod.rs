@@ -911,6 +911,12 @@ fn load_source(
         if let Some(c) = check_config(file, table.config, errors) {
             merge_config(&mut config, c);
         }
+        // Tags written on the source and on the table apply to the table.
+        for tags in [&source.tags, &table.tags].into_iter().flatten() {
+            let mut tagged = Map::new();
+            tagged.insert("tags".into(), tags.clone());
+            merge_config(&mut config, tagged);
+        }
         // Freshness is written beside the tables (dbt's older spelling) or
         // in their config; a table's own setting wins, `freshness: null`
         // turns it off.

@@ -115,7 +115,7 @@ fn ls_lists_nodes_like_dbt() {
             "revenue_by_region",
             "stg_orders",
             "countries",
-            "orders"
+            "raw.orders"
         ]
     );
     let (_, stdout, _) = etl(
@@ -327,11 +327,18 @@ fn a_dbt_project_runs_unchanged() {
             "3|2|2024-01-03|returned|0.0|0.0|3.0|3.0",
         ]
     );
-    // dbt's names for tests whose arguments make the name too long.
+    // dbt's names: in full for ls, shortened with dbt's hash for files
+    // when they reach 64 characters.
     let (_, names, _) = etl(dir.path(), &["ls", "--resource-type", "test", "--output", "name"]);
     assert!(
-        names.contains("accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758\n"),
+        names.contains("accepted_values_orders_status__placed__shipped__completed__return_pending__returned\n"),
         "{names}"
+    );
+    etl(dir.path(), &["compile"]);
+    assert!(
+        dir.path()
+            .join("target/compiled/models/accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758.sql")
+            .exists()
     );
 }
 
