@@ -229,6 +229,7 @@ pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &
                 "materialized": r.materialized,
                 "adapter_response": { "rows_affected": r.rows_affected },
                 "failures": r.failures,
+                "etl_up_to_date": r.up_to_date,
             })
         })
         .collect();

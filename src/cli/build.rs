@@ -136,11 +136,13 @@ pub async fn run_only(
         tests: Arc::new(rendered.tests),
         registry,
         audited: Default::default(),
+        fingerprints: Default::default(),
         options: RunOptions {
             threads,
             full_refresh: global.full_refresh,
             invocation_id: invocation.clone(),
             incremental,
+            force: global.force,
         },
     });
     let results = materialize::run(build.clone(), &nodes, |r, done, total| out.node(r, done, total)).await;

@@ -65,9 +65,13 @@ pub struct Global {
     /// How tests follow the nodes they test: eager, cautious, buildable, empty.
     #[arg(long, global = true, default_value = "eager", value_parser = ["eager", "cautious", "buildable", "empty"])]
     indirect_selection: String,
-    /// Rebuild incremental models from scratch.
+    /// Rebuild incremental models from scratch (and every node, up to date or not).
     #[arg(long, global = true)]
     full_refresh: bool,
+    /// Build every selected node, even those whose SQL, config and inputs
+    /// are unchanged since their last build.
+    #[arg(long, global = true)]
+    force: bool,
     /// `text` for people, `json` for machines (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,

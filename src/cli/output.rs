@@ -88,6 +88,7 @@ impl Output {
         };
         let width = total.to_string().len();
         let rows = match (result.rows_affected, result.failures) {
+            _ if result.up_to_date => "up to date".to_owned(),
             (Some(r), _) => format!("{} rows", group(r)),
             (None, Some(f)) if f > 0 => format!("{} failing", group(f)),
             _ => String::new(),
@@ -151,8 +152,14 @@ impl Output {
         let nodes = results.results.len() - tests;
         let mut parts = Vec::new();
         if nodes > 0 || tests == 0 {
+            let fresh = results.results.iter().filter(|r| r.up_to_date).count();
+            let fresh = if fresh > 0 {
+                format!(" ({fresh} up to date)")
+            } else {
+                String::new()
+            };
             parts.push(format!(
-                "{} succeeded, {} failed, {} skipped",
+                "{} succeeded{fresh}, {} failed, {} skipped",
                 count(Status::Success),
                 count(Status::Error),
                 count(Status::Skipped)

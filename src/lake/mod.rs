@@ -229,6 +229,9 @@ pub struct ViewDefinition {
     pub unique_id: String,
     pub sql: String,
     pub parents: Vec<String>,
+    /// What the view was built from (see `materialize::state`).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
 }
 
 const VIEW_FILE: &str = "_etl_view.json";

@@ -157,6 +157,7 @@ pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
             execution_time: elapsed,
             rows_affected: None,
             failures: Some(outcome.failures),
+            up_to_date: false,
             message: outcome.message,
             location: outcome.location,
             relation: node.relation.sql(),

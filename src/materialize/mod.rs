@@ -9,6 +9,7 @@ mod incremental;
 
 pub use incremental::incremental_models;
 mod nodes;
+mod state;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
@@ -36,6 +37,8 @@ pub struct RunOptions {
     pub invocation_id: String,
     /// Incremental models updated in place (the others are built in full).
     pub incremental: std::collections::BTreeSet<String>,
+    /// Build nodes even when they are up to date.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -82,6 +85,8 @@ pub struct NodeResult {
     pub rows_affected: Option<u64>,
     /// Failing rows, for data tests.
     pub failures: Option<u64>,
+    /// Not run: its SQL, config and inputs are those of its last build.
+    pub up_to_date: bool,
     pub message: String,
     /// The table's storage URL, for nodes written to the lake.
     pub location: Option<String>,
@@ -116,6 +121,8 @@ pub struct Build {
     /// Results of tests already run by a write-audit-publish model's audit,
     /// reported when the test's turn comes instead of running it again.
     pub audited: std::sync::Mutex<HashMap<NodeIndex, NodeResult>>,
+    /// The fingerprint each node is being built with, written in its commit.
+    pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).
@@ -300,6 +307,7 @@ fn skip_descendants(
             execution_time: 0.0,
             rows_affected: None,
             failures: None,
+            up_to_date: false,
             message: format!("skipped: upstream `{cause}` failed"),
             location: None,
             relation: node.relation.sql(),

@@ -16,11 +16,17 @@ struct Outcome {
     rows: Option<u64>,
     version: Option<i64>,
     message: String,
+    up_to_date: bool,
 }
 
 pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
+    match up_to_date(build, index).await {
+        Ok(Some(outcome)) => return success(build, node, outcome, started.elapsed().as_secs_f64()),
+        Ok(None) => {}
+        Err(diag) => return error_result(node, diag, started.elapsed().as_secs_f64()),
+    }
     let outcome = match node.materialized {
         Materialization::Seed => seed(build, index).await,
         Materialization::Table | Materialization::Incremental => table(build, index).await,
@@ -31,27 +37,64 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
             rows: None,
             version: None,
             message: "source".into(),
+            up_to_date: false,
         }),
     };
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
-        Ok(outcome) => NodeResult {
-            unique_id: node.unique_id.clone(),
-            name: node.name.clone(),
-            resource_type: node.resource_type,
-            materialized: node.materialized,
-            status: Status::Success,
-            execution_time: elapsed,
-            rows_affected: outcome.rows,
-            failures: None,
-            message: outcome.message,
-            location: (node.materialized != Materialization::Ephemeral)
-                .then(|| build.registry.location(&node.relation).to_string()),
-            relation: node.relation.sql(),
-            version: outcome.version,
-            diagnostic: None,
-        },
+        Ok(outcome) => success(build, node, outcome, elapsed),
         Err(diag) => error_result(node, diag, elapsed),
+    }
+}
+
+/// `Some` when the node's data was written from exactly what it would be
+/// built from now: same compiled SQL, config and inputs (see `state`).
+async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, Diagnostic> {
+    let node = build.dag.node(index);
+    let eligible = matches!(
+        node.materialized,
+        Materialization::Seed | Materialization::Table | Materialization::Incremental | Materialization::View
+    );
+    if !eligible || build.options.full_refresh || build.options.force {
+        return Ok(None);
+    }
+    let fingerprint = super::state::fingerprint(build, index).await?;
+    let stored = super::state::stored_fingerprint(build, index).await;
+    if stored.as_deref() == Some(fingerprint.as_str()) {
+        let url = build.registry.location(&node.relation);
+        let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+        return Ok(Some(Outcome {
+            rows: None,
+            version: version.map(|v| v as i64),
+            message: "up to date: same SQL, config and inputs as its last build".into(),
+            up_to_date: true,
+        }));
+    }
+    build
+        .fingerprints
+        .lock()
+        .expect("fingerprints poisoned")
+        .insert(index, fingerprint);
+    Ok(None)
+}
+
+fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeResult {
+    NodeResult {
+        unique_id: node.unique_id.clone(),
+        name: node.name.clone(),
+        resource_type: node.resource_type,
+        materialized: node.materialized,
+        status: Status::Success,
+        execution_time: elapsed,
+        rows_affected: outcome.rows,
+        failures: None,
+        up_to_date: outcome.up_to_date,
+        message: outcome.message,
+        location: (node.materialized != Materialization::Ephemeral)
+            .then(|| build.registry.location(&node.relation).to_string()),
+        relation: node.relation.sql(),
+        version: outcome.version,
+        diagnostic: None,
     }
 }
 
@@ -65,6 +108,7 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
         execution_time: elapsed,
         rows_affected: None,
         failures: None,
+        up_to_date: false,
         message: diag.to_string(),
         location: None,
         relation: node.relation.sql(),
@@ -78,6 +122,11 @@ fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
     etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
     etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
     etl.insert("materialized".into(), Value::from(node.materialized.as_str()));
+    if let Some(index) = build.dag.by_id.get(&node.unique_id) {
+        if let Some(fp) = build.fingerprints.lock().expect("fingerprints poisoned").get(index) {
+            etl.insert("fingerprint".into(), Value::from(fp.clone()));
+        }
+    }
     let mut map = Map::new();
     map.insert("etl".into(), Value::Object(etl));
     map
@@ -195,6 +244,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         rows: Some(written.rows),
         version: Some(written.version),
         message: format!("seed: {} rows", written.rows),
+        up_to_date: false,
     })
 }
 
@@ -263,6 +313,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         rows: Some(written.rows),
         version: Some(written.version),
         message,
+        up_to_date: false,
     })
 }
 
@@ -357,7 +408,14 @@ async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     let node = build.dag.node(index);
     let (plan, sql) = planned(build, index).await?;
     let registry = &build.registry;
+    let fingerprint = build
+        .fingerprints
+        .lock()
+        .expect("fingerprints poisoned")
+        .get(&index)
+        .cloned();
     let definition = ViewDefinition {
+        fingerprint,
         unique_id: node.unique_id.clone(),
         sql: sql.clone(),
         parents: build
@@ -377,6 +435,7 @@ async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         rows: None,
         version: None,
         message: "view".into(),
+        up_to_date: false,
     })
 }
 
@@ -387,5 +446,6 @@ async fn ephemeral(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnosti
         rows: None,
         version: None,
         message: "ephemeral: checked, inlined into its dependents".into(),
+        up_to_date: false,
     })
 }

@@ -208,6 +208,44 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
     Ok(Arc::new(table))
 }
 
+/// The files a (non-Delta) source's location matches now, sorted by path.
+pub async fn list_source_files(
+    ctx: &SessionContext,
+    source: &Source,
+) -> Result<Vec<object_store::ObjectMeta>, Diagnostic> {
+    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
+    let location = listing_location(&source.location);
+    let has_glob = location.contains(['*', '?', '[']);
+    let default_ext = match source.format {
+        SourceFormat::Csv => ".csv",
+        SourceFormat::Parquet => ".parquet",
+        _ => "",
+    };
+    let ext = match source.options.get("file_extension") {
+        Some(Value::String(e)) => e.clone(),
+        _ if has_glob => String::new(),
+        _ => default_ext.to_owned(),
+    };
+    let url = ListingTableUrl::parse(&location)
+        .map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let state = ctx.state();
+    let store = state.runtime_env().object_store(url.object_store()).map_err(|e| {
+        fail(
+            "object-store",
+            format!("no object store for `{}`: {e}", source.location),
+        )
+    })?;
+    let mut files: Vec<_> = url
+        .list_all_files(&state, store.as_ref(), &ext)
+        .await
+        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?
+        .try_collect()
+        .await
+        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(files)
+}
+
 /// The compression a location's file suffix says: `orders/*.jsonl.gz` is
 /// gzip. Without a suffix, files are read as they are.
 fn compression_of(location: &str) -> FileCompressionType {

@@ -65,18 +65,73 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
     assert_eq!(seed["status"], "success");
     assert_eq!(seed["rows_affected"], 3);
 
-    // A second build overwrites in a new Delta version, same rows.
-    let (code, _, _) = etl(dir.path(), &["build", "--select", "revenue_by_region"]);
+    // Built again with nothing changed: up to date, no new version.
+    let (code, stdout, _) = etl(dir.path(), &["build", "--select", "revenue_by_region"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("1 succeeded (1 up to date)"), "{stdout}");
+    let log = table_dir(dir.path(), "marts", "revenue_by_region").join("_delta_log");
+    assert!(!log.join("00000000000000000001.json").exists());
+    // Forced: overwritten in a new Delta version, same rows.
+    let (code, _, _) = etl(dir.path(), &["build", "--select", "revenue_by_region", "--force"]);
     assert_eq!(code, 0);
     assert_eq!(
         rows(dir.path(), "marts", "revenue_by_region"),
         vec!["Americas|1|3.0", "Europe|2|17.75"]
     );
-    assert!(
-        table_dir(dir.path(), "marts", "revenue_by_region")
-            .join("_delta_log/00000000000000000001.json")
-            .exists()
+    assert!(log.join("00000000000000000001.json").exists());
+}
+
+#[test]
+fn only_what_changed_is_built_again() {
+    // See: issue 4 (skip what did not change).
+    let dir = fixture("basic");
+    etl(dir.path(), &["build"]);
+    let up_to_date = |dir: &std::path::Path| -> Vec<String> {
+        let results = artifact(dir, "run_results.json");
+        let mut ids: Vec<String> = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["etl_up_to_date"] == true)
+            .map(|r| r["unique_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (_, stdout, _) = etl(dir.path(), &["build"]);
+    assert!(stdout.contains("5 succeeded (4 up to date)"), "{stdout}");
+    assert_eq!(
+        up_to_date(dir.path()),
+        [
+            "model.basic.big_countries",
+            "model.basic.revenue_by_region",
+            "model.basic.stg_orders",
+            "seed.basic.countries"
+        ]
     );
+    // A new source file: the view over it and what reads it (through the
+    // view and the ephemeral model) are built again; the rest is not.
+    std::fs::write(
+        dir.path().join("data/orders_2024-01-03.jsonl"),
+        "{\"order_id\":9,\"country\":\"US\",\"amount\":4.0,\"status\":\"paid\"}\n",
+    )
+    .unwrap();
+    etl(dir.path(), &["build"]);
+    assert_eq!(
+        up_to_date(dir.path()),
+        ["model.basic.big_countries", "seed.basic.countries"],
+        "revenue_by_region and the view are rebuilt"
+    );
+    assert_eq!(
+        rows(dir.path(), "marts", "revenue_by_region"),
+        vec!["Americas|2|7.0", "Europe|2|17.75"]
+    );
+    // A changed seed rebuilds it and what reads it, nothing else.
+    let seed = dir.path().join("seeds/countries.csv");
+    let text = std::fs::read_to_string(&seed).unwrap();
+    std::fs::write(&seed, text.replace("France", "République française")).unwrap();
+    etl(dir.path(), &["build"]);
+    assert_eq!(up_to_date(dir.path()), ["model.basic.stg_orders"]);
 }
 
 #[test]

@@ -1,0 +1,110 @@
+//! Skipping what did not change. A node's fingerprint covers its compiled
+//! SQL, its config and its inputs: the Delta version of each upstream
+//! table, the files of each upstream file source (path, size, time), and
+//! through views and ephemeral models, what those read. The fingerprint is
+//! kept with the data, in the commit that wrote the table (or in the stored
+//! view), so it cannot drift from the lake. When the fingerprint of a node
+//! equals the one its table was written with, the node is up to date.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use md5::Digest;
+use petgraph::graph::NodeIndex;
+use serde_json::{Value, json};
+
+use super::Build;
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::{Materialization, ResourceType};
+use crate::lake;
+
+/// The fingerprint of the node at `index` as it would be built now.
+pub async fn fingerprint(build: &Build, index: NodeIndex) -> Result<String, Diagnostic> {
+    let mut inputs = BTreeMap::new();
+    collect_inputs(build, index, &mut inputs).await?;
+    let node = build.dag.node(index);
+    let own = match node.resource_type {
+        ResourceType::Seed => {
+            let seed = &build.project.seeds[node.index];
+            let bytes = std::fs::read(build.project.root.join(&seed.path)).map_err(|e| {
+                Diagnostic::error("io", format!("cannot read seed `{}`: {e}", seed.path.display()))
+                    .with_span(Some(Span::file(&seed.path)))
+            })?;
+            json!({"csv": hex(&md5::Md5::digest(&bytes))})
+        }
+        _ => json!({"sql": crate::plan::compile(&build.dag, index, &build.models).sql}),
+    };
+    let whole = json!({
+        "node": own,
+        "config": Value::Object(node.config.clone()),
+        "materialized": node.materialized.as_str(),
+        "inputs": inputs,
+    });
+    Ok(hex(&md5::Md5::digest(whole.to_string().as_bytes())))
+}
+
+/// What the parents of `index` are now, reaching through views and
+/// ephemeral models to what they read.
+async fn collect_inputs(
+    build: &Build,
+    index: NodeIndex,
+    inputs: &mut BTreeMap<String, Value>,
+) -> Result<(), Diagnostic> {
+    let mut stack: Vec<NodeIndex> = build.dag.parents(index).collect();
+    while let Some(parent) = stack.pop() {
+        let node = build.dag.node(parent);
+        if inputs.contains_key(&node.unique_id) {
+            continue;
+        }
+        let value = match node.materialized {
+            Materialization::View | Materialization::Ephemeral => {
+                stack.extend(build.dag.parents(parent));
+                json!({"sql": crate::plan::compile(&build.dag, parent, &build.models).sql})
+            }
+            Materialization::External => source_state(build, parent).await?,
+            _ => {
+                let url = build.registry.location(&node.relation);
+                let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+                json!({"version": version})
+            }
+        };
+        inputs.insert(node.unique_id.clone(), value);
+    }
+    Ok(())
+}
+
+/// A file source's files (path, size, last modified), or a Delta source's
+/// version.
+async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnostic> {
+    let source = &build.project.sources[build.dag.node(index).index];
+    if source.format == crate::project::SourceFormat::Delta {
+        let url = lake::parse_location(&source.location)
+            .map_err(|m| Diagnostic::error("invalid-location", m).with_span(source.span.clone()))?;
+        let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+        return Ok(json!({"version": version}));
+    }
+    let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
+    let mut digest = md5::Md5::new();
+    for f in &files {
+        digest.update(format!("{}|{}|{}\n", f.location, f.size, f.last_modified.timestamp_millis()).as_bytes());
+    }
+    Ok(json!({"files": files.len(), "digest": hex(&digest.finalize())}))
+}
+
+/// The fingerprint the node's data was last written with, if any.
+pub async fn stored_fingerprint(build: &Build, index: NodeIndex) -> Option<String> {
+    let node = build.dag.node(index);
+    let url = build.registry.location(&node.relation);
+    if node.materialized == Materialization::View {
+        let view = lake::read_view(&build.registry.ctx, &url).await.ok()??;
+        return view.fingerprint;
+    }
+    let table = lake::open_table(&url).await.ok()??;
+    let mut history: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
+    let info = history.first_mut()?.info.remove("etl")?;
+    info.get("fingerprint")?.as_str().map(str::to_owned)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
