@@ -137,6 +137,7 @@ pub async fn run_only(
         registry,
         audited: Default::default(),
         fingerprints: Default::default(),
+        ingests: Default::default(),
         options: RunOptions {
             threads,
             full_refresh: global.full_refresh,

@@ -21,6 +21,9 @@ use url::Url;
 
 use crate::render::Relation;
 
+mod failpoint;
+pub use failpoint::install_from_env as install_failpoint;
+
 /// The folder of a built relation.
 pub fn relation_location(root: &Url, relation: &Relation) -> Url {
     let mut url = root.clone();
@@ -84,6 +87,36 @@ pub async fn overwrite_table(
     .await
 }
 
+/// What a commit records besides its data: etl's metadata in commitInfo,
+/// and optionally an application transaction (Delta `txn`), which makes a
+/// retried commit recognisable.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub app_transaction: Option<(String, i64)>,
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for Commit {
+    fn from(metadata: serde_json::Map<String, serde_json::Value>) -> Commit {
+        Commit {
+            metadata,
+            app_transaction: None,
+        }
+    }
+}
+
+impl Commit {
+    fn properties(self) -> CommitProperties {
+        let props = CommitProperties::default().with_metadata(self.metadata);
+        match self.app_transaction {
+            Some((app, version)) => {
+                props.with_application_transaction(deltalake::kernel::Transaction::new(app, version))
+            }
+            None => props,
+        }
+    }
+}
+
 /// How [`write_table`] changes a table, always in one commit.
 pub enum TableWrite {
     /// Replace everything (partitioned by these columns, if any).
@@ -103,7 +136,7 @@ pub async fn write_table(
     url: &Url,
     plan: LogicalPlan,
     how: TableWrite,
-    metadata: serde_json::Map<String, serde_json::Value>,
+    commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
     if url.scheme() == "file" {
         // Object stores have no folders; a local disk needs one to exist.
@@ -115,7 +148,7 @@ pub async fn write_table(
     let table = DeltaTable::try_from_url(url.clone()).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
-    let commit = CommitProperties::default().with_metadata(metadata);
+    let commit = commit.into().properties();
     let builder = table
         .write(Vec::new())
         .with_input_plan(plan)
@@ -185,7 +218,7 @@ pub async fn merge_into(
     source: datafusion::prelude::DataFrame,
     keys: &[String],
     merge_schema: bool,
-    metadata: serde_json::Map<String, serde_json::Value>,
+    commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
     use datafusion::common::Column;
     use datafusion::prelude::{Expr, col};
@@ -207,7 +240,7 @@ pub async fn merge_into(
         .with_target_alias("target")
         .with_session_state(Arc::new(state))
         .with_merge_schema(merge_schema)
-        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .with_commit_properties(commit.into().properties())
         .when_matched_update(|update| {
             update_columns
                 .iter()
@@ -220,6 +253,14 @@ pub async fn merge_into(
         })?
         .await?;
     written(&table).await
+}
+
+/// The `etl` metadata of the latest commit etl made to the table at `url`
+/// (other tools' commits, such as an OPTIMIZE, are passed over).
+pub async fn last_etl_commit(url: &Url) -> Option<serde_json::Value> {
+    let table = open_table(url).await.ok()??;
+    let history: Vec<_> = table.history(None).try_collect().await.ok()?;
+    history.into_iter().find_map(|mut c| c.info.remove("etl"))
 }
 
 /// A view as stored in the lake: its compiled SQL and the relations it

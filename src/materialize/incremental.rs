@@ -169,7 +169,7 @@ pub async fn build_incremental(
     build: &Build,
     index: petgraph::graph::NodeIndex,
     plan: LogicalPlan,
-    metadata: serde_json::Map<String, Value>,
+    metadata: lake::Commit,
 ) -> Result<Applied, Diagnostic> {
     let node = build.dag.node(index);
     let config = config_of(node)?;

@@ -6,6 +6,7 @@ mod data_tests;
 mod export;
 mod freshness;
 mod incremental;
+mod ingest;
 
 pub use incremental::incremental_models;
 mod nodes;
@@ -123,6 +124,8 @@ pub struct Build {
     pub audited: std::sync::Mutex<HashMap<NodeIndex, NodeResult>>,
     /// The fingerprint each node is being built with, written in its commit.
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
+    /// The files each ingesting model consumes, written in its commit.
+    pub ingests: std::sync::Mutex<HashMap<NodeIndex, ingest::Ingest>>,
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).

@@ -255,6 +255,9 @@ async fn planned(
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let node = build.dag.node(index);
+    if let Some(ingest) = super::ingest::prepare(build, index).await? {
+        build.ingests.lock().expect("ingests poisoned").insert(index, ingest);
+    }
     if build.options.incremental.contains(&node.name) {
         // `{{ this }}`: an incremental model reads its own current table.
         build.registry.ensure(&build.dag, &build.project, index).await?;
@@ -283,9 +286,41 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             )
             .with_span(Some(Span::file(&node.path))));
         }
-        let applied = super::incremental::build_incremental(build, index, plan, commit_metadata(build, node)).await?;
+        let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
+        let incremental = build.options.incremental.contains(&node.name);
+        if let Some(ingest) = ingest.as_ref().filter(|i| incremental && i.new_files == 0) {
+            // Replaying consumed files is a no-op: nothing to commit.
+            register_written(build, index).await?;
+            let url = build.registry.location(&node.relation);
+            let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+            return Ok(Outcome {
+                rows: Some(0),
+                version: version.map(|v| v as i64),
+                message: format!("incremental: no new files ({} consumed before)", ingest.total()),
+                up_to_date: false,
+            });
+        }
+        let mut commit = lake::Commit::from(commit_metadata(build, node));
+        if let Some(ingest) = &ingest {
+            let etl = commit
+                .metadata
+                .entry("etl")
+                .or_insert_with(|| Value::Object(Map::new()));
+            etl["ingested"] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
+            commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
+        }
+        let applied = super::incremental::build_incremental(build, index, plan, commit).await?;
         register_written(build, index).await?;
-        (applied.written, applied.message)
+        let message = match &ingest {
+            Some(i) => format!(
+                "{}, {} new file{} ingested",
+                applied.message,
+                i.new_files,
+                if i.new_files == 1 { "" } else { "s" }
+            ),
+            None => applied.message,
+        };
+        (applied.written, message)
     } else if audit {
         let written = audited_write(build, index, plan).await?;
         let message = format!("table: {} rows, audited before publishing", written.rows);

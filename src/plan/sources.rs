@@ -35,6 +35,24 @@ const PARQUET_OPTIONS: &[&str] = &["file_extension"];
 /// A table provider for a source table, after checking that its location
 /// holds files.
 pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Arc<dyn TableProvider>, Diagnostic> {
+    source_provider_of(ctx, source, None).await
+}
+
+/// A provider for just `files` of a file source (the ones an incremental
+/// model has not consumed yet), with the source's schema.
+pub async fn source_files_provider(
+    ctx: &SessionContext,
+    source: &Source,
+    files: &[object_store::ObjectMeta],
+) -> Result<Arc<dyn TableProvider>, Diagnostic> {
+    source_provider_of(ctx, source, Some(files)).await
+}
+
+async fn source_provider_of(
+    ctx: &SessionContext,
+    source: &Source,
+    only: Option<&[object_store::ObjectMeta]>,
+) -> Result<Arc<dyn TableProvider>, Diagnostic> {
     let span = source.span.clone();
     let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(span.clone());
     if source.format == SourceFormat::Delta {
@@ -165,6 +183,7 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
         .get("header")
         .is_none_or(|v| v.as_bool() != Some(false) && v.as_str() != Some("false"));
     let format_for_header = options.format.clone();
+    let store_url = url.object_store();
     let mut config = ListingTableConfig::new(url).with_listing_options(options);
     config = match declared_schema(ctx, source).await? {
         Some(schema) => {
@@ -204,6 +223,32 @@ pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Ar
             )
         })?,
     };
+    if let Some(only) = only {
+        let schema = config
+            .file_schema
+            .clone()
+            .ok_or_else(|| fail("source-schema", format!("no schema for `{}`", source.location)))?;
+        if only.is_empty() {
+            let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+                .map_err(|e| fail("source", e.to_string()))?;
+            return Ok(Arc::new(empty));
+        }
+        let paths = only
+            .iter()
+            .map(|f| ListingTableUrl::parse(format!("{}{}", store_url.as_str(), f.location)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail("invalid-location", e.to_string()))?;
+        let listing = config
+            .options
+            .clone()
+            .ok_or_else(|| fail("source", format!("no listing options for `{}`", source.location)))?;
+        let files_config = ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(listing.with_file_extension(""))
+            .with_schema(schema);
+        let table =
+            ListingTable::try_new(files_config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
+        return Ok(Arc::new(table));
+    }
     let table = ListingTable::try_new(config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
     Ok(Arc::new(table))
 }

@@ -193,6 +193,7 @@ pub const KNOWN_CONFIG_KEYS: &[&str] = &[
     "group",
     "export",
     "reject_reason_column",
+    "ingest",
     "severity",
     "store_failures",
     "where",

@@ -48,9 +48,9 @@ fn every_strategy_matches_a_full_refresh_after_new_data() {
         messages,
         [
             "model.incr.daily: incremental (insert_overwrite): 2 rows",
-            "model.incr.events_by_key: incremental (delete+insert): 3 rows",
-            "model.incr.events_latest: incremental (merge): 3 rows",
-            "model.incr.events_log: incremental (append): 3 rows",
+            "model.incr.events_by_key: incremental (delete+insert): 3 rows, 1 new file ingested",
+            "model.incr.events_latest: incremental (merge): 3 rows, 1 new file ingested",
+            "model.incr.events_log: incremental (append): 3 rows, 1 new file ingested",
         ]
     );
     let incremental = all_rows(dir.path());
@@ -132,7 +132,147 @@ fn full_refresh_false_keeps_a_model_incremental() {
     assert_eq!(code, 0);
     assert_eq!(
         results(dir.path()),
-        ["model.incr.events_log: incremental (append): 3 rows; `full_refresh: false` kept it from being rebuilt"]
+        [
+            "model.incr.events_log: incremental (append): 3 rows; `full_refresh: false` kept it from being rebuilt, 1 new file ingested"
+        ]
     );
     assert_eq!(rows(dir.path(), "main", "events_log").len(), 6);
+}
+
+#[test]
+fn files_are_ingested_exactly_once() {
+    let dir = fixture("ingest");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
+    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
+    etl(p, &["build"]);
+    assert_eq!(
+        results(p),
+        ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
+    );
+    assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/", "4|/checkout"]);
+    // A consumed file delivered again (same name, touched) is not read again.
+    std::fs::write(p.join("data/2024-01-02.jsonl"), "{\"id\":3,\"page\":\"/\"}\n").unwrap();
+    let (code, _, _) = etl(p, &["build"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        results(p),
+        ["model.ingest.clicks: incremental: no new files (3 consumed before)"]
+    );
+    assert_eq!(rows(p, "main", "clicks").len(), 4);
+    // The record sits in the commit that wrote the rows, with a txn.
+    let log =
+        std::fs::read_to_string(table_dir(p, "main", "clicks").join("_delta_log/00000000000000000001.json")).unwrap();
+    assert!(log.contains("\"ingested\":{\"landing.clicks\":["), "{log}");
+    assert!(log.contains("2024-01-03.jsonl"), "{log}");
+    assert!(
+        log.contains("\"txn\":{\"appId\":\"etl/model.ingest.clicks\",\"version\":3"),
+        "{log}"
+    );
+}
+
+/// Writes `n` clicks with ids from `first` as one NDJSON file.
+fn write_clicks(path: &std::path::Path, first: u64, n: u64) {
+    let mut text = String::with_capacity((n * 40) as usize);
+    for id in first..first + n {
+        text.push_str(&format!("{{\"id\":{id},\"page\":\"/product/{}\"}}\n", id % 997));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn count_rows(dir: &std::path::Path) -> usize {
+    rows(dir, "main", "clicks").len()
+}
+
+#[test]
+fn a_build_killed_between_its_data_files_and_its_commit_converges_on_the_next_run() {
+    // See: issue 4 (crash tests). ETL_FAILPOINT=before-commit aborts the
+    // process at its first write into a _delta_log/ folder: the new data
+    // files exist, their commit does not.
+    let dir = fixture("ingest");
+    let p = dir.path();
+    std::fs::remove_file(p.join("data/2024-01-01.jsonl")).unwrap();
+    std::fs::remove_file(p.join("data/2024-01-02.jsonl")).unwrap();
+    write_clicks(&p.join("data/a.jsonl"), 0, 1_000);
+    assert_eq!(etl(p, &["build"]).0, 0);
+    write_clicks(&p.join("data/b.jsonl"), 1_000, 50_000);
+    let parquet_files = || {
+        std::fs::read_dir(table_dir(p, "main", "clicks"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "parquet"))
+            .count()
+    };
+    assert_eq!(parquet_files(), 1);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+        .arg("--project-dir")
+        .arg(p)
+        .arg("build")
+        .env("ETL_LOG", "off")
+        .env("ETL_FAILPOINT", "before-commit")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "the failpoint aborts the build");
+    assert_eq!(parquet_files(), 2, "the new data file was written");
+    assert!(
+        !table_dir(p, "main", "clicks")
+            .join("_delta_log/00000000000000000001.json")
+            .exists()
+    );
+    assert_eq!(count_rows(p), 1_000, "readers see the previous version");
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    let ids = query(
+        p,
+        &["main.clicks"],
+        "select count(*), count(distinct id) from main_clicks",
+    );
+    assert_eq!(ids, ["51000|51000"], "every row exactly once");
+    // Run again: nothing new, nothing doubled.
+    etl(p, &["build"]);
+    assert_eq!(count_rows(p), 51_000);
+}
+
+#[test]
+fn a_build_killed_at_any_point_leaves_a_committed_version_and_the_next_run_converges() {
+    // A kill -9 at several moments of an incremental build: the table is at
+    // its previous version or at the complete new one, and a rerun ends
+    // with every row exactly once.
+    for delay_ms in [100u64, 300, 600] {
+        let dir = fixture("ingest");
+        let p = dir.path();
+        std::fs::remove_file(p.join("data/2024-01-01.jsonl")).unwrap();
+        std::fs::remove_file(p.join("data/2024-01-02.jsonl")).unwrap();
+        write_clicks(&p.join("data/a.jsonl"), 0, 1_000);
+        assert_eq!(etl(p, &["build"]).0, 0);
+        write_clicks(&p.join("data/b.jsonl"), 1_000, 100_000);
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+            .arg("--project-dir")
+            .arg(p)
+            .arg("build")
+            .env("ETL_LOG", "off")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let after_kill = count_rows(p);
+        assert!(
+            after_kill == 1_000 || after_kill == 101_000,
+            "killed after {delay_ms} ms: {after_kill} rows is neither version"
+        );
+        let (code, _, stderr) = etl(p, &["build"]);
+        assert_eq!(code, 0, "{stderr}");
+        let ids = query(
+            p,
+            &["main.clicks"],
+            "select count(*), count(distinct id) from main_clicks",
+        );
+        assert_eq!(ids, ["101000|101000"], "after a kill at {delay_ms} ms and a rerun");
+    }
 }
