@@ -95,3 +95,70 @@ fn union_intersection_and_exclusion_obey_set_laws() {
         assert!(names(&p, &[a], &[a]).is_empty(), "`{a}` minus itself");
     }
 }
+
+/// `a "b c" d` -> [a, b c, d].
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                started = true;
+            }
+            ' ' if !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(current);
+    }
+    words
+}
+
+/// Each case of `expected.txt` (recorded by running `dbt ls --output name`
+/// with dbt-core on the same fixture) answered by `etl ls`, line for line.
+#[test]
+fn selection_answers_what_dbt_answers() {
+    let fixture_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/selection");
+    let expected = std::fs::read_to_string(fixture_dir.join("expected.txt")).unwrap();
+    let dir = crate::support::fixture("selection");
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for block in expected.split("\n\n").filter(|b| b.trim_start().starts_with("$ ")) {
+        let mut lines = block.trim_start_matches('\n').lines();
+        let command = lines.next().unwrap().trim_start_matches("$ ").to_owned();
+        let want: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+        let mut args = shell_words(&command);
+        if !args.iter().any(|a| a == "--output") {
+            args.extend(["--output".to_owned(), "name".to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, stdout, stderr) = crate::support::etl(dir.path(), &args);
+        let got: Vec<&str> = stdout.lines().collect();
+        cases += 1;
+        if got != want {
+            failures.push(format!(
+                "$ {command}\n  dbt: {want:?}\n  etl: {got:?}\n  {}",
+                stderr.trim()
+            ));
+        }
+    }
+    assert!(cases >= 60, "{cases} cases");
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
