@@ -162,3 +162,57 @@ fn selection_answers_what_dbt_answers() {
         failures.join("\n")
     );
 }
+
+/// `state:` and `result:` against an earlier run's target/ (see: issue 6).
+#[test]
+fn state_and_result_selectors_compare_with_an_earlier_run() {
+    let dir = crate::support::fixture("basic");
+    let p = dir.path();
+    let (code, _, _) = crate::support::etl(p, &["build"]);
+    assert_eq!(code, 0);
+    let state = p.join("previous");
+    crate::support::copy_dir(&p.join("target"), &state);
+    let state = state.to_str().unwrap();
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["ls", "--output", "name", "--state", state];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = crate::support::etl(p, &all);
+        assert_eq!(code, 0, "{stderr}");
+        stdout.lines().map(str::to_owned).collect()
+    };
+    assert!(names(&["-s", "state:modified"]).is_empty(), "nothing changed yet");
+    // Change one model's SQL, another's config, and add a model.
+    let model = p.join("models/marts/big_countries.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("population >", "population >=")).unwrap();
+    let yaml = p.join("project.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        text.replace(
+            "    +materialized: view",
+            "    +materialized: view\n    +tags: [staged]",
+        ),
+    )
+    .unwrap();
+    std::fs::write(p.join("models/marts/brand_new.sql"), "select 1 as x\n").unwrap();
+    assert_eq!(names(&["-s", "state:new"]), ["brand_new"]);
+    assert_eq!(names(&["-s", "state:modified.body"]), ["big_countries"]);
+    assert_eq!(
+        names(&["-s", "state:modified.configs"]),
+        ["orders_with_region", "stg_orders"],
+        "the staging folder's tags"
+    );
+    assert_eq!(
+        names(&["-s", "state:modified+"]),
+        ["big_countries", "orders_with_region", "revenue_by_region", "stg_orders"]
+    );
+    assert_eq!(
+        names(&["-s", "result:success", "--resource-type", "seed"]),
+        ["countries"]
+    );
+    // Without --state, a state selector is a usage error.
+    let (code, _, stderr) = crate::support::etl(p, &["ls", "-s", "state:modified"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`state:modified` needs `--state DIR`"), "{stderr}");
+}
