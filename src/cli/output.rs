@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::LogFormat;
 use etl::diagnostic::{Diagnostic, Severity};
-use etl::materialize::{NodeResult, Rejected, RunResults, Status};
+use etl::materialize::{NodeResult, Rejected, RunResults, Status, thousands};
 
 pub struct Output {
     format: LogFormat,
@@ -89,8 +89,8 @@ impl Output {
         let width = total.to_string().len();
         let rows = match (result.rows_affected, result.failures) {
             _ if result.up_to_date => "up to date".to_owned(),
-            (Some(r), _) => format!("{} rows", group(r)),
-            (None, Some(f)) if f > 0 => format!("{} failing", group(f)),
+            (Some(r), _) => format!("{} rows", thousands(r)),
+            (None, Some(f)) if f > 0 => format!("{} failing", thousands(f)),
             _ => String::new(),
         };
         let what = format!("{} {}", result.materialized.as_str(), result.name);
@@ -137,13 +137,13 @@ impl Output {
                     .reasons
                     .iter()
                     .take(3)
-                    .map(|(reason, n)| format!("{reason} {}", group(*n)))
+                    .map(|(reason, n)| format!("{reason} {}", thousands(*n)))
                     .collect();
                 let more = if r.reasons.len() > 3 { ", ..." } else { "" };
                 self.line(&format!(
                     "  {:<28} {:>10}  {}{more}",
                     r.name,
-                    group(r.rows),
+                    thousands(r.rows),
                     top.join(", ")
                 ));
             }
@@ -175,17 +175,4 @@ impl Output {
         }
         self.line(&format!("Finished in {:.2}s: {}", results.elapsed, parts.join("; ")));
     }
-}
-
-/// 1234567 -> "1,234,567".
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

@@ -15,7 +15,7 @@ use datafusion::execution::context::SQLOptions;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
-use super::{Build, NodeResult, Status};
+use super::{Build, NodeResult, Status, thousands};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
@@ -242,19 +242,6 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
         message,
         location,
     })
-}
-
-/// 1234567 -> "1,234,567".
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn threshold_text(t: &Threshold) -> String {

@@ -388,3 +388,16 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
     }
     Ok(out)
 }
+
+/// 1234567 -> "1,234,567": counts as people read them.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -280,19 +280,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         };
         for mut props in file.models {
             let target = TestTarget::Model(props.name.value.clone());
-            let node_tests: Vec<_> = std::mem::take(&mut props.tests)
-                .into_iter()
-                .chain(std::mem::take(&mut props.data_tests))
-                .collect();
-            data_tests.extend(data_tests::generic_tests(
-                &header.name,
-                &path,
-                &header.model_paths,
-                &target,
-                node_tests,
-                &mut props.columns,
-                &mut errors,
-            ));
+            data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
             apply_properties(
                 &path,
                 props,
@@ -311,19 +299,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         }
         for mut props in file.seeds {
             let target = TestTarget::Seed(props.name.value.clone());
-            let node_tests: Vec<_> = std::mem::take(&mut props.tests)
-                .into_iter()
-                .chain(std::mem::take(&mut props.data_tests))
-                .collect();
-            data_tests.extend(data_tests::generic_tests(
-                &header.name,
-                &path,
-                &header.model_paths,
-                &target,
-                node_tests,
-                &mut props.columns,
-                &mut errors,
-            ));
+            data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
             apply_properties(
                 &path,
                 props,
@@ -986,6 +962,29 @@ fn check_unique_names(models: &[Model], seeds: &[Seed], sources: &[Source], erro
             );
         }
     }
+}
+
+/// The generic tests of a model's or seed's properties and of its columns.
+fn node_tests(
+    header: &Header,
+    file: &Path,
+    target: &TestTarget,
+    props: &mut ModelProperties,
+    errors: &mut Diagnostics,
+) -> Vec<DataTest> {
+    let entries: Vec<_> = std::mem::take(&mut props.tests)
+        .into_iter()
+        .chain(std::mem::take(&mut props.data_tests))
+        .collect();
+    data_tests::generic_tests(
+        &header.name,
+        file,
+        &header.model_paths,
+        target,
+        entries,
+        &mut props.columns,
+        errors,
+    )
 }
 
 fn check_unique_tests(tests: &[DataTest], errors: &mut Diagnostics) {

@@ -43,15 +43,7 @@ pub(super) fn render_test(
             let (sql, recorded) = render_one(env, &model, globals, &project.target.schema, macros, project)?;
             let mut config = test.config.clone();
             merge_config(&mut config, recorded.config.clone());
-            let refs = recorded
-                .refs
-                .iter()
-                .map(|(package, name, _)| Call {
-                    package: package.clone(),
-                    name: name.clone(),
-                    span: find_call(&file.path, &file.text, "ref", name),
-                })
-                .collect();
+            let refs = calls(&recorded, |name| find_call(&file.path, &file.text, "ref", name));
             Ok(RenderedModel {
                 name: test.name.clone(),
                 path: file.path.clone(),
@@ -208,15 +200,7 @@ fn render_generic(
     let recorded = scope.recorded.lock().expect("render scope poisoned").clone();
     let mut config = test.config.clone();
     merge_config(&mut config, recorded.config.clone());
-    let refs = recorded
-        .refs
-        .iter()
-        .map(|(package, name, _)| Call {
-            package: package.clone(),
-            name: name.clone(),
-            span: test.span.clone(),
-        })
-        .collect();
+    let refs = calls(&recorded, |_| test.span.clone());
     Ok(RenderedModel {
         name: test.name.clone(),
         path: test.path.clone(),
@@ -238,6 +222,19 @@ fn render_generic(
 fn single_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     (!inner.contains("{{") && !inner.contains("}}")).then(|| inner.trim())
+}
+
+/// The `ref()` calls a render recorded, each placed by `span`.
+fn calls(recorded: &Recorded, span: impl Fn(&str) -> Option<crate::diagnostic::Span>) -> Vec<Call> {
+    recorded
+        .refs
+        .iter()
+        .map(|(package, name, _)| Call {
+            package: package.clone(),
+            name: name.clone(),
+            span: span(name),
+        })
+        .collect()
 }
 
 /// `ref('x')`, `ref("pkg", "x")`, `source('s', 't')`.

@@ -182,6 +182,30 @@ fn write_clicks(path: &std::path::Path, first: u64, n: u64) {
     std::fs::write(path, text).unwrap();
 }
 
+/// The ingest fixture with one file of `n` clicks, built.
+fn clicks_built(n: u64) -> tempfile::TempDir {
+    let dir = fixture("ingest");
+    let p = dir.path();
+    std::fs::remove_file(p.join("data/2024-01-01.jsonl")).unwrap();
+    std::fs::remove_file(p.join("data/2024-01-02.jsonl")).unwrap();
+    write_clicks(&p.join("data/a.jsonl"), 0, n);
+    assert_eq!(etl(p, &["build"]).0, 0);
+    dir
+}
+
+/// `etl build` on `p` as a child process, quiet.
+fn build_process(p: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"));
+    command
+        .arg("--project-dir")
+        .arg(p)
+        .arg("build")
+        .env("ETL_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 fn count_rows(dir: &std::path::Path) -> usize {
     rows(dir, "main", "clicks").len()
 }
@@ -191,12 +215,8 @@ fn a_build_killed_between_its_data_files_and_its_commit_converges_on_the_next_ru
     // See: issue 4 (crash tests). ETL_FAILPOINT=before-commit aborts the
     // process at its first write into a _delta_log/ folder: the new data
     // files exist, their commit does not.
-    let dir = fixture("ingest");
+    let dir = clicks_built(1_000);
     let p = dir.path();
-    std::fs::remove_file(p.join("data/2024-01-01.jsonl")).unwrap();
-    std::fs::remove_file(p.join("data/2024-01-02.jsonl")).unwrap();
-    write_clicks(&p.join("data/a.jsonl"), 0, 1_000);
-    assert_eq!(etl(p, &["build"]).0, 0);
     write_clicks(&p.join("data/b.jsonl"), 1_000, 50_000);
     let parquet_files = || {
         std::fs::read_dir(table_dir(p, "main", "clicks"))
@@ -205,16 +225,7 @@ fn a_build_killed_between_its_data_files_and_its_commit_converges_on_the_next_ru
             .count()
     };
     assert_eq!(parquet_files(), 1);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
-        .arg("--project-dir")
-        .arg(p)
-        .arg("build")
-        .env("ETL_LOG", "off")
-        .env("ETL_FAILPOINT", "before-commit")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    let status = build_process(p).env("ETL_FAILPOINT", "before-commit").status().unwrap();
     assert!(!status.success(), "the failpoint aborts the build");
     assert_eq!(parquet_files(), 2, "the new data file was written");
     assert!(
@@ -242,22 +253,10 @@ fn a_build_killed_at_any_point_leaves_a_committed_version_and_the_next_run_conve
     // its previous version or at the complete new one, and a rerun ends
     // with every row exactly once.
     for delay_ms in [100u64, 300, 600] {
-        let dir = fixture("ingest");
+        let dir = clicks_built(1_000);
         let p = dir.path();
-        std::fs::remove_file(p.join("data/2024-01-01.jsonl")).unwrap();
-        std::fs::remove_file(p.join("data/2024-01-02.jsonl")).unwrap();
-        write_clicks(&p.join("data/a.jsonl"), 0, 1_000);
-        assert_eq!(etl(p, &["build"]).0, 0);
         write_clicks(&p.join("data/b.jsonl"), 1_000, 100_000);
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
-            .arg("--project-dir")
-            .arg(p)
-            .arg("build")
-            .env("ETL_LOG", "off")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = build_process(p).spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();

@@ -60,24 +60,7 @@ pub fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
         let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
         let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
         let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
-        let options = FormatOptions::default().with_null("NULL");
-        let mut out = Vec::new();
-        for batch in batches {
-            let formatters: Vec<_> = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-                .collect();
-            for row in 0..batch.num_rows() {
-                out.push(
-                    formatters
-                        .iter()
-                        .map(|f| f.value(row).to_string())
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                );
-            }
-        }
+        let mut out = format_rows(&batches);
         out.sort();
         out
     })
