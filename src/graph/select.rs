@@ -85,12 +85,15 @@ pub struct SelectArgs {
 pub fn select(cx: &SelectContext, args: &SelectArgs) -> Result<Selection, Diagnostic> {
     let mut warnings = Vec::new();
     let spec = if let Some(name) = &args.selector {
-        let def = find_selector(cx.project, name)?;
-        let mut spec = parse_definition(cx.project, &def.definition, &mut Vec::new())?;
-        if !args.exclude.is_empty() {
-            spec = Spec::Difference(Box::new(spec), Box::new(parse_cli(&args.exclude, "--exclude")?));
+        // As in dbt, a named selector replaces --select and --exclude.
+        if !args.select.is_empty() || !args.exclude.is_empty() {
+            warnings.push(Diagnostic::warning(
+                "selector-overrides",
+                format!("--selector `{name}` is used alone: --select and --exclude are ignored"),
+            ));
         }
-        spec
+        let def = find_selector(cx.project, name)?;
+        parse_definition(cx.project, &def.definition, &mut Vec::new())?
     } else {
         let include = if args.select.is_empty() {
             match cx.project.selectors.iter().find(|s| s.default) {
@@ -278,6 +281,25 @@ fn parse_criterion(text: &str) -> Result<Criterion, ParseError> {
             value.len(),
         ));
     }
+    if matches!(method, Method::ResourceType) && !RESOURCE_TYPES.contains(&value) {
+        return Err((
+            format!(
+                "`resource_type:{value}` is not a resource type\nhelp: use one of {}",
+                RESOURCE_TYPES.join(", ")
+            ),
+            value_at,
+            value.len(),
+        ));
+    }
+    if matches!(method, Method::Source) && value.split('.').count() > 3 {
+        return Err((
+            format!(
+                "`source:{value}` has too many parts\nhelp: write `source:name`, `source:name.table` or `source:project.name.table`"
+            ),
+            value_at,
+            value.len(),
+        ));
+    }
     if matches!(method, Method::State) && !STATES.contains(&value) {
         return Err((
             format!("`state:{value}` is not a state\nhelp: use {}", STATES.join(", ")),
@@ -294,6 +316,22 @@ fn parse_criterion(text: &str) -> Result<Criterion, ParseError> {
         children,
     })
 }
+
+/// dbt's resource types (those etl does not have select nothing).
+const RESOURCE_TYPES: &[&str] = &[
+    "model",
+    "seed",
+    "source",
+    "test",
+    "snapshot",
+    "analysis",
+    "exposure",
+    "metric",
+    "semantic_model",
+    "saved_query",
+    "unit_test",
+    "function",
+];
 
 const STATES: &[&str] = &[
     "new",
@@ -914,6 +952,13 @@ mod tests {
         assert!(message.contains("did you mean `tag:`"), "{message}");
         assert_eq!((at, len), (0, 4));
         assert!(parse_criterion("config.:x").is_err());
+        assert!(
+            parse_criterion("resource_type:nope")
+                .unwrap_err()
+                .0
+                .contains("not a resource type")
+        );
+        assert!(parse_criterion("source:a.b.c.d").is_err());
         let d = position_error("--select", "a tagz:x", 2, 4, "unknown".into());
         assert_eq!(d.notes[0], "--select a tagz:x\n           ^^^^");
     }
