@@ -164,7 +164,7 @@ pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
             version: None,
             diagnostic: None,
         },
-        Err(diag) => super::nodes::error_result(node, diag, elapsed),
+        Err(diag) => super::nodes::error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     }
 }
 

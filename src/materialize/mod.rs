@@ -10,6 +10,7 @@ mod ingest;
 
 pub use incremental::incremental_models;
 mod nodes;
+mod probe;
 mod state;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};

@@ -43,7 +43,7 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
         Ok(outcome) => success(build, node, outcome, elapsed),
-        Err(diag) => error_result(node, diag, elapsed),
+        Err(diag) => error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     }
 }
 

@@ -216,12 +216,30 @@ async fn source_provider_of(
             }
             config.with_schema(schema)
         }
-        None => config.infer_schema(&state).await.map_err(|e| {
-            fail(
-                "source-schema",
-                format!("cannot read the schema of `{}`: {}", source.location, e.find_root()),
-            )
-        })?,
+        None => match config.infer_schema(&state).await {
+            Ok(config) => config,
+            Err(e) => {
+                let mut diag = fail(
+                    "source-schema",
+                    format!("cannot read the schema of `{}`: {}", source.location, e.find_root()),
+                );
+                // Name the file: infer each one alone until one fails.
+                for file in &files {
+                    if let Err(e) = format_for_header
+                        .infer_schema(&state, &store, std::slice::from_ref(file))
+                        .await
+                    {
+                        diag = diag.with_note(format!(
+                            "the unreadable file is `/{}`: {}",
+                            file.location,
+                            e.find_root()
+                        ));
+                        break;
+                    }
+                }
+                return Err(diag);
+            }
+        },
     };
     if let Some(only) = only {
         let schema = config

@@ -467,3 +467,52 @@ fn retry_runs_only_what_the_last_run_left_undone() {
     assert_eq!(code, 0);
     assert!(stdout.contains("Nothing to retry"), "{stdout}");
 }
+
+#[test]
+fn a_corrupt_source_file_is_named() {
+    let dir = fixture("sources");
+    let logs = dir.path().join("data/logs");
+    // Not gzip at all: reading the schema fails, on that file.
+    std::fs::write(logs.join("2024-01-03.jsonl.gz"), b"not gzip at all").unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["run", "--select", "warn_logs"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[source-schema]"), "{stderr}");
+    assert!(stderr.contains("the unreadable file is `/"), "{stderr}");
+    assert!(stderr.contains("data/logs/2024-01-03.jsonl.gz`"), "{stderr}");
+    // Valid gzip, a broken line, typed columns (no inference): the read
+    // fails while building, and the failing file is named.
+    std::fs::remove_file(logs.join("2024-01-03.jsonl.gz")).unwrap();
+    let yml = dir.path().join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(
+        &yml,
+        text.replace(
+            "        location: data/logs/*.jsonl.gz\n",
+            "        location: data/logs/*.jsonl.gz\n        columns: [{name: id, data_type: bigint}, {name: level, data_type: varchar}]\n",
+        ),
+    )
+    .unwrap();
+    let mut broken = flate2_free_gzip(b"{\"id\":4,\"level\":\"info\"}\n{broken\n");
+    std::fs::write(logs.join("2024-01-04.jsonl.gz"), &mut broken).unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["run", "--select", "warn_logs"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("data/logs/2024-01-04.jsonl.gz` (source `files.logs`)"),
+        "{stderr}"
+    );
+    assert!(!table_dir(dir.path(), "main", "warn_logs").join("_delta_log").exists(), "no table was written");
+}
+
+/// Gzip of `data`, written by the system's gzip (the tests have no
+/// compression crate).
+fn flate2_free_gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    child.wait_with_output().unwrap().stdout
+}
