@@ -160,13 +160,7 @@ async fn source_provider_of(
             format!("no object store for `{}`: {e}", source.location),
         )
     })?;
-    let files: Vec<_> = url
-        .list_all_files(&state, store.as_ref(), &ext)
-        .await
-        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?
-        .try_collect()
-        .await
-        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?;
+    let files = list_source_files(ctx, source).await?;
     if files.is_empty() {
         return Err(fail(
             "missing-source",

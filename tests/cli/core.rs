@@ -500,7 +500,10 @@ fn a_corrupt_source_file_is_named() {
         stderr.contains("data/logs/2024-01-04.jsonl.gz` (source `files.logs`)"),
         "{stderr}"
     );
-    assert!(!table_dir(dir.path(), "main", "warn_logs").join("_delta_log").exists(), "no table was written");
+    assert!(
+        !table_dir(dir.path(), "main", "warn_logs").join("_delta_log").exists(),
+        "no table was written"
+    );
 }
 
 /// Gzip of `data`, written by the system's gzip (the tests have no
