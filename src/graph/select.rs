@@ -9,7 +9,7 @@
 //! or descendants with all their ancestors (`@m`). Tests then follow the
 //! nodes they test, per `--indirect-selection`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use globset::GlobBuilder;
 use petgraph::graph::NodeIndex;
@@ -578,22 +578,20 @@ fn criterion_nodes(cx: &SelectContext, c: &Criterion) -> Result<BTreeSet<NodeInd
             direct.insert(i);
         }
     }
+    // Each walk starts from all the matched nodes at once: one pass over the
+    // graph however many nodes matched.
     let mut out = direct.clone();
-    for &start in &direct {
-        if let Some(depth) = c.parents {
-            walk(start, depth, &mut out, |i| cx.dag.parents(i).collect());
-        }
-        if let Some(depth) = c.children {
-            walk(start, depth, &mut out, |i| cx.dag.children(i).collect());
-        }
-        if c.childrens_parents {
-            let mut descendants = BTreeSet::new();
-            walk(start, None, &mut descendants, |i| cx.dag.children(i).collect());
-            out.extend(descendants.iter().copied());
-            for d in descendants {
-                walk(d, None, &mut out, |i| cx.dag.parents(i).collect());
-            }
-        }
+    if let Some(depth) = c.parents {
+        walk(&direct, depth, &mut out, |i| cx.dag.parents(i).collect());
+    }
+    if let Some(depth) = c.children {
+        walk(&direct, depth, &mut out, |i| cx.dag.children(i).collect());
+    }
+    if c.childrens_parents {
+        let mut descendants = BTreeSet::new();
+        walk(&direct, None, &mut descendants, |i| cx.dag.children(i).collect());
+        out.extend(descendants.iter().copied());
+        walk(&descendants, None, &mut out, |i| cx.dag.parents(i).collect());
     }
     Ok(out)
 }
@@ -898,30 +896,30 @@ fn selected_and_parents(dag: &Dag, nodes: &BTreeSet<NodeIndex>) -> BTreeSet<Node
     out
 }
 
-/// Adds the nodes `next` reaches from `start`, up to `depth` steps.
+/// Adds the nodes `next` reaches from any of `starts` in at most `depth`
+/// steps (all of them without a depth), the starts included.
 fn walk(
-    start: NodeIndex,
+    starts: &BTreeSet<NodeIndex>,
     depth: Option<usize>,
     out: &mut BTreeSet<NodeIndex>,
     next: impl Fn(NodeIndex) -> Vec<NodeIndex>,
 ) {
-    let mut seen: BTreeMap<NodeIndex, usize> = BTreeMap::from([(start, 0)]);
-    let mut frontier = vec![start];
+    let mut seen: std::collections::HashSet<NodeIndex> = starts.iter().copied().collect();
+    let mut frontier: Vec<NodeIndex> = starts.iter().copied().collect();
     let mut level = 0;
     while !frontier.is_empty() && depth.is_none_or(|d| level < d) {
         level += 1;
         let mut next_frontier = Vec::new();
         for i in frontier {
             for n in next(i) {
-                if let std::collections::btree_map::Entry::Vacant(e) = seen.entry(n) {
-                    e.insert(level);
+                if seen.insert(n) {
                     next_frontier.push(n);
                 }
             }
         }
         frontier = next_frontier;
     }
-    out.extend(seen.into_keys());
+    out.extend(seen);
 }
 
 #[cfg(test)]
