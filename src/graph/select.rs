@@ -622,8 +622,27 @@ impl Matcher {
     }
 }
 
+/// `pattern` (a glob, or exact text) against `text`. Globs are compiled
+/// once per pattern: a wildcard selector is tried against every node.
 fn part_match(pattern: &str, text: &str) -> bool {
-    Matcher::new(pattern).is_ok_and(|m| m.is_match(text))
+    if !pattern.contains(['*', '?', '[']) {
+        return pattern == text;
+    }
+    thread_local! {
+        static GLOBS: std::cell::RefCell<HashMap<String, Option<globset::GlobMatcher>>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    GLOBS.with(|globs| {
+        let mut globs = globs.borrow_mut();
+        let matcher = globs.entry(pattern.to_owned()).or_insert_with(|| {
+            GlobBuilder::new(pattern)
+                .literal_separator(false)
+                .build()
+                .ok()
+                .map(|g| g.compile_matcher())
+        });
+        matcher.as_ref().is_some_and(|m| m.is_match(text))
+    })
 }
 
 fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Matcher) -> Result<bool, Diagnostic> {
