@@ -155,6 +155,24 @@ impl Dag {
     }
 }
 
+impl Dag {
+    /// The nodes whose relations the compiled SQL of `index` scans: its
+    /// parents and those of the ephemeral models inlined into it, other
+    /// than the ephemerals themselves.
+    pub fn scanned_parents(&self, index: NodeIndex) -> Vec<NodeIndex> {
+        let mut out: Vec<NodeIndex> = Vec::new();
+        let ephemerals = self.ephemeral_ancestors(index);
+        for reader in std::iter::once(index).chain(ephemerals.iter().copied()) {
+            for p in self.parents(reader) {
+                if self.graph[p].materialized != Materialization::Ephemeral && !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+}
+
 pub fn unique_id(resource_type: ResourceType, project: &str, name: &str) -> String {
     format!("{}.{project}.{name}", resource_type.as_str())
 }

@@ -10,14 +10,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
 use super::Build;
 use crate::diagnostic::Diagnostic;
-use crate::graph::Materialization;
+use crate::graph::{Materialization, ResourceType};
 use crate::lake;
-use crate::render::ingest_relation;
+use crate::render::Relation;
 
 /// What an ingesting model consumes in this build.
 #[derive(Debug, Clone, Default)]
@@ -34,27 +37,30 @@ impl Ingest {
     }
 }
 
-/// Registers, for each file source the incremental model at `index` reads,
-/// the files it has not consumed yet; `None` when the model ingests nothing.
-pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<Ingest>, Diagnostic> {
-    let node = build.dag.node(index);
+/// The new files of one source, read in place of the source itself.
+pub struct NewFiles {
+    pub source: Relation,
+    pub provider: Arc<dyn TableProvider>,
+}
+
+/// For each file source the incremental model at `index` reads (directly
+/// or through the ephemeral models inlined into it), the files it has not
+/// consumed yet; `None` when the model ingests nothing.
+pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, Vec<NewFiles>)>, Diagnostic> {
+    let dag = &build.dag;
+    let node = dag.node(index);
     if node.materialized != Materialization::Incremental
         || node.config.get("ingest").and_then(Value::as_str) == Some("all_files")
     {
         return Ok(None);
     }
-    let rendered = &build.models[node.index];
-    let sources: Vec<&crate::project::Source> = rendered
-        .sources
-        .iter()
-        .filter_map(|(s, t)| {
-            build
-                .project
-                .sources
-                .iter()
-                .find(|src| &src.source_name == s && &src.name == t)
-        })
-        .filter(|src| src.format != crate::project::SourceFormat::Delta)
+    let sources: Vec<(&Relation, &crate::project::Source)> = dag
+        .scanned_parents(index)
+        .into_iter()
+        .map(|p| dag.node(p))
+        .filter(|p| p.resource_type == ResourceType::Source)
+        .map(|p| (&p.relation, &build.project.sources[p.index]))
+        .filter(|(_, src)| src.format != crate::project::SourceFormat::Delta)
         .collect();
     if sources.is_empty() {
         return Ok(None);
@@ -72,7 +78,8 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<Ingest>, 
         BTreeMap::new()
     };
     let mut ingest = Ingest::default();
-    for source in sources {
+    let mut readers = Vec::new();
+    for (relation, source) in sources {
         let key = format!("{}.{}", source.source_name, source.name);
         let seen = before.get(&key).cloned().unwrap_or_default();
         let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
@@ -82,14 +89,13 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<Ingest>, 
             .collect();
         ingest.new_files += new.len();
         let provider = crate::plan::source_files_provider(&build.registry.ctx, source, &new).await?;
-        let relation = ingest_relation(&node.relation, &source.source_name, &source.name);
-        build
-            .registry
-            .register_relation(&relation, provider)
-            .map_err(|e| Diagnostic::error("lake", format!("registering the new files of `{key}` failed: {e}")))?;
+        readers.push(NewFiles {
+            source: relation.clone(),
+            provider,
+        });
         let mut all = seen;
         all.extend(new.iter().map(|f| f.location.to_string()));
         ingest.consumed.insert(key, all.into_iter().collect());
     }
-    Ok(Some(ingest))
+    Ok(Some((ingest, readers)))
 }

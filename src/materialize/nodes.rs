@@ -9,7 +9,7 @@ use super::{Build, NodeResult, Status};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Materialization, Node, ResourceType};
 use crate::lake::{self, ViewDefinition, Written};
-use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file};
+use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file, replace_scans};
 
 /// What a successful build produced.
 struct Outcome {
@@ -255,14 +255,24 @@ async fn planned(
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let node = build.dag.node(index);
-    if let Some(ingest) = super::ingest::prepare(build, index).await? {
-        build.ingests.lock().expect("ingests poisoned").insert(index, ingest);
-    }
+    let new_files = match super::ingest::prepare(build, index).await? {
+        Some((ingest, readers)) => {
+            build.ingests.lock().expect("ingests poisoned").insert(index, ingest);
+            readers
+        }
+        None => Vec::new(),
+    };
     if build.options.incremental.contains(&node.name) {
         // `{{ this }}`: an incremental model reads its own current table.
         build.registry.ensure(&build.dag, &build.project, index).await?;
     }
-    let plan = plan_model(&build.registry.ctx, &compiled).await?;
+    let mut plan = plan_model(&build.registry.ctx, &compiled).await?;
+    for files in new_files {
+        plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
+            Diagnostic::error("plan", format!("reading the new files of {}: {e}", files.source.sql()))
+                .with_span(Some(Span::file(&node.path)))
+        })?;
+    }
     if contract_enforced(&node.config) {
         check_contract(&build.registry.ctx, &build.project.models[node.index], plan.schema()).await?;
     }

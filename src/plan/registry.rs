@@ -67,21 +67,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Registers a relation that is no node of the DAG (the new files an
-    /// incremental model ingests).
-    pub fn register_relation(&self, relation: &Relation, provider: Arc<dyn TableProvider>) -> Result<(), String> {
-        let catalog = self.ctx.catalog("datafusion").ok_or("the default catalog is missing")?;
-        if catalog.schema(&relation.schema).is_none() {
-            let _ = catalog.register_schema(&relation.schema, Arc::new(MemorySchemaProvider::new()));
-        }
-        let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
-        let _ = self.ctx.deregister_table(reference.clone());
-        self.ctx
-            .register_table(reference, provider)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    }
-
     /// Forgets a relation: the next reader loads it from the lake again.
     pub fn unregister(&self, index: NodeIndex, relation: &Relation) {
         let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());

@@ -49,8 +49,6 @@ pub struct Globals {
     pub invocation_id: String,
     /// Models that render with `is_incremental()` true.
     pub incremental: std::collections::BTreeSet<String>,
-    /// Sources read from files (not Delta): what incremental models ingest.
-    pub file_sources: std::collections::BTreeSet<(String, String)>,
 }
 
 /// One template render: the node being rendered and what it called.
@@ -222,35 +220,9 @@ fn source_fn(state: &State, source: String, table: String) -> Result<Value, Erro
         ));
     };
     let mut recorded = scope.recorded.lock().expect("render scope poisoned");
-    recorded.sources.push(key.clone());
-    // An incremental model ingesting a file source reads only the files it
-    // has not consumed yet, registered under a name of its own.
-    let mut config = scope.base_config.clone();
-    crate::project::merge_config(&mut config, recorded.config.clone());
-    let incremental = config.get("materialized").and_then(|v| v.as_str()) == Some("incremental");
-    let ingests = config.get("ingest").and_then(|v| v.as_str()) != Some("all_files");
-    if let (true, true, true, Some(this)) = (
-        incremental,
-        ingests,
-        scope.globals.file_sources.contains(&key),
-        &scope.this,
-    ) {
-        return Ok(Value::from_object(RelationValue(ingest_relation(this, &key.0, &key.1))));
-    }
+    recorded.sources.push(key);
     Ok(Value::from_object(RelationValue(relation.clone())))
 }
-
-/// The relation an incremental model reads a file source through: only the
-/// files it has not consumed.
-pub fn ingest_relation(this: &Relation, source: &str, table: &str) -> Relation {
-    Relation {
-        schema: INGEST_SCHEMA.to_owned(),
-        identifier: format!("{}__{}__{source}__{table}", this.schema, this.identifier),
-        ephemeral: false,
-    }
-}
-
-pub const INGEST_SCHEMA: &str = "__etl_ingest";
 
 fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
     let scope = scope(state)?;

@@ -19,8 +19,8 @@ use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde_json::Map;
 
+pub use context::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
-pub use context::{INGEST_SCHEMA, Relation, ingest_relation};
 pub use sourcemap::LineMap;
 
 use crate::diagnostic::{Diagnostic, Span};
@@ -153,12 +153,6 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         run_started_at: options.run_started_at,
         invocation_id: options.invocation_id.clone(),
         incremental: options.incremental.clone(),
-        file_sources: project
-            .sources
-            .iter()
-            .filter(|s| s.format != crate::project::SourceFormat::Delta)
-            .map(|s| (s.source_name.clone(), s.name.clone()))
-            .collect(),
     };
     for model in &project.models {
         globals.models.insert(
@@ -294,7 +288,6 @@ fn clone_globals(g: &Globals) -> Globals {
         run_started_at: g.run_started_at,
         invocation_id: g.invocation_id.clone(),
         incremental: g.incremental.clone(),
-        file_sources: g.file_sources.clone(),
     }
 }
 
