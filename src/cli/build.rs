@@ -62,6 +62,18 @@ pub async fn run_only(
     mode: Mode,
     only: Option<&std::collections::BTreeSet<String>>,
 ) -> u8 {
+    if let (Some(start), Some(end)) = (global.event_time_start, global.event_time_end) {
+        if start >= end {
+            out.diagnostics(
+                &[Diagnostic::error(
+                    "invalid-argument",
+                    format!("--event-time-start ({start}) must come before --event-time-end ({end})"),
+                )],
+                None,
+            );
+            return 2;
+        }
+    }
     let invocation = invocation_id();
     let prepared = match global.prepare(out, &invocation) {
         Ok(p) => p,
@@ -144,6 +156,8 @@ pub async fn run_only(
             invocation_id: invocation.clone(),
             incremental,
             force: global.force,
+            event_time_start: global.event_time_start,
+            event_time_end: global.event_time_end,
         },
     });
     let results = materialize::run(build.clone(), &nodes, |r, done, total| out.node(r, done, total)).await;

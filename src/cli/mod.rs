@@ -72,9 +72,20 @@ pub struct Global {
     /// are unchanged since their last build.
     #[arg(long, global = true)]
     force: bool,
+    /// Microbatch models process the batches from this time (UTC, such as
+    /// 2024-01-31 or 2024-01-31T06:00:00) instead of their own range.
+    #[arg(long, global = true, value_parser = parse_event_time)]
+    event_time_start: Option<chrono::NaiveDateTime>,
+    /// Microbatch models process the batches before this time.
+    #[arg(long, global = true, value_parser = parse_event_time)]
+    event_time_end: Option<chrono::NaiveDateTime>,
     /// `text` for people, `json` for machines (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+fn parse_event_time(text: &str) -> Result<chrono::NaiveDateTime, String> {
+    etl::materialize::parse_event_time(text)
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,24 +8,35 @@
 //! - `delete+insert`: replace every row whose key is among the new rows'
 //!   keys with the new rows;
 //! - `insert_overwrite`: replace the partitions (`partition_by`) the new
-//!   rows fall in.
+//!   rows fall in;
+//! - `microbatch`: one commit per time window (see `microbatch`).
 //!
 //! `on_schema_change` says what happens when the query's columns differ
 //! from the table's: `ignore` (the default: new columns are left out,
-//! missing ones written as null), `fail`, or `append_new_columns`.
+//! missing ones written as null), `fail`, `append_new_columns`, or
+//! `sync_all_columns` (the table takes the query's columns and types:
+//! rewritten in the same one commit as the change).
+//!
+//! With `audit: true` the new rows are staged and the model's tests run on
+//! what the table would become before anything is committed.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::{Column, ScalarValue};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::{Column, JoinType, ScalarValue};
+use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::{LogicalPlan, cast, lit};
-use datafusion::prelude::{DataFrame, Expr, col, concat_ws, in_list};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, concat_ws, in_list};
 use serde_json::Value;
 
 use super::Build;
+use super::audit;
+use super::microbatch::MicrobatchConfig;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, TableWrite, Written};
+use crate::plan::{Window, window_predicate};
 
 /// The incremental models of `prepared` that this run updates in place:
 /// their table exists, and the run does not rebuild them in full
@@ -51,11 +62,24 @@ pub async fn incremental_models(prepared: &crate::Prepared, full_refresh: bool) 
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Strategy {
+pub enum Strategy {
     Append,
     Merge,
     DeleteInsert,
     InsertOverwrite,
+    Microbatch,
+}
+
+impl Strategy {
+    fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Append => "append",
+            Strategy::Merge => "merge",
+            Strategy::DeleteInsert => "delete+insert",
+            Strategy::InsertOverwrite => "insert_overwrite",
+            Strategy::Microbatch => "microbatch",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +87,15 @@ enum OnSchemaChange {
     Ignore,
     Fail,
     AppendNewColumns,
+    SyncAllColumns,
 }
 
-struct IncrementalConfig {
-    strategy: Strategy,
+pub struct IncrementalConfig {
+    pub strategy: Strategy,
     unique_key: Vec<String>,
-    partition_by: Vec<String>,
+    pub partition_by: Vec<String>,
     on_schema_change: OnSchemaChange,
+    pub microbatch: Option<MicrobatchConfig>,
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {
@@ -87,24 +113,24 @@ fn string_list(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
+/// The strategy an incremental model's config names (checked in full by
+/// [`config_of`]).
+pub fn strategy_name(node: &Node) -> Option<&str> {
+    node.config.get("incremental_strategy").and_then(Value::as_str)
+}
+
+pub fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
     let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
     let unique_key = string_list(node.config.get("unique_key"));
     let partition_by = string_list(node.config.get("partition_by"));
-    let strategy = match node.config.get("incremental_strategy").and_then(Value::as_str) {
+    let strategy = match strategy_name(node) {
         None if unique_key.is_empty() => Strategy::Append,
         None => Strategy::Merge,
         Some("append") => Strategy::Append,
         Some("merge") => Strategy::Merge,
         Some("delete+insert") => Strategy::DeleteInsert,
         Some("insert_overwrite") => Strategy::InsertOverwrite,
-        Some("microbatch") => {
-            return Err(invalid(format!(
-                "model `{}`: the `microbatch` strategy is not supported yet",
-                node.name
-            ))
-            .with_help("use `insert_overwrite` with `partition_by` on the event day meanwhile"));
-        }
+        Some("microbatch") => Strategy::Microbatch,
         Some(other) => {
             return Err(
                 invalid(format!("unknown incremental_strategy `{other}`")).with_suggestion(
@@ -118,11 +144,7 @@ fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
         return Err(invalid(format!(
             "model `{}`: the `{}` strategy needs a `unique_key`",
             node.name,
-            if strategy == Strategy::Merge {
-                "merge"
-            } else {
-                "delete+insert"
-            }
+            strategy.as_str()
         )));
     }
     if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
@@ -135,13 +157,7 @@ fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
         None | Some("ignore") => OnSchemaChange::Ignore,
         Some("fail") => OnSchemaChange::Fail,
         Some("append_new_columns") => OnSchemaChange::AppendNewColumns,
-        Some("sync_all_columns") => {
-            return Err(invalid(format!(
-                "model `{}`: `on_schema_change: sync_all_columns` is not supported yet",
-                node.name
-            ))
-            .with_help("use `append_new_columns`, or rebuild with --full-refresh"));
-        }
+        Some("sync_all_columns") => OnSchemaChange::SyncAllColumns,
         Some(other) => {
             return Err(invalid(format!("unknown on_schema_change `{other}`")).with_suggestion(
                 other,
@@ -149,11 +165,16 @@ fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
             ));
         }
     };
+    let microbatch = match strategy {
+        Strategy::Microbatch => Some(super::microbatch::config_of(node)?),
+        _ => None,
+    };
     Ok(IncrementalConfig {
         strategy,
         unique_key,
         partition_by,
         on_schema_change,
+        microbatch,
     })
 }
 
@@ -163,32 +184,37 @@ pub struct Applied {
     pub message: String,
 }
 
-/// Builds an incremental model: in full the first time, else with its
-/// strategy.
+/// How a build changes an incremental model's table.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Replace the whole table (first build, full refresh).
+    Replace,
+    Append,
+    /// Replace the rows whose `keys` equal a new row's: with Delta MERGE
+    /// (`merge`), or by deleting them and inserting the new rows.
+    Upsert {
+        keys: Vec<String>,
+        merge: bool,
+    },
+    /// Replace the rows whose `column` falls in `window`.
+    Window {
+        column: String,
+        window: Window,
+    },
+}
+
+/// Builds an incremental model other than a microbatch: in full the first
+/// time, else with its strategy.
 pub async fn build_incremental(
     build: &Build,
     index: petgraph::graph::NodeIndex,
+    config: &IncrementalConfig,
     plan: LogicalPlan,
-    metadata: lake::Commit,
+    commit: lake::Commit,
 ) -> Result<Applied, Diagnostic> {
     let node = build.dag.node(index);
-    let config = config_of(node)?;
-    let registry = &build.registry;
-    let ctx = &registry.ctx;
-    let url = registry.location(&node.relation);
-    let failed = |e: String| {
-        Diagnostic::error("execution", format!("building `{}` failed: {e}", node.name))
-            .with_span(Some(Span::file(&node.path)))
-            .with_note("the table keeps its previous version")
-    };
-
     if !build.options.incremental.contains(&node.name) {
-        let how = TableWrite::Overwrite {
-            partition_by: config.partition_by.clone(),
-        };
-        let written = lake::write_table(ctx, &url, plan, how, metadata)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let written = apply(build, index, config, plan, Change::Replace, commit).await?;
         let why = if build.options.full_refresh {
             "full refresh"
         } else {
@@ -199,93 +225,256 @@ pub async fn build_incremental(
             written,
         });
     }
-
-    let table_schema = lake::delta_provider(ctx, &url)
-        .await
-        .map_err(|e| failed(format!("cannot read the table: {e}")))?
-        .schema();
-    let new_schema = plan.schema().as_arrow().clone();
-    let (plan, merge_schema) = conform(node, &config, plan, &table_schema, &new_schema, ctx)?;
-    let refused = build.options.full_refresh;
-
-    let written = match config.strategy {
-        Strategy::Append => lake::write_table(ctx, &url, plan, TableWrite::Append { merge_schema }, metadata)
-            .await
-            .map_err(|e| failed(e.to_string()))?,
-        Strategy::Merge => {
-            let source = DataFrame::new(ctx.state(), plan);
-            lake::merge_into(ctx, &url, source, &config.unique_key, merge_schema, metadata)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-        }
-        Strategy::DeleteInsert | Strategy::InsertOverwrite => {
-            let keys = if config.strategy == Strategy::DeleteInsert {
-                &config.unique_key
-            } else {
-                &config.partition_by
-            };
-            // The new rows are computed once: their keys make the predicate
-            // of the rows they replace, and they are what is written.
-            let batches = DataFrame::new(ctx.state(), plan)
-                .collect()
-                .await
-                .map_err(|e| failed(e.find_root().to_string()))?;
-            let predicate = key_predicate(keys, &batches).map_err(failed)?;
-            let Some(predicate) = predicate else {
-                return Ok(Applied {
-                    written: Written {
-                        rows: 0,
-                        version: lake::open_table(&url)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|t| t.version())
-                            .unwrap_or_default() as i64,
-                    },
-                    message: "incremental: no new rows".into(),
-                });
-            };
-            let memory = ctx
-                .read_batches(batches)
-                .map_err(|e| failed(e.to_string()))?
-                .into_unoptimized_plan();
-            let how = TableWrite::ReplaceWhere {
-                predicate,
-                merge_schema,
-            };
-            lake::write_table(ctx, &url, memory, how, metadata)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-        }
+    let change = match config.strategy {
+        Strategy::Append => Change::Append,
+        Strategy::Merge => Change::Upsert {
+            keys: config.unique_key.clone(),
+            merge: true,
+        },
+        Strategy::DeleteInsert => Change::Upsert {
+            keys: config.unique_key.clone(),
+            merge: false,
+        },
+        Strategy::InsertOverwrite => Change::Upsert {
+            keys: config.partition_by.clone(),
+            merge: false,
+        },
+        Strategy::Microbatch => unreachable!("microbatch models are built batch by batch"),
     };
-    let name = match config.strategy {
-        Strategy::Append => "append",
-        Strategy::Merge => "merge",
-        Strategy::DeleteInsert => "delete+insert",
-        Strategy::InsertOverwrite => "insert_overwrite",
-    };
-    let mut message = format!("incremental ({name}): {} rows", written.rows);
-    if refused {
+    let written = apply(build, index, config, plan, change, commit).await?;
+    let mut message = format!("incremental ({}): {} rows", config.strategy.as_str(), written.rows);
+    if build.options.full_refresh {
         message.push_str("; `full_refresh: false` kept it from being rebuilt");
     }
     Ok(Applied { written, message })
 }
 
-/// Applies `on_schema_change`: the new rows as the table will take them,
-/// and whether the table's schema grows.
+/// Applies `change` with the rows of `plan` to the model's table in one
+/// commit, after an audit when the model asks for one.
+pub async fn apply(
+    build: &Build,
+    index: petgraph::graph::NodeIndex,
+    config: &IncrementalConfig,
+    plan: LogicalPlan,
+    change: Change,
+    commit: lake::Commit,
+) -> Result<Written, Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let ctx = &registry.ctx;
+    let url = registry.location(&node.relation);
+    let failed = |e: String| {
+        Diagnostic::error("execution", format!("building `{}` failed: {e}", node.name))
+            .with_span(Some(Span::file(&node.path)))
+            .with_note("the table keeps its previous version")
+    };
+    let audits = audit::audits(build, index);
+    if let Change::Replace = change {
+        let how = TableWrite::Overwrite {
+            partition_by: config.partition_by.clone(),
+        };
+        if audits {
+            return audit::audited_write(build, index, plan, how, commit).await;
+        }
+        return lake::write_table(ctx, &url, plan, how, commit)
+            .await
+            .map_err(|e| failed(e.to_string()));
+    }
+
+    let published = lake::delta_provider(ctx, &url)
+        .await
+        .map_err(|e| failed(format!("cannot read the table: {e}")))?;
+    let (plan, shape) = conform(node, config, plan, &published.schema(), ctx)?;
+    // Staged: what an audit checks, and what delete+insert reads twice
+    // (for the keys it replaces, then to write them) without holding the
+    // new rows in memory.
+    let stages = audits || matches!(change, Change::Upsert { merge: false, .. });
+    let staged = if stages {
+        Some(audit::stage(build, index, plan.clone()).await?)
+    } else {
+        None
+    };
+    let plan = match &staged {
+        Some(s) => s.plan(build)?,
+        None => plan,
+    };
+    let df = |p: LogicalPlan| DataFrame::new(ctx.state(), p);
+    let published_df = || {
+        ctx.read_table(published.clone())
+            .map_err(|e| failed(e.find_root().to_string()))
+    };
+    if let (true, Some(staged)) = (audits, &staged) {
+        let candidate =
+            post_state(published_df()?, df(plan.clone()), &change).map_err(|e| failed(e.find_root().to_string()))?;
+        let view = Arc::new(ViewTable::new(candidate.into_unoptimized_plan(), None));
+        audit::audit(build, index, view, staged).await?;
+    }
+
+    let result = match (&shape, &change) {
+        (Shape::Rewrite, _) => {
+            let table =
+                post_state(published_df()?, df(plan), &change).map_err(|e| failed(e.find_root().to_string()))?;
+            let how = TableWrite::Overwrite {
+                partition_by: config.partition_by.clone(),
+            };
+            lake::write_table(ctx, &url, table.into_unoptimized_plan(), how, commit).await
+        }
+        (_, Change::Replace) => unreachable!("handled above"),
+        (_, Change::Append) => {
+            let how = TableWrite::Append {
+                merge_schema: shape == Shape::Grow,
+            };
+            lake::write_table(ctx, &url, plan, how, commit).await
+        }
+        (_, Change::Upsert { keys, merge: true }) => {
+            lake::merge_into(ctx, &url, df(plan), keys, shape == Shape::Grow, commit).await
+        }
+        (_, Change::Upsert { keys, merge: false }) => {
+            let columns: Vec<Expr> = keys.iter().map(|k| col(Column::from_name(k.as_str()))).collect();
+            let distinct = df(plan.clone())
+                .select(columns)
+                .and_then(DataFrame::distinct)
+                .map_err(|e| failed(e.find_root().to_string()))?
+                .collect()
+                .await
+                .map_err(|e| failed(e.find_root().to_string()))?;
+            match key_predicate(keys, &distinct).map_err(failed)? {
+                Some(predicate) => {
+                    let how = TableWrite::ReplaceWhere {
+                        predicate,
+                        merge_schema: shape == Shape::Grow,
+                    };
+                    lake::write_table(ctx, &url, plan, how, commit).await
+                }
+                None => {
+                    // No new rows: nothing to replace, no commit.
+                    if let Some(staged) = staged {
+                        staged.remove(build).await;
+                    }
+                    let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+                    return Ok(Written {
+                        rows: 0,
+                        version: version.unwrap_or_default() as i64,
+                    });
+                }
+            }
+        }
+        (_, Change::Window { column, window }) => {
+            let data_type = plan
+                .schema()
+                .field_with_unqualified_name(column)
+                .map(|f| f.data_type().clone())
+                .map_err(|_| {
+                    failed(format!(
+                        "its event_time column `{column}` is not a column of its result"
+                    ))
+                })?;
+            let predicate = window_predicate(col(Column::from_name(column.as_str())), &data_type, *window)
+                .map_err(|e| failed(e.to_string()))?;
+            let how = TableWrite::ReplaceWhere {
+                predicate,
+                merge_schema: shape == Shape::Grow,
+            };
+            lake::write_table(ctx, &url, plan, how, commit).await
+        }
+    };
+    if let Some(staged) = staged {
+        staged.remove(build).await;
+    }
+    result.map_err(|e| failed(e.to_string()))
+}
+
+/// The table `change` leaves: `published` (the rows now) changed by
+/// `increment` (the new rows, whose columns the result has).
+fn post_state(
+    published: DataFrame,
+    increment: DataFrame,
+    change: &Change,
+) -> Result<DataFrame, datafusion::error::DataFusionError> {
+    let fields: Vec<Field> = increment.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let published = reshape(published, &fields)?;
+    match change {
+        Change::Replace => Ok(increment),
+        Change::Append => published.union(increment),
+        Change::Upsert { keys, .. } => {
+            let key_col = |alias: &str, k: &str| col(Column::new(Some(alias), k));
+            let columns: Vec<Expr> = keys.iter().map(|k| col(Column::from_name(k.as_str()))).collect();
+            let replaced = increment.clone().select(columns)?.distinct()?.alias("__etl_new")?;
+            let on: Vec<Expr> = keys
+                .iter()
+                .map(|k| key_col("__etl_published", k).eq(key_col("__etl_new", k)))
+                .collect();
+            published
+                .alias("__etl_published")?
+                .join_on(replaced, JoinType::LeftAnti, on)?
+                .union(increment)
+        }
+        Change::Window { column, window } => {
+            let data_type = fields
+                .iter()
+                .find(|f| f.name() == column)
+                .map(|f| f.data_type().clone())
+                .ok_or_else(|| datafusion::error::DataFusionError::Plan(format!("no event_time column `{column}`")))?;
+            let inside = window_predicate(col(Column::from_name(column.as_str())), &data_type, *window)?;
+            published.filter(Expr::IsNotTrue(Box::new(inside)))?.union(increment)
+        }
+    }
+}
+
+/// `df` with exactly `fields`, by name: its own columns cast to their
+/// types, the others null.
+fn reshape(df: DataFrame, fields: &[Field]) -> Result<DataFrame, datafusion::error::DataFusionError> {
+    let exprs: Vec<Expr> = fields
+        .iter()
+        .map(|field| {
+            let expr = if df.schema().field_with_unqualified_name(field.name()).is_ok() {
+                cast(col(Column::from_name(field.name())), field.data_type().clone())
+            } else {
+                cast(lit(ScalarValue::Null), field.data_type().clone())
+            };
+            expr.alias(field.name())
+        })
+        .collect();
+    df.select(exprs)
+}
+
+/// How the new rows' columns meet the table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// The table's columns (new ones dropped, missing ones null).
+    Same,
+    /// The table's columns followed by new ones (`append_new_columns`).
+    Grow,
+    /// The query's columns and types replace the table's
+    /// (`sync_all_columns`): the table is rewritten.
+    Rewrite,
+}
+
+/// Two types the same once string and binary encodings are set aside (a
+/// Delta table reads strings back as views).
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    };
+    plain(a) == plain(b)
+}
+
+/// Applies `on_schema_change`: the new rows as the table will take them.
 fn conform(
     node: &Node,
     config: &IncrementalConfig,
     plan: LogicalPlan,
     table: &Schema,
-    new: &Schema,
-    ctx: &datafusion::prelude::SessionContext,
-) -> Result<(LogicalPlan, bool), Diagnostic> {
-    let added: Vec<&str> = new
+    ctx: &SessionContext,
+) -> Result<(LogicalPlan, Shape), Diagnostic> {
+    let new = plan.schema().as_arrow().clone();
+    let added: Vec<&Field> = new
         .fields()
         .iter()
         .filter(|f| table.field_with_name(f.name()).is_err())
-        .map(|f| f.name().as_str())
+        .map(|f| f.as_ref())
         .collect();
     let missing: Vec<&str> = table
         .fields()
@@ -293,10 +482,30 @@ fn conform(
         .filter(|f| new.field_with_name(f.name()).is_err())
         .map(|f| f.name().as_str())
         .collect();
+    let retyped: Vec<String> = new
+        .fields()
+        .iter()
+        .filter_map(|f| {
+            let old = table.field_with_name(f.name()).ok()?;
+            (!same_type(old.data_type(), f.data_type()))
+                .then(|| format!("{} ({} -> {})", f.name(), old.data_type(), f.data_type()))
+        })
+        .collect();
+    let shaped = |fields: Vec<Field>| {
+        reshape(DataFrame::new(ctx.state(), plan.clone()), &fields)
+            .map(DataFrame::into_unoptimized_plan)
+            .map_err(|e| Diagnostic::error("execution", e.find_root().to_string()))
+    };
+    let table_fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
+    if config.on_schema_change == OnSchemaChange::SyncAllColumns
+        && !(added.is_empty() && missing.is_empty() && retyped.is_empty())
+    {
+        return Ok((plan, Shape::Rewrite));
+    }
     if added.is_empty() && missing.is_empty() {
         // Same columns: cast to the table's types (a literal typed
         // differently on a later run must not fail the write).
-        return project(ctx, plan, table, new, &[]).map(|p| (p, false));
+        return shaped(table_fields).map(|p| (p, Shape::Same));
     }
     match config.on_schema_change {
         OnSchemaChange::Fail => {
@@ -305,46 +514,26 @@ fn conform(
                 format!("the columns of incremental model `{}` changed", node.name),
             )
             .with_span(Some(Span::file(&node.path)))
-            .with_help("set `on_schema_change: append_new_columns`, or rebuild with --full-refresh")
+            .with_help(
+                "set `on_schema_change: append_new_columns` or `sync_all_columns`, or rebuild with --full-refresh",
+            )
             .with_note("nothing was written: the table keeps its previous version");
             if !added.is_empty() {
-                d = d.with_note(format!("new in the query: {}", added.join(", ")));
+                let names: Vec<&str> = added.iter().map(|f| f.name().as_str()).collect();
+                d = d.with_note(format!("new in the query: {}", names.join(", ")));
             }
             if !missing.is_empty() {
                 d = d.with_note(format!("no longer in the query: {}", missing.join(", ")));
             }
             Err(d)
         }
-        OnSchemaChange::Ignore => project(ctx, plan, table, new, &[]).map(|p| (p, false)),
-        OnSchemaChange::AppendNewColumns => project(ctx, plan, table, new, &added).map(|p| (p, true)),
+        OnSchemaChange::Ignore | OnSchemaChange::SyncAllColumns => shaped(table_fields).map(|p| (p, Shape::Same)),
+        OnSchemaChange::AppendNewColumns => {
+            let mut fields = table_fields;
+            fields.extend(added.into_iter().cloned());
+            shaped(fields).map(|p| (p, Shape::Grow))
+        }
     }
-}
-
-/// The new rows with the table's columns (missing ones as null, cast to the
-/// table's types) followed by the `extra` new columns.
-fn project(
-    ctx: &datafusion::prelude::SessionContext,
-    plan: LogicalPlan,
-    table: &Schema,
-    new: &Schema,
-    extra: &[&str],
-) -> Result<LogicalPlan, Diagnostic> {
-    let mut exprs: Vec<Expr> = Vec::new();
-    for field in table.fields() {
-        let expr = if new.field_with_name(field.name()).is_ok() {
-            cast(col(Column::from_name(field.name())), field.data_type().clone())
-        } else {
-            cast(lit(ScalarValue::Null), field.data_type().clone())
-        };
-        exprs.push(expr.alias(field.name()));
-    }
-    for name in extra {
-        exprs.push(col(Column::from_name(*name)));
-    }
-    DataFrame::new(ctx.state(), plan)
-        .select(exprs)
-        .map(DataFrame::into_unoptimized_plan)
-        .map_err(|e| Diagnostic::error("execution", e.find_root().to_string()))
 }
 
 /// `key IN (...)` over the distinct keys of `batches` (several keys are

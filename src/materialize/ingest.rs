@@ -49,8 +49,10 @@ pub struct NewFiles {
 pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, Vec<NewFiles>)>, Diagnostic> {
     let dag = &build.dag;
     let node = dag.node(index);
+    // A microbatch model reads its sources cut to each batch's window.
     if node.materialized != Materialization::Incremental
         || node.config.get("ingest").and_then(Value::as_str) == Some("all_files")
+        || super::incremental::strategy_name(node) == Some("microbatch")
     {
         return Ok(None);
     }

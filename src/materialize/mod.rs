@@ -2,13 +2,16 @@
 //! ephemeral models, independent nodes concurrently. A node that fails marks
 //! its descendants skipped while the rest of the DAG goes on.
 
+mod audit;
 mod data_tests;
 mod export;
 mod freshness;
 mod incremental;
 mod ingest;
+mod microbatch;
 
 pub use incremental::incremental_models;
+pub use microbatch::parse_time as parse_event_time;
 mod nodes;
 mod probe;
 mod state;
@@ -41,6 +44,10 @@ pub struct RunOptions {
     pub incremental: std::collections::BTreeSet<String>,
     /// Build nodes even when they are up to date.
     pub force: bool,
+    /// The time range microbatch models process (`--event-time-start`,
+    /// `--event-time-end`) instead of their own.
+    pub event_time_start: Option<chrono::NaiveDateTime>,
+    pub event_time_end: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::{Build, NodeResult, Status};
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::{Materialization, Node, ResourceType};
+use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition, Written};
 use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file, replace_scans};
 
@@ -56,6 +56,11 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
         Materialization::Seed | Materialization::Table | Materialization::Incremental | Materialization::View
     );
     if !eligible || build.options.full_refresh || build.options.force {
+        return Ok(None);
+    }
+    // A range asked for is rebuilt, whatever changed.
+    let ranged = build.options.event_time_start.is_some() || build.options.event_time_end.is_some();
+    if ranged && super::incremental::strategy_name(node) == Some("microbatch") {
         return Ok(None);
     }
     let fingerprint = super::state::fingerprint(build, index).await?;
@@ -117,7 +122,7 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
     }
 }
 
-fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
+pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
     let mut etl = Map::new();
     etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
     etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
@@ -132,11 +137,11 @@ fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
     map
 }
 
-fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
+pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
     Diagnostic::error("lake", format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
 }
 
-async fn write_and_register(
+pub(super) async fn write_and_register(
     build: &Build,
     index: NodeIndex,
     plan: datafusion::logical_expr::LogicalPlan,
@@ -152,7 +157,7 @@ async fn write_and_register(
 }
 
 /// Makes the table just written the relation's current data.
-async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
+pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
     let node = build.dag.node(index);
     let registry = &build.registry;
     let location = registry.location(&node.relation);
@@ -168,7 +173,7 @@ async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnos
 }
 
 /// Errors while executing a plan: DataFusion's message, on the model file.
-fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
+pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
     let text = match &err {
         deltalake::DeltaTableError::Arrow { source } => source.to_string(),
         deltalake::DeltaTableError::GenericError { source } => source.to_string(),
@@ -284,18 +289,9 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     // Checked first: a bad `export` config must not leave a new version.
     let exports = super::export::exports_of(node)?;
     let (plan, _) = planned(build, index).await?;
-    let audit = node.config.get("audit").and_then(Value::as_bool).unwrap_or(false);
+    let audit = super::audit::audits(build, index);
     let (written, mut message) = if node.materialized == Materialization::Incremental {
-        if audit {
-            return Err(Diagnostic::error(
-                "invalid-config",
-                format!(
-                    "model `{}`: `audit` is not supported on incremental models yet",
-                    node.name
-                ),
-            )
-            .with_span(Some(Span::file(&node.path))));
-        }
+        let config = super::incremental::config_of(node)?;
         let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
         let incremental = build.options.incremental.contains(&node.name);
         if let Some(ingest) = ingest.as_ref().filter(|i| incremental && i.new_files == 0) {
@@ -319,8 +315,14 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             etl["ingested"] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
-        let applied = super::incremental::build_incremental(build, index, plan, commit).await?;
+        let applied = if config.microbatch.is_some() {
+            super::microbatch::build_microbatch(build, index, &config, plan, commit).await
+        } else {
+            super::incremental::build_incremental(build, index, &config, plan, commit).await
+        };
+        // Batches that committed before one failed are readable.
         register_written(build, index).await?;
+        let applied = applied?;
         let message = match &ingest {
             Some(i) => format!(
                 "{}, {} new file{} ingested",
@@ -330,9 +332,18 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             ),
             None => applied.message,
         };
-        (applied.written, message)
+        if audit {
+            (applied.written, format!("{message}, audited before publishing"))
+        } else {
+            (applied.written, message)
+        }
     } else if audit {
-        let written = audited_write(build, index, plan).await?;
+        let how = lake::TableWrite::Overwrite {
+            partition_by: Vec::new(),
+        };
+        let commit = lake::Commit::from(commit_metadata(build, node));
+        let written = super::audit::audited_write(build, index, plan, how, commit).await?;
+        register_written(build, index).await?;
         let message = format!("table: {} rows, audited before publishing", written.rows);
         (written, message)
     } else {
@@ -360,93 +371,6 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         message,
         up_to_date: false,
     })
-}
-
-/// Write-audit-publish: the new data is written to a staging table, the
-/// model's tests run against it, and only if none fails is it committed to
-/// the model's table. A failed audit leaves the published version as it was.
-async fn audited_write(
-    build: &Build,
-    index: NodeIndex,
-    plan: datafusion::logical_expr::LogicalPlan,
-) -> Result<Written, Diagnostic> {
-    let node = build.dag.node(index);
-    let registry = &build.registry;
-    let ctx = &registry.ctx;
-    let staging = lake::staging_location(&registry.lake, &node.relation);
-    // What a killed build may have left.
-    lake::remove_prefix(ctx, &staging)
-        .await
-        .map_err(|e| lake_error(node, "clearing the staging table of", e))?;
-    lake::overwrite_table(ctx, &staging, plan, commit_metadata(build, node))
-        .await
-        .map_err(|e| execution_error(node, e))?;
-    let staged = lake::delta_provider(ctx, &staging)
-        .await
-        .map_err(|e| lake_error(node, "reading the staged data of", e))?;
-    registry
-        .register(index, &node.relation, staged.clone())
-        .map_err(|e| lake_error(node, "registering", e))?;
-
-    let mut failed = Vec::new();
-    for test in audit_tests(build, index) {
-        let result = super::data_tests::run_test(build, test).await;
-        if !result.status.lets_dependents_run() {
-            failed.push(format!(
-                "`{}`: {}",
-                result.name,
-                result.message.lines().next().unwrap_or_default()
-            ));
-        }
-        build
-            .audited
-            .lock()
-            .expect("audit results poisoned")
-            .insert(test, result);
-    }
-    if !failed.is_empty() {
-        // Readers see the published version again, if there is one.
-        let location = registry.location(&node.relation);
-        registry.unregister(index, &node.relation);
-        if let Ok(published) = lake::delta_provider(ctx, &location).await {
-            let _ = registry.register(index, &node.relation, published);
-        }
-        let _ = lake::remove_prefix(ctx, &staging).await;
-        let mut diag = Diagnostic::error(
-            "audit",
-            format!(
-                "`{}` failed its audit: {} test{} failed on the new data",
-                node.name,
-                failed.len(),
-                if failed.len() == 1 { "" } else { "s" }
-            ),
-        )
-        .with_span(Some(Span::file(&node.path)));
-        for f in failed {
-            diag = diag.with_note(f);
-        }
-        return Err(diag.with_note("nothing was published: the table keeps its previous version"));
-    }
-    let plan = ctx
-        .read_table(staged)
-        .map_err(|e| lake_error(node, "reading the staged data of", e))?
-        .into_unoptimized_plan();
-    let written = write_and_register(build, index, plan).await?;
-    lake::remove_prefix(ctx, &staging)
-        .await
-        .map_err(|e| lake_error(node, "removing the staging table of", e))?;
-    Ok(written)
-}
-
-/// The tests an audit runs: those on the model that read nothing it does
-/// not already depend on.
-fn audit_tests(build: &Build, index: NodeIndex) -> Vec<NodeIndex> {
-    let dag = &build.dag;
-    let ancestors = dag.ancestors(index);
-    dag.children(index)
-        .filter(|&c| dag.node(c).resource_type == ResourceType::Test)
-        .filter(|&c| dag.parents(c).all(|p| p == index || ancestors.contains(&p)))
-        .collect()
 }
 
 async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {

@@ -179,6 +179,7 @@ pub const KNOWN_CONFIG_KEYS: &[&str] = &[
     "batch_size",
     "begin",
     "lookback",
+    "concurrent_batches",
     "contract",
     "grants",
     "pre-hook",

@@ -275,3 +275,264 @@ fn a_build_killed_at_any_point_leaves_a_committed_version_and_the_next_run_conve
         assert_eq!(ids, ["101000|101000"], "after a kill at {delay_ms} ms and a rerun");
     }
 }
+
+/// Day 3's file for the microbatch fixture: versions written on 2024-01-03.
+fn add_day_3(dir: &std::path::Path) {
+    std::fs::write(dir.join("data/2024-01-03.csv"), DAY_3).unwrap();
+}
+
+fn messages(dir: &std::path::Path) -> Vec<String> {
+    let mut m = results(dir);
+    m.sort();
+    m
+}
+
+#[test]
+fn microbatch_builds_each_window_in_its_own_commit_reading_only_that_window() {
+    let dir = fixture("microbatch");
+    let p = dir.path();
+    // First build: from `begin` to the end asked for.
+    let (code, stdout, stderr) = etl(p, &["build", "--event-time-end", "2024-01-03"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        messages(p),
+        [
+            "model.mb.versions: microbatch: 2 batches (2024-01-01 to 2024-01-02), 3 rows",
+            "model.mb.versions_per_day: microbatch: 2 batches (2024-01-01 to 2024-01-02), 2 rows",
+        ]
+    );
+    // One commit per batch. Had the source not been cut to each window, a
+    // batch would hold rows outside it and its replaceWhere would fail.
+    let log = table_dir(p, "main", "versions").join("_delta_log");
+    assert_eq!(std::fs::read_dir(&log).unwrap().count(), 2);
+
+    add_day_3(p);
+    let range = ["--event-time-start", "2024-01-02", "--event-time-end", "2024-01-04"];
+    let (code, stdout, stderr) = etl(p, &[&["build"][..], &range].concat());
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        messages(p),
+        [
+            "model.mb.versions: microbatch: 2 batches (2024-01-02 to 2024-01-03), 4 rows",
+            "model.mb.versions_per_day: microbatch: 2 batches (2024-01-02 to 2024-01-03), 2 rows",
+        ]
+    );
+    let incremental = (rows(p, "main", "versions"), rows(p, "main", "versions_per_day"));
+    assert_eq!(
+        incremental.1,
+        ["2024-01-01|2|30.0", "2024-01-02|1|5.0", "2024-01-03|3|33.0"]
+    );
+    // Running the same range again replaces it: nothing is doubled.
+    etl(p, &[&["build"][..], &range].concat());
+    assert_eq!(
+        (rows(p, "main", "versions"), rows(p, "main", "versions_per_day")),
+        incremental
+    );
+
+    let (code, _, _) = etl(p, &["build", "--full-refresh", "--event-time-end", "2024-01-04"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        (rows(p, "main", "versions"), rows(p, "main", "versions_per_day")),
+        incremental,
+        "batch by batch == full refresh"
+    );
+}
+
+#[test]
+fn a_failed_microbatch_leaves_the_other_batches_committed_and_is_retried_alone() {
+    let dir = fixture("microbatch");
+    let p = dir.path();
+    add_day_3(p);
+    let (code, _, stderr) = etl(
+        p,
+        &[
+            "build",
+            "--event-time-end",
+            "2024-01-04",
+            "--vars",
+            "{bad_day: 2024-01-02}",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[microbatch]: `versions`: 1 of 3 batches failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("note: batch 2024-01-02: building `versions` failed:")
+            && stderr.contains("Cannot cast string 'new' to value of Int64 type"),
+        "{stderr}"
+    );
+    let retry =
+        "etl build --select versions --event-time-start 2024-01-02T00:00:00 --event-time-end 2024-01-03T00:00:00";
+    assert!(stderr.contains(retry), "{stderr}");
+    // Days 1 and 3 are in; day 2 is missing, and nothing after it ran.
+    assert_eq!(
+        query(
+            p,
+            &["main.versions"],
+            "select cast(updated_at as date) d, count(*) from main_versions group by d order by d"
+        ),
+        ["2024-01-01|2", "2024-01-03|3"]
+    );
+    assert_eq!(
+        artifact(p, "run_results.json")["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["error", "skipped"]
+    );
+
+    // The command the error gives rebuilds that one day.
+    let args: Vec<&str> = retry.split(' ').skip(1).collect();
+    let (code, stdout, stderr) = etl(p, &args);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        messages(p),
+        ["model.mb.versions: microbatch: 1 batch (2024-01-02 to 2024-01-02), 1 rows"]
+    );
+    let retried = rows(p, "main", "versions");
+    etl(
+        p,
+        &[
+            "build",
+            "--full-refresh",
+            "--event-time-end",
+            "2024-01-04",
+            "-s",
+            "versions",
+        ],
+    );
+    assert_eq!(rows(p, "main", "versions"), retried, "retried == full refresh");
+}
+
+#[test]
+fn microbatch_config_and_ranges_are_checked() {
+    let dir = fixture("microbatch");
+    let p = dir.path();
+    let (code, _, stderr) = etl(
+        p,
+        &[
+            "build",
+            "--event-time-start",
+            "2024-01-05",
+            "--event-time-end",
+            "2024-01-01",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--event-time-start (2024-01-05 00:00:00) must come before --event-time-end"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = etl(p, &["build", "--event-time-start", "5 Jan"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`5 Jan` is not a date or time"), "{stderr}");
+
+    let model = p.join("models/versions.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("batch_size='day'", "batch_size='week'")).unwrap();
+    let (code, _, stderr) = etl(p, &["build", "--event-time-end", "2024-01-03"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error[invalid-config]: unknown batch_size `week`"),
+        "{stderr}"
+    );
+    assert!(!table_dir(p, "main", "versions").exists(), "nothing written");
+}
+
+#[test]
+fn sync_all_columns_rewrites_the_table_with_the_querys_columns_in_one_commit() {
+    let dir = fixture("incremental");
+    let p = dir.path();
+    let model = p.join("models/events_latest.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("'append_new_columns'", "'sync_all_columns'")).unwrap();
+    etl(p, &["build", "-s", "events_latest"]);
+    let versions = std::fs::read_dir(table_dir(p, "main", "events_latest").join("_delta_log"))
+        .unwrap()
+        .count();
+
+    // `status` goes, `amount` becomes a decimal, `version_tag` comes.
+    std::fs::write(
+        &model,
+        sql.replace("'append_new_columns'", "'sync_all_columns'").replace(
+            "select id, day, status, amount, updated_at",
+            "select id, day, cast(amount as decimal(10, 2)) as amount, updated_at",
+        ),
+    )
+    .unwrap();
+    std::fs::write(p.join("data/2024-01-03.csv"), DAY_3).unwrap();
+    let (code, stdout, stderr) = etl(p, &["build", "-s", "events_latest", "--vars", "{extra_column: true}"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        rows(p, "main", "events_latest"),
+        [
+            "1|2024-01-01|10.00|2024-01-01T08:00:00|NULL",
+            "2|2024-01-01|20.00|2024-01-03T09:00:00|v2",
+            "3|2024-01-02|6.00|2024-01-03T10:00:00|v2",
+            "4|2024-01-03|7.00|2024-01-03T11:00:00|v2",
+        ]
+    );
+    assert_eq!(
+        query(
+            p,
+            &["main.events_latest"],
+            "select arrow_typeof(amount) from main_events_latest limit 1"
+        ),
+        ["Decimal128(10, 2)"]
+    );
+    let after = std::fs::read_dir(table_dir(p, "main", "events_latest").join("_delta_log"))
+        .unwrap()
+        .count();
+    assert_eq!(after, versions + 1, "one commit");
+}
+
+#[test]
+fn an_audited_incremental_model_publishes_only_a_change_its_tests_pass_on() {
+    let dir = fixture("incremental");
+    let p = dir.path();
+    std::fs::write(
+        p.join("models/audit.yml"),
+        "version: 2\nmodels:\n  - name: events_latest\n    config: {audit: true}\n    columns:\n      \
+         - name: id\n        data_tests: [unique]\n      - name: status\n        data_tests:\n          \
+         - accepted_values: {values: [new, paid]}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(p, &["build", "-s", "events_latest+"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let before = rows(p, "main", "events_latest");
+
+    // A new status the tests do not accept: nothing is published.
+    std::fs::write(
+        p.join("data/2024-01-03.csv"),
+        DAY_3.replace("4,2024-01-03,new", "4,2024-01-03,lost"),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build", "-s", "events_latest+"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[audit]: `events_latest` failed its audit: 1 test failed on the new data"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("accepted_values_events_latest_status__new__paid"),
+        "{stderr}"
+    );
+    assert_eq!(rows(p, "main", "events_latest"), before, "the table keeps its version");
+    assert!(!p.join("lake/_etl_staging").exists(), "the staged rows are removed");
+
+    // Fixed: the merge is audited on the table it makes, then published.
+    std::fs::write(p.join("data/2024-01-03.csv"), DAY_3).unwrap();
+    let (code, stdout, stderr) = etl(p, &["build", "-s", "events_latest+"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        messages(p).iter().any(|m| m
+            == "model.incr.events_latest: incremental (merge): 3 rows, 1 new file ingested, audited before publishing"),
+        "{:?}",
+        messages(p)
+    );
+    assert_eq!(rows(p, "main", "events_latest").len(), 4);
+}

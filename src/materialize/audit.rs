@@ -1,0 +1,161 @@
+//! Write-audit-publish (`audit: true`): a model's new data is written to a
+//! staging table, its tests run against what the table would become, and
+//! only if none fails is it committed. A failed audit leaves the published
+//! version as it was, for a full rebuild and for an incremental change
+//! alike.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
+use petgraph::graph::NodeIndex;
+use url::Url;
+
+use super::Build;
+use super::nodes::{commit_metadata, execution_error, lake_error};
+use crate::diagnostic::{Diagnostic, Span};
+use crate::graph::ResourceType;
+use crate::lake::{self, Written};
+
+/// Whether the model publishes only audited data.
+pub fn audits(build: &Build, index: NodeIndex) -> bool {
+    let node = build.dag.node(index);
+    node.config
+        .get("audit")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// A model's new data, written to its staging table.
+pub struct Staged {
+    pub location: Url,
+    pub provider: Arc<dyn TableProvider>,
+}
+
+impl Staged {
+    /// Reads the staged rows.
+    pub fn plan(&self, build: &Build) -> Result<LogicalPlan, Diagnostic> {
+        let node_error = |e: datafusion::error::DataFusionError| Diagnostic::error("lake", e.to_string());
+        Ok(build
+            .registry
+            .ctx
+            .read_table(self.provider.clone())
+            .map_err(node_error)?
+            .into_unoptimized_plan())
+    }
+
+    pub async fn remove(self, build: &Build) {
+        let _ = lake::remove_prefix(&build.registry.ctx, &self.location).await;
+    }
+}
+
+/// Writes the result of `plan` to the model's staging table (replacing
+/// whatever a killed build left there).
+pub async fn stage(build: &Build, index: NodeIndex, plan: LogicalPlan) -> Result<Staged, Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let ctx = &registry.ctx;
+    let location = lake::staging_location(&registry.lake, &node.relation);
+    lake::remove_prefix(ctx, &location)
+        .await
+        .map_err(|e| lake_error(node, "clearing the staging table of", e))?;
+    lake::overwrite_table(ctx, &location, plan, commit_metadata(build, node))
+        .await
+        .map_err(|e| execution_error(node, e))?;
+    let provider = lake::delta_provider(ctx, &location)
+        .await
+        .map_err(|e| lake_error(node, "reading the staged data of", e))?;
+    Ok(Staged { location, provider })
+}
+
+/// Runs the model's audit tests with its relation reading `candidate`
+/// (what the table would become). On failure the relation reads the
+/// published table again, the staging table is removed, and the error
+/// lists the failed tests.
+pub async fn audit(
+    build: &Build,
+    index: NodeIndex,
+    candidate: Arc<dyn TableProvider>,
+    staged: &Staged,
+) -> Result<(), Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    registry
+        .register(index, &node.relation, candidate)
+        .map_err(|e| lake_error(node, "registering", e))?;
+    let mut failed = Vec::new();
+    for test in audit_tests(build, index) {
+        let result = super::data_tests::run_test(build, test).await;
+        if !result.status.lets_dependents_run() {
+            failed.push(format!(
+                "`{}`: {}",
+                result.name,
+                result.message.lines().next().unwrap_or_default()
+            ));
+        }
+        build
+            .audited
+            .lock()
+            .expect("audit results poisoned")
+            .insert(test, result);
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    // Readers see the published version again, if there is one.
+    let location = registry.location(&node.relation);
+    registry.unregister(index, &node.relation);
+    if let Ok(published) = lake::delta_provider(&registry.ctx, &location).await {
+        let _ = registry.register(index, &node.relation, published);
+    }
+    let _ = lake::remove_prefix(&registry.ctx, &staged.location).await;
+    let mut diag = Diagnostic::error(
+        "audit",
+        format!(
+            "`{}` failed its audit: {} test{} failed on the new data",
+            node.name,
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" }
+        ),
+    )
+    .with_span(Some(Span::file(&node.path)));
+    for f in failed {
+        diag = diag.with_note(f);
+    }
+    Err(diag.with_note("nothing was published: the table keeps its previous version"))
+}
+
+/// Write-audit-publish of a whole table: staged, audited, then written to
+/// the model's table as `how` says, in one commit. The caller registers
+/// the published table.
+pub async fn audited_write(
+    build: &Build,
+    index: NodeIndex,
+    plan: LogicalPlan,
+    how: lake::TableWrite,
+    commit: lake::Commit,
+) -> Result<Written, Diagnostic> {
+    let node = build.dag.node(index);
+    let staged = stage(build, index, plan).await?;
+    audit(build, index, staged.provider.clone(), &staged).await?;
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
+    let written = lake::write_table(&registry.ctx, &location, staged.plan(build)?, how, commit)
+        .await
+        .map_err(|e| execution_error(node, e))?;
+    lake::remove_prefix(&registry.ctx, &staged.location)
+        .await
+        .map_err(|e| lake_error(node, "removing the staging table of", e))?;
+    Ok(written)
+}
+
+/// The tests an audit runs: those on the model that read nothing it does
+/// not already depend on.
+fn audit_tests(build: &Build, index: NodeIndex) -> Vec<NodeIndex> {
+    let dag = &build.dag;
+    let ancestors = dag.ancestors(index);
+    dag.children(index)
+        .filter(|&c| dag.node(c).resource_type == ResourceType::Test)
+        .filter(|&c| dag.parents(c).all(|p| p == index || ancestors.contains(&p)))
+        .collect()
+}
