@@ -4,6 +4,13 @@
 -- row per cohort and month since acquisition, up to the last month with
 -- orders, months without activity included so that the cumulative columns
 -- have no gaps.
+--
+-- Incremental: only the cohorts the orders merged since this table's
+-- watermark (`orders_loaded_at`) can change are recomputed, and replace
+-- their rows: the cohorts of every month their customers ordered in (a
+-- customer's cohort is one of those, before and after the change), or all
+-- of them when a new month begins, since every cohort gains a row then.
+{{ config(materialized='incremental', incremental_strategy='delete+insert', unique_key='cohort_month') }}
 with firsts as (
     select customer_id, min(order_month) as cohort_month
     from {{ ref('revenue_orders') }}
@@ -20,10 +27,29 @@ months as (
     select distinct order_month from {{ ref('revenue_orders') }}
 ),
 
+{% if is_incremental() %}
+touched as (
+    select distinct {{ month_of('o.order_date') }} as cohort_month
+    from {{ ref('orders_clean') }} o
+    where o.customer_id in (
+        select customer_id
+        from {{ ref('orders_clean') }}
+        where loaded_at > (select max(orders_loaded_at) from {{ this }})
+    )
+    union all
+    select cohort_month
+    from cohorts
+    where (select max(order_month) from months) > (select max(activity_month) from {{ this }})
+),
+{% endif %}
+
 grid as (
     select c.cohort_month, c.cohort_customers, m.order_month
     from cohorts c
     join months m on m.order_month >= c.cohort_month
+    {% if is_incremental() %}
+    where c.cohort_month in (select cohort_month from touched)
+    {% endif %}
 ),
 
 activity as (
@@ -35,6 +61,9 @@ activity as (
         sum(r.revenue) as revenue
     from {{ ref('revenue_orders') }} r
     join firsts f on f.customer_id = r.customer_id
+    {% if is_incremental() %}
+    where f.cohort_month in (select cohort_month from touched)
+    {% endif %}
     group by f.cohort_month, r.order_month
 ),
 
@@ -42,6 +71,7 @@ filled as (
     select
         g.cohort_month,
         {{ months_between('g.cohort_month', 'g.order_month') }} as months_since_first_order,
+        g.order_month as activity_month,
         g.cohort_customers,
         coalesce(a.active_customers, 0) as active_customers,
         coalesce(a.orders, 0) as orders,
@@ -59,6 +89,7 @@ select
     cast(round(sum(revenue) over (
         partition by cohort_month order by months_since_first_order
         rows between unbounded preceding and current row
-    ) / cohort_customers, 2) as decimal(12, 2)) as cumulative_ltv
+    ) / cohort_customers, 2) as decimal(12, 2)) as cumulative_ltv,
+    (select max(loaded_at) from {{ ref('orders_clean') }}) as orders_loaded_at
 from filled
 order by cohort_month, months_since_first_order

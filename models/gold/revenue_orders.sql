@@ -18,7 +18,8 @@ select
     o.country,
     coalesce(u.units, 0) as units,
     coalesce(u.lines, 0) as lines,
-    o.total_amount as revenue
+    o.total_amount as revenue,
+    o.loaded_at
 from {{ ref('orders_clean') }} o
 left join units u on u.order_id = o.order_id
 where {{ is_revenue_order('o.status') }}

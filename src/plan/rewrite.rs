@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
@@ -30,7 +30,7 @@ pub fn replace_scans(
     provider: Arc<dyn TableProvider>,
 ) -> Result<LogicalPlan, DataFusionError> {
     let source = provider_as_source(provider);
-    plan.transform_up(|node| match node {
+    plan.transform_up_with_subqueries(|node| match node {
         LogicalPlan::TableScan(mut scan) if scans(&scan.table_name, relation) => {
             scan.source = source.clone();
             Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
@@ -55,7 +55,7 @@ pub fn filter_scans(
     column: &str,
     window: Window,
 ) -> Result<LogicalPlan, DataFusionError> {
-    plan.transform_up(|node| match node {
+    plan.transform_up_with_subqueries(|node| match node {
         LogicalPlan::TableScan(scan) if scans(&scan.table_name, relation) => {
             let field = scan
                 .projected_schema

@@ -1,4 +1,6 @@
--- Valid page views. The IP address was only needed to validate the row;
+{{ config(materialized='incremental', incremental_strategy='append') }}
+-- Valid page views, appended as their bronze file arrives (each file is
+-- read once). The IP address was only needed to validate the row;
 -- it is personal data, so it goes no further.
 select
     customer_id,

@@ -1,4 +1,6 @@
-{{ config(reject_reason_column='reject_reason') }}
+{{ config(materialized='incremental', incremental_strategy='append',
+          reject_reason_column='reject_reason') }}
+-- Each bronze file is read once; its rejected clicks are appended.
 -- The malformed IP is kept: it is the evidence of the reject.
 select
     customer_id,

@@ -1,4 +1,6 @@
--- The valid order lines; revenue = quantity * unit_price, the price paid.
+{{ config(materialized='incremental', incremental_strategy='append') }}
+-- The valid order lines, appended as their bronze file arrives (each file
+-- is read once); revenue = quantity * unit_price, the price paid.
 select
     order_id,
     line_no,

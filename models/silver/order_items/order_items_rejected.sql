@@ -1,4 +1,6 @@
-{{ config(reject_reason_column='reject_reason') }}
+{{ config(materialized='incremental', incremental_strategy='append',
+          reject_reason_column='reject_reason') }}
+-- Each bronze file is read once; its rejected lines are appended.
 select
     order_id,
     line_no,

@@ -1,12 +1,11 @@
 {{ config(materialized='ephemeral') }}
 -- Every bronze order line, typed, with the reason it is rejected (null when
 -- valid). An orphan is a line whose order has no valid version anywhere in
--- the feed; it reads orders_validated, not orders_clean, because
--- orders_clean recomputes missing totals from these lines.
+-- the feed (orders_seen; not orders_clean, which recomputes missing totals
+-- from these lines).
 with valid_orders as (
-    select distinct order_id
-    from {{ ref('orders_validated') }}
-    where reject_reason is null
+    select order_id
+    from {{ ref('orders_seen') }}
 ),
 
 typed as (

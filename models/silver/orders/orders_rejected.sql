@@ -1,4 +1,7 @@
-{{ config(reject_reason_column='reject_reason') }}
+{{ config(materialized='incremental', incremental_strategy='append',
+          reject_reason_column='reject_reason') }}
+-- Rejection looks at one version alone: each bronze file is read once,
+-- its rejected versions appended.
 -- Raw order_ts and channel stay beside their parsed forms so that the dirt
 -- is readable.
 select
