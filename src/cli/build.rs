@@ -149,6 +149,7 @@ pub async fn run_only(
         registry,
         audited: Default::default(),
         fingerprints: Default::default(),
+        versions: Default::default(),
         ingests: Default::default(),
         options: RunOptions {
             threads,

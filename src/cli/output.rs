@@ -152,7 +152,11 @@ impl Output {
         let nodes = results.results.len() - tests;
         let mut parts = Vec::new();
         if nodes > 0 || tests == 0 {
-            let fresh = results.results.iter().filter(|r| r.up_to_date).count();
+            let fresh = results
+                .results
+                .iter()
+                .filter(|r| r.up_to_date && r.status == Status::Success)
+                .count();
             let fresh = if fresh > 0 {
                 format!(" ({fresh} up to date)")
             } else {
@@ -166,8 +170,18 @@ impl Output {
             ));
         }
         if tests > 0 {
+            let unchanged = results
+                .results
+                .iter()
+                .filter(|r| r.up_to_date && r.status != Status::Success)
+                .count();
+            let unchanged = if unchanged > 0 {
+                format!(" ({unchanged} on unchanged data, not run again)")
+            } else {
+                String::new()
+            };
             parts.push(format!(
-                "tests: {} passed, {} warned, {} failed",
+                "tests: {} passed, {} warned, {} failed{unchanged}",
                 count(Status::Pass),
                 count(Status::Warn),
                 count(Status::Fail)

@@ -333,6 +333,41 @@ pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> 
     }
 }
 
+/// A small JSON document etl keeps in the lake beside the data (the last
+/// result of each data test): `<root>/_etl/<kind>/<name>.json`.
+fn state_path(root: &Url, kind: &str, name: &str) -> Result<StorePath, String> {
+    StorePath::from_url_path(format!("{}_etl/{kind}/{name}.json", root.path())).map_err(|e| e.to_string())
+}
+
+pub async fn read_state(ctx: &SessionContext, root: &Url, kind: &str, name: &str) -> Option<serde_json::Value> {
+    let store = store_for(ctx, root).ok()?;
+    let bytes = store
+        .get(&state_path(root, kind, name).ok()?)
+        .await
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the document in one put: atomic on every store.
+pub async fn write_state(
+    ctx: &SessionContext,
+    root: &Url,
+    kind: &str,
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<(), String> {
+    let store = store_for(ctx, root)?;
+    let body = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    store
+        .put(&state_path(root, kind, name)?, PutPayload::from(body))
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// Where write-audit-publish stages a model's new data: beside the
 /// warehouse schemas, never read by anything but the model's audit.
 pub fn staging_location(root: &Url, relation: &Relation) -> Url {

@@ -142,6 +142,88 @@ pub struct TestOutcome {
     pub location: Option<String>,
 }
 
+/// Runs a test, unless it passed (or warned) on exactly the data it would
+/// read now: same compiled SQL and config, same versions of the tables it
+/// reads. Its last result is kept in the lake (`_etl/tests/`).
+pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> NodeResult {
+    let started = Instant::now();
+    let node = build.dag.node(index);
+    let skips = !(build.options.full_refresh || build.options.force);
+    let fingerprint = super::state::fingerprint(build, index).await.ok();
+    if let (true, Some(fp)) = (skips, &fingerprint) {
+        let lake = &build.registry.lake;
+        if let Some(last) = lake::read_state(&build.registry.ctx, lake, "tests", &node.unique_id).await {
+            let status = match last["status"].as_str() {
+                Some("pass") => Some(Status::Pass),
+                Some("warn") => Some(Status::Warn),
+                _ => None,
+            };
+            if let (true, Some(status)) = (last["fingerprint"].as_str() == Some(fp.as_str()), status) {
+                return NodeResult {
+                    unique_id: node.unique_id.clone(),
+                    name: node.name.clone(),
+                    resource_type: node.resource_type,
+                    materialized: node.materialized,
+                    status,
+                    execution_time: started.elapsed().as_secs_f64(),
+                    rows_affected: None,
+                    failures: last["failures"].as_u64(),
+                    up_to_date: true,
+                    message: format!(
+                        "up to date: {} on the same data ({})",
+                        if status == Status::Pass { "passed" } else { "warned" },
+                        last["message"].as_str().unwrap_or_default()
+                    ),
+                    location: last["location"].as_str().map(str::to_owned),
+                    relation: node.relation.sql(),
+                    version: None,
+                    diagnostic: None,
+                };
+            }
+        }
+    }
+    let result = run_test(build, index).await;
+    if let Some(fp) = fingerprint {
+        store_result(build, index, &fp, &result).await;
+    }
+    result
+}
+
+/// Keeps the result of a test that ran during an audit, now that the data
+/// it ran on is published.
+pub async fn remember(build: &Build, index: NodeIndex, result: &NodeResult) {
+    if let Ok(fp) = super::state::fingerprint(build, index).await {
+        store_result(build, index, &fp, result).await;
+    }
+}
+
+async fn store_result(build: &Build, index: NodeIndex, fingerprint: &str, result: &NodeResult) {
+    let status = match result.status {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+        _ => return,
+    };
+    let node = build.dag.node(index);
+    let state = serde_json::json!({
+        "fingerprint": fingerprint,
+        "status": status,
+        "failures": result.failures,
+        "message": result.message,
+        "location": result.location,
+        "invocation_id": build.options.invocation_id,
+    });
+    // Losing this record only costs running the test again next time.
+    let _ = lake::write_state(
+        &build.registry.ctx,
+        &build.registry.lake,
+        "tests",
+        &node.unique_id,
+        &state,
+    )
+    .await;
+}
+
 pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);

@@ -130,6 +130,9 @@ pub struct Build {
     /// Results of tests already run by a write-audit-publish model's audit,
     /// reported when the test's turn comes instead of running it again.
     pub audited: std::sync::Mutex<HashMap<NodeIndex, NodeResult>>,
+    /// The Delta version each table built or found up to date in this run
+    /// was left at.
+    pub versions: std::sync::Mutex<HashMap<NodeIndex, i64>>,
     /// The fingerprint each node is being built with, written in its commit.
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
     /// The files each ingesting model consumes, written in its commit.
@@ -173,12 +176,17 @@ pub async fn run(
             let handle = tasks.spawn(async move {
                 let audited = b.audited.lock().expect("audit results poisoned").remove(&index);
                 let result = if let Some(result) = audited {
+                    // Run on the staged data, now published.
+                    data_tests::remember(&b, index, &result).await;
                     result
                 } else if b.dag.node(index).resource_type == ResourceType::Test {
-                    data_tests::run_test(&b, index).await
+                    data_tests::run_test_unless_up_to_date(&b, index).await
                 } else {
                     nodes::build_node(&b, index).await
                 };
+                if let (Status::Success, Some(version)) = (result.status, result.version) {
+                    b.versions.lock().expect("versions poisoned").insert(index, version);
+                }
                 (index, result)
             });
             task_nodes.insert(handle.id(), index);

@@ -32,7 +32,7 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
         Materialization::Table | Materialization::Incremental => table(build, index).await,
         Materialization::View => view(build, index).await,
         Materialization::Ephemeral => ephemeral(build, index).await,
-        Materialization::Test => return super::data_tests::run_test(build, index).await,
+        Materialization::Test => return super::data_tests::run_test_unless_up_to_date(build, index).await,
         Materialization::External => Ok(Outcome {
             rows: None,
             version: None,

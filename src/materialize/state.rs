@@ -32,6 +32,10 @@ pub async fn fingerprint(build: &Build, index: NodeIndex) -> Result<String, Diag
             })?;
             json!({"csv": hex(&md5::Md5::digest(&bytes))})
         }
+        ResourceType::Test => {
+            let rendered = &build.tests[node.index];
+            json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, rendered).sql})
+        }
         _ => json!({"sql": crate::plan::compile(&build.dag, index, &build.models).sql}),
     };
     let whole = json!({
@@ -62,15 +66,22 @@ async fn collect_inputs(
                 json!({"sql": crate::plan::compile(&build.dag, parent, &build.models).sql})
             }
             Materialization::External => source_state(build, parent).await?,
-            _ => {
-                let url = build.registry.location(&node.relation);
-                let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
-                json!({"version": version})
-            }
+            _ => json!({"version": table_version(build, parent).await}),
         };
         inputs.insert(node.unique_id.clone(), value);
     }
     Ok(())
+}
+
+/// The current Delta version of a node's table: as this build left it or
+/// found it (kept once known), else read from the lake.
+pub async fn table_version(build: &Build, index: NodeIndex) -> Option<i64> {
+    if let Some(v) = build.versions.lock().expect("versions poisoned").get(&index) {
+        return Some(*v);
+    }
+    let url = build.registry.location(&build.dag.node(index).relation);
+    let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version())? as i64;
+    Some(version)
 }
 
 /// A file source's files (path, size, last modified), or a Delta source's

@@ -366,3 +366,66 @@ fn tests_reading_several_nodes_never_deadlock_the_build() {
         "{stdout}"
     );
 }
+
+/// `unique_id` -> whether run_results reports it up to date.
+fn up_to_date(project: &std::path::Path) -> BTreeMap<String, bool> {
+    artifact(project, "run_results.json")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_owned(),
+                r["etl_up_to_date"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_test_that_passed_on_unchanged_data_is_not_run_again() {
+    let dir = fixture("data_tests");
+    let p = dir.path();
+    etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
+    let first = statuses(p);
+    let (code, stdout, _) = etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
+    assert_eq!(code, 0, "{stdout}");
+    // Same seed, same table version: the passing and warning tests replay
+    // their result, with their failure counts.
+    assert_eq!(statuses(p), first);
+    let fresh = up_to_date(p);
+    assert!(fresh["test.quality.unique_customers_id"], "{fresh:?}");
+    assert!(fresh["test.quality.not_null_customers_name"], "{fresh:?}");
+    assert!(
+        stdout.contains("tests: 1 passed, 1 warned, 0 failed (2 on unchanged data, not run again)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("WARN not_null_customers_name"),
+        "the warning is still shown: {stdout}"
+    );
+
+    // New data: the tests run on it.
+    std::fs::write(p.join("seeds/customers.csv"), "id,name\n1,Ada\n2,Bob\n3,Cy\n").unwrap();
+    etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
+    let fresh = up_to_date(p);
+    assert!(!fresh["test.quality.not_null_customers_name"], "{fresh:?}");
+    assert_eq!(
+        statuses(p)["test.quality.not_null_customers_name"],
+        ("pass".to_owned(), Some(0))
+    );
+
+    // --force runs everything.
+    etl(
+        p,
+        &[
+            "build",
+            "-s",
+            "customers",
+            "--indirect-selection",
+            "cautious",
+            "--force",
+        ],
+    );
+    assert!(up_to_date(p).values().all(|fresh| !fresh));
+}
