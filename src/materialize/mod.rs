@@ -362,6 +362,8 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
         let Some(column) = node.config.get("reject_reason_column").and_then(|v| v.as_str()) else {
             continue;
         };
+        // An up-to-date table was not read in this run: load it.
+        build.registry.ensure(&build.dag, &build.project, index).await?;
         let column = format!("\"{}\"", column.replace('"', "\"\""));
         let sql = format!(
             "select cast({column} as varchar) as reason, count(*) as n from {} group by 1 order by 2 desc, 1",

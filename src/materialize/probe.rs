@@ -18,6 +18,8 @@ fn is_parse_error(message: &str) -> bool {
         "Parser error",
         "Invalid UTF8",
         "corrupt",
+        // A truncated or non-gzip file behind a `.gz` name.
+        "Io error",
     ]
     .iter()
     .any(|m| message.contains(m))

@@ -504,6 +504,15 @@ fn a_corrupt_source_file_is_named() {
         !table_dir(dir.path(), "main", "warn_logs").join("_delta_log").exists(),
         "no table was written"
     );
+    // Typed columns and a file that is no gzip at all: the decoder's I/O
+    // error while building names the file too.
+    std::fs::write(logs.join("2024-01-04.jsonl.gz"), b"garbage\n").unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["run", "--select", "warn_logs"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("data/logs/2024-01-04.jsonl.gz` (source `files.logs`)"),
+        "{stderr}"
+    );
 }
 
 /// Gzip of `data`, written by the system's gzip (the tests have no

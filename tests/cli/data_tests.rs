@@ -429,3 +429,31 @@ fn a_test_that_passed_on_unchanged_data_is_not_run_again() {
     );
     assert!(up_to_date(p).values().all(|fresh| !fresh));
 }
+
+#[test]
+fn the_reject_summary_counts_a_reject_table_that_was_up_to_date() {
+    let dir = fixture("data_tests");
+    let p = dir.path();
+    let args = [
+        "build",
+        "-s",
+        "customers",
+        "customers_rejected",
+        "--indirect-selection",
+        "empty",
+    ];
+    let (code, first, _) = etl(p, &args);
+    assert_eq!(code, 0, "{first}");
+    let (code, second, stderr) = etl(p, &args);
+    assert_eq!(code, 0, "{second}\n{stderr}");
+    assert!(second.contains("up to date"), "{second}");
+    let summary = |out: &str| -> Vec<String> {
+        out.lines()
+            .skip_while(|l| *l != "Rejected rows:")
+            .take(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(summary(&second), summary(&first));
+    assert_eq!(summary(&second).len(), 2, "{second}");
+}
