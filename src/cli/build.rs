@@ -79,9 +79,13 @@ pub async fn run_only(
         Ok(p) => p,
         Err(code) => return code,
     };
+    let ctx = match session(global, &prepared.project, out) {
+        Ok(ctx) => ctx,
+        Err(code) => return code,
+    };
     // Incremental models whose table exists render with is_incremental()
     // true, which can change their SQL and refs: render again for them.
-    let incremental = materialize::incremental_models(&prepared, global.full_refresh).await;
+    let incremental = materialize::incremental_models(&ctx, &prepared, global.full_refresh).await;
     let prepared = if incremental.is_empty() {
         prepared
     } else {
@@ -126,10 +130,6 @@ pub async fn run_only(
         .or(project.target.threads)
         .unwrap_or_else(num_cpus::get)
         .max(1);
-    let ctx = match session(global, &project, out) {
-        Ok(ctx) => ctx,
-        Err(code) => return code,
-    };
     if !out.json() {
         out.line(&format!(
             "etl {} `{}`: {} nodes selected, target `{}` at {}, {threads} threads",
@@ -202,7 +202,7 @@ pub fn session(global: &Global, project: &etl::project::Project, out: &Output) -
         Some(Ok(limit)) => Some(limit),
         None => None,
     };
-    new_session(&SessionOptions {
+    let ctx = new_session(&SessionOptions {
         target_partitions: None,
         memory_limit,
     })
@@ -212,5 +212,17 @@ pub fn session(global: &Global, project: &etl::project::Project, out: &Output) -
             Some(root),
         );
         2
-    })
+    })?;
+    // The lake's bucket and the sources' buckets, reached with the
+    // target's storage options.
+    let sources = project
+        .sources
+        .iter()
+        .filter_map(|s| etl::lake::parse_location(&s.location).ok());
+    let locations: Vec<_> = std::iter::once(project.target.lake.clone()).chain(sources).collect();
+    etl::lake::connect(&ctx, &project.target.options, &locations).map_err(|e| {
+        out.fatal(&[Diagnostic::error("storage", e)], Some(root));
+        2
+    })?;
+    Ok(ctx)
 }

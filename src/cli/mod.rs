@@ -126,7 +126,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new(cli.global.log_format);
     out.init_tracing();
-    etl::lake::install_failpoint();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -7,7 +7,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use etl::diagnostic::Diagnostic;
 use etl::graph::Materialization;
-use etl::plan::{Registry, SessionOptions, compile, new_session, plan_model};
+use etl::plan::{Registry, compile, plan_model};
 
 use super::{Global, Output, invocation_id};
 
@@ -37,12 +37,9 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         out.fatal(&[diag], Some(&root));
         return 2;
     };
-    let ctx = match new_session(&SessionOptions::default()) {
+    let ctx = match super::build::session(global, &prepared.project, out) {
         Ok(ctx) => ctx,
-        Err(e) => {
-            out.fatal(&[Diagnostic::error("session", e.to_string())], Some(&root));
-            return 2;
-        }
+        Err(code) => return code,
     };
     let registry = Registry::new(ctx, prepared.project.target.lake.clone());
     let node = dag.node(index);

@@ -1,92 +1,135 @@
-//! A crash on purpose, for the crash tests: with `ETL_FAILPOINT=before-commit`
-//! in the environment, the process aborts at its first write into a
-//! `_delta_log/` folder, that is after a write has put its data files in
-//! place and before its commit exists. Nothing else changes, and without
-//! the variable this module does nothing.
+//! Failures on purpose, for the crash and conflict tests. With
+//! `ETL_FAILPOINT` in the environment, every store a build writes through
+//! is wrapped, and its first write into a `_delta_log/` folder (after a
+//! write has put its data files in place, before its commit exists):
+//!
+//! - `before-commit`: aborts the process, like a `kill -9`;
+//! - `pause-before-commit`: creates the file named by
+//!   `ETL_FAILPOINT_RELEASE` with `.waiting` appended, then waits until the
+//!   file `ETL_FAILPOINT_RELEASE` itself exists, and carries on. A test
+//!   lets another build commit in between.
+//!
+//! Without the variable this module does nothing.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use deltalake::logstore::{ObjectStoreFactory, ObjectStoreRef, StorageConfig};
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
-use url::Url;
 
 const VARIABLE: &str = "ETL_FAILPOINT";
+const RELEASE: &str = "ETL_FAILPOINT_RELEASE";
 
-/// Installs the failpoint for local tables when the variable asks for it.
-pub fn install_from_env() {
-    if std::env::var(VARIABLE).as_deref() == Ok("before-commit") {
-        let factories = deltalake::logstore::object_store_factories();
-        factories.insert(Url::parse("file://").expect("a valid URL"), Arc::new(CrashingFactory));
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Crash,
+    Pause,
+}
+
+fn mode() -> Option<Mode> {
+    match std::env::var(VARIABLE).as_deref() {
+        Ok("before-commit") => Some(Mode::Crash),
+        Ok("pause-before-commit") => Some(Mode::Pause),
+        _ => None,
     }
 }
 
-struct CrashingFactory;
+/// Whether the environment asks for a failpoint.
+pub fn armed() -> bool {
+    mode().is_some()
+}
 
-impl ObjectStoreFactory for CrashingFactory {
-    fn parse_url_opts(&self, url: &Url, config: &StorageConfig) -> deltalake::DeltaResult<(ObjectStoreRef, Path)> {
-        let (store, path) = object_store::parse_url_opts(url, &config.raw)?;
-        Ok((Arc::new(CrashBeforeCommit(Arc::from(store))), path))
+/// `store`, wrapped when a failpoint is armed.
+pub fn wrap(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    match mode() {
+        Some(mode) => Arc::new(FailBeforeCommit { inner: store, mode }),
+        None => store,
     }
 }
 
 #[derive(Debug)]
-struct CrashBeforeCommit(Arc<dyn ObjectStore>);
+struct FailBeforeCommit {
+    inner: Arc<dyn ObjectStore>,
+    mode: Mode,
+}
 
-impl fmt::Display for CrashBeforeCommit {
+impl fmt::Display for FailBeforeCommit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CrashBeforeCommit({})", self.0)
+        write!(f, "FailBeforeCommit({})", self.inner)
     }
 }
 
-fn crash_if_commit(path: &Path) {
-    if path.as_ref().contains("_delta_log/") {
-        // Like a kill -9: no destructor, no flush, no commit.
-        std::process::abort();
+/// Only the first commit of the process pauses.
+static PAUSED: AtomicBool = AtomicBool::new(false);
+
+impl FailBeforeCommit {
+    async fn before_write(&self, path: &Path) {
+        if !path.as_ref().contains("_delta_log/") {
+            return;
+        }
+        match self.mode {
+            // Like a kill -9: no destructor, no flush, no commit.
+            Mode::Crash => std::process::abort(),
+            Mode::Pause => {
+                let Some(release) = std::env::var_os(RELEASE).map(PathBuf::from) else {
+                    return;
+                };
+                if PAUSED.swap(true, Ordering::SeqCst) {
+                    return;
+                }
+                let mut waiting = release.clone().into_os_string();
+                waiting.push(".waiting");
+                let _ = std::fs::write(&waiting, b"");
+                while !release.exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
     }
 }
 
 #[async_trait]
-impl ObjectStore for CrashBeforeCommit {
+impl ObjectStore for FailBeforeCommit {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        crash_if_commit(location);
-        self.0.put_opts(location, payload, opts).await
+        self.before_write(location).await;
+        self.inner.put_opts(location, payload, opts).await
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
-        crash_if_commit(location);
-        self.0.put_multipart_opts(location, opts).await
+        self.before_write(location).await;
+        self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.0.get_opts(location, options).await
+        self.inner.get_opts(location, options).await
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        self.0.delete_stream(locations)
+        self.inner.delete_stream(locations)
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.0.list(prefix)
+        self.inner.list(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.0.list_with_delimiter(prefix).await
+        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        crash_if_commit(to);
-        self.0.copy_opts(from, to, options).await
+        self.before_write(to).await;
+        self.inner.copy_opts(from, to, options).await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        crash_if_commit(to);
-        self.0.rename_opts(from, to, options).await
+        self.before_write(to).await;
+        self.inner.rename_opts(from, to, options).await
     }
 }

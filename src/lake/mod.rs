@@ -22,7 +22,8 @@ use url::Url;
 use crate::render::Relation;
 
 mod failpoint;
-pub use failpoint::install_from_env as install_failpoint;
+mod storage;
+pub use storage::{check_option, connect, ensure_store};
 
 /// The folder of a built relation.
 pub fn relation_location(root: &Url, relation: &Relation) -> Url {
@@ -41,15 +42,29 @@ pub fn parse_location(location: &str) -> Result<Url, String> {
     }
 }
 
+/// The Delta table at `url`, loaded when it exists, reached through the
+/// session's store for its bucket (see [`connect`]).
+async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_backend(store, url.clone())
+        .build()?;
+    match table.load().await {
+        // A location with no table yet is where a write creates one.
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the Delta table at `url`; `None` when there is none yet.
-pub async fn open_table(url: &Url) -> Result<Option<DeltaTable>, DeltaTableError> {
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+pub async fn open_table(ctx: &SessionContext, url: &Url) -> Result<Option<DeltaTable>, DeltaTableError> {
+    let table = table_at(ctx, url).await?;
     Ok(table.version().is_some().then_some(table))
 }
 
 /// A DataFusion provider reading the latest version of the table at `url`.
 pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn TableProvider>, String> {
-    let table = open_table(url)
+    let table = open_table(ctx, url)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no Delta table at `{url}`"))?;
@@ -145,7 +160,7 @@ pub async fn write_table(
                 .map_err(|e| DeltaTableError::Generic(format!("cannot create `{}`: {e}", path.display())))?;
         }
     }
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let table = table_at(ctx, url).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let commit = commit.into().properties();
@@ -191,6 +206,51 @@ pub async fn write_table(
     written(&table).await
 }
 
+/// What went wrong with a write, for the user: a lost commit race says so
+/// (and that nothing was written); anything else keeps its own message,
+/// which names the object a failed storage request was for.
+pub fn describe_error(err: &DeltaTableError) -> String {
+    use deltalake::kernel::transaction::TransactionError;
+    match err {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(conflict),
+        } => format!(
+            "another writer committed to the table while this build was writing it ({conflict}); \
+             this build's commit was refused and nothing of it was written: run it again"
+        ),
+        DeltaTableError::Transaction {
+            source: TransactionError::MaxCommitAttempts(attempts),
+        } => format!(
+            "gave up committing after {attempts} attempts, each overtaken by another writer's commit; \
+             nothing was written: run it again"
+        ),
+        DeltaTableError::VersionAlreadyExists(version) => {
+            format!("another writer committed version {version} of the table first; nothing was written: run it again")
+        }
+        DeltaTableError::ObjectStore { source } => format!("a storage request failed: {}", with_root_cause(source)),
+        DeltaTableError::Arrow { source } => source.to_string(),
+        DeltaTableError::GenericError { source } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `err`'s message, with the innermost cause added when the message does
+/// not carry it: object_store says "error sending request", the cause
+/// underneath says "operation timed out" or "connection refused".
+fn with_root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let message = err.to_string();
+    let mut root = err;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let cause = root.to_string();
+    if std::ptr::addr_eq(root, err) || message.contains(&cause) {
+        message
+    } else {
+        format!("{message} ({cause})")
+    }
+}
+
 /// Rows and version of the commit `table` was left at.
 async fn written(table: &DeltaTable) -> Result<Written, DeltaTableError> {
     let version = table.version().unwrap_or_default() as i64;
@@ -229,7 +289,7 @@ pub async fn merge_into(
         .map(|k| column("target", k).eq(column("source", k)))
         .reduce(Expr::and)
         .ok_or_else(|| DeltaTableError::Generic("a merge needs a unique_key".into()))?;
-    let table = DeltaTable::try_from_url(url.clone()).await?;
+    let table = table_at(ctx, url).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let update_columns = columns.clone();
@@ -257,8 +317,8 @@ pub async fn merge_into(
 
 /// The `etl` metadata of the latest commit etl made to the table at `url`
 /// (other tools' commits, such as an OPTIMIZE, are passed over).
-pub async fn last_etl_commit(url: &Url) -> Option<serde_json::Value> {
-    let table = open_table(url).await.ok()??;
+pub async fn last_etl_commit(ctx: &SessionContext, url: &Url) -> Option<serde_json::Value> {
+    let table = open_table(ctx, url).await.ok()??;
     let history: Vec<_> = table.history(None).try_collect().await.ok()?;
     history.into_iter().find_map(|mut c| c.info.remove("etl"))
 }
@@ -277,9 +337,24 @@ pub struct ViewDefinition {
 
 const VIEW_FILE: &str = "_etl_view.json";
 
+/// A failed request for the object at `url` + `name`, as the user reads
+/// it: the object's URL, then the cause.
+fn failed_at(url: &Url, name: impl std::fmt::Display) -> impl FnOnce(object_store::Error) -> String {
+    let object = format!("{url}{name}");
+    move |e| format!("`{object}`: {}", with_root_cause(&e))
+}
+
+/// The URL of `path`, an object's path in the store of `url`'s bucket.
+fn object_url(url: &Url, path: &StorePath) -> String {
+    format!("{}/{path}", &url[..url::Position::BeforePath])
+}
+
+/// The session's store for the bucket (or local disk) `url` is in.
 fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
     let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| e.to_string())?;
-    ctx.runtime_env().object_store(store_url).map_err(|e| e.to_string())
+    ctx.runtime_env()
+        .object_store(store_url)
+        .map_err(|e| format!("no object store for `{url}`: {e}"))
 }
 
 fn store_path(url: &Url, file: &str) -> Result<StorePath, String> {
@@ -294,16 +369,20 @@ pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) 
     store
         .put(&store_path(url, VIEW_FILE)?, PutPayload::from(body))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed_at(url, VIEW_FILE))?;
     let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
     let stale: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed_at(url, ""))?;
     for object in stale {
         if object.location.filename() != Some(VIEW_FILE) {
-            store.delete(&object.location).await.map_err(|e| e.to_string())?;
+            let at = object_url(url, &object.location);
+            store
+                .delete(&object.location)
+                .await
+                .map_err(|e| format!("`{at}`: {}", with_root_cause(&e)))?;
         }
     }
     Ok(())
@@ -314,13 +393,13 @@ pub async fn read_view(ctx: &SessionContext, url: &Url) -> Result<Option<ViewDef
     let store = store_for(ctx, url)?;
     match store.get(&store_path(url, VIEW_FILE)?).await {
         Ok(result) => {
-            let bytes = result.bytes().await.map_err(|e| e.to_string())?;
+            let bytes = result.bytes().await.map_err(failed_at(url, VIEW_FILE))?;
             serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| format!("corrupt view definition at `{url}`: {e}"))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(failed_at(url, VIEW_FILE)(e)),
     }
 }
 
@@ -329,7 +408,7 @@ pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> 
     let store = store_for(ctx, url)?;
     match store.delete(&store_path(url, VIEW_FILE)?).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(failed_at(url, VIEW_FILE)(e)),
     }
 }
 
@@ -365,7 +444,7 @@ pub async fn write_state(
         .put(&state_path(root, kind, name)?, PutPayload::from(body))
         .await
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(failed_at(root, format!("_etl/{kind}/{name}.json")))
 }
 
 /// Where write-audit-publish stages a model's new data: beside the
@@ -388,11 +467,17 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String
         .list(Some(&prefix))
         .try_collect()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(failed_at(url, ""))?;
     for object in objects {
         match store.delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => {
+                return Err(format!(
+                    "`{}`: {}",
+                    object_url(url, &object.location),
+                    with_root_cause(&e)
+                ));
+            }
         }
     }
     if url.scheme() == "file" {

@@ -126,6 +126,7 @@ pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export:
             .join(&export.location)
             .map_err(|e| format!("`{}`: {e}", export.location))?,
     };
+    crate::lake::ensure_store(ctx, &url)?;
     if url.scheme() == "file" {
         if let Some(parent) = url
             .to_file_path()

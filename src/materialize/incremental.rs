@@ -41,7 +41,11 @@ use crate::plan::{Window, window_predicate};
 /// The incremental models of `prepared` that this run updates in place:
 /// their table exists, and the run does not rebuild them in full
 /// (`--full-refresh`, unless the model sets `full_refresh: false`).
-pub async fn incremental_models(prepared: &crate::Prepared, full_refresh: bool) -> BTreeSet<String> {
+pub async fn incremental_models(
+    ctx: &SessionContext,
+    prepared: &crate::Prepared,
+    full_refresh: bool,
+) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let lake = &prepared.project.target.lake;
     for &i in &prepared.dag.order {
@@ -54,7 +58,7 @@ pub async fn incremental_models(prepared: &crate::Prepared, full_refresh: bool) 
             continue;
         }
         let url = lake::relation_location(lake, &node.relation);
-        if matches!(lake::open_table(&url).await, Ok(Some(_))) {
+        if matches!(lake::open_table(ctx, &url).await, Ok(Some(_))) {
             out.insert(node.name.clone());
         }
     }
@@ -278,7 +282,7 @@ pub async fn apply(
         }
         return lake::write_table(ctx, &url, plan, how, commit)
             .await
-            .map_err(|e| failed(e.to_string()));
+            .map_err(|e| failed(lake::describe_error(&e)));
     }
 
     let published = lake::delta_provider(ctx, &url)
@@ -351,7 +355,11 @@ pub async fn apply(
                     if let Some(staged) = staged {
                         staged.remove(build).await;
                     }
-                    let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+                    let version = lake::open_table(&build.registry.ctx, &url)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|t| t.version());
                     return Ok(Written {
                         rows: 0,
                         version: version.unwrap_or_default() as i64,
@@ -381,7 +389,7 @@ pub async fn apply(
     if let Some(staged) = staged {
         staged.remove(build).await;
     }
-    result.map_err(|e| failed(e.to_string()))
+    result.map_err(|e| failed(lake::describe_error(&e)))
 }
 
 /// The table `change` leaves: `published` (the rows now) changed by

@@ -71,7 +71,7 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
     // commit did not record.
     let before: BTreeMap<String, BTreeSet<String>> = if build.options.incremental.contains(&node.name) {
         let url = build.registry.location(&node.relation);
-        lake::last_etl_commit(&url)
+        lake::last_etl_commit(&build.registry.ctx, &url)
             .await
             .and_then(|etl| etl.get("ingested").cloned())
             .and_then(|v| serde_json::from_value::<BTreeMap<String, BTreeSet<String>>>(v).ok())

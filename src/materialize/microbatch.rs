@@ -258,7 +258,11 @@ pub async fn build_microbatch(
             },
             None => {
                 let url = build.registry.location(&node.relation);
-                let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+                let version = lake::open_table(&build.registry.ctx, &url)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|t| t.version());
                 Written {
                     rows: 0,
                     version: version.unwrap_or_default() as i64,

@@ -67,7 +67,11 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     let stored = super::state::stored_fingerprint(build, index).await;
     if stored.as_deref() == Some(fingerprint.as_str()) {
         let url = build.registry.location(&node.relation);
-        let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+        let version = lake::open_table(&build.registry.ctx, &url)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.version());
         return Ok(Some(Outcome {
             rows: None,
             version: version.map(|v| v as i64),
@@ -174,11 +178,7 @@ pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<
 
 /// Errors while executing a plan: DataFusion's message, on the model file.
 pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
-    let text = match &err {
-        deltalake::DeltaTableError::Arrow { source } => source.to_string(),
-        deltalake::DeltaTableError::GenericError { source } => source.to_string(),
-        other => other.to_string(),
-    };
+    let text = lake::describe_error(&err);
     Diagnostic::error("execution", format!("building `{}` failed: {text}", node.name))
         .with_span(Some(Span::file(&node.path)))
         .with_note("the table keeps its previous version")
@@ -298,7 +298,11 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             // Replaying consumed files is a no-op: nothing to commit.
             register_written(build, index).await?;
             let url = build.registry.location(&node.relation);
-            let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+            let version = lake::open_table(&build.registry.ctx, &url)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| t.version());
             return Ok(Outcome {
                 rows: Some(0),
                 version: version.map(|v| v as i64),

@@ -80,7 +80,11 @@ pub async fn table_version(build: &Build, index: NodeIndex) -> Option<i64> {
         return Some(*v);
     }
     let url = build.registry.location(&build.dag.node(index).relation);
-    let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version())? as i64;
+    let version = lake::open_table(&build.registry.ctx, &url)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| t.version())? as i64;
     Some(version)
 }
 
@@ -91,7 +95,11 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
             .map_err(|m| Diagnostic::error("invalid-location", m).with_span(source.span.clone()))?;
-        let version = lake::open_table(&url).await.ok().flatten().and_then(|t| t.version());
+        let version = lake::open_table(&build.registry.ctx, &url)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| t.version());
         return Ok(json!({"version": version}));
     }
     let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
@@ -110,7 +118,7 @@ pub async fn stored_fingerprint(build: &Build, index: NodeIndex) -> Option<Strin
         let view = lake::read_view(&build.registry.ctx, &url).await.ok()??;
         return view.fingerprint;
     }
-    let table = lake::open_table(&url).await.ok()??;
+    let table = lake::open_table(&build.registry.ctx, &url).await.ok()??;
     let mut history: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
     let info = history.first_mut()?.info.remove("etl")?;
     info.get("fingerprint")?.as_str().map(str::to_owned)

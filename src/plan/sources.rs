@@ -149,8 +149,7 @@ async fn source_provider_of(
             default_ext.to_owned()
         }
     });
-    let url = ListingTableUrl::parse(&location)
-        .map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let url = listing_url(&location).map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
     let options = ListingOptions::new(format).with_file_extension(ext.clone());
 
     let state = ctx.state();
@@ -283,8 +282,7 @@ pub async fn list_source_files(
         _ if has_glob => String::new(),
         _ => default_ext.to_owned(),
     };
-    let url = ListingTableUrl::parse(&location)
-        .map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let url = listing_url(&location).map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
     let state = ctx.state();
     let store = state.runtime_env().object_store(url.object_store()).map_err(|e| {
         fail(
@@ -376,10 +374,50 @@ pub async fn register_csv_file(
 
 /// A location DataFusion can list: an existing local directory gets its
 /// trailing `/`, so that it is read as a folder of files.
+/// The listing of a location: a path or a URL, either one with a glob in
+/// its last segments (`s3://lake/bronze/orders/*.jsonl.gz`). DataFusion
+/// splits globs off paths only, so URLs are split here.
+fn listing_url(location: &str) -> datafusion::common::Result<ListingTableUrl> {
+    use datafusion::common::DataFusionError;
+    let Some((_, rest)) = location.split_once("://") else {
+        return ListingTableUrl::parse(location);
+    };
+    let path_start = location.len() - rest.len() + rest.find('/').unwrap_or(rest.len());
+    let glob_start = location[path_start..].find(['*', '?', '[']).map(|i| path_start + i);
+    let Some(glob_start) = glob_start else {
+        return ListingTableUrl::parse(location);
+    };
+    let split = location[..glob_start].rfind('/').map_or(glob_start, |i| i + 1);
+    let prefix = url::Url::parse(&location[..split]).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let glob = glob::Pattern::new(&location[split..]).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    ListingTableUrl::try_new(prefix, Some(glob))
+}
+
 fn listing_location(location: &str) -> String {
     if !location.contains("://") && std::path::Path::new(location).is_dir() && !location.ends_with('/') {
         format!("{location}/")
     } else {
         location.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_locations_split_their_glob_off() {
+        let url = listing_url("s3://lake/bronze/orders/*.jsonl.gz").unwrap();
+        assert_eq!(url.as_str(), "s3://lake/bronze/orders/");
+        assert!(url.contains(
+            &object_store::path::Path::from("bronze/orders/2024-01-01.jsonl.gz"),
+            false
+        ));
+        assert!(!url.contains(&object_store::path::Path::from("bronze/orders/2024-01-01.csv"), false));
+        let deep = listing_url("gs://lake/bronze/2024-*/orders.parquet").unwrap();
+        assert_eq!(deep.as_str(), "gs://lake/bronze/");
+        assert!(deep.contains(&object_store::path::Path::from("bronze/2024-01/orders.parquet"), false));
+        let plain = listing_url("s3://lake/bronze/orders/").unwrap();
+        assert_eq!(plain.as_str(), "s3://lake/bronze/orders/");
     }
 }
