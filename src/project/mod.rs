@@ -10,6 +10,7 @@
 mod config;
 mod data_tests;
 mod properties;
+mod settings;
 pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -199,7 +200,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         Ok(vars) => vars,
         Err(e) => return Err(vec![e]),
     };
-    let target = match resolve_target(&root, &header, options.target.as_deref()) {
+    let target = match resolve_target(&root, &header, &vars, options.target.as_deref()) {
         Ok(t) => t,
         Err(e) => return Err(vec![e]),
     };
@@ -310,8 +311,20 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                     .map(|s| (s.name.as_str(), &mut s.config, &mut s.description, &mut s.columns, None)),
             );
         }
+        let scope = settings::SettingScope {
+            vars: &vars,
+            target: Some((&target.name, target.lake.as_str())),
+        };
         for source in file.sources {
-            sources.extend(load_source(&root, &header, &path, source, &mut data_tests, &mut errors));
+            sources.extend(load_source(
+                &root,
+                &header,
+                &scope,
+                &path,
+                source,
+                &mut data_tests,
+                &mut errors,
+            ));
         }
     }
 
@@ -430,7 +443,12 @@ fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
     ])
 }
 
-fn resolve_target(root: &Path, header: &Header, requested: Option<&str>) -> Result<Target, Diagnostic> {
+fn resolve_target(
+    root: &Path,
+    header: &Header,
+    vars: &Map<String, Value>,
+    requested: Option<&str>,
+) -> Result<Target, Diagnostic> {
     let name = requested
         .map(str::to_owned)
         .or_else(|| header.default_target.as_ref().map(|t| t.value.clone()))
@@ -464,20 +482,32 @@ fn resolve_target(root: &Path, header: &Header, requested: Option<&str>) -> Resu
             return Err(diag);
         }
     };
-    let lake = lake_url(root, &spec.lake).map_err(|message| {
-        let span = header
-            .targets
-            .get(&name)
-            .and_then(|t| yaml::span(&header.file, &t.referenced));
-        Diagnostic::error("invalid-lake", message).with_span(span)
-    })?;
+    let span = header
+        .targets
+        .get(&name)
+        .and_then(|t| yaml::span(&header.file, &t.referenced));
+    let scope = settings::SettingScope { vars, target: None };
+    let lake = settings::render(&spec.lake, &scope)
+        .and_then(|lake| lake_url(root, &lake))
+        .map_err(|message| Diagnostic::error("invalid-lake", message).with_span(span.clone()))?;
+    let mut options = BTreeMap::new();
+    for (key, value) in spec.options {
+        let value = settings::render(&value, &scope)
+            .and_then(|value| crate::lake::check_option(&lake, &key).map(|()| value))
+            .map_err(|message| {
+                Diagnostic::error("invalid-storage-option", message)
+                    .with_span(span.clone())
+                    .with_help("see docs/storage.md for the options of each object store")
+            })?;
+        options.insert(key, value);
+    }
     Ok(Target {
         name,
         lake,
         schema: spec.schema.unwrap_or_else(|| "main".to_owned()),
         threads: spec.threads,
         memory_limit: spec.memory_limit,
-        options: spec.options,
+        options,
     })
 }
 
@@ -793,6 +823,7 @@ pub fn config_key_typo(key: &str) -> Option<Diagnostic> {
 fn load_source(
     root: &Path,
     header: &Header,
+    scope: &settings::SettingScope,
     file: &Path,
     source: SourceProperties,
     data_tests: &mut Vec<DataTest>,
@@ -818,17 +849,30 @@ fn load_source(
             errors,
         ));
         let external = table.external;
-        let location = table
+        let written = table
             .location
-            .or_else(|| external.as_ref().and_then(|e| e.location.clone()))
-            .map(|l| l.value)
-            .or_else(|| {
-                let identifier = table.identifier.clone().unwrap_or_else(|| table.name.value.clone());
-                source
-                    .location
-                    .as_ref()
-                    .map(|base| format!("{}/{identifier}", base.value.trim_end_matches('/')))
-            });
+            .or_else(|| external.as_ref().and_then(|e| e.location.clone()));
+        let location_span = written.as_ref().and_then(|l| yaml::span_of(file, l));
+        let location = written.map(|l| l.value).or_else(|| {
+            let identifier = table.identifier.clone().unwrap_or_else(|| table.name.value.clone());
+            source
+                .location
+                .as_ref()
+                .map(|base| format!("{}/{identifier}", base.value.trim_end_matches('/')))
+        });
+        let location = match location.map(|l| settings::render(&l, scope)).transpose() {
+            Ok(location) => location,
+            Err(message) => {
+                errors.push(
+                    Diagnostic::error("invalid-location", message)
+                        .with_span(location_span.or(span))
+                        .with_help(
+                            "a location may use `{{ target.lake }}`, `{{ env_var('NAME') }}` and `{{ var('name') }}`",
+                        ),
+                );
+                continue;
+            }
+        };
         let Some(location) = location else {
             errors.push(
                 Diagnostic::error(
