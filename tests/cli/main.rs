@@ -5,6 +5,8 @@ mod core;
 mod data_tests;
 mod incremental;
 mod reference;
+mod s3_server;
 mod selection;
 mod snapshots;
+mod storage;
 mod support;

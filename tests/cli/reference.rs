@@ -12,7 +12,7 @@ use datafusion::prelude::SessionContext;
 use crate::support::*;
 
 /// A copy of the reference project with a freshly generated bronze lake.
-fn reference_project(orders: u64, days: u32, dirt_rate: f64) -> (tempfile::TempDir, lakegen::Manifest) {
+pub fn reference_project(orders: u64, days: u32, dirt_rate: f64) -> (tempfile::TempDir, lakegen::Manifest) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().unwrap();
     for item in ["models", "macros", "seeds", "quality"] {

@@ -27,6 +27,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 pub fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    etl_with_env(dir, args, &[])
+}
+
+/// [`etl`] with more environment variables.
+pub fn etl_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
     let output = Command::cargo_bin("etl")
         .unwrap()
         .arg("--project-dir")
@@ -34,6 +39,7 @@ pub fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env("NO_COLOR", "1")
         .env("ETL_LOG", "off")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     (
