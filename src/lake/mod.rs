@@ -237,7 +237,7 @@ pub fn describe_error(err: &DeltaTableError) -> String {
 /// `err`'s message, with the innermost cause added when the message does
 /// not carry it: object_store says "error sending request", the cause
 /// underneath says "operation timed out" or "connection refused".
-fn with_root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub fn with_root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let message = err.to_string();
     let mut root = err;
     while let Some(source) = root.source() {

@@ -293,10 +293,16 @@ pub async fn list_source_files(
     let mut files: Vec<_> = url
         .list_all_files(&state, store.as_ref(), &ext)
         .await
-        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?
+        .map_err(|e| {
+            let cause = crate::lake::with_root_cause(&e);
+            fail("missing-source", format!("cannot list `{}`: {cause}", source.location))
+        })?
         .try_collect()
         .await
-        .map_err(|e| fail("missing-source", format!("cannot list `{}`: {e}", source.location)))?;
+        .map_err(|e| {
+            let cause = crate::lake::with_root_cause(&e);
+            fail("missing-source", format!("cannot list `{}`: {cause}", source.location))
+        })?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
 }
