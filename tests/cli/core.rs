@@ -528,3 +528,40 @@ fn flate2_free_gzip(data: &[u8]) -> Vec<u8> {
     child.stdin.take().unwrap().write_all(data).unwrap();
     child.wait_with_output().unwrap().stdout
 }
+
+/// DataFusion proves the CASE below non-null in the logical plan but not in
+/// the physical one; aggregating the union of it with a non-null column
+/// used to fail with an internal schema-check error. See: issue 8
+#[test]
+fn an_aggregate_over_a_case_that_datafusion_proves_non_null_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("project.yaml"), "name: nulls\n").unwrap();
+    let models = [
+        (
+            "t",
+            "{{ config(materialized='table') }}\nselect 1 as id, 11 as a union all select 2, 5",
+        ),
+        (
+            "t2",
+            "{{ config(materialized='table') }}\nselect id, max(a) + 1 as a from {{ ref('t') }} group by id",
+        ),
+        (
+            "v",
+            "{{ config(materialized='view') }}\nselect t2.id, case when t2.a >= t.a then t2.a else t.a end as a\n\
+             from {{ ref('t2') }} t2 join {{ ref('t') }} t on t.id = t2.id",
+        ),
+        (
+            "u",
+            "{{ config(materialized='table') }}\nwith p as (select id, a from {{ ref('v') }} union all \
+             select id, a from {{ ref('t') }})\nselect id, max(a) as a from p group by id",
+        ),
+    ];
+    for (name, sql) in models {
+        std::fs::write(p.join("models").join(format!("{name}.sql")), sql).unwrap();
+    }
+    let (code, stdout, stderr) = etl(p, &["run"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(rows(p, "main", "u"), ["1|12", "2|6"]);
+}
