@@ -24,6 +24,8 @@ pub struct Prepared {
     pub project: project::Project,
     pub rendered: render::Rendered,
     pub dag: graph::Dag,
+    /// Seconds each stage took: `load`, `render`, `graph`.
+    pub timings: Vec<(&'static str, f64)>,
 }
 
 /// Loads, renders and builds the DAG of the project at `dir`.
@@ -32,8 +34,21 @@ pub fn prepare(
     load: &project::LoadOptions,
     render: &render::RenderOptions,
 ) -> Result<Prepared, Vec<Diagnostic>> {
+    let started = std::time::Instant::now();
     let project = project::load(dir, load)?;
+    let loaded = started.elapsed().as_secs_f64();
     let rendered = render::render_project(&project, render)?;
+    let rendered_at = started.elapsed().as_secs_f64();
     let dag = graph::build(&project, &rendered)?;
-    Ok(Prepared { project, rendered, dag })
+    let timings = vec![
+        ("load", loaded),
+        ("render", rendered_at - loaded),
+        ("graph", started.elapsed().as_secs_f64() - rendered_at),
+    ];
+    Ok(Prepared {
+        project,
+        rendered,
+        dag,
+        timings,
+    })
 }

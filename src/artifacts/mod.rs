@@ -230,6 +230,7 @@ pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &
                 "adapter_response": { "rows_affected": r.rows_affected },
                 "failures": r.failures,
                 "etl_up_to_date": r.up_to_date,
+                "etl_phases": r.phases,
             })
         })
         .collect();

@@ -75,10 +75,12 @@ pub async fn run_only(
         }
     }
     let invocation = invocation_id();
-    let prepared = match global.prepare(out, &invocation) {
+    let mut prepared = match global.prepare(out, &invocation) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let mut setup_timings = std::mem::take(&mut prepared.timings);
+    let session_started = std::time::Instant::now();
     let ctx = match session(global, &prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
@@ -86,6 +88,7 @@ pub async fn run_only(
     // Incremental models whose table exists render with is_incremental()
     // true, which can change their SQL and refs: render again for them.
     let incremental = materialize::incremental_models(&ctx, &prepared, global.full_refresh).await;
+    setup_timings.push(("session", session_started.elapsed().as_secs_f64()));
     let prepared = if incremental.is_empty() {
         prepared
     } else {
@@ -107,7 +110,12 @@ pub async fn run_only(
             Err(code) => return code,
         },
     };
-    let etl::Prepared { project, rendered, dag } = prepared;
+    let etl::Prepared {
+        project,
+        rendered,
+        dag,
+        timings: prepare_timings,
+    } = prepared;
     let root = project.root.clone();
     let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
     if let Err(e) = artifacts::write_json(&project, "manifest.json", &manifest) {
@@ -151,6 +159,7 @@ pub async fn run_only(
         fingerprints: Default::default(),
         versions: Default::default(),
         ingests: Default::default(),
+        plan_times: Default::default(),
         options: RunOptions {
             threads,
             full_refresh: global.full_refresh,
@@ -181,6 +190,16 @@ pub async fn run_only(
         return 2;
     }
     out.summary(&results, &rejected, &root);
+    if global.timings {
+        let mut stages = setup_timings;
+        for (stage, seconds) in prepare_timings {
+            match stages.iter_mut().find(|(s, _)| *s == stage) {
+                Some(entry) => entry.1 += seconds,
+                None => stages.push((stage, seconds)),
+            }
+        }
+        out.timings(&stages, &results, threads);
+    }
     let failed = results.count(Status::Error) + results.count(Status::Fail);
     if failed > 0 { 1 } else { 0 }
 }

@@ -79,6 +79,10 @@ pub struct Global {
     /// Microbatch models process the batches before this time.
     #[arg(long, global = true, value_parser = parse_event_time)]
     event_time_end: Option<chrono::NaiveDateTime>,
+    /// After a build, print where the time went: per phase (load, render,
+    /// plan, execute, commit) and for the slowest nodes.
+    #[arg(long, global = true)]
+    timings: bool,
     /// `text` for people, `json` for machines (one object per line).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
 use super::LogFormat;
@@ -98,6 +99,79 @@ impl Output {
             "{done:>width$}/{total} {status:<5} {what:<44} {rows:>14} {:>7.2}s",
             result.execution_time
         ));
+    }
+
+    /// Where a build's time went (`--timings`): the stages before the
+    /// first node, then plan, execute and commit summed over the nodes
+    /// (which run `threads` at a time, so the sums can exceed the wall
+    /// clock), then the slowest nodes.
+    pub fn timings(&self, stages: &[(&'static str, f64)], results: &RunResults, threads: usize) {
+        const SLOWEST: usize = 10;
+        let plan: f64 = results.results.iter().map(|r| r.phases.plan).sum();
+        let commit: f64 = results.results.iter().map(|r| r.phases.commit).sum();
+        let total: f64 = results.results.iter().map(|r| r.execution_time).sum();
+        let execute = (total - plan - commit).max(0.0);
+        let mut slowest: Vec<&NodeResult> = results.results.iter().filter(|r| r.execution_time > 0.0).collect();
+        slowest.sort_by(|a, b| b.execution_time.total_cmp(&a.execution_time));
+        slowest.truncate(SLOWEST);
+        if self.json() {
+            let mut phases = serde_json::Map::new();
+            for (stage, seconds) in stages {
+                phases.insert((*stage).to_owned(), json!(seconds));
+            }
+            phases.insert("plan".into(), json!(plan));
+            phases.insert("execute".into(), json!(execute));
+            phases.insert("commit".into(), json!(commit));
+            let nodes: Vec<_> = slowest
+                .iter()
+                .map(|r| {
+                    json!({
+                        "unique_id": r.unique_id, "total": r.execution_time, "plan": r.phases.plan,
+                        "commit": r.phases.commit,
+                        "execute": (r.execution_time - r.phases.plan - r.phases.commit).max(0.0),
+                    })
+                })
+                .collect();
+            self.event(json!({"event": "timings", "phases": phases, "slowest": nodes, "threads": threads}));
+            return;
+        }
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["phase", "seconds", ""]);
+        for (stage, seconds) in stages {
+            table.add_row([stage.to_string(), format!("{seconds:.3}"), String::new()]);
+        }
+        let note = format!("summed over {} nodes, {threads} at a time", results.results.len());
+        table.add_row(["plan".to_owned(), format!("{plan:.3}"), note]);
+        table.add_row([
+            "execute".to_owned(),
+            format!("{execute:.3}"),
+            "queries, data files, tests".to_owned(),
+        ]);
+        table.add_row([
+            "commit".to_owned(),
+            format!("{commit:.3}"),
+            "Delta log writes".to_owned(),
+        ]);
+        self.line("");
+        self.line(&format!("Where the time went ({:.2}s wall clock):", results.elapsed));
+        self.line(&table.to_string());
+        let mut nodes = Table::new();
+        nodes
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["slowest nodes", "total", "plan", "execute", "commit"]);
+        for r in slowest {
+            let execute = (r.execution_time - r.phases.plan - r.phases.commit).max(0.0);
+            nodes.add_row([
+                format!("{} {}", r.materialized.as_str(), r.name),
+                format!("{:.3}", r.execution_time),
+                format!("{:.3}", r.phases.plan),
+                format!("{execute:.3}"),
+                format!("{:.3}", r.phases.commit),
+            ]);
+        }
+        self.line(&nodes.to_string());
     }
 
     pub fn summary(&self, results: &RunResults, rejected: &[Rejected], root: &Path) {

@@ -22,8 +22,9 @@ use url::Url;
 use crate::render::Relation;
 
 mod failpoint;
+mod observed;
 mod storage;
-pub use storage::{check_option, connect, ensure_store};
+pub use storage::{check_option, connect, ensure_store, take_commit_time};
 
 /// The folder of a built relation.
 pub fn relation_location(root: &Url, relation: &Relation) -> Url {

@@ -24,7 +24,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, RetryConfig};
 use url::Url;
 
-use super::failpoint;
+use super::observed::{self, CommitClock};
 
 /// The object stores etl knows, by URL scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,14 +93,17 @@ pub fn connect<'a>(
     locations: impl IntoIterator<Item = &'a Url>,
 ) -> Result<(), String> {
     register_log_stores();
-    ctx.state_ref()
-        .write()
-        .config_mut()
-        .set_extension(Arc::new(StorageOptions(options.clone())));
-    if failpoint::armed() {
-        let file = Url::parse("file:///").expect("a valid URL");
-        ctx.register_object_store(&file, failpoint::wrap(Arc::new(LocalFileSystem::new())));
+    let clock = Arc::new(CommitClock::default());
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        state
+            .config_mut()
+            .set_extension(Arc::new(StorageOptions(options.clone())));
+        state.config_mut().set_extension(clock.clone());
     }
+    let file = Url::parse("file:///").expect("a valid URL");
+    ctx.register_object_store(&file, observed::wrap(Arc::new(LocalFileSystem::new()), clock));
     for url in locations {
         ensure_store(ctx, url)?;
     }
@@ -117,15 +120,26 @@ pub fn ensure_store(ctx: &SessionContext, url: &Url) -> Result<(), String> {
     if ctx.runtime_env().object_store(&key).is_ok() {
         return Ok(());
     }
-    let options = ctx
-        .state_ref()
-        .read()
-        .config()
-        .get_extension::<StorageOptions>()
-        .unwrap_or_default();
+    let (options, clock) = {
+        let state = ctx.state_ref();
+        let state = state.read();
+        let config = state.config();
+        (
+            config.get_extension::<StorageOptions>().unwrap_or_default(),
+            config.get_extension::<CommitClock>().unwrap_or_default(),
+        )
+    };
     let store = bucket_store(provider, &bucket, &options.0)?;
-    ctx.register_object_store(&bucket, failpoint::wrap(store));
+    ctx.register_object_store(&bucket, observed::wrap(store, clock));
     Ok(())
+}
+
+/// Seconds spent writing the commits of the table at `url` since the last
+/// call (0 when the session was not set up by [`connect`]).
+pub fn take_commit_time(ctx: &SessionContext, url: &Url) -> f64 {
+    let clock = ctx.state_ref().read().config().get_extension::<CommitClock>();
+    let path = url.path().trim_start_matches('/');
+    clock.map_or(0.0, |c| c.take(path).as_secs_f64())
 }
 
 /// `scheme://bucket/`: the key DataFusion's registry files a store under.

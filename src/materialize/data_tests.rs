@@ -15,7 +15,7 @@ use datafusion::execution::context::SQLOptions;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
-use super::{Build, NodeResult, Status, thousands};
+use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
@@ -177,6 +177,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
                     location: last["location"].as_str().map(str::to_owned),
                     relation: node.relation.sql(),
                     version: None,
+                    phases: Phases::default(),
                     diagnostic: None,
                 };
             }
@@ -244,6 +245,7 @@ pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
             location: outcome.location,
             relation: node.relation.sql(),
             version: None,
+            phases: Phases::default(),
             diagnostic: None,
         },
         Err(diag) => super::nodes::error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),

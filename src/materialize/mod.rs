@@ -102,8 +102,19 @@ pub struct NodeResult {
     pub relation: String,
     /// The Delta version written.
     pub version: Option<i64>,
+    /// Where the node's time went, in seconds: the rest of
+    /// `execution_time` is execution.
+    pub phases: Phases,
     #[serde(skip)]
     pub diagnostic: Option<Diagnostic>,
+}
+
+/// Seconds a node spent planning (rendering done, SQL to a logical plan,
+/// with its inputs listed) and writing its Delta commits.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phases {
+    pub plan: f64,
+    pub commit: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -137,6 +148,8 @@ pub struct Build {
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
     /// The files each ingesting model consumes, written in its commit.
     pub ingests: std::sync::Mutex<HashMap<NodeIndex, ingest::Ingest>>,
+    /// Seconds each node spent planning, summed over its plans.
+    pub plan_times: std::sync::Mutex<HashMap<NodeIndex, f64>>,
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).
@@ -331,6 +344,7 @@ fn skip_descendants(
             location: None,
             relation: node.relation.sql(),
             version: None,
+            phases: Phases::default(),
             diagnostic: None,
         });
     }

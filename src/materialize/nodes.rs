@@ -5,7 +5,7 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
-use super::{Build, NodeResult, Status};
+use super::{Build, NodeResult, Phases, Status};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition, Written};
@@ -41,10 +41,20 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
         }),
     };
     let elapsed = started.elapsed().as_secs_f64();
-    match outcome {
+    let mut result = match outcome {
         Ok(outcome) => success(build, node, outcome, elapsed),
         Err(diag) => error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
-    }
+    };
+    result.phases = Phases {
+        plan: build
+            .plan_times
+            .lock()
+            .expect("plan times poisoned")
+            .remove(&index)
+            .unwrap_or_default(),
+        commit: lake::take_commit_time(&build.registry.ctx, &build.registry.location(&node.relation)),
+    };
+    result
 }
 
 /// `Some` when the node's data was written from exactly what it would be
@@ -103,6 +113,7 @@ fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeRe
             .then(|| build.registry.location(&node.relation).to_string()),
         relation: node.relation.sql(),
         version: outcome.version,
+        phases: Phases::default(),
         diagnostic: None,
     }
 }
@@ -122,6 +133,7 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
         location: None,
         relation: node.relation.sql(),
         version: None,
+        phases: Phases::default(),
         diagnostic: Some(diag),
     }
 }
@@ -254,6 +266,21 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
 }
 
 async fn planned(
+    build: &Build,
+    index: NodeIndex,
+) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
+    let started = Instant::now();
+    let planned = plan_with_inputs(build, index).await;
+    *build
+        .plan_times
+        .lock()
+        .expect("plan times poisoned")
+        .entry(index)
+        .or_default() += started.elapsed().as_secs_f64();
+    planned
+}
+
+async fn plan_with_inputs(
     build: &Build,
     index: NodeIndex,
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {

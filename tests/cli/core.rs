@@ -565,3 +565,48 @@ fn an_aggregate_over_a_case_that_datafusion_proves_non_null_builds() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(rows(p, "main", "u"), ["1|12", "2|6"]);
 }
+
+/// `--timings` says where a build's time went. See: issue 8
+#[test]
+fn timings_show_each_phase_and_the_slowest_nodes() {
+    let dir = fixture("basic");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build", "--timings"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report = &stdout[stdout.find("Where the time went").expect("a timings report")..];
+    for phase in ["load", "render", "graph", "session", "plan", "execute", "commit"] {
+        assert!(report.contains(&format!("│ {phase} ")), "{phase} missing:\n{report}");
+    }
+    assert!(report.contains("table revenue_by_region"), "{report}");
+    // Per node in run_results.json: a table plans and commits, a seed's
+    // commit is timed too, a test neither plans a model nor commits.
+    let results = artifact(p, "run_results.json");
+    let phases = |id: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .map(|r| {
+                (
+                    r["etl_phases"]["plan"].as_f64().unwrap(),
+                    r["etl_phases"]["commit"].as_f64().unwrap(),
+                )
+            })
+            .unwrap()
+    };
+    let (plan, commit) = phases("model.basic.revenue_by_region");
+    assert!(plan > 0.0 && commit > 0.0, "{plan} {commit}");
+    assert!(phases("seed.basic.countries").1 > 0.0);
+    // Without the flag, no report; with --log-format json, an event.
+    let (_, stdout, _) = etl(p, &["build", "--force"]);
+    assert!(!stdout.contains("Where the time went"));
+    let (_, stdout, _) = etl(p, &["build", "--force", "--timings", "--log-format", "json"]);
+    let event: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "timings")
+        .expect("a timings event");
+    assert!(event["phases"]["commit"].as_f64().unwrap() > 0.0, "{event}");
+    assert!(!event["slowest"].as_array().unwrap().is_empty());
+}
