@@ -63,6 +63,12 @@ pub async fn open_table(ctx: &SessionContext, url: &Url) -> Result<Option<DeltaT
     Ok(table.version().is_some().then_some(table))
 }
 
+/// The current version of the table at `url`; `None` when there is none
+/// (or it cannot be read).
+pub async fn current_version(ctx: &SessionContext, url: &Url) -> Option<u64> {
+    open_table(ctx, url).await.ok().flatten().and_then(|t| t.version())
+}
+
 /// A DataFusion provider reading the latest version of the table at `url`.
 pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn TableProvider>, String> {
     let table = open_table(ctx, url)

@@ -355,11 +355,7 @@ pub async fn apply(
                     if let Some(staged) = staged {
                         staged.remove(build).await;
                     }
-                    let version = lake::open_table(&build.registry.ctx, &url)
-                        .await
-                        .ok()
-                        .flatten()
-                        .and_then(|t| t.version());
+                    let version = lake::current_version(&build.registry.ctx, &url).await;
                     return Ok(Written {
                         rows: 0,
                         version: version.unwrap_or_default() as i64,

@@ -258,11 +258,7 @@ pub async fn build_microbatch(
             },
             None => {
                 let url = build.registry.location(&node.relation);
-                let version = lake::open_table(&build.registry.ctx, &url)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|t| t.version());
+                let version = lake::current_version(&build.registry.ctx, &url).await;
                 Written {
                     rows: 0,
                     version: version.unwrap_or_default() as i64,

@@ -77,11 +77,7 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     let stored = super::state::stored_fingerprint(build, index).await;
     if stored.as_deref() == Some(fingerprint.as_str()) {
         let url = build.registry.location(&node.relation);
-        let version = lake::open_table(&build.registry.ctx, &url)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| t.version());
+        let version = lake::current_version(&build.registry.ctx, &url).await;
         return Ok(Some(Outcome {
             rows: None,
             version: version.map(|v| v as i64),
@@ -325,11 +321,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             // Replaying consumed files is a no-op: nothing to commit.
             register_written(build, index).await?;
             let url = build.registry.location(&node.relation);
-            let version = lake::open_table(&build.registry.ctx, &url)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|t| t.version());
+            let version = lake::current_version(&build.registry.ctx, &url).await;
             return Ok(Outcome {
                 rows: Some(0),
                 version: version.map(|v| v as i64),

@@ -80,11 +80,7 @@ pub async fn table_version(build: &Build, index: NodeIndex) -> Option<i64> {
         return Some(*v);
     }
     let url = build.registry.location(&build.dag.node(index).relation);
-    let version = lake::open_table(&build.registry.ctx, &url)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|t| t.version())? as i64;
+    let version = lake::current_version(&build.registry.ctx, &url).await? as i64;
     Some(version)
 }
 
@@ -95,11 +91,7 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
             .map_err(|m| Diagnostic::error("invalid-location", m).with_span(source.span.clone()))?;
-        let version = lake::open_table(&build.registry.ctx, &url)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| t.version());
+        let version = lake::current_version(&build.registry.ctx, &url).await;
         return Ok(json!({"version": version}));
     }
     let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
