@@ -52,11 +52,13 @@ pub async fn name_the_file(build: &Build, index: NodeIndex, diag: Diagnostic) ->
             };
             let read = async { build.registry.ctx.read_table(provider)?.collect().await };
             if let Err(e) = read.await {
-                // Local files read as paths, others as the store's keys.
-                let shown = if source.location.starts_with('/') {
-                    format!("/{}", file.location)
-                } else {
-                    file.location.to_string()
+                // Local files as paths, others as URLs (the store's key
+                // under its bucket).
+                let shown = match url::Url::parse(&source.location) {
+                    Ok(url) if url.scheme() != "file" => {
+                        format!("{}/{}", &url[..url::Position::BeforePath], file.location)
+                    }
+                    _ => format!("/{}", file.location),
                 };
                 return diag.with_note(format!(
                     "the unreadable file is `{shown}` (source `{}.{}`): {}",

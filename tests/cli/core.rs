@@ -479,6 +479,24 @@ fn a_corrupt_source_file_is_named() {
     assert!(stderr.contains("error[source-schema]"), "{stderr}");
     assert!(stderr.contains("the unreadable file is `/"), "{stderr}");
     assert!(stderr.contains("data/logs/2024-01-03.jsonl.gz`"), "{stderr}");
+    // Written as a file:// URL (as `{{ target.lake }}` renders), the file
+    // is still shown as a path.
+    let yml = dir.path().join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    std::fs::write(
+        &yml,
+        text.replace("location: data/logs/", &format!("location: {url}data/logs/")),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["run", "--select", "warn_logs"]);
+    assert_eq!(code, 1, "{stderr}");
+    let shown = dir.path().join("data/logs/2024-01-03.jsonl.gz");
+    assert!(
+        stderr.contains(&format!("the unreadable file is `{}`", shown.display())),
+        "{stderr}"
+    );
+    std::fs::write(&yml, text).unwrap();
     // Valid gzip, a broken line, typed columns (no inference): the read
     // fails while building, and the failing file is named.
     std::fs::remove_file(logs.join("2024-01-03.jsonl.gz")).unwrap();
