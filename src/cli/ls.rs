@@ -63,29 +63,27 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         .collect();
     // dbt lists nodes sorted by unique_id.
     nodes.sort_by(|a, b| a.unique_id.cmp(&b.unique_id));
-    for node in nodes {
-        let line = match args.output {
-            // dbt names a source table `source.table`.
-            LsOutput::Name if node.resource_type == ResourceType::Source => node.fqn[1..].join("."),
-            LsOutput::Name => node.name.clone(),
-            LsOutput::Path => node.path.display().to_string(),
-            LsOutput::Selector => match node.resource_type {
-                ResourceType::Source => format!("source:{}", node.fqn.join(".")),
-                _ => node.fqn.join("."),
-            },
-            LsOutput::Json => json!({
-                "name": node.name,
-                "resource_type": node.resource_type,
-                "package_name": prepared.project.name,
-                "original_file_path": node.path,
-                "unique_id": node.unique_id,
-                "alias": node.relation.identifier,
-                "config": node.config,
-                "tags": node.tags(),
-            })
-            .to_string(),
-        };
-        out.line(&line);
-    }
+    let lines = nodes.into_iter().map(|node| match args.output {
+        // dbt names a source table `source.table`.
+        LsOutput::Name if node.resource_type == ResourceType::Source => node.fqn[1..].join("."),
+        LsOutput::Name => node.name.clone(),
+        LsOutput::Path => node.path.display().to_string(),
+        LsOutput::Selector => match node.resource_type {
+            ResourceType::Source => format!("source:{}", node.fqn.join(".")),
+            _ => node.fqn.join("."),
+        },
+        LsOutput::Json => json!({
+            "name": node.name,
+            "resource_type": node.resource_type,
+            "package_name": prepared.project.name,
+            "original_file_path": node.path,
+            "unique_id": node.unique_id,
+            "alias": node.relation.identifier,
+            "config": node.config,
+            "tags": node.tags(),
+        })
+        .to_string(),
+    });
+    out.lines(lines);
     0
 }

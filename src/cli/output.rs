@@ -43,6 +43,16 @@ impl Output {
         let _ = writeln!(stdout, "{text}");
     }
 
+    /// Many lines in one go: a listing of thousands of nodes written line
+    /// by line spent its time in `write` calls.
+    pub fn lines(&self, lines: impl Iterator<Item = String>) {
+        let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+        for line in lines {
+            let _ = writeln!(stdout, "{line}");
+        }
+        let _ = stdout.flush();
+    }
+
     pub fn event(&self, value: serde_json::Value) {
         self.line(&value.to_string());
     }
