@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod lake;
 pub mod materialize;
+mod parallel;
 pub mod plan;
 pub mod project;
 pub mod render;

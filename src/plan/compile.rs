@@ -26,7 +26,6 @@ struct Segment {
     path: PathBuf,
     template: String,
     sql: String,
-    line_map: LineMap,
 }
 
 impl Segment {
@@ -35,7 +34,6 @@ impl Segment {
             path: node.path.clone(),
             template: node.template.clone(),
             sql: node.sql.clone(),
-            line_map: node.line_map.clone(),
         }
     }
 }
@@ -137,9 +135,14 @@ impl CompiledSql {
                 .take((end.column - start.column) as usize)
                 .collect()
         });
-        let (tline, tcol) = model
-            .line_map
-            .template_position(&model.template, rendered_line, col, token.as_deref());
+        // Built only here, for an error: aligning every model's text with
+        // its template up front cost more than rendering it.
+        let (tline, tcol) = LineMap::build(&model.template, &model.sql).template_position(
+            &model.template,
+            rendered_line,
+            col,
+            token.as_deref(),
+        );
         let len = token.map_or(0, |t| t.chars().count());
         Some(Span::new(&model.path, tline, tcol, len))
     }

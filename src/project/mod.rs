@@ -13,7 +13,7 @@ mod properties;
 mod settings;
 pub mod yaml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -21,6 +21,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::diagnostic::{Diagnostic, Span, did_you_mean};
+use crate::parallel;
 pub use config::KNOWN_CONFIG_KEYS;
 use config::{ConfigTree, DbtProjectFile, EtlProjectFile, TargetSpec};
 pub use data_tests::{DataTest, TestKind, TestTarget};
@@ -221,10 +222,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let properties_files = discover(&root, &yml_dirs, &["yml", "yaml"], &mut errors);
 
     let mut models = Vec::new();
-    for path in model_files {
-        let Some(text) = read(&root, &path, &mut errors) else {
-            continue;
-        };
+    for (path, text) in read_all(&root, model_files, &mut errors) {
         let fqn = fqn_of(&header.name, &header.model_paths, &path);
         let name = fqn.last().cloned().unwrap_or_default();
         let config = tree_config(header.models.as_ref(), &header, &fqn);
@@ -266,13 +264,23 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         &mut errors,
     );
 
+    // Properties find their node by name; with thousands of models a scan
+    // per properties entry was the bulk of `etl ls`.
+    let model_index = first_index(models.iter().map(|m| m.name.as_str()));
+    let seed_index = first_index(seeds.iter().map(|s| s.name.as_str()));
     let mut sources = Vec::new();
     let mut data_tests = Vec::new();
-    for path in properties_files {
-        let Some(text) = read(&root, &path, &mut errors) else {
-            continue;
-        };
-        let file: PropertiesFile = match yaml::parse(&path, &text) {
+    let parsed = parallel::chunks(properties_files.len(), 1, |range| {
+        properties_files[range]
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(root.join(path)).map_err(|e| io_error(path, &e))?;
+                yaml::parse::<PropertiesFile>(path, &text).map(|file| (path.clone(), file))
+            })
+            .collect::<Vec<_>>()
+    });
+    for file in parsed.into_iter().flatten() {
+        let (path, file) = match file {
             Ok(f) => f,
             Err(e) => {
                 errors.push(e);
@@ -282,34 +290,45 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         for mut props in file.models {
             let target = TestTarget::Model(props.name.value.clone());
             data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
-            apply_properties(
-                &path,
-                props,
-                "model",
-                &mut errors,
-                models.iter_mut().map(|m| {
-                    (
-                        m.name.as_str(),
+            match model_index.get(&props.name.value) {
+                Some(&i) => {
+                    let m = &mut models[i];
+                    let slot = (
                         &mut m.config,
                         &mut m.description,
                         &mut m.columns,
                         Some(&mut m.properties_file),
-                    )
-                }),
-            );
+                    );
+                    apply_properties(&path, props, slot, &mut errors);
+                }
+                None => errors.push(unknown_node(
+                    &path,
+                    &props,
+                    "model",
+                    models.iter().map(|m| m.name.as_str()),
+                )),
+            }
         }
         for mut props in file.seeds {
             let target = TestTarget::Seed(props.name.value.clone());
             data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
-            apply_properties(
-                &path,
-                props,
-                "seed",
-                &mut errors,
-                seeds
-                    .iter_mut()
-                    .map(|s| (s.name.as_str(), &mut s.config, &mut s.description, &mut s.columns, None)),
-            );
+            match seed_index.get(&props.name.value) {
+                Some(&i) => {
+                    let s = &mut seeds[i];
+                    apply_properties(
+                        &path,
+                        props,
+                        (&mut s.config, &mut s.description, &mut s.columns, None),
+                        &mut errors,
+                    );
+                }
+                None => errors.push(unknown_node(
+                    &path,
+                    &props,
+                    "seed",
+                    seeds.iter().map(|s| s.name.as_str()),
+                )),
+            }
         }
         let scope = settings::SettingScope {
             vars: &vars,
@@ -594,6 +613,25 @@ fn read(root: &Path, path: &Path, errors: &mut Diagnostics) -> Option<String> {
     }
 }
 
+/// Reads `paths` on every core; a file that cannot be read is an error
+/// and is left out.
+fn read_all(root: &Path, paths: Vec<PathBuf>, errors: &mut Diagnostics) -> Vec<(PathBuf, String)> {
+    let texts = parallel::chunks(paths.len(), 64, |range| {
+        paths[range]
+            .iter()
+            .map(|path| std::fs::read_to_string(root.join(path)).map_err(|e| io_error(path, &e)))
+            .collect::<Vec<_>>()
+    });
+    let mut files = Vec::with_capacity(paths.len());
+    for (path, text) in paths.into_iter().zip(texts.into_iter().flatten()) {
+        match text {
+            Ok(text) => files.push((path, text)),
+            Err(e) => errors.push(e),
+        }
+    }
+    files
+}
+
 fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
     Diagnostic::error("io", format!("cannot read `{}`: {e}", path.display())).with_span(Some(Span::file(path)))
 }
@@ -740,44 +778,44 @@ fn check_tree_paths<'a>(
     }
 }
 
+/// Where a properties entry lands on its node: config, description,
+/// columns and (models only) the properties file that described it.
 type PropsTarget<'a> = (
-    &'a str,
     &'a mut Map<String, Value>,
     &'a mut String,
     &'a mut Vec<ColumnProperties>,
     Option<&'a mut Option<PathBuf>>,
 );
 
-fn apply_properties<'a>(
-    file: &Path,
-    props: ModelProperties,
-    kind: &str,
-    errors: &mut Diagnostics,
-    nodes: impl Iterator<Item = PropsTarget<'a>>,
-) {
-    let mut names = Vec::new();
-    let mut target = None;
-    for node in nodes {
-        if node.0 == props.name.value {
-            target = Some(node);
-            break;
-        }
-        names.push(node.0.to_owned());
+/// Each name's first position: duplicates are reported by
+/// `check_unique_names`, and properties apply to the first node.
+fn first_index<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usize> {
+    let mut index = HashMap::new();
+    for (i, name) in names.enumerate() {
+        index.entry(name.to_owned()).or_insert(i);
     }
-    let Some((_, config, description, columns, properties_file)) = target else {
-        errors.push(
-            Diagnostic::error(
-                "unknown-node",
-                format!(
-                    "properties for {kind} `{}`, but the project has no {kind} of that name",
-                    props.name.value
-                ),
-            )
-            .with_span(yaml::span_of(file, &props.name))
-            .with_suggestion(&props.name.value, names.iter().map(String::as_str)),
-        );
-        return;
-    };
+    index
+}
+
+fn unknown_node<'a>(
+    file: &Path,
+    props: &ModelProperties,
+    kind: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Diagnostic {
+    Diagnostic::error(
+        "unknown-node",
+        format!(
+            "properties for {kind} `{}`, but the project has no {kind} of that name",
+            props.name.value
+        ),
+    )
+    .with_span(yaml::span_of(file, &props.name))
+    .with_suggestion(&props.name.value, names)
+}
+
+fn apply_properties(file: &Path, props: ModelProperties, target: PropsTarget<'_>, errors: &mut Diagnostics) {
+    let (config, description, columns, properties_file) = target;
     if let Some(config_map) = check_config(file, props.config, errors) {
         merge_config(config, config_map);
     }

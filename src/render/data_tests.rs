@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use minijinja::{Environment, Value};
 
 use super::context::{self, Globals, Recorded, Scope};
-use super::{Call, LineMap, Macros, RenderedModel, find_call, relation_of, render_one};
+use super::{Call, Macros, RenderedModel, find_call, relation_of, render_one};
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::project::{DataTest, Model, Project, TestKind, TestTarget, merge_config};
 
@@ -48,7 +48,6 @@ pub(super) fn render_test(
                 name: test.name.clone(),
                 path: file.path.clone(),
                 template: file.text.clone(),
-                line_map: LineMap::build(&file.text, &sql),
                 sql,
                 refs,
                 sources: dedup(recorded.sources),
@@ -205,7 +204,6 @@ fn render_generic(
         name: test.name.clone(),
         path: test.path.clone(),
         template: String::new(),
-        line_map: LineMap::build("", &sql),
         sql,
         refs,
         sources: dedup(recorded.sources),

@@ -24,6 +24,7 @@ use context::{Globals, Recorded, RenderFailure, Scope};
 pub use sourcemap::LineMap;
 
 use crate::diagnostic::{Diagnostic, Span};
+use crate::parallel;
 use crate::project::{Model, Project, SourceFile, TestKind, merge_config};
 
 #[derive(Debug, Clone)]
@@ -70,7 +71,6 @@ pub struct RenderedModel {
     pub relation: Relation,
     pub uses_is_incremental: bool,
     pub logs: Vec<String>,
-    pub line_map: LineMap,
 }
 
 impl RenderedModel {
@@ -106,22 +106,11 @@ const MACROS: &str = "__macros__";
 /// Renders every model of the project.
 pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rendered, Vec<Diagnostic>> {
     let macros = Macros::collect(project);
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
-    env.set_recursion_limit(200);
-    context::install(&mut env);
     let mut errors = Vec::new();
-    if let Err(err) = env.add_template_owned(MACROS, macros.combined.clone()) {
+    // The macros are compiled into every environment below; check them once
+    // here so that an error in them is reported once.
+    if let Err(err) = Environment::new().add_template_owned(MACROS, macros.combined.clone()) {
         errors.push(macros.diagnostic(&err, project));
-        return Err(errors);
-    }
-    for file in template_files(project) {
-        let source = format!("{}{}", macros.import, file.text);
-        if let Err(err) = env.add_template_owned(template_name(&file.path), source) {
-            errors.push(macros.diagnostic(&err, project));
-        }
-    }
-    if !errors.is_empty() {
         return Err(errors);
     }
 
@@ -161,14 +150,40 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         );
     }
 
-    // Pass 1: config from the project files only.
+    // Pass 1: config from the project files only. Models are compiled and
+    // rendered on every core, each thread with an environment of its own
+    // holding its share of the templates (an environment's templates can
+    // only be added one at a time).
     let first = Arc::new(globals);
+    let shares = parallel::chunks(project.models.len(), 16, |range| {
+        let models = &project.models[range.clone()];
+        let env = environment(&macros, project, models.iter().map(|m| &m.file))?;
+        let outputs: Vec<_> = models
+            .iter()
+            .map(|model| render_one(&env, model, &first, &project.target.schema, &macros, project))
+            .collect();
+        Ok::<_, Vec<Diagnostic>>((range, env, outputs))
+    });
+    let mut envs = Vec::with_capacity(shares.len());
     let mut outputs: Vec<(String, Recorded)> = Vec::with_capacity(project.models.len());
-    for model in &project.models {
-        match render_one(&env, model, &first, &project.target.schema, &macros, project) {
-            Ok(out) => outputs.push(out),
-            Err(diag) => errors.push(diag),
+    let mut render_errors = Vec::new();
+    for share in shares {
+        match share {
+            Ok((range, env, rendered)) => {
+                envs.push((range, env));
+                for out in rendered {
+                    match out {
+                        Ok(out) => outputs.push(out),
+                        Err(diag) => render_errors.push(diag),
+                    }
+                }
+            }
+            Err(diags) => errors.extend(diags),
         }
+    }
+    // A template that does not compile hides the render errors after it.
+    if errors.is_empty() {
+        errors = render_errors;
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -199,14 +214,18 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
     };
 
     let mut models = Vec::with_capacity(outputs.len());
-    for ((model, (mut sql, mut recorded)), config) in project.models.iter().zip(outputs).zip(configs) {
+    for (i, ((model, (mut sql, mut recorded)), config)) in project.models.iter().zip(outputs).zip(configs).enumerate() {
         if let Some(second) = &second {
             let stale = recorded
                 .refs
                 .iter()
                 .any(|(_, name, text)| second.models.get(name).map(Relation::sql).as_ref() != Some(text));
             if stale {
-                match render_one(&env, model, second, &project.target.schema, &macros, project) {
+                let env = envs
+                    .iter()
+                    .find_map(|(range, env)| range.contains(&i).then_some(env))
+                    .expect("every model is in one environment's share");
+                match render_one(env, model, second, &project.target.schema, &macros, project) {
                     Ok((s, r)) => (sql, recorded) = (s, r),
                     Err(diag) => {
                         errors.push(diag);
@@ -230,7 +249,6 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
                 sources.push(s);
             }
         }
-        let line_map = LineMap::build(&model.file.text, &sql);
         models.push(RenderedModel {
             name: model.name.clone(),
             path: model.file.path.clone(),
@@ -242,16 +260,26 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
             config,
             uses_is_incremental: recorded.uses_is_incremental,
             logs: recorded.logs,
-            line_map,
         });
     }
     if !errors.is_empty() {
         return Err(errors);
     }
     let finals = second.unwrap_or(first);
+    let singular = project.data_tests.iter().filter_map(|t| match &t.kind {
+        TestKind::Singular { file } => Some(file),
+        TestKind::Generic { .. } => None,
+    });
+    let env = environment(&macros, project, singular)?;
+    let shares = parallel::chunks(project.data_tests.len(), 64, |range| {
+        project.data_tests[range]
+            .iter()
+            .map(|test| data_tests::render_test(&env, test, &finals, &macros, project))
+            .collect::<Vec<_>>()
+    });
     let mut tests = Vec::with_capacity(project.data_tests.len());
-    for test in &project.data_tests {
-        match data_tests::render_test(&env, test, &finals, &macros, project) {
+    for test in shares.into_iter().flatten() {
+        match test {
             Ok(t) => tests.push(t),
             Err(diag) => errors.push(diag),
         }
@@ -264,6 +292,29 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         tests,
         relations,
     })
+}
+
+/// An environment with etl's functions, the macros, and `files` as
+/// templates (each importing the macros on its first line).
+fn environment<'a>(
+    macros: &Macros,
+    project: &Project,
+    files: impl Iterator<Item = &'a SourceFile>,
+) -> Result<Environment<'static>, Vec<Diagnostic>> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_recursion_limit(200);
+    context::install(&mut env);
+    env.add_template_owned(MACROS, macros.combined.clone())
+        .map_err(|err| vec![macros.diagnostic(&err, project)])?;
+    let mut errors = Vec::new();
+    for file in files {
+        let source = format!("{}{}", macros.import, file.text);
+        if let Err(err) = env.add_template_owned(template_name(&file.path), source) {
+            errors.push(macros.diagnostic(&err, project));
+        }
+    }
+    if errors.is_empty() { Ok(env) } else { Err(errors) }
 }
 
 /// Every file registered as a template: models, then singular tests.
