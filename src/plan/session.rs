@@ -3,11 +3,12 @@
 //! and only here: this is the seam where a Ballista-backed session will be
 //! swapped in for users who outgrow one machine.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -32,12 +33,22 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     // schema check with an internal error. The data is the same either
     // way; the check is for DataFusion's own consistency.
     config.options_mut().execution.skip_physical_aggregate_schema_check = true;
+    if options.memory_limit.is_some() {
+        // A hash join holds its whole build side in memory and cannot
+        // spill; a sort-merge join sorts both sides, and sorts spill. Under
+        // a limit, a join larger than memory must still finish.
+        config.options_mut().optimizer.prefer_hash_join = false;
+    }
+    apply_env_overrides(&mut config)?;
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
         // A fair pool shares the limit between the operators that can
         // spill, so that sorts and aggregations write to disk instead of
         // failing when concurrent models compete for memory.
-        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        // Tracking names the operators holding the most memory when a
+        // reservation fails, so that the error says what to look at.
+        let pool = TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(5).expect("5 > 0"));
+        runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     let state = SessionStateBuilder::new()
         .with_config(config)
@@ -47,6 +58,24 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// Any DataFusion option set in the environment the way DataFusion names
+/// it there (`datafusion.execution.batch_size` is
+/// `DATAFUSION_EXECUTION_BATCH_SIZE`), over etl's own choices: the escape
+/// hatch for tuning a query engine etl does not expose option by option.
+fn apply_env_overrides(config: &mut SessionConfig) -> Result<()> {
+    let keys: Vec<String> = config.options().entries().into_iter().map(|e| e.key).collect();
+    for key in keys {
+        let var = key.to_uppercase().replace('.', "_");
+        if let Ok(value) = std::env::var(&var) {
+            config
+                .options_mut()
+                .set(&key, &value)
+                .map_err(|e| e.context(format!("`{var}={value}` in the environment")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Parses `512MiB`, `2GiB`, `1.5GB`, `1000000` into bytes.

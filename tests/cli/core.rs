@@ -628,3 +628,40 @@ fn timings_show_each_phase_and_the_slowest_nodes() {
     assert!(event["phases"]["commit"].as_f64().unwrap() > 0.0, "{event}");
     assert!(!event["slowest"].as_array().unwrap().is_empty());
 }
+
+/// Under `--memory-limit`, joins are sort-merge joins, whose sorts spill:
+/// a hash join larger than the limit fails instead. DataFusion options in
+/// the environment go over etl's: here they make the join small enough to
+/// run in a debug build (two partitions, 1 MiB sort reservations), and
+/// putting the hash join back shows what the default saves.
+#[test]
+fn a_join_larger_than_the_memory_limit_finishes_and_datafusion_options_come_from_the_environment() {
+    let dir = fixture("memory");
+    let small = |prefer_hash_join: &str| {
+        vec![
+            ("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2".to_owned()),
+            (
+                "DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES",
+                "1048576".to_owned(),
+            ),
+            ("DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN", prefer_hash_join.to_owned()),
+        ]
+    };
+    let args = ["--memory-limit", "12MiB", "build"];
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &args, &small("true"));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("Resources exhausted"), "{stderr}");
+    assert!(stderr.contains("HashJoinInput"), "{stderr}");
+
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &args, &small("false"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(rows(dir.path(), "main", "pairs"), vec!["1000000|499999500000"]);
+
+    let (code, _, stderr) = etl_with_env(
+        dir.path(),
+        &["build"],
+        &[("DATAFUSION_EXECUTION_BATCH_SIZE", "lots".to_owned())],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("DATAFUSION_EXECUTION_BATCH_SIZE"), "{stderr}");
+}
