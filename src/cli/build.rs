@@ -89,6 +89,19 @@ pub async fn run_only(
     // true, which can change their SQL and refs: render again for them.
     let incremental = materialize::incremental_models(&ctx, &prepared, global.full_refresh).await;
     setup_timings.push(("session", session_started.elapsed().as_secs_f64()));
+    let full_build_sql: std::collections::HashMap<String, String> = prepared
+        .dag
+        .order
+        .iter()
+        .filter(|&&i| {
+            let node = prepared.dag.node(i);
+            node.resource_type == ResourceType::Model && incremental.contains(&node.name)
+        })
+        .map(|&i| {
+            let sql = etl::plan::compile(&prepared.dag, i, &prepared.rendered.models).sql;
+            (prepared.dag.node(i).name.clone(), sql)
+        })
+        .collect();
     let prepared = if incremental.is_empty() {
         prepared
     } else {
@@ -157,6 +170,7 @@ pub async fn run_only(
         registry,
         audited: Default::default(),
         fingerprints: Default::default(),
+        full_build_sql,
         versions: Default::default(),
         ingests: Default::default(),
         plan_times: Default::default(),

@@ -146,6 +146,10 @@ pub struct Build {
     pub versions: std::sync::Mutex<HashMap<NodeIndex, i64>>,
     /// The fingerprint each node is being built with, written in its commit.
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
+    /// Incremental models updated in place -> the compiled SQL they have as
+    /// a full build. Their fingerprint uses it, so that the flip of
+    /// `is_incremental()` after a first build does not count as a change.
+    pub full_build_sql: HashMap<String, String>,
     /// The files each ingesting model consumes, written in its commit.
     pub ingests: std::sync::Mutex<HashMap<NodeIndex, ingest::Ingest>>,
     /// Seconds each node spent planning, summed over its plans.

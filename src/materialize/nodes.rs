@@ -65,7 +65,7 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
         node.materialized,
         Materialization::Seed | Materialization::Table | Materialization::Incremental | Materialization::View
     );
-    if !eligible || build.options.full_refresh || build.options.force {
+    if !eligible {
         return Ok(None);
     }
     // A range asked for is rebuilt, whatever changed.
@@ -73,8 +73,15 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     if ranged && super::incremental::strategy_name(node) == Some("microbatch") {
         return Ok(None);
     }
+    // Built anyway under --full-refresh or --force, but with its
+    // fingerprint, so that the next build can find it up to date.
+    let forced = build.options.full_refresh || build.options.force;
     let fingerprint = super::state::fingerprint(build, index).await?;
-    let stored = super::state::stored_fingerprint(build, index).await;
+    let stored = if forced {
+        None
+    } else {
+        super::state::stored_fingerprint(build, index).await
+    };
     if stored.as_deref() == Some(fingerprint.as_str()) {
         let url = build.registry.location(&node.relation);
         let version = lake::current_version(&build.registry.ctx, &url).await;

@@ -36,7 +36,13 @@ pub async fn fingerprint(build: &Build, index: NodeIndex) -> Result<String, Diag
             let rendered = &build.tests[node.index];
             json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, rendered).sql})
         }
-        _ => json!({"sql": crate::plan::compile(&build.dag, index, &build.models).sql}),
+        // An incremental model updated in place is judged by the SQL it
+        // has as a full build: the table holds what that SQL makes of the
+        // inputs, whichever way it was last brought there.
+        _ => match build.full_build_sql.get(&node.name) {
+            Some(sql) => json!({"sql": sql}),
+            None => json!({"sql": crate::plan::compile(&build.dag, index, &build.models).sql}),
+        },
     };
     let whole = json!({
         "node": own,

@@ -74,10 +74,19 @@ fn every_strategy_matches_a_full_refresh_after_new_data() {
     assert!(results(dir.path()).iter().all(|r| r.contains("(full refresh)")));
     assert_eq!(all_rows(dir.path()), incremental, "incremental == full refresh");
 
-    // Nothing new: the incremental build changes no row.
+    // Nothing new: the incremental build changes no row, and runs nothing,
+    // though `daily` now renders with is_incremental() true where the full
+    // refresh rendered it false.
     let (code, _, _) = etl(dir.path(), &["build"]);
     assert_eq!(code, 0);
     assert_eq!(all_rows(dir.path()), incremental, "a build without new data is a no-op");
+    let messages = results(dir.path());
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.ends_with("up to date: same SQL, config and inputs as its last build")),
+        "{messages:?}"
+    );
 }
 
 #[test]
