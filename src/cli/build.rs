@@ -173,6 +173,7 @@ pub async fn run_only(
         full_build_sql,
         versions: Default::default(),
         ingests: Default::default(),
+        to_ingest: Default::default(),
         plan_times: Default::default(),
         options: RunOptions {
             threads,

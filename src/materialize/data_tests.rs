@@ -6,20 +6,26 @@
 //! SQL, limited by `limit`. Thresholds are comparisons (`>10`, `!=0`), or
 //! percentages of the tested relation's rows (`>5%`), which is how a reject
 //! rate is written.
+//!
+//! `source_files: new` points the test's file sources at the files the
+//! build ingests (see `ingest::files_to_ingest`): a reject rate then judges
+//! what arrived, not the whole history again.
 
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
+use super::ingest::NewFiles;
 use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
-use crate::plan::{CompiledSql, compile_with, sql_diagnostic};
+use crate::plan::{CompiledSql, compile_with, replace_scans, sql_diagnostic};
 use crate::project::{DataTest, TestTarget};
 
 /// `>10`, `!=0`, `>= 5%`: a comparison of the failure count.
@@ -82,6 +88,14 @@ struct TestConfig {
     error_if: Threshold,
     limit: Option<u64>,
     store_failures: bool,
+    /// `source_files: new`.
+    new_files_only: bool,
+}
+
+/// Whether the test reads only the files the build ingests from its file
+/// sources (`source_files: new`); checked by `test_config`.
+pub fn reads_new_files_only(node: &Node) -> bool {
+    node.config.get("source_files").and_then(Value::as_str) == Some("new")
 }
 
 fn test_config(node: &Node, test: &DataTest) -> Result<TestConfig, Diagnostic> {
@@ -124,6 +138,15 @@ fn test_config(node: &Node, test: &DataTest) -> Result<TestConfig, Diagnostic> {
         Some(Value::Bool(b)) => *b,
         Some(v) => return Err(invalid(format!("`store_failures` is true or false, not `{v}`"))),
     };
+    let new_files_only = match text("source_files").as_deref() {
+        None | Some("all") => false,
+        Some("new") => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "`source_files` is `all` (the default) or `new` (the files this build ingests), not `{other}`"
+            )));
+        }
+    };
     Ok(TestConfig {
         severity_error,
         fail_calc: text("fail_calc").unwrap_or_else(|| "count(*)".into()),
@@ -131,6 +154,7 @@ fn test_config(node: &Node, test: &DataTest) -> Result<TestConfig, Diagnostic> {
         error_if,
         limit,
         store_failures,
+        new_files_only,
     })
 }
 
@@ -259,6 +283,22 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
     let config = test_config(node, test)?;
     let compiled = compile_with(&build.dag, index, &build.models, rendered);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
+    let readers = if config.new_files_only {
+        let readers = super::ingest::new_file_readers(build, index).await?;
+        if readers.is_empty() {
+            return Err(Diagnostic::error(
+                "invalid-test-config",
+                format!(
+                    "test `{}` has `source_files: new` but reads no file source, directly or through ephemeral models",
+                    test.name
+                ),
+            )
+            .with_span(test.span.clone()));
+        }
+        readers
+    } else {
+        Vec::new()
+    };
 
     let limit = config.limit.map(|n| format!("\nlimit {n}")).unwrap_or_default();
     let failing_sql = format!("{}{limit}", compiled.sql.trim_end().trim_end_matches(';'));
@@ -266,7 +306,7 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
         "select {} as failures from (\n{failing_sql}\n) dbt_internal_test",
         config.fail_calc
     );
-    let failures = scalar(build, &count_sql, &compiled, test).await?;
+    let failures = scalar(build, &count_sql, &readers, &compiled, test).await?;
 
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
@@ -278,13 +318,13 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
             .map(|w| format!(" where {w}"))
             .unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
-        Some(scalar(build, &sql, &compiled, test).await?)
+        Some(scalar(build, &sql, &readers, &compiled, test).await?)
     } else {
         None
     };
 
     let location = if config.store_failures {
-        Some(store_failures(build, index, &failing_sql, &compiled, test).await?)
+        Some(store_failures(build, index, &failing_sql, &readers, &compiled, test).await?)
     } else {
         None
     };
@@ -320,6 +360,15 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
             threshold_text(&config.error_if)
         ),
     };
+    let message = if config.new_files_only {
+        let files: usize = readers.iter().map(|r| r.files).sum();
+        format!(
+            "{message}; read the {files} new file{} only",
+            if files == 1 { "" } else { "s" }
+        )
+    } else {
+        message
+    };
     Ok(TestOutcome {
         status,
         failures: count,
@@ -348,15 +397,45 @@ fn tested_relation(build: &Build, test: &DataTest) -> Option<String> {
     Some(node.relation.sql())
 }
 
-/// Runs `sql`, which returns one row with one number.
-async fn scalar(build: &Build, sql: &str, compiled: &CompiledSql, test: &DataTest) -> Result<f64, Diagnostic> {
+/// The logical plan of a test's query, reading `readers` in place of
+/// their sources.
+async fn test_plan(
+    build: &Build,
+    sql: &str,
+    readers: &[NewFiles],
+    compiled: &CompiledSql,
+    test: &DataTest,
+) -> Result<LogicalPlan, Diagnostic> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let ctx = &build.registry.ctx;
-    let df = ctx
-        .sql_with_options(sql, options)
+    let state = build.registry.ctx.state();
+    let mut plan = state
+        .create_logical_plan(sql)
+        .await
+        .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
+        .map_err(|e| test_sql_error(&e, compiled, test))?;
+    for reader in readers {
+        plan = replace_scans(plan, &reader.source, reader.provider.clone())
+            .map_err(|e| test_sql_error(&e, compiled, test))?;
+    }
+    Ok(plan)
+}
+
+/// Runs `sql`, which returns one row with one number.
+async fn scalar(
+    build: &Build,
+    sql: &str,
+    readers: &[NewFiles],
+    compiled: &CompiledSql,
+    test: &DataTest,
+) -> Result<f64, Diagnostic> {
+    let plan = test_plan(build, sql, readers, compiled, test).await?;
+    let df = build
+        .registry
+        .ctx
+        .execute_logical_plan(plan)
         .await
         .map_err(|e| test_sql_error(&e, compiled, test))?;
     let batches = df.collect().await.map_err(|e| test_sql_error(&e, compiled, test))?;
@@ -393,16 +472,13 @@ async fn store_failures(
     build: &Build,
     index: NodeIndex,
     failing_sql: &str,
+    readers: &[NewFiles],
     compiled: &CompiledSql,
     test: &DataTest,
 ) -> Result<String, Diagnostic> {
     let node = build.dag.node(index);
     let ctx = &build.registry.ctx;
-    let plan = ctx
-        .sql(failing_sql)
-        .await
-        .map_err(|e| test_sql_error(&e, compiled, test))?
-        .into_unoptimized_plan();
+    let plan = test_plan(build, failing_sql, readers, compiled, test).await?;
     let location = build.registry.location(&node.relation);
     let mut metadata = serde_json::Map::new();
     metadata.insert(

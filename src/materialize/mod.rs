@@ -152,6 +152,9 @@ pub struct Build {
     pub full_build_sql: HashMap<String, String>,
     /// The files each ingesting model consumes, written in its commit.
     pub ingests: std::sync::Mutex<HashMap<NodeIndex, ingest::Ingest>>,
+    /// The files this build ingests, by file source, listed before its first
+    /// commit when a test with `source_files: new` is to run.
+    pub to_ingest: std::sync::OnceLock<Result<HashMap<NodeIndex, Vec<object_store::ObjectMeta>>, Diagnostic>>,
     /// Seconds each node spent planning, summed over its plans.
     pub plan_times: std::sync::Mutex<HashMap<NodeIndex, f64>>,
 }
@@ -171,6 +174,12 @@ pub async fn run(
         .collect();
     let selected: HashSet<NodeIndex> = runnable.iter().copied().collect();
     let total = runnable.len();
+    let new_file_sources = ingest::sources_of_new_file_tests(&build);
+    if !new_file_sources.is_empty() {
+        let _ = build
+            .to_ingest
+            .set(ingest::files_to_ingest(&build, &new_file_sources).await);
+    }
     let children = run_edges(&build.dag, &runnable, &selected);
     let mut waiting: HashMap<NodeIndex, usize> = runnable.iter().map(|&i| (i, 0)).collect();
     for targets in children.values() {

@@ -182,6 +182,96 @@ fn files_are_ingested_exactly_once() {
     );
 }
 
+#[test]
+fn a_test_on_new_files_gates_what_arrives_not_the_whole_feed() {
+    let dir = fixture("ingest_gate");
+    let p = dir.path();
+    // First build: every file is new, 1 reject in 10 rows is within 10%.
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        results(p)[1],
+        "test.gate.reject_rate_clicks_validated_reject_reason: \
+         1 failing row (10.00% of 10 rows), within `warn_if >10%`; read the 2 new files only"
+    );
+    assert_eq!(rows(p, "main", "clicks").len(), 9);
+
+    // A bad file: 1 reject in its 2 rows fails the gate, though the whole
+    // feed's rate (2 in 12) is under 20%, and nothing is ingested.
+    std::fs::write(
+        p.join("data/2024-01-03.jsonl"),
+        "{\"id\":11,\"page\":\"/\"}\n{\"id\":12}\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "FAIL reject_rate_clicks_validated_reject_reason: 1 failing row (50.00% of 2 rows), \
+             over `error_if >20%`; read the 1 new file only"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(rows(p, "main", "clicks").len(), 9, "the failing file is not ingested");
+
+    // The file delivered again, fixed: the gate passes on it alone and the
+    // model ingests it.
+    std::fs::write(
+        p.join("data/2024-01-03.jsonl"),
+        "{\"id\":11,\"page\":\"/\"}\n{\"id\":12,\"page\":\"/\"}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        results(p)[1..],
+        [
+            "test.gate.reject_rate_clicks_validated_reject_reason: no failing rows; read the 1 new file only",
+            "model.gate.clicks: incremental (append): 2 rows, 1 new file ingested",
+        ]
+    );
+    assert_eq!(rows(p, "main", "clicks").len(), 11);
+
+    // --full-refresh rebuilds from every file, and the gate reads them all.
+    let (code, _, _) = etl(p, &["build", "--full-refresh"]);
+    assert_eq!(code, 0);
+    assert!(results(p)[1].contains("(8.33% of 12 rows)"), "{:?}", results(p));
+    assert!(results(p)[1].ends_with("read the 3 new files only"), "{:?}", results(p));
+}
+
+#[test]
+fn source_files_takes_all_or_new_and_new_needs_a_file_source() {
+    let dir = fixture("ingest_gate");
+    let p = dir.path();
+    let yml = p.join("models/models.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, text.replace("source_files: new", "source_files: latest")).unwrap();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains("error[invalid-test-config]")
+            && stderr.contains(
+                "`source_files` is `all` (the default) or `new` (the files this build ingests), not `latest`"
+            )
+            && stderr.contains("models/models.yml:7:13"),
+        "{stderr}"
+    );
+
+    // On a model's table there is no file to ingest: said, not ignored.
+    std::fs::write(
+        &yml,
+        "version: 2\nmodels:\n  - name: clicks\n    columns:\n      - name: page\n        data_tests:\n          \
+         - not_null:\n              config: {source_files: new}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("test `not_null_clicks_page` has `source_files: new` but reads no file source"),
+        "{stderr}"
+    );
+}
+
 /// Writes `n` clicks with ids from `first` as one NDJSON file.
 fn write_clicks(path: &std::path::Path, first: u64, n: u64) {
     let mut text = String::with_capacity((n * 40) as usize);
