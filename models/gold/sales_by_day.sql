@@ -3,22 +3,45 @@
 --
 -- Incremental: only the days of the orders merged into orders_clean since
 -- this table's watermark (`orders_loaded_at`) are recomputed, each in full,
--- and replace their partitions.
-select
-    order_date,
-    count(*) as orders,
-    count(distinct customer_id) as customers,
-    sum(units) as units,
-    sum(revenue) as revenue,
-    cast(round(sum(revenue) / count(*), 2) as decimal(12, 2)) as average_basket,
-    (select max(loaded_at) from {{ ref('orders_clean') }}) as orders_loaded_at
-from {{ ref('revenue_orders') }}
-{% if is_incremental() %}
-where order_date in (
-    select order_date
-    from {{ ref('orders_clean') }}
-    where loaded_at > (select max(orders_loaded_at) from {{ this }})
+-- and replace their partitions. Units are summed over the lines of those
+-- days' orders only.
+with orders as (
+    select order_id, order_date, customer_id, revenue
+    from {{ ref('revenue_orders') }}
+    {% if is_incremental() %}
+    where order_date in (
+        select order_date
+        from {{ ref('orders_clean') }}
+        where loaded_at > (select max(orders_loaded_at) from {{ this }})
+    )
+    {% endif %}
+),
+
+units as (
+    select o.order_date, sum(i.quantity) as units
+    from orders o
+    join {{ ref('order_items_clean') }} i on i.order_id = o.order_id
+    group by o.order_date
+),
+
+days as (
+    select
+        order_date,
+        count(*) as orders,
+        count(distinct customer_id) as customers,
+        sum(revenue) as revenue
+    from orders
+    group by order_date
 )
-{% endif %}
-group by order_date
-order by order_date
+
+select
+    d.order_date,
+    d.orders,
+    d.customers,
+    coalesce(u.units, 0) as units,
+    d.revenue,
+    cast(round(d.revenue / d.orders, 2) as decimal(12, 2)) as average_basket,
+    (select max(loaded_at) from {{ ref('orders_clean') }}) as orders_loaded_at
+from days d
+left join units u on u.order_date = d.order_date
+order by d.order_date
