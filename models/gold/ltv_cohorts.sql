@@ -32,7 +32,7 @@ touched as (
     select distinct {{ month_of('o.order_date') }} as cohort_month
     from {{ ref('orders_clean') }} o
     where o.customer_id in (
-        select customer_id
+        select distinct customer_id
         from {{ ref('orders_clean') }}
         where loaded_at > (select max(orders_loaded_at) from {{ this }})
     )

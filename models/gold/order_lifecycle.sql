@@ -1,7 +1,26 @@
+{{ config(materialized='incremental', incremental_strategy='merge', unique_key='order_id') }}
 -- One row per order: when each step of its life happened, from its events,
 -- and how long each took from creation. An event can land days late, so a
 -- step the order status already shows may not have its time yet.
-with steps as (
+--
+-- Incremental: only the orders merged into orders_clean, or with events
+-- appended to order_events_clean, since this table's watermarks
+-- (`orders_loaded_at`, `events_loaded_at`) are recomputed, and merged on
+-- order_id.
+with
+{% if is_incremental() %}
+touched as (
+    select order_id
+    from {{ ref('orders_clean') }}
+    where loaded_at > (select max(orders_loaded_at) from {{ this }})
+    union
+    select order_id
+    from {{ ref('order_events_clean') }}
+    where loaded_at > (select max(events_loaded_at) from {{ this }})
+),
+{% endif %}
+
+steps as (
     select
         order_id,
         min(case when event_type = 'ORDER_PAID' then event_ts end) as paid_at,
@@ -9,6 +28,9 @@ with steps as (
         min(case when event_type = 'ORDER_DELIVERED' then event_ts end) as delivered_at,
         min(case when event_type = 'ORDER_CANCELLED' then event_ts end) as cancelled_at
     from {{ ref('order_events_clean') }}
+    {% if is_incremental() %}
+    where order_id in (select order_id from touched)
+    {% endif %}
     group by order_id
 ),
 
@@ -29,6 +51,9 @@ timed as (
         date_part('epoch', s.delivered_at) as delivered_epoch
     from {{ ref('orders_clean') }} o
     left join steps s on s.order_id = o.order_id
+    {% if is_incremental() %}
+    where o.order_id in (select order_id from touched)
+    {% endif %}
 )
 
 select
@@ -50,5 +75,7 @@ select
     cancelled_at,
     round((paid_epoch - created_epoch) / 60, 1) as minutes_to_payment,
     round((shipped_epoch - created_epoch) / 3600, 1) as hours_to_shipping,
-    round((delivered_epoch - created_epoch) / 3600, 1) as hours_to_delivery
+    round((delivered_epoch - created_epoch) / 3600, 1) as hours_to_delivery,
+    (select max(loaded_at) from {{ ref('orders_clean') }}) as orders_loaded_at,
+    (select max(loaded_at) from {{ ref('order_events_clean') }}) as events_loaded_at
 from timed

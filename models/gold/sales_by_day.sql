@@ -9,8 +9,10 @@ with orders as (
     select order_id, order_date, customer_id, revenue
     from {{ ref('revenue_orders') }}
     {% if is_incremental() %}
+    -- distinct: DataFusion's semi join walks every duplicate key of its
+    -- build side, and a day has tens of thousands of orders.
     where order_date in (
-        select order_date
+        select distinct order_date
         from {{ ref('orders_clean') }}
         where loaded_at > (select max(orders_loaded_at) from {{ this }})
     )

@@ -229,7 +229,7 @@ fn all_tables(project: &Path) -> Vec<(String, Vec<String>)> {
                     .fields()
                     .iter()
                     .map(|f| f.name().clone())
-                    .filter(|c| c != "loaded_at" && c != "orders_loaded_at")
+                    .filter(|c| !c.ends_with("loaded_at"))
                     .collect()
             };
             let select = format!("select {} from {schema}_{name}", columns.join(", "));

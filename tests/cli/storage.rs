@@ -84,7 +84,7 @@ fn reference_tables(project: &Path) -> Vec<String> {
 }
 
 /// The columns that record when a build ran, which differ between builds.
-const BUILD_TIME_COLUMNS: &[&str] = &["loaded_at", "orders_loaded_at"];
+const BUILD_TIME_COLUMNS: &[&str] = &["loaded_at", "orders_loaded_at", "events_loaded_at"];
 
 #[test]
 fn the_reference_project_builds_in_a_bucket_as_on_local_disk() {
