@@ -5,6 +5,7 @@
 
 mod compile;
 mod contract;
+mod distinct;
 mod registry;
 mod rewrite;
 mod session;

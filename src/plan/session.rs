@@ -10,7 +10,10 @@ use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::distinct::{CountBesideDistinct, SINGLE_DISTINCT_RULE};
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -38,6 +41,12 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         // spill; a sort-merge join sorts both sides, and sorts spill. Under
         // a limit, a join larger than memory must still finish.
         config.options_mut().optimizer.prefer_hash_join = false;
+        // The pool counts what operators reserve, not the batches moving
+        // between them, nor the decoded Parquet pages behind a batch: that
+        // memory grows with the batch size times the operators in flight.
+        // At DataFusion's 8,192 rows, a 1 GiB limit peaked at 1.8 GiB of
+        // RSS on 41M orders; at 2,048 rows, 1.1 GiB, and it ran faster.
+        config = config.with_batch_size(2048);
     }
     apply_env_overrides(&mut config)?;
     let mut runtime = RuntimeEnvBuilder::new();
@@ -54,10 +63,22 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_config(config)
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
+        .with_optimizer_rules(optimizer_rules())
         // Delta's writes and merges are custom plan nodes that need its planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// DataFusion's optimizer rules, with etl's own where they must run.
+fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    let mut rules = Optimizer::new().rules;
+    let at = rules
+        .iter()
+        .position(|rule| rule.name() == SINGLE_DISTINCT_RULE)
+        .unwrap_or(0);
+    rules.insert(at, Arc::new(CountBesideDistinct));
+    rules
 }
 
 /// Any DataFusion option set in the environment the way DataFusion names
