@@ -15,6 +15,7 @@ most 0.3 s. Samples go to bench/results/incremental-<date>.json.
     cargo build --release --workspace
     python3 bench/incremental.py                      # 5M orders, 90 days
     python3 bench/incremental.py --orders 200000      # a quick look
+    python3 bench/incremental.py --orders 10000000 --memory-limit 12GiB
 
 The lake is written under bench/projects/incremental-<orders>/ (about 250
 bytes per order) and kept, so a second run skips generating it; --fresh
@@ -71,6 +72,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="incremental and no-op runs (median)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--fresh", action="store_true", help="generate the lake again")
+    parser.add_argument("--memory-limit", help="etl's --memory-limit for every build (10M orders need one on 24 GiB)")
     parser.add_argument("--json", type=Path, help="where to write the samples")
     args = parser.parse_args()
     if args.repeat < 3:
@@ -96,7 +98,10 @@ def main():
     project.mkdir(parents=True)
     copy_project(project)
     shutil.copytree(pristine, project / "lake" / "bronze")
-    etl_build = [str(etl), "--project-dir", str(project), "--threads", str(args.threads), "build"]
+    etl_build = [str(etl), "--project-dir", str(project), "--threads", str(args.threads)]
+    if args.memory_limit:
+        etl_build += ["--memory-limit", args.memory_limit]
+    etl_build.append("build")
 
     log("full build ...")
     full = run(etl_build, ROOT, "the full build")
@@ -135,7 +140,8 @@ def main():
         ("no-op build, reference sample lake", f"{snop['median_s']:.3f}", f"{snop['peak_rss_mib']:.0f}",
          f"goal <= 0.3 s: {'met' if snop['median_s'] <= 0.3 else 'missed'}"),
     ]
-    print(f"\n{args.orders:,} orders over {args.days} days, {args.threads} threads; medians of {args.repeat}\n")
+    limit = f", --memory-limit {args.memory_limit}" if args.memory_limit else ""
+    print(f"\n{args.orders:,} orders over {args.days} days, {args.threads} threads{limit}; medians of {args.repeat}\n")
     print("| build | seconds | peak RSS MiB | |")
     print("|---|---:|---:|---|")
     for row in rows:
@@ -150,6 +156,7 @@ def main():
         "orders": args.orders,
         "days": args.days,
         "threads": args.threads,
+        "memory_limit": args.memory_limit,
         "full": full,
         "incremental": inc,
         "noop": nop,
