@@ -15,7 +15,7 @@ most 0.3 s. Samples go to bench/results/incremental-<date>.json.
     cargo build --release --workspace
     python3 bench/incremental.py                      # 5M orders, 90 days
     python3 bench/incremental.py --orders 200000      # a quick look
-    python3 bench/incremental.py --orders 10000000 --memory-limit 12GiB
+    python3 bench/incremental.py --orders 10000000 --memory-limit 8GiB
 
 The lake is written under bench/projects/incremental-<orders>/ (about 250
 bytes per order) and kept, so a second run skips generating it; --fresh

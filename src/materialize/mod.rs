@@ -157,6 +157,56 @@ pub struct Build {
     pub to_ingest: std::sync::OnceLock<Result<HashMap<NodeIndex, Vec<object_store::ObjectMeta>>, Diagnostic>>,
     /// Seconds each node spent planning, summed over its plans.
     pub plan_times: std::sync::Mutex<HashMap<NodeIndex, f64>>,
+    /// Held shared by every node while it runs, and alone by a node run
+    /// again after running out of memory, so that it gets the whole limit.
+    pub memory_gate: tokio::sync::RwLock<()>,
+}
+
+/// Builds or tests one node. A node that runs out of memory with hash
+/// joins runs once more, alone, with sort-merge joins, which spill, and
+/// every node planned after it gets them too. Its failed attempt changed
+/// no table.
+async fn run_node(build: &Build, index: NodeIndex) -> NodeResult {
+    let ctx = &build.registry.ctx;
+    let (hash_joins, first) = {
+        let _shared = build.memory_gate.read().await;
+        (crate::plan::plans_hash_joins(ctx), attempt(build, index).await)
+    };
+    if !(hash_joins && out_of_memory(&first) && crate::plan::spill_joins(ctx)) {
+        return first;
+    }
+    tracing::warn!(
+        node = %build.dag.node(index).name,
+        "out of memory with hash joins; running it again alone, and the rest of the build, with sort-merge joins"
+    );
+    // The memory may be held by the hash joins of nodes still running:
+    // they finish first, and none starts until this one is done.
+    let _alone = build.memory_gate.write().await;
+    let mut second = attempt(build, index).await;
+    second.execution_time += first.execution_time;
+    second.message = format!(
+        "{} (ran out of memory with hash joins; run again alone with sort-merge joins, which spill)",
+        second.message
+    );
+    second
+}
+
+async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
+    if build.dag.node(index).resource_type == ResourceType::Test {
+        data_tests::run_test_unless_up_to_date(build, index).await
+    } else {
+        nodes::build_node(build, index).await
+    }
+}
+
+/// Whether `result` is a query that DataFusion's memory pool refused.
+fn out_of_memory(result: &NodeResult) -> bool {
+    result.status == Status::Error
+        && result.diagnostic.as_ref().is_some_and(|d| {
+            std::iter::once(&d.message)
+                .chain(&d.notes)
+                .any(|text| text.contains("Resources exhausted"))
+        })
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).
@@ -205,10 +255,8 @@ pub async fn run(
                     // Run on the staged data, now published.
                     data_tests::remember(&b, index, &result).await;
                     result
-                } else if b.dag.node(index).resource_type == ResourceType::Test {
-                    data_tests::run_test_unless_up_to_date(&b, index).await
                 } else {
-                    nodes::build_node(&b, index).await
+                    run_node(&b, index).await
                 };
                 if let (Status::Success, Some(version)) = (result.status, result.version) {
                     b.versions.lock().expect("versions poisoned").insert(index, version);

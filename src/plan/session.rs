@@ -37,10 +37,8 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     // way; the check is for DataFusion's own consistency.
     config.options_mut().execution.skip_physical_aggregate_schema_check = true;
     if options.memory_limit.is_some() {
-        // A hash join holds its whole build side in memory and cannot
-        // spill; a sort-merge join sorts both sides, and sorts spill. Under
-        // a limit, a join larger than memory must still finish.
-        config.options_mut().optimizer.prefer_hash_join = false;
+        // Joins stay hash joins, which cannot spill, until one runs out of
+        // memory: see `spill_joins`.
         // The pool counts what operators reserve, not the batches moving
         // between them, nor the decoded Parquet pages behind a batch: that
         // memory grows with the batch size times the operators in flight.
@@ -56,7 +54,10 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         // failing when concurrent models compete for memory.
         // Tracking names the operators holding the most memory when a
         // reservation fails, so that the error says what to look at.
-        let pool = TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(5).expect("5 > 0"));
+        // The limit is the process's: the pool gets three quarters of it,
+        // and the rest is for what the pool does not count (see above).
+        let pool = limit / 4 * 3;
+        let pool = TrackConsumersPool::new(FairSpillPool::new(pool), NonZeroUsize::new(5).expect("5 > 0"));
         runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     let state = SessionStateBuilder::new()
@@ -68,6 +69,33 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     Ok(SessionContext::new_with_state(state))
+}
+
+/// The variable that pins DataFusion's choice of join (see
+/// `apply_env_overrides`); etl leaves a pinned choice alone.
+const PREFER_HASH_JOIN_VAR: &str = "DATAFUSION_OPTIMIZER_PREFER_HASH_JOIN";
+
+/// Whether queries planned now get hash joins.
+pub fn plans_hash_joins(ctx: &SessionContext) -> bool {
+    ctx.state_ref().read().config().options().optimizer.prefer_hash_join
+}
+
+/// After a query ran out of memory: every query planned from now on gets
+/// sort-merge joins instead of hash joins. A hash join holds its whole
+/// build side in memory and cannot spill; a sort-merge join sorts both
+/// sides, and sorts spill, so a join larger than the memory limit still
+/// finishes. It is also slower (a nightly build on 10M orders under
+/// `--memory-limit 8GiB` took 239 s with sort-merge joins throughout and
+/// 158 s with hash joins), which is why it is the fallback and not the
+/// rule. Returns
+/// false, changing nothing, when the environment pinned the choice.
+pub fn spill_joins(ctx: &SessionContext) -> bool {
+    if std::env::var_os(PREFER_HASH_JOIN_VAR).is_some() {
+        return false;
+    }
+    let state = ctx.state_ref();
+    state.write().config_mut().options_mut().optimizer.prefer_hash_join = false;
+    true
 }
 
 /// DataFusion's optimizer rules, with etl's own where they must run.
