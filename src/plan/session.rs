@@ -87,8 +87,8 @@ pub fn plans_hash_joins(ctx: &SessionContext) -> bool {
 /// finishes. It is also slower (a nightly build on 10M orders under
 /// `--memory-limit 8GiB` took 239 s with sort-merge joins throughout and
 /// 158 s with hash joins), which is why it is the fallback and not the
-/// rule. Returns
-/// false, changing nothing, when the environment pinned the choice.
+/// rule. Returns false, changing nothing, when the environment pinned the
+/// choice.
 pub fn spill_joins(ctx: &SessionContext) -> bool {
     if std::env::var_os(PREFER_HASH_JOIN_VAR).is_some() {
         return false;
