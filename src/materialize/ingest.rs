@@ -80,7 +80,8 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
             .filter(|f| !seen.contains(f.location.as_ref()))
             .collect();
         ingest.new_files += new.len();
-        let provider = crate::plan::source_files_provider(&build.registry.ctx, source, &new).await?;
+        let provider =
+            crate::plan::source_files_provider(&build.registry.ctx, &build.registry.row_counts, source, &new).await?;
         readers.push(NewFiles {
             source: relation.clone(),
             provider,
@@ -199,8 +200,13 @@ pub async fn new_file_readers(build: &Build, index: NodeIndex) -> Result<Vec<New
     for source in sources {
         let node = build.dag.node(source);
         let files = to_ingest.get(&source).map(Vec::as_slice).unwrap_or_default();
-        let provider =
-            crate::plan::source_files_provider(&build.registry.ctx, &build.project.sources[node.index], files).await?;
+        let provider = crate::plan::source_files_provider(
+            &build.registry.ctx,
+            &build.registry.row_counts,
+            &build.project.sources[node.index],
+            files,
+        )
+        .await?;
         readers.push(NewFiles {
             source: node.relation.clone(),
             provider,

@@ -318,6 +318,9 @@ pub async fn run(
             }
         }
     }
+    if let Err(e) = build.registry.row_counts.save(&build.registry.ctx).await {
+        tracing::warn!("could not keep the row counts of source files in the lake: {e}");
+    }
     RunResults {
         results,
         elapsed: started.elapsed().as_secs_f64(),

@@ -47,7 +47,9 @@ pub async fn name_the_file(build: &Build, index: NodeIndex, diag: Diagnostic) ->
         };
         for file in files {
             let one = std::slice::from_ref(&file);
-            let Ok(provider) = crate::plan::source_files_provider(&build.registry.ctx, source, one).await else {
+            let Ok(provider) =
+                crate::plan::source_files_provider(&build.registry.ctx, &build.registry.row_counts, source, one).await
+            else {
                 continue;
             };
             let read = async { build.registry.ctx.read_table(provider)?.collect().await };

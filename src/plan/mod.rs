@@ -8,6 +8,7 @@ mod contract;
 mod distinct;
 mod registry;
 mod rewrite;
+mod row_counts;
 mod session;
 mod sources;
 

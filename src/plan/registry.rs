@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use petgraph::graph::NodeIndex;
 use url::Url;
 
+use super::row_counts::RowCounts;
 use super::sources::source_provider;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Dag, Materialization, ResourceType};
@@ -25,6 +26,8 @@ use crate::render::Relation;
 pub struct Registry {
     pub ctx: SessionContext,
     pub lake: Url,
+    /// Row counts of the CSV and JSON source files read, kept in the lake.
+    pub row_counts: RowCounts,
     registered: Mutex<HashSet<NodeIndex>>,
     /// Lazy registrations run one at a time, so that two models reading
     /// the same source do not both infer its schema.
@@ -35,6 +38,7 @@ impl Registry {
     pub fn new(ctx: SessionContext, lake: Url) -> Registry {
         Registry {
             ctx,
+            row_counts: RowCounts::new(lake.clone()),
             lake,
             registered: Mutex::new(HashSet::new()),
             lazy: tokio::sync::Mutex::new(()),
@@ -118,7 +122,7 @@ impl Registry {
                 .with_help(format!("build it first: `etl build --select {}`", node.name))
         };
         let provider: Arc<dyn TableProvider> = match node.resource_type {
-            ResourceType::Source => source_provider(&self.ctx, &project.sources[node.index]).await?,
+            ResourceType::Source => source_provider(&self.ctx, &self.row_counts, &project.sources[node.index]).await?,
             _ if node.materialized == Materialization::View => {
                 let location = self.location(&node.relation);
                 let view = lake::read_view(&self.ctx, &location)

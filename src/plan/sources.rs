@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use serde_json::Value;
 
+use super::row_counts::{self, CountingFormat, RowCounts};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::project::{Source, SourceFormat};
 
@@ -34,22 +35,28 @@ const PARQUET_OPTIONS: &[&str] = &["file_extension"];
 
 /// A table provider for a source table, after checking that its location
 /// holds files.
-pub async fn source_provider(ctx: &SessionContext, source: &Source) -> Result<Arc<dyn TableProvider>, Diagnostic> {
-    source_provider_of(ctx, source, None).await
+pub async fn source_provider(
+    ctx: &SessionContext,
+    counts: &RowCounts,
+    source: &Source,
+) -> Result<Arc<dyn TableProvider>, Diagnostic> {
+    source_provider_of(ctx, counts, source, None).await
 }
 
 /// A provider for just `files` of a file source (the ones an incremental
 /// model has not consumed yet), with the source's schema.
 pub async fn source_files_provider(
     ctx: &SessionContext,
+    counts: &RowCounts,
     source: &Source,
     files: &[object_store::ObjectMeta],
 ) -> Result<Arc<dyn TableProvider>, Diagnostic> {
-    source_provider_of(ctx, source, Some(files)).await
+    source_provider_of(ctx, counts, source, Some(files)).await
 }
 
 async fn source_provider_of(
     ctx: &SessionContext,
+    counts: &RowCounts,
     source: &Source,
     only: Option<&[object_store::ObjectMeta]>,
 ) -> Result<Arc<dyn TableProvider>, Diagnostic> {
@@ -141,6 +148,18 @@ async fn source_provider_of(
             "",
         ),
         _ => (Arc::new(ParquetFormat::default()), ".parquet"),
+    };
+    // Parquet states its row counts; CSV and JSON files are counted as
+    // they are read.
+    let format: Arc<dyn FileFormat> = if source.format == SourceFormat::Parquet {
+        format
+    } else {
+        let name = format!("{}.{}", source.source_name, source.name);
+        let reading = row_counts::reading(&format!("{:?}", source.format), &source.location, &source.options);
+        Arc::new(CountingFormat::new(
+            format,
+            counts.of_source(ctx, &name, &reading).await,
+        ))
     };
     let ext = opt_str("file_extension").unwrap_or_else(|| {
         if has_glob {
