@@ -9,6 +9,7 @@ use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::Expr;
 use datafusion::prelude::SessionContext;
+use deltalake::TableProperty;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
@@ -104,6 +105,7 @@ pub async fn overwrite_table(
         TableWrite::Overwrite {
             partition_by: Vec::new(),
         },
+        &Layout::default(),
         metadata,
     )
     .await
@@ -139,6 +141,16 @@ impl Commit {
     }
 }
 
+/// How big a table's data files are. Delta's default (100 MiB) leaves most
+/// tables in one or two files, and a merge rewrites every file that holds a
+/// row it updates: the whole table. In smaller files, the rows a merge
+/// touches (new and recent keys, when keys grow with time) sit in a few
+/// of them, and Delta skips the others by their min/max statistics.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    pub file_size: Option<std::num::NonZeroU64>,
+}
+
 /// How [`write_table`] changes a table, always in one commit.
 pub enum TableWrite {
     /// Replace everything (partitioned by these columns, if any).
@@ -158,6 +170,7 @@ pub async fn write_table(
     url: &Url,
     plan: LogicalPlan,
     how: TableWrite,
+    layout: &Layout,
     commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
     if url.scheme() == "file" {
@@ -171,11 +184,18 @@ pub async fn write_table(
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let commit = commit.into().properties();
-    let builder = table
+    let mut builder = table
         .write(Vec::new())
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
         .with_commit_properties(commit);
+    if let Some(size) = layout.file_size {
+        // For this write, and, kept in a new table's properties, for the
+        // merges after it.
+        builder = builder
+            .with_target_file_size(Some(size))
+            .with_configuration([(TableProperty::TargetFileSize.as_ref(), Some(size.to_string()))]);
+    }
     let builder = match how {
         TableWrite::Overwrite { partition_by } => {
             let b = builder

@@ -133,6 +133,7 @@ pub async fn audited_write(
     index: NodeIndex,
     plan: LogicalPlan,
     how: lake::TableWrite,
+    layout: &lake::Layout,
     commit: lake::Commit,
 ) -> Result<Written, Diagnostic> {
     let node = build.dag.node(index);
@@ -140,7 +141,7 @@ pub async fn audited_write(
     audit(build, index, staged.provider.clone(), &staged).await?;
     let registry = &build.registry;
     let location = registry.location(&node.relation);
-    let written = lake::write_table(&registry.ctx, &location, staged.plan(build)?, how, commit)
+    let written = lake::write_table(&registry.ctx, &location, staged.plan(build)?, how, layout, commit)
         .await
         .map_err(|e| execution_error(node, e))?;
     lake::remove_prefix(&registry.ctx, &staged.location)

@@ -98,6 +98,7 @@ pub struct IncrementalConfig {
     pub strategy: Strategy,
     unique_key: Vec<String>,
     pub partition_by: Vec<String>,
+    pub layout: lake::Layout,
     on_schema_change: OnSchemaChange,
     pub microbatch: Option<MicrobatchConfig>,
 }
@@ -177,6 +178,7 @@ pub fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
         strategy,
         unique_key,
         partition_by,
+        layout: super::nodes::layout_of(node)?,
         on_schema_change,
         microbatch,
     })
@@ -278,9 +280,9 @@ pub async fn apply(
             partition_by: config.partition_by.clone(),
         };
         if audits {
-            return audit::audited_write(build, index, plan, how, commit).await;
+            return audit::audited_write(build, index, plan, how, &config.layout, commit).await;
         }
-        return lake::write_table(ctx, &url, plan, how, commit)
+        return lake::write_table(ctx, &url, plan, how, &config.layout, commit)
             .await
             .map_err(|e| failed(lake::describe_error(&e)));
     }
@@ -321,14 +323,14 @@ pub async fn apply(
             let how = TableWrite::Overwrite {
                 partition_by: config.partition_by.clone(),
             };
-            lake::write_table(ctx, &url, table.into_unoptimized_plan(), how, commit).await
+            lake::write_table(ctx, &url, table.into_unoptimized_plan(), how, &config.layout, commit).await
         }
         (_, Change::Replace) => unreachable!("handled above"),
         (_, Change::Append) => {
             let how = TableWrite::Append {
                 merge_schema: shape == Shape::Grow,
             };
-            lake::write_table(ctx, &url, plan, how, commit).await
+            lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
         }
         (_, Change::Upsert { keys, merge: true }) => {
             lake::merge_into(ctx, &url, df(plan), keys, shape == Shape::Grow, commit).await
@@ -348,7 +350,7 @@ pub async fn apply(
                         predicate,
                         merge_schema: shape == Shape::Grow,
                     };
-                    lake::write_table(ctx, &url, plan, how, commit).await
+                    lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
                 }
                 None => {
                     // No new rows: nothing to replace, no commit.
@@ -379,7 +381,7 @@ pub async fn apply(
                 predicate,
                 merge_schema: shape == Shape::Grow,
             };
-            lake::write_table(ctx, &url, plan, how, commit).await
+            lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
         }
     };
     if let Some(staged) = staged {

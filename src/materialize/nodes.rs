@@ -160,17 +160,50 @@ pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -
     Diagnostic::error("lake", format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
 }
 
+/// The file size a model's config asks for (`target_file_size`: bytes, or
+/// a size such as `'8MiB'`).
+pub(super) fn layout_of(node: &Node) -> Result<lake::Layout, Diagnostic> {
+    let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
+    let text = match node.config.get("target_file_size") {
+        None | Some(Value::Null) => return Ok(lake::Layout::default()),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let bytes = crate::plan::parse_memory_limit(&text)
+        .map_err(|e| invalid(format!("model `{}`: `target_file_size`: {e}", node.name)))?;
+    let file_size = std::num::NonZeroU64::new(bytes as u64).ok_or_else(|| {
+        invalid(format!(
+            "model `{}`: `target_file_size` must be more than 0 bytes",
+            node.name
+        ))
+    })?;
+    Ok(lake::Layout {
+        file_size: Some(file_size),
+    })
+}
+
 pub(super) async fn write_and_register(
     build: &Build,
     index: NodeIndex,
     plan: datafusion::logical_expr::LogicalPlan,
+    layout: &lake::Layout,
 ) -> Result<Written, Diagnostic> {
     let node = build.dag.node(index);
     let registry = &build.registry;
     let location = registry.location(&node.relation);
-    let written = lake::overwrite_table(&registry.ctx, &location, plan, commit_metadata(build, node))
-        .await
-        .map_err(|e| execution_error(node, e))?;
+    let how = lake::TableWrite::Overwrite {
+        partition_by: Vec::new(),
+    };
+    let written = lake::write_table(
+        &registry.ctx,
+        &location,
+        plan,
+        how,
+        layout,
+        commit_metadata(build, node),
+    )
+    .await
+    .map_err(|e| execution_error(node, e))?;
     register_written(build, index).await?;
     Ok(written)
 }
@@ -255,7 +288,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                     .with_span(Some(Span::file(&seed.path)))
             })?
             .into_unoptimized_plan();
-        write_and_register(build, index, plan).await
+        write_and_register(build, index, plan, &lake::Layout::default()).await
     }
     .await;
     let _ = ctx.deregister_table(temp.as_str());
@@ -319,6 +352,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     // Checked first: a bad `export` config must not leave a new version.
     let exports = super::export::exports_of(node)?;
     let (plan, _) = planned(build, index).await?;
+    let layout = layout_of(node)?;
     let audit = super::audit::audits(build, index);
     let (written, mut message) = if node.materialized == Materialization::Incremental {
         let config = super::incremental::config_of(node)?;
@@ -372,12 +406,12 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             partition_by: Vec::new(),
         };
         let commit = lake::Commit::from(commit_metadata(build, node));
-        let written = super::audit::audited_write(build, index, plan, how, commit).await?;
+        let written = super::audit::audited_write(build, index, plan, how, &layout, commit).await?;
         register_written(build, index).await?;
         let message = format!("table: {} rows, audited before publishing", written.rows);
         (written, message)
     } else {
-        let written = write_and_register(build, index, plan).await?;
+        let written = write_and_register(build, index, plan, &layout).await?;
         let message = format!("table: {} rows", written.rows);
         (written, message)
     };

@@ -175,6 +175,7 @@ pub const KNOWN_CONFIG_KEYS: &[&str] = &[
     "on_schema_change",
     "partition_by",
     "cluster_by",
+    "target_file_size",
     "event_time",
     "batch_size",
     "begin",

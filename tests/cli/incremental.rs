@@ -635,3 +635,111 @@ fn an_audited_incremental_model_publishes_only_a_change_its_tests_pass_on() {
     );
     assert_eq!(rows(p, "main", "events_latest").len(), 4);
 }
+
+/// The `(min, max)` of `column` in each data file of the table's current
+/// version, from the file statistics in its Delta log, in order.
+fn file_ranges(dir: &std::path::Path, name: &str, column: &str) -> Vec<(i64, i64)> {
+    let log = table_dir(dir, "main", name).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let mut files = std::collections::BTreeMap::new();
+    for commit in commits {
+        for line in std::fs::read_to_string(commit).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                let stats: serde_json::Value = serde_json::from_str(add["stats"].as_str().unwrap()).unwrap();
+                let range = (
+                    stats["minValues"][column].as_i64().unwrap(),
+                    stats["maxValues"][column].as_i64().unwrap(),
+                );
+                files.insert(add["path"].as_str().unwrap().to_owned(), range);
+            } else if let Some(remove) = action.get("remove") {
+                files.remove(remove["path"].as_str().unwrap());
+            }
+        }
+    }
+    let mut ranges: Vec<_> = files.into_values().collect();
+    ranges.sort();
+    ranges
+}
+
+fn last_commit_metrics(dir: &std::path::Path, name: &str) -> serde_json::Value {
+    let log = table_dir(dir, "main", name).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let last = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+    last.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find_map(|a| a.get("commitInfo").map(|c| c["operationMetrics"].clone()))
+        .unwrap()
+}
+
+#[test]
+fn a_merge_into_small_files_rewrites_only_the_files_its_keys_fall_in() {
+    let dir = fixture("file_size");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // Files of about 16 KiB, each holding its own run of ids.
+    let ranges = file_ranges(dir.path(), "accounts", "id");
+    assert!(ranges.len() >= 4, "{ranges:?}");
+    assert_eq!(ranges.first().unwrap().0, 1);
+    assert_eq!(ranges.last().unwrap().1, 20000);
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "overlapping files: {ranges:?}"
+    );
+
+    // Update ids 19001..20000 and add 20001..21000.
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--vars", "{upto: 21000, round: 1}"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        results(dir.path()).contains(&"model.file_size.accounts: incremental (merge): 2000 rows".to_owned()),
+        "{:?}",
+        results(dir.path())
+    );
+    let metrics = last_commit_metrics(dir.path(), "accounts");
+    let skipped = metrics["num_target_files_skipped_during_scan"].as_u64().unwrap();
+    let copied = metrics["num_target_rows_copied"].as_u64().unwrap();
+    assert!(skipped as usize >= ranges.len() - 2, "{metrics}");
+    assert!(copied < 19_000 / 4, "the merge rewrote most of the table: {metrics}");
+    assert_eq!(
+        query(
+            dir.path(),
+            &["main.accounts"],
+            "select round, count(*), count(distinct id), min(id), max(id) from main_accounts group by round order by round"
+        ),
+        ["0|19000|19000|1|19000", "1|2000|2000|19001|21000"]
+    );
+}
+
+#[test]
+fn a_target_file_size_that_is_not_a_size_is_an_error() {
+    let dir = fixture("file_size");
+    let (code, _, _) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0);
+    let model = dir.path().join("models/by_round.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("'1MiB'", "'1 parsec'")).unwrap();
+    let (code, _, stderr) = etl(dir.path(), &["build", "--vars", "{round: 2}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[invalid-config]: model `by_round`: `target_file_size`: unknown size unit `parsec` in `1 parsec`"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/by_round.sql"), "{stderr}");
+    // The table keeps its previous version.
+    assert_eq!(
+        query(dir.path(), &["main.by_round"], "select * from main_by_round"),
+        ["0|20000"]
+    );
+}

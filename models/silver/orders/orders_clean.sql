@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', unique_key='order_id', on_schema_change='fail') }}
+{{ config(materialized='incremental', unique_key='order_id', target_file_size='8MiB', on_schema_change='fail') }}
 -- One row per order: its latest valid version by updated_at. Exact copies
 -- of a version are merged too; `versions` counts the bronze rows merged so
 -- that bronze rows = sum(versions) + rows in orders_rejected.
