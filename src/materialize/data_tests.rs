@@ -25,7 +25,7 @@ use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
-use crate::plan::{CompiledSql, compile_with, replace_scans, sql_diagnostic};
+use crate::plan::{CompiledSql, compile_with, replace_scans, semi_join_scans, sql_diagnostic};
 use crate::project::{DataTest, TestTarget};
 
 /// `>10`, `!=0`, `>= 5%`: a comparison of the failure count.
@@ -173,43 +173,64 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
     let started = Instant::now();
     let node = build.dag.node(index);
     let skips = !(build.options.full_refresh || build.options.force);
-    let fingerprint = super::state::fingerprint(build, index).await.ok();
-    if let (true, Some(fp)) = (skips, &fingerprint) {
-        let lake = &build.registry.lake;
-        if let Some(last) = lake::read_state(&build.registry.ctx, lake, "tests", &node.unique_id).await {
-            let status = match last["status"].as_str() {
-                Some("pass") => Some(Status::Pass),
-                Some("warn") => Some(Status::Warn),
-                _ => None,
+    let fingerprint = super::state::fingerprint_and_inputs(build, index).await.ok();
+    let last = match (skips, &fingerprint) {
+        (true, Some(_)) => {
+            let lake = &build.registry.lake;
+            lake::read_state(&build.registry.ctx, lake, "tests", &node.unique_id).await
+        }
+        _ => None,
+    };
+    if let (Some((fp, _)), Some(last)) = (&fingerprint, &last) {
+        let status = match last["status"].as_str() {
+            Some("pass") => Some(Status::Pass),
+            Some("warn") => Some(Status::Warn),
+            _ => None,
+        };
+        if let (true, Some(status)) = (last["fingerprint"].as_str() == Some(fp.as_str()), status) {
+            return NodeResult {
+                unique_id: node.unique_id.clone(),
+                name: node.name.clone(),
+                resource_type: node.resource_type,
+                materialized: node.materialized,
+                status,
+                execution_time: started.elapsed().as_secs_f64(),
+                rows_affected: None,
+                failures: last["failures"].as_u64(),
+                up_to_date: true,
+                message: format!(
+                    "up to date: {} on the same data ({})",
+                    if status == Status::Pass { "passed" } else { "warned" },
+                    last["message"].as_str().unwrap_or_default()
+                ),
+                location: last["location"].as_str().map(str::to_owned),
+                relation: node.relation.sql(),
+                version: None,
+                phases: Phases::default(),
+                diagnostic: None,
             };
-            if let (true, Some(status)) = (last["fingerprint"].as_str() == Some(fp.as_str()), status) {
-                return NodeResult {
-                    unique_id: node.unique_id.clone(),
-                    name: node.name.clone(),
-                    resource_type: node.resource_type,
-                    materialized: node.materialized,
-                    status,
-                    execution_time: started.elapsed().as_secs_f64(),
-                    rows_affected: None,
-                    failures: last["failures"].as_u64(),
-                    up_to_date: true,
-                    message: format!(
-                        "up to date: {} on the same data ({})",
-                        if status == Status::Pass { "passed" } else { "warned" },
-                        last["message"].as_str().unwrap_or_default()
-                    ),
-                    location: last["location"].as_str().map(str::to_owned),
-                    relation: node.relation.sql(),
-                    version: None,
-                    phases: Phases::default(),
-                    diagnostic: None,
-                };
-            }
         }
     }
-    let result = run_test(build, index).await;
-    if let Some(fp) = fingerprint {
-        store_result(build, index, &fp, &result).await;
+    // Same test on a model that only gained rows since it passed: only
+    // what it gained is read (the failing rows are the same). An error on
+    // that path is retried in full.
+    let gained = match &last {
+        Some(last) => super::added_rows::since_last_pass(build, index, last).await,
+        None => None,
+    };
+    let result = match gained {
+        Some(readers) => match run_test_reading(build, index, readers).await {
+            r if r.status == Status::Error => {
+                let why = r.diagnostic.as_ref().map(|d| d.message.clone()).unwrap_or_default();
+                tracing::debug!(test = %node.name, "reading only what the model gained failed ({why}); running it in full");
+                run_test(build, index).await
+            }
+            r => r,
+        },
+        None => run_test(build, index).await,
+    };
+    if let Some((fp, inputs)) = fingerprint {
+        store_result(build, index, &fp, &inputs, &result).await;
     }
     result
 }
@@ -217,12 +238,18 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
 /// Keeps the result of a test that ran during an audit, now that the data
 /// it ran on is published.
 pub async fn remember(build: &Build, index: NodeIndex, result: &NodeResult) {
-    if let Ok(fp) = super::state::fingerprint(build, index).await {
-        store_result(build, index, &fp, result).await;
+    if let Ok((fp, inputs)) = super::state::fingerprint_and_inputs(build, index).await {
+        store_result(build, index, &fp, &inputs, result).await;
     }
 }
 
-async fn store_result(build: &Build, index: NodeIndex, fingerprint: &str, result: &NodeResult) {
+async fn store_result(
+    build: &Build,
+    index: NodeIndex,
+    fingerprint: &str,
+    inputs: &std::collections::BTreeMap<String, Value>,
+    result: &NodeResult,
+) {
     let status = match result.status {
         Status::Pass => "pass",
         Status::Warn => "warn",
@@ -237,6 +264,9 @@ async fn store_result(build: &Build, index: NodeIndex, fingerprint: &str, result
         "message": result.message,
         "location": result.location,
         "invocation_id": build.options.invocation_id,
+        // The versions it ran on: the next build reads what they gained.
+        "inputs": inputs,
+        "definition": definition(build, index),
     });
     // Losing this record only costs running the test again next time.
     let _ = lake::write_state(
@@ -250,9 +280,29 @@ async fn store_result(build: &Build, index: NodeIndex, fingerprint: &str, result
 }
 
 pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
+    run_test_reading(build, index, Vec::new()).await
+}
+
+/// The test's SQL and config, without the data: what must not have changed
+/// for a test to read only what its model gained.
+pub fn definition(build: &Build, index: NodeIndex) -> String {
+    let node = build.dag.node(index);
+    let rendered = &build.tests[node.index];
+    let sql = compile_with(&build.dag, index, &build.models, rendered).sql;
+    let whole = serde_json::json!({"sql": sql, "config": Value::Object(node.config.clone())});
+    use md5::Digest;
+    md5::Md5::digest(whole.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs the test, with `gained` (see `added_rows`) in place of the tables
+/// they stand for.
+async fn run_test_reading(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
-    let outcome = test(build, index).await;
+    let outcome = test(build, index, gained).await;
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
         Ok(outcome) => NodeResult {
@@ -276,7 +326,7 @@ pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
     }
 }
 
-async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic> {
+async fn test(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> Result<TestOutcome, Diagnostic> {
     let node = build.dag.node(index);
     let test = &build.project.data_tests[node.index];
     let rendered = &build.tests[node.index];
@@ -299,6 +349,8 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
     } else {
         Vec::new()
     };
+    let gained_files = gained.first().map(|g| g.files);
+    let readers: Vec<NewFiles> = readers.into_iter().chain(gained).collect();
 
     let limit = config.limit.map(|n| format!("\nlimit {n}")).unwrap_or_default();
     let failing_sql = format!("{}{limit}", compiled.sql.trim_end().trim_end_matches(';'));
@@ -369,6 +421,13 @@ async fn test(build: &Build, index: NodeIndex) -> Result<TestOutcome, Diagnostic
     } else {
         message
     };
+    let message = match gained_files {
+        Some(files) => format!(
+            "{message}; read only what its model gained since it last passed ({files} file{})",
+            if files == 1 { "" } else { "s" }
+        ),
+        None => message,
+    };
     Ok(TestOutcome {
         status,
         failures: count,
@@ -417,8 +476,12 @@ async fn test_plan(
         .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
         .map_err(|e| test_sql_error(&e, compiled, test))?;
     for reader in readers {
-        plan = replace_scans(plan, &reader.source, reader.provider.clone())
-            .map_err(|e| test_sql_error(&e, compiled, test))?;
+        plan = if reader.keys.is_empty() {
+            replace_scans(plan, &reader.source, reader.provider.clone())
+        } else {
+            semi_join_scans(plan, &reader.source, &reader.keys, reader.provider.clone())
+        }
+        .map_err(|e| test_sql_error(&e, compiled, test))?;
     }
     Ok(plan)
 }

@@ -45,6 +45,9 @@ impl Ingest {
 pub struct NewFiles {
     pub source: Relation,
     pub provider: Arc<dyn TableProvider>,
+    /// Empty: `provider` replaces `source`. Otherwise `source` is kept,
+    /// cut to the rows sharing these columns with `provider`'s rows.
+    pub keys: Vec<String>,
     /// How many files `provider` reads.
     pub files: usize,
 }
@@ -83,6 +86,7 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
         let provider =
             crate::plan::source_files_provider(&build.registry.ctx, &build.registry.row_counts, source, &new).await?;
         readers.push(NewFiles {
+            keys: Vec::new(),
             source: relation.clone(),
             provider,
             files: new.len(),
@@ -208,6 +212,7 @@ pub async fn new_file_readers(build: &Build, index: NodeIndex) -> Result<Vec<New
         )
         .await?;
         readers.push(NewFiles {
+            keys: Vec::new(),
             source: node.relation.clone(),
             provider,
             files: files.len(),

@@ -2,6 +2,7 @@
 //! ephemeral models, independent nodes concurrently. A node that fails marks
 //! its descendants skipped while the rest of the DAG goes on.
 
+mod added_rows;
 mod audit;
 mod data_tests;
 mod export;

@@ -20,6 +20,15 @@ use crate::lake;
 
 /// The fingerprint of the node at `index` as it would be built now.
 pub async fn fingerprint(build: &Build, index: NodeIndex) -> Result<String, Diagnostic> {
+    Ok(fingerprint_and_inputs(build, index).await?.0)
+}
+
+/// The fingerprint, and the inputs it covers (by unique id: a table's
+/// `{"version": v}`, a file source's digest, a view's SQL).
+pub async fn fingerprint_and_inputs(
+    build: &Build,
+    index: NodeIndex,
+) -> Result<(String, BTreeMap<String, Value>), Diagnostic> {
     let mut inputs = BTreeMap::new();
     collect_inputs(build, index, &mut inputs).await?;
     let node = build.dag.node(index);
@@ -50,7 +59,7 @@ pub async fn fingerprint(build: &Build, index: NodeIndex) -> Result<String, Diag
         "materialized": node.materialized.as_str(),
         "inputs": inputs,
     });
-    Ok(hex(&md5::Md5::digest(whole.to_string().as_bytes())))
+    Ok((hex(&md5::Md5::digest(whole.to_string().as_bytes())), inputs))
 }
 
 /// What the parents of `index` are now, reaching through views and

@@ -10,10 +10,10 @@ use chrono::NaiveDateTime;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::Transformed;
-use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::common::{Column, NullEquality, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{Filter, LogicalPlan};
+use datafusion::logical_expr::{Filter, JoinType, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{Expr, col, lit};
 
 use crate::render::Relation;
@@ -34,6 +34,47 @@ pub fn replace_scans(
         LogicalPlan::TableScan(mut scan) if scans(&scan.table_name, relation) => {
             scan.source = source.clone();
             Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
+/// `plan` with every scan of `relation` keeping only the rows that share
+/// `keys` (nulls equal) with a row of `other`, which has those columns: a
+/// semi join, planned with the rest of the query.
+pub fn semi_join_scans(
+    plan: LogicalPlan,
+    relation: &Relation,
+    keys: &[String],
+    other: Arc<dyn TableProvider>,
+) -> Result<LogicalPlan, DataFusionError> {
+    let source = provider_as_source(other);
+    plan.transform_up_with_subqueries(|node| match node {
+        LogicalPlan::TableScan(scan) if scans(&scan.table_name, relation) => {
+            let alias = TableReference::bare("__etl_keys");
+            let own: Vec<Column> = keys
+                .iter()
+                .map(|k| Column::new(Some(scan.table_name.clone()), k.as_str()))
+                .collect();
+            let theirs: Vec<Column> = keys
+                .iter()
+                .map(|k| Column::new(Some(alias.clone()), k.as_str()))
+                .collect();
+            let keys_plan = LogicalPlanBuilder::scan(alias.clone(), source.clone(), None)?
+                .project(theirs.iter().cloned().map(Expr::Column))?
+                .distinct()?
+                .build()?;
+            let joined = LogicalPlanBuilder::from(LogicalPlan::TableScan(scan))
+                .join_detailed(
+                    keys_plan,
+                    JoinType::LeftSemi,
+                    (own, theirs),
+                    None,
+                    NullEquality::NullEqualsNull,
+                )?
+                .build()?;
+            Ok(Transformed::yes(joined))
         }
         other => Ok(Transformed::no(other)),
     })

@@ -457,3 +457,140 @@ fn the_reject_summary_counts_a_reject_table_that_was_up_to_date() {
     assert_eq!(summary(&second), summary(&first));
     assert_eq!(summary(&second).len(), 2, "{second}");
 }
+
+/// The messages of the tests on `model`, sorted.
+fn test_messages(dir: &std::path::Path, model: &str) -> Vec<String> {
+    let mut out: Vec<String> = artifact(dir, "run_results.json")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            let id = r["unique_id"].as_str().unwrap();
+            id.starts_with("test.") && id.contains(&format!("_{model}_"))
+        })
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r["unique_id"].as_str().unwrap(),
+                r["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+// See: issue 4. A test on a table that only gained rows reads what it
+// gained, and fails on the same rows as a full run.
+#[test]
+fn tests_on_a_table_that_only_gained_rows_read_what_it_gained_and_fail_as_a_full_run_does() {
+    let dir = fixture("test_gains");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        test_messages(p, "events")
+            .iter()
+            .all(|m| m.ends_with(": no failing rows")),
+        "{:?}",
+        test_messages(p, "events")
+    );
+
+    std::fs::write(
+        p.join("data/events/day2.csv"),
+        "event_id,account_id,kind\ne3,a3,click\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("data/accounts/day2.csv"), "id\na3\n").unwrap();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let gained = "no failing rows; read only what its model gained since it last passed (1 file)";
+    assert_eq!(
+        test_messages(p, "events"),
+        [
+            format!("test.gains.accepted_values_events_kind__click__view: {gained}"),
+            format!("test.gains.not_null_events_account_id: {gained}"),
+            format!("test.gains.not_null_events_event_id: {gained}"),
+            format!("test.gains.relationships_events_account_id__id__ref_accounts_: {gained}"),
+            format!("test.gains.unique_events_event_id: {gained}"),
+        ]
+    );
+
+    // A duplicate of an old event, a null, an unknown account, a new kind.
+    std::fs::write(
+        p.join("data/events/day3.csv"),
+        "event_id,account_id,kind\ne4,a1,click\ne1,a2,view\ne5,,view\ne6,a9,click\ne7,a1,buy\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    let failed = "1 failing row, over `error_if !=0`";
+    let read = "read only what its model gained since it last passed (1 file)";
+    assert_eq!(
+        test_messages(p, "events"),
+        [
+            format!("test.gains.accepted_values_events_kind__click__view: {failed}; {read}"),
+            format!("test.gains.not_null_events_account_id: {failed}; {read}"),
+            format!("test.gains.not_null_events_event_id: no failing rows; {read}"),
+            format!("test.gains.relationships_events_account_id__id__ref_accounts_: {failed}; {read}"),
+            format!("test.gains.unique_events_event_id: {failed}; {read}"),
+        ]
+    );
+    // The same failures as reading everything.
+    let (code, _, stderr) = etl(p, &["test", "--force"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        test_messages(p, "events"),
+        [
+            format!("test.gains.accepted_values_events_kind__click__view: {failed}"),
+            format!("test.gains.not_null_events_account_id: {failed}"),
+            "test.gains.not_null_events_event_id: no failing rows".to_owned(),
+            format!("test.gains.relationships_events_account_id__id__ref_accounts_: {failed}"),
+            format!("test.gains.unique_events_event_id: {failed}"),
+        ]
+    );
+}
+
+#[test]
+fn a_relationship_whose_parent_was_rewritten_is_tested_in_full() {
+    let dir = fixture("test_gains");
+    let p = dir.path();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    // Account a2 is gone from a rebuilt parent: the old event e2 is now an
+    // orphan, though `events` gained nothing.
+    std::fs::write(p.join("data/accounts/day1.csv"), "id\na1\n").unwrap();
+    let (code, _, stderr) = etl(p, &["run", "--full-refresh", "-s", "accounts"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    let messages = test_messages(p, "events");
+    assert!(
+        messages.contains(
+            &"test.gains.relationships_events_account_id__id__ref_accounts_: 1 failing row, over `error_if !=0`"
+                .to_owned()
+        ),
+        "{messages:?}"
+    );
+}
+
+#[test]
+fn a_merge_that_updates_an_old_row_is_tested_on_the_files_it_rewrote() {
+    let dir = fixture("test_gains");
+    let p = dir.path();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    // e1 was a click; it is updated in place to a kind not accepted.
+    std::fs::write(p.join("data/events/day2.csv"), "event_id,account_id,kind\ne1,a1,buy\n").unwrap();
+    let (code, _, stderr) = etl(p, &["build", "-s", "latest"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        test_messages(p, "latest"),
+        [
+            "test.gains.accepted_values_latest_kind__click__view: 1 failing row, over `error_if !=0`; \
+             read only what its model gained since it last passed (1 file)",
+            // Its `where` calls now(): run in full.
+            "test.gains.not_null_latest_kind: no failing rows",
+        ]
+    );
+}
