@@ -524,6 +524,14 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String
     Ok(())
 }
 
+/// The materialization etl recorded in the table's latest commit; `None`
+/// when another tool made it.
+pub async fn last_commit_materialized(table: &DeltaTable) -> Option<String> {
+    let mut history: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
+    let etl = history.first_mut()?.info.remove("etl")?;
+    etl.get("materialized")?.as_str().map(str::to_owned)
+}
+
 /// The data files a table gained between versions `since` and `now` that
 /// are still in it at `now` (paths relative to the table), provided every
 /// change in between only added rows: appends, and merges that deleted

@@ -58,7 +58,13 @@ pub async fn incremental_models(
             continue;
         }
         let url = lake::relation_location(lake, &node.relation);
-        if matches!(lake::open_table(ctx, &url).await, Ok(Some(_))) {
+        let Ok(Some(table)) = lake::open_table(ctx, &url).await else {
+            continue;
+        };
+        // A table another materialization wrote (a `table` model made
+        // incremental) is built in full once: it records no files ingested
+        // and no watermark, and reading it as a base would double its rows.
+        if lake::last_commit_materialized(&table).await.is_none_or(|m| m == "incremental") {
             out.insert(node.name.clone());
         }
     }

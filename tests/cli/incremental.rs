@@ -743,3 +743,31 @@ fn a_target_file_size_that_is_not_a_size_is_an_error() {
         ["0|20000"]
     );
 }
+
+#[test]
+fn a_table_made_incremental_is_built_in_full_once_not_appended_to() {
+    let dir = fixture("ingest");
+    let p = dir.path();
+    let model = p.join("models/clicks.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("materialized='incremental'", "materialized='table'")).unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(results(p), ["model.ingest.clicks: table: 3 rows"]);
+    // The table records no files ingested: reading all of them again as
+    // new would double every row.
+    std::fs::write(&model, sql).unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        results(p),
+        ["model.ingest.clicks: incremental (first build): 3 rows, 2 new files ingested"]
+    );
+    assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
+    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
+    etl(p, &["build"]);
+    assert_eq!(
+        results(p),
+        ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
+    );
+}
