@@ -268,6 +268,8 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
         "order_events_clean",
         "clicks_clean",
         "order_items_clean",
+        "customers_clean",
+        "customers_rejected",
     ] {
         let m = message(&format!("model.shop.{model}"));
         assert!(m.contains(", 2 new files ingested"), "{model}: {m}");

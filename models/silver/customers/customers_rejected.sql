@@ -1,4 +1,5 @@
-{{ config(reject_reason_column='reject_reason') }}
+{{ config(materialized='incremental', incremental_strategy='append',
+          reject_reason_column='reject_reason') }}
 -- The raw signup date stays so that the dirt is readable; names and emails
 -- are already pseudonymised by customers_validated.
 select
