@@ -95,6 +95,16 @@ pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> O
         _ => return None,
     };
 
+    // Reading anything but its model (and a relationship's parent) would
+    // make the rows it judges depend on more than what the model gained.
+    let reads_also = build
+        .dag
+        .parents(index)
+        .filter(|p| build.dag.node(*p).name != *model)
+        .count();
+    if reads_also != usize::from(matches!(reads, Reads::Child { .. })) {
+        return None;
+    }
     let stored = &last["inputs"];
     let (at, url, files) = gained(build, stored, model, None).await?;
     if let Reads::Child { parent, field } = &reads {
@@ -116,6 +126,7 @@ pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> O
         files: files.len(),
     }])
 }
+
 /// The table of model `name`, and the files it gained since the version
 /// `stored` (a test's recorded inputs) has for it, if it only gained rows.
 async fn gained(
@@ -157,14 +168,38 @@ fn volatile(build: &Build, index: NodeIndex) -> bool {
 /// Whether the project defines its own `{% test <name>(...) %}`, which
 /// replaces the built-in one whose reads this module knows.
 fn overridden(build: &Build, name: &str) -> bool {
-    build.project.macro_files.iter().any(|file| {
-        file.text.split("{%").skip(1).any(|tag| {
-            let tag = tag.trim_start_matches('-').trim_start();
-            tag.strip_prefix("test")
-                .filter(|rest| rest.starts_with(char::is_whitespace))
-                .map(str::trim_start)
-                .and_then(|rest| rest.strip_prefix(name))
-                .is_some_and(|rest| rest.trim_start().starts_with('('))
-        })
+    build
+        .project
+        .macro_files
+        .iter()
+        .any(|file| defines_test(&file.text, name))
+}
+
+fn defines_test(text: &str, name: &str) -> bool {
+    text.split("{%").skip(1).any(|tag| {
+        tag.trim_start_matches('-')
+            .trim_start()
+            .strip_prefix("test")
+            .filter(|rest| rest.starts_with(char::is_whitespace))
+            .map(str::trim_start)
+            .and_then(|rest| rest.strip_prefix(name))
+            .is_some_and(|rest| rest.trim_start().starts_with('('))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::defines_test;
+
+    #[test]
+    fn a_project_test_block_of_the_same_name_is_an_override() {
+        assert!(defines_test(
+            "{% test unique(model, column_name) %}x{% endtest %}",
+            "unique"
+        ));
+        assert!(defines_test("{%- test  unique (model, column_name) -%}", "unique"));
+        assert!(!defines_test("{% test unique_email(model) %}", "unique"));
+        assert!(!defines_test("{% macro unique(model) %}", "unique"));
+        assert!(!defines_test("{% test not_null(model, column_name) %}", "unique"));
+    }
 }

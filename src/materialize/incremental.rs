@@ -64,7 +64,10 @@ pub async fn incremental_models(
         // A table another materialization wrote (a `table` model made
         // incremental) is built in full once: it records no files ingested
         // and no watermark, and reading it as a base would double its rows.
-        if lake::last_commit_materialized(&table).await.is_none_or(|m| m == "incremental") {
+        if lake::last_commit_materialized(&table)
+            .await
+            .is_none_or(|m| m == "incremental")
+        {
             out.insert(node.name.clone());
         }
     }
