@@ -750,7 +750,11 @@ fn a_table_made_incremental_is_built_in_full_once_not_appended_to() {
     let p = dir.path();
     let model = p.join("models/clicks.sql");
     let sql = std::fs::read_to_string(&model).unwrap();
-    std::fs::write(&model, sql.replace("materialized='incremental'", "materialized='table'")).unwrap();
+    std::fs::write(
+        &model,
+        sql.replace("materialized='incremental'", "materialized='table'"),
+    )
+    .unwrap();
     let (code, _, stderr) = etl(p, &["build"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(results(p), ["model.ingest.clicks: table: 3 rows"]);
