@@ -636,9 +636,8 @@ fn an_audited_incremental_model_publishes_only_a_change_its_tests_pass_on() {
     assert_eq!(rows(p, "main", "events_latest").len(), 4);
 }
 
-/// The `(min, max)` of `column` in each data file of the table's current
-/// version, from the file statistics in its Delta log, in order.
-fn file_ranges(dir: &std::path::Path, name: &str, column: &str) -> Vec<(i64, i64)> {
+/// The commit files of table `main.<name>`, in version order.
+fn commits(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
     let log = table_dir(dir, "main", name).join("_delta_log");
     let mut commits: Vec<_> = std::fs::read_dir(&log)
         .unwrap()
@@ -646,8 +645,14 @@ fn file_ranges(dir: &std::path::Path, name: &str, column: &str) -> Vec<(i64, i64
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     commits.sort();
+    commits
+}
+
+/// The `(min, max)` of `column` in each data file of the table's current
+/// version, from the file statistics in its Delta log, in order.
+fn file_ranges(dir: &std::path::Path, name: &str, column: &str) -> Vec<(i64, i64)> {
     let mut files = std::collections::BTreeMap::new();
-    for commit in commits {
+    for commit in commits(dir, name) {
         for line in std::fs::read_to_string(commit).unwrap().lines() {
             let action: serde_json::Value = serde_json::from_str(line).unwrap();
             if let Some(add) = action.get("add") {
@@ -668,14 +673,7 @@ fn file_ranges(dir: &std::path::Path, name: &str, column: &str) -> Vec<(i64, i64
 }
 
 fn last_commit_metrics(dir: &std::path::Path, name: &str) -> serde_json::Value {
-    let log = table_dir(dir, "main", name).join("_delta_log");
-    let mut commits: Vec<_> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    commits.sort();
-    let last = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+    let last = std::fs::read_to_string(commits(dir, name).last().unwrap()).unwrap();
     last.lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find_map(|a| a.get("commitInfo").map(|c| c["operationMetrics"].clone()))
