@@ -24,6 +24,7 @@ use crate::render::Relation;
 
 mod failpoint;
 mod observed;
+mod ordered;
 mod storage;
 pub use storage::{check_option, connect, ensure_store, take_commit_time};
 
@@ -181,7 +182,20 @@ pub async fn write_table(
         }
     }
     let table = table_at(ctx, url).await?;
-    let state = ctx.state();
+    let mut state = ctx.state();
+    let plan = if ordered::ends_sorted(&plan) {
+        // One ordered stream to the writer: see `ordered`.
+        // (The catalog is the build's: a config asking for a default one
+        // would replace it, and every table registered in it.)
+        let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+        config.options_mut().optimizer.enable_round_robin_repartition = false;
+        state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build();
+        ordered::planned(ctx, plan).await?
+    } else {
+        plan
+    };
     table.update_datafusion_session(&state)?;
     let commit = commit.into().properties();
     let mut builder = table

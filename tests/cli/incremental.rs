@@ -719,6 +719,27 @@ fn a_merge_into_small_files_rewrites_only_the_files_its_keys_fall_in() {
 }
 
 #[test]
+fn a_model_ending_in_order_by_is_written_in_that_order() {
+    let dir = fixture("file_size");
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // delta-rs's writer would drop the sort: each file would hold ids from
+    // the whole range.
+    let ranges = file_ranges(dir.path(), "sorted", "id");
+    assert!(ranges.len() >= 4, "{ranges:?}");
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "overlapping files: {ranges:?}"
+    );
+    assert_eq!((ranges[0].0, ranges.last().unwrap().1), (1, 20000));
+    // The tables registered before it was written are still readable.
+    assert_eq!(
+        query(dir.path(), &["main.by_round"], "select * from main_by_round"),
+        ["0|20000"]
+    );
+}
+
+#[test]
 fn a_target_file_size_that_is_not_a_size_is_an_error() {
     let dir = fixture("file_size");
     let (code, _, _) = etl(dir.path(), &["build"]);
