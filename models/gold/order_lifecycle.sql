@@ -1,4 +1,4 @@
-{{ config(materialized='incremental', incremental_strategy='merge', unique_key='order_id') }}
+{{ config(materialized='incremental', incremental_strategy='merge', unique_key='order_id', target_file_size='8MiB') }}
 -- One row per order: when each step of its life happened, from its events,
 -- and how long each took from creation. An event can land days late, so a
 -- step the order status already shows may not have its time yet.
@@ -6,7 +6,8 @@
 -- Incremental: only the orders merged into orders_clean, or with events
 -- appended to order_events_clean, since this table's watermarks
 -- (`orders_loaded_at`, `events_loaded_at`) are recomputed, and merged on
--- order_id.
+-- order_id. The table is written in order_id order, in 8 MiB files, so
+-- that the merge of recent orders reads and rewrites only the last files.
 with
 {% if is_incremental() %}
 touched as (
@@ -79,3 +80,4 @@ select
     (select max(loaded_at) from {{ ref('orders_clean') }}) as orders_loaded_at,
     (select max(loaded_at) from {{ ref('order_events_clean') }}) as events_loaded_at
 from timed
+order by order_id
