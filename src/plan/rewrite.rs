@@ -13,6 +13,8 @@ use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, NullEquality, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::{max, min};
+use datafusion::logical_expr::expr_fn::scalar_subquery;
 use datafusion::logical_expr::{Filter, JoinType, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{Expr, col, lit};
 
@@ -65,7 +67,32 @@ pub fn semi_join_scans(
                 .project(theirs.iter().cloned().map(Expr::Column))?
                 .distinct()?
                 .build()?;
-            let joined = LogicalPlanBuilder::from(LogicalPlan::TableScan(scan))
+            // A join's own filter reaches the scan only as a per-partition
+            // hash test, which file statistics cannot prune by; the keys'
+            // range, as scalar subqueries, skips every file outside it.
+            let mut bound: Option<Expr> = None;
+            for (own, theirs) in own.iter().zip(&theirs) {
+                let extreme = |f: fn(Expr) -> Expr| -> Result<Expr, DataFusionError> {
+                    let plan = LogicalPlanBuilder::scan(alias.clone(), source.clone(), None)?
+                        .aggregate(Vec::<Expr>::new(), vec![f(Expr::Column(theirs.clone()))])?
+                        .build()?;
+                    Ok(scalar_subquery(Arc::new(plan)))
+                };
+                let key = Expr::Column(own.clone());
+                let within = key
+                    .clone()
+                    .is_null()
+                    .or(key.clone().gt_eq(extreme(min)?).and(key.lt_eq(extreme(max)?)));
+                bound = Some(match bound {
+                    None => within,
+                    Some(b) => b.and(within),
+                });
+            }
+            let mut scanned = LogicalPlanBuilder::from(LogicalPlan::TableScan(scan));
+            if let Some(bound) = bound {
+                scanned = scanned.filter(bound)?;
+            }
+            let joined = scanned
                 .join_detailed(
                     keys_plan,
                     JoinType::LeftSemi,
@@ -163,4 +190,93 @@ pub fn window_predicate(target: Expr, data_type: &DataType, window: Window) -> R
         .clone()
         .gt_eq(bound(window.start)?)
         .and(target.lt(bound(window.end)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use datafusion::datasource::MemTable;
+    use datafusion::physical_plan::{ExecutionPlan, collect, displayable};
+    use datafusion::prelude::ParquetReadOptions;
+
+    use crate::plan::{SessionOptions, new_session};
+
+    fn ids(values: Vec<Option<i64>>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values))]).unwrap()
+    }
+
+    /// Rows the Parquet scans of `plan` produced.
+    fn parquet_rows(plan: &Arc<dyn ExecutionPlan>) -> usize {
+        let own = if displayable(plan.as_ref()).one_line().to_string().contains(".parquet") {
+            plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0)
+        } else {
+            0
+        };
+        own + plan.children().into_iter().map(parquet_rows).sum::<usize>()
+    }
+
+    #[tokio::test]
+    async fn a_semi_join_on_keys_skips_the_files_outside_their_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = new_session(&SessionOptions::default()).unwrap();
+        // Two files in key order: 1..=100, then 101..=200 and a null key.
+        let files = [
+            ("a", (1..=100).map(Some).collect::<Vec<_>>()),
+            ("b", (101..=200).map(Some).chain([None]).collect()),
+        ];
+        for (name, values) in files {
+            let path = dir.path().join(format!("{name}.parquet"));
+            ctx.read_batch(ids(values))
+                .unwrap()
+                .write_parquet(path.to_str().unwrap(), DataFrameWriteOptions::new(), None)
+                .await
+                .unwrap();
+        }
+        ctx.sql("create schema silver").await.unwrap();
+        let table = format!("{}/", dir.path().display());
+        ctx.register_parquet("silver.t", &table, ParquetReadOptions::default())
+            .await
+            .unwrap();
+        let gained = ids(vec![Some(150), None]);
+        let keys = Arc::new(MemTable::try_new(gained.schema(), vec![vec![gained]]).unwrap());
+        let relation = Relation {
+            schema: "silver".into(),
+            identifier: "t".into(),
+            ephemeral: false,
+        };
+
+        let plan = ctx
+            .sql("select id from silver.t order by id nulls first")
+            .await
+            .unwrap()
+            .into_unoptimized_plan();
+        let plan = semi_join_scans(plan, &relation, &["id".to_string()], keys).unwrap();
+        let physical = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let batches = collect(physical.clone(), ctx.task_ctx()).await.unwrap();
+
+        // The rows sharing a key, the null one included (nulls are equal).
+        let found: Vec<Option<i64>> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                (0..a.len())
+                    .map(|i| a.is_valid(i).then(|| a.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(found, vec![None, Some(150)]);
+        // Only the second file was read: the first's ids lie below the
+        // gained keys and it has no null.
+        assert_eq!(parquet_rows(&physical), 101);
+    }
 }
