@@ -1,14 +1,14 @@
 -- Per product of the catalogue (unsold ones included, with zeros): what it
--- sold in revenue orders, at the price paid, and what that cost.
+-- sold in revenue orders, at the price paid, and what that cost. Summed
+-- over product_days, whose days only the day's changes recompute.
 with sold as (
     select
-        i.product_id,
-        count(distinct i.order_id) as orders,
-        sum(i.quantity) as units,
-        sum(i.revenue) as revenue
-    from {{ ref('order_items_clean') }} i
-    join {{ ref('revenue_orders') }} o on o.order_id = i.order_id
-    group by i.product_id
+        product_id,
+        sum(orders) as orders,
+        sum(units) as units,
+        sum(revenue) as revenue
+    from {{ ref('product_days') }}
+    group by product_id
 ),
 
 costed as (

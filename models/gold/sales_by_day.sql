@@ -3,27 +3,35 @@
 --
 -- Incremental: only the days of the orders merged into orders_clean since
 -- this table's watermark (`orders_loaded_at`) are recomputed, each in full,
--- and replace their partitions. Units are summed over the lines of those
--- days' orders only.
-with orders as (
+-- and replace their partitions. Units come from product_days, which has
+-- recomputed the same days before.
+{% if is_incremental() %}
+with changed as (
+    select order_date
+    from {{ ref('orders_clean') }}
+    where loaded_at > (select max(orders_loaded_at) from {{ this }})
+),
+{% else %}
+with
+{% endif %}
+
+orders as (
     select order_id, order_date, customer_id, revenue
     from {{ ref('revenue_orders') }}
     {% if is_incremental() %}
-    -- distinct: DataFusion's semi join walks every duplicate key of its
-    -- build side, and a day has tens of thousands of orders.
-    where order_date in (
-        select distinct order_date
-        from {{ ref('orders_clean') }}
-        where loaded_at > (select max(orders_loaded_at) from {{ this }})
-    )
+    -- The bound lets the scan skip older files; the list leaves out the
+    -- days between that did not change. distinct: DataFusion's semi join
+    -- walks every duplicate key of its build side, and a day has tens of
+    -- thousands of orders.
+    where order_date >= (select min(order_date) from changed)
+      and order_date in (select distinct order_date from changed)
     {% endif %}
 ),
 
 units as (
-    select o.order_date, sum(i.quantity) as units
-    from orders o
-    join {{ ref('order_items_clean') }} i on i.order_id = o.order_id
-    group by o.order_date
+    select order_date, sum(units) as units
+    from {{ ref('product_days') }}
+    group by order_date
 ),
 
 days as (
