@@ -17,19 +17,13 @@ with firsts as (
     group by customer_id
 ),
 
-cohorts as (
-    select cohort_month, count(*) as cohort_customers
-    from firsts
-    group by cohort_month
-),
-
 months as (
     select distinct order_month from {{ ref('revenue_orders') }}
 ),
 
 {% if is_incremental() %}
 touched as (
-    select distinct {{ month_of('o.order_date') }} as cohort_month
+    select distinct o.order_month as cohort_month
     from {{ ref('orders_clean') }} o
     where o.customer_id in (
         select distinct customer_id
@@ -37,20 +31,13 @@ touched as (
         where loaded_at > (select max(orders_loaded_at) from {{ this }})
     )
     union all
-    select cohort_month
-    from cohorts
+    -- A new month: every cohort gains a row. Every cohort's month is a
+    -- month with orders.
+    select order_month
+    from months
     where (select max(order_month) from months) > (select max(activity_month) from {{ this }})
 ),
 {% endif %}
-
-grid as (
-    select c.cohort_month, c.cohort_customers, m.order_month
-    from cohorts c
-    join months m on m.order_month >= c.cohort_month
-    {% if is_incremental() %}
-    where c.cohort_month in (select cohort_month from touched)
-    {% endif %}
-),
 
 activity as (
     select
@@ -67,17 +54,45 @@ activity as (
     group by f.cohort_month, r.order_month
 ),
 
-filled as (
+-- Every month with orders, and each month since: a cohort's rows, months
+-- without activity included. activity is read once (DataFusion computes a
+-- CTE once per use).
+grid as (
+    select c.order_month as cohort_month, m.order_month
+    from months c
+    join months m on m.order_month >= c.order_month
+    {% if is_incremental() %}
+    where c.order_month in (select cohort_month from touched)
+    {% endif %}
+),
+
+spread as (
     select
         g.cohort_month,
-        {{ months_between('g.cohort_month', 'g.order_month') }} as months_since_first_order,
-        g.order_month as activity_month,
-        g.cohort_customers,
-        coalesce(a.active_customers, 0) as active_customers,
-        coalesce(a.orders, 0) as orders,
-        coalesce(a.revenue, 0) as revenue
+        g.order_month,
+        a.active_customers,
+        a.orders,
+        a.revenue,
+        -- Each customer of a cohort is active in its first month, which
+        -- holds their first revenue order: that is the cohort's size. A
+        -- month in which no customer ordered first is no cohort.
+        max(case when a.order_month = a.cohort_month then a.active_customers end)
+            over (partition by g.cohort_month) as cohort_customers
     from grid g
     left join activity a on a.cohort_month = g.cohort_month and a.order_month = g.order_month
+),
+
+filled as (
+    select
+        cohort_month,
+        {{ months_between('cohort_month', 'order_month') }} as months_since_first_order,
+        order_month as activity_month,
+        cohort_customers,
+        coalesce(active_customers, 0) as active_customers,
+        coalesce(orders, 0) as orders,
+        coalesce(revenue, 0) as revenue
+    from spread
+    where cohort_customers is not null
 )
 
 select

@@ -30,9 +30,22 @@ steps as (
         min(case when event_type = 'ORDER_CANCELLED' then event_ts end) as cancelled_at
     from {{ ref('order_events_clean') }}
     {% if is_incremental() %}
-    where order_id in (select order_id from touched)
+    -- The bound lets the scan skip the files of older orders' events (a
+    -- join's own filter does not reach the files); the list keeps the
+    -- touched orders only.
+    where order_id >= (select min(order_id) from touched)
+      and order_id in (select order_id from touched)
     {% endif %}
     group by order_id
+),
+
+orders as (
+    select order_id, channel, order_date, status, order_ts
+    from {{ ref('orders_clean') }}
+    {% if is_incremental() %}
+    where order_id >= (select min(order_id) from touched)
+      and order_id in (select order_id from touched)
+    {% endif %}
 ),
 
 timed as (
@@ -50,11 +63,8 @@ timed as (
         date_part('epoch', s.paid_at) as paid_epoch,
         date_part('epoch', s.shipped_at) as shipped_epoch,
         date_part('epoch', s.delivered_at) as delivered_epoch
-    from {{ ref('orders_clean') }} o
+    from orders o
     left join steps s on s.order_id = o.order_id
-    {% if is_incremental() %}
-    where o.order_id in (select order_id from touched)
-    {% endif %}
 )
 
 select

@@ -8,7 +8,7 @@ select
     customer_id,
     order_ts,
     order_date,
-    {{ month_of('order_date') }} as order_month,
+    order_month,
     status,
     channel,
     country,

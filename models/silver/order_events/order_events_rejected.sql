@@ -17,6 +17,9 @@ earlier as (
         union all
         select event_id from {{ this }}
     ) d
+    -- Only the events delivered again now: counting every stored event's
+    -- deliveries would group the whole history each night.
+    where event_id in (select event_id from new)
     group by event_id
 ),
 {% endif %}

@@ -61,6 +61,9 @@ select
     customer_id,
     order_ts,
     cast(order_ts as date) as order_date,
+    -- Stored rather than derived in gold: date_trunc costs more than
+    -- reading the column back, and every gold model groups by month.
+    {{ month_of('order_ts') }} as order_month,
     updated_at,
     status,
     channel,
