@@ -742,8 +742,8 @@ fn a_model_ending_in_order_by_is_written_in_that_order() {
 #[test]
 fn a_target_file_size_that_is_not_a_size_is_an_error() {
     let dir = fixture("file_size");
-    let (code, _, _) = etl(dir.path(), &["build"]);
-    assert_eq!(code, 0);
+    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     let model = dir.path().join("models/by_round.sql");
     let sql = std::fs::read_to_string(&model).unwrap();
     std::fs::write(&model, sql.replace("'1MiB'", "'1 parsec'")).unwrap();
