@@ -25,6 +25,7 @@ use crate::render::Relation;
 mod failpoint;
 mod observed;
 mod ordered;
+pub use ordered::leaf;
 mod storage;
 pub use storage::{check_option, connect, ensure_store, take_commit_time};
 

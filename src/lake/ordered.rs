@@ -92,6 +92,13 @@ impl TableProvider for Planned {
     }
 }
 
+/// `plan`, already optimized, as a leaf of a plan optimized later: that
+/// optimizer's rules see no children to rewrite (DataFusion's rules fail
+/// on a join they have already planned dynamic filters for).
+pub fn leaf(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    Arc::new(Leaf::new(plan))
+}
+
 /// A planned plan as a leaf: optimizer rules see no children to rewrite.
 #[derive(Debug)]
 struct Leaf {
@@ -108,13 +115,13 @@ impl Leaf {
 
 impl DisplayAs for Leaf {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "PlannedSortedModel: {}", self.inner.name())
+        write!(f, "PlannedLeaf: {}", self.inner.name())
     }
 }
 
 impl ExecutionPlan for Leaf {
     fn name(&self) -> &str {
-        "PlannedSortedModel"
+        "PlannedLeaf"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {

@@ -13,11 +13,23 @@
 //! - `relationships` reads the added child rows, when its parent has only
 //!   gained rows too, and kept its keys (merges on the related field).
 //!
+//! A write-audit-publish model's tests judge what the table would become
+//! before it is committed. After an incremental change (append, merge,
+//! delete+insert, insert_overwrite, microbatch) whose columns are the
+//! table's, every row of it is a published row or a new one; a test that
+//! passed on the published version reads the new rows the same way, and
+//! reads the new rows alone for a `unique` on columns that include the
+//! change's `unique_key` (or partition): every published row sharing them
+//! was replaced.
+//!
 //! The failing rows found are exactly those a full run finds. Anything
 //! else (a warning or failure last time, another test, a project's own
 //! version of a built-in test, a rewrite of the table, `--force`) runs
 //! the test in full.
 
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
@@ -37,10 +49,134 @@ enum Reads {
     Child { parent: String, field: String },
 }
 
+/// What a test narrowed to the rows its model gained reads in place of
+/// its tables, and how its message says so.
+pub struct Narrowed {
+    pub readers: Vec<NewFiles>,
+    /// "what its model gained since it last passed (2 files)".
+    pub what: String,
+}
+
 /// Readers that point the test at `index` at what its model gained since
 /// the test last passed, as `last` (its stored result) records; `None`
 /// when it must run in full.
-pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Vec<NewFiles>> {
+pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
+    let (model, reads) = reads(build, index, last)?;
+    let stored = &last["inputs"];
+    let (at, url, files) = gained(build, stored, &model, None).await?;
+    if let Reads::Child { parent, field } = &reads {
+        gained(build, stored, parent, Some(vec![field.clone()])).await?;
+    }
+    let relation = build.dag.node(at).relation.clone();
+    let reference = datafusion::common::TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
+    let current = build.registry.ctx.table_provider(reference).await.ok()?;
+    let added = lake::files_provider(&url, &files, current.schema()).ok()?;
+    let keys = match reads {
+        Reads::Rows | Reads::Child { .. } => Vec::new(),
+        Reads::Keys(keys) => keys,
+    };
+    let what = format!(
+        "what its model gained since it last passed ({} file{})",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" }
+    );
+    Some(Narrowed {
+        readers: vec![NewFiles {
+            source: relation,
+            provider: added,
+            keys,
+            files: files.len(),
+        }],
+        what,
+    })
+}
+
+/// The rows an incremental change writes to a table, and what it replaces
+/// with them: every row of the table after the change is a row of the
+/// table before it or one of these.
+pub struct Increment {
+    pub rows: Arc<dyn TableProvider>,
+    /// The columns a row is replaced by (the `unique_key`, the partition
+    /// or event-time column): a row of the table before the change whose
+    /// values in these columns equal a new row's is gone after it. Empty
+    /// for an append.
+    pub replaces_by: Vec<String>,
+}
+
+/// Readers that point a write-audit-publish test at what `increment` adds
+/// to its model, when the test passed with no failing row on the version
+/// the change applies to: the model's relation (what the table would
+/// become) is read only where the new rows can make a failing row. `None`
+/// when it must run in full.
+///
+/// Row tests read the new rows. `unique` tests read the rows sharing their
+/// columns with a new row; when those columns include everything the
+/// change replaces rows by, that is the new rows alone: every other row
+/// with those values was replaced.
+pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) -> Option<Narrowed> {
+    if build.options.force || build.options.full_refresh {
+        return None;
+    }
+    let node = build.dag.node(index);
+    let last = lake::read_state(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
+    let (model, reads) = reads(build, index, &last)?;
+    let stored = &last["inputs"];
+    let at = build.dag.find(&model)?;
+    let table = build.dag.node(at);
+    // It passed on the version the change applies to.
+    if stored[&table.unique_id]["version"].as_i64()? != super::state::table_version(build, at).await? {
+        return None;
+    }
+    if let Reads::Child { parent, field } = &reads {
+        gained(build, stored, parent, Some(vec![field.clone()])).await?;
+    }
+    let keys = match reads {
+        Reads::Rows | Reads::Child { .. } => Vec::new(),
+        Reads::Keys(keys) if replaces_all_sharing(build, increment, &keys).await => Vec::new(),
+        Reads::Keys(keys) => keys,
+    };
+    Some(Narrowed {
+        readers: vec![NewFiles {
+            source: table.relation.clone(),
+            provider: increment.rows.clone(),
+            keys,
+            files: 0,
+        }],
+        what: "what this build adds to its model".into(),
+    })
+}
+
+/// Whether every published row sharing `keys` with a row of `increment`
+/// is replaced by the change: `keys` include the columns it replaces rows
+/// by, and no new row has a null there (null matches no row, so a row of
+/// the table with a null key stays beside the new one).
+async fn replaces_all_sharing(build: &Build, increment: &Increment, keys: &[String]) -> bool {
+    use datafusion::prelude::{Expr, col};
+    let by = &increment.replaces_by;
+    if by.is_empty() || !by.iter().all(|c| keys.contains(c)) {
+        return false;
+    }
+    let Some(any_null) = by
+        .iter()
+        .map(|c| col(datafusion::common::Column::from_name(c.as_str())).is_null())
+        .reduce(Expr::or)
+    else {
+        return false;
+    };
+    let nulls = match build.registry.ctx.read_table(increment.rows.clone()) {
+        Ok(rows) => rows.filter(any_null).map(|f| f.count()),
+        Err(_) => return false,
+    };
+    match nulls {
+        Ok(count) => count.await.is_ok_and(|n| n == 0),
+        Err(_) => false,
+    }
+}
+
+/// The model a generic test is attached to and how it reads what that
+/// model gained, when the test passed with no failing row last time
+/// (`last`, its stored result) and its definition has not changed since.
+fn reads(build: &Build, index: NodeIndex, last: &Value) -> Option<(String, Reads)> {
     let node = build.dag.node(index);
     let test = &build.project.data_tests[node.index];
     if last["status"].as_str() != Some("pass")
@@ -105,26 +241,7 @@ pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> O
     if reads_also != usize::from(matches!(reads, Reads::Child { .. })) {
         return None;
     }
-    let stored = &last["inputs"];
-    let (at, url, files) = gained(build, stored, model, None).await?;
-    if let Reads::Child { parent, field } = &reads {
-        gained(build, stored, parent, Some(vec![field.clone()])).await?;
-    }
-
-    let relation = build.dag.node(at).relation.clone();
-    let reference = datafusion::common::TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
-    let current = build.registry.ctx.table_provider(reference).await.ok()?;
-    let added = lake::files_provider(&url, &files, current.schema()).ok()?;
-    let keys = match reads {
-        Reads::Rows | Reads::Child { .. } => Vec::new(),
-        Reads::Keys(keys) => keys,
-    };
-    Some(vec![NewFiles {
-        source: relation,
-        provider: added,
-        keys,
-        files: files.len(),
-    }])
+    Some((model.clone(), reads))
 }
 
 /// The table of model `name`, and the files it gained since the version

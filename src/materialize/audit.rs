@@ -6,12 +6,18 @@
 
 use std::sync::Arc;
 
-use datafusion::catalog::TableProvider;
-use datafusion::logical_expr::LogicalPlan;
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result as DFResult;
+use datafusion::datasource::ViewTable;
+use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, TableType};
+use datafusion::physical_plan::ExecutionPlan;
 use petgraph::graph::NodeIndex;
 use url::Url;
 
 use super::Build;
+use super::added_rows::Increment;
 use super::nodes::{commit_metadata, execution_error, lake_error};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::ResourceType;
@@ -68,14 +74,55 @@ pub async fn stage(build: &Build, index: NodeIndex, plan: LogicalPlan) -> Result
     Ok(Staged { location, provider })
 }
 
+/// What the table would become, as `plan` computes it: a table whose
+/// scans a test's reads can point elsewhere. (A view would be inlined into
+/// each test's plan, its scans of the published and staged tables no
+/// longer scans of the model's relation.) Its plan is optimized on its
+/// own and read as a leaf.
+pub fn candidate_table(plan: LogicalPlan) -> Arc<dyn TableProvider> {
+    Arc::new(Candidate(ViewTable::new(plan, None)))
+}
+
+#[derive(Debug)]
+struct Candidate(ViewTable);
+
+#[async_trait]
+impl TableProvider for Candidate {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DFResult<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        let planned = self.0.scan(state, projection, filters, limit).await?;
+        Ok(lake::leaf(planned))
+    }
+}
+
 /// Runs the model's audit tests with its relation reading `candidate`
-/// (what the table would become). On failure the relation reads the
-/// published table again, the staging table is removed, and the error
-/// lists the failed tests.
+/// (what the table would become). A test that passed on the published
+/// version reads only where `increment` (what an incremental change adds,
+/// when it does not rewrite the table) can make it fail. On failure the
+/// relation reads the published table again, the staging table is
+/// removed, and the error lists the failed tests.
 pub async fn audit(
     build: &Build,
     index: NodeIndex,
     candidate: Arc<dyn TableProvider>,
+    increment: Option<&Increment>,
     staged: &Staged,
 ) -> Result<(), Diagnostic> {
     let node = build.dag.node(index);
@@ -85,7 +132,11 @@ pub async fn audit(
         .map_err(|e| lake_error(node, "registering", e))?;
     let mut failed = Vec::new();
     for test in audit_tests(build, index) {
-        let result = super::data_tests::run_test(build, test).await;
+        let narrowed = match increment {
+            Some(increment) => super::added_rows::in_audit(build, test, increment).await,
+            None => None,
+        };
+        let result = super::data_tests::run_narrowed(build, test, narrowed).await;
         if !result.status.lets_dependents_run() {
             failed.push(format!(
                 "`{}`: {}",
@@ -138,7 +189,7 @@ pub async fn audited_write(
 ) -> Result<Written, Diagnostic> {
     let node = build.dag.node(index);
     let staged = stage(build, index, plan).await?;
-    audit(build, index, staged.provider.clone(), &staged).await?;
+    audit(build, index, staged.provider.clone(), None, &staged).await?;
     let registry = &build.registry;
     let location = registry.location(&node.relation);
     let written = lake::write_table(&registry.ctx, &location, staged.plan(build)?, how, layout, commit)

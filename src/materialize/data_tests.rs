@@ -20,6 +20,7 @@ use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
+use super::added_rows::Narrowed;
 use super::ingest::NewFiles;
 use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::diagnostic::{Diagnostic, Span};
@@ -212,23 +213,12 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
         }
     }
     // Same test on a model that only gained rows since it passed: only
-    // what it gained is read (the failing rows are the same). An error on
-    // that path is retried in full.
-    let gained = match &last {
+    // what it gained is read (the failing rows are the same).
+    let narrowed = match &last {
         Some(last) => super::added_rows::since_last_pass(build, index, last).await,
         None => None,
     };
-    let result = match gained {
-        Some(readers) => match run_test_reading(build, index, readers).await {
-            r if r.status == Status::Error => {
-                let why = r.diagnostic.as_ref().map(|d| d.message.clone()).unwrap_or_default();
-                tracing::debug!(test = %node.name, "reading only what the model gained failed ({why}); running it in full");
-                run_test(build, index).await
-            }
-            r => r,
-        },
-        None => run_test(build, index).await,
-    };
+    let result = run_narrowed(build, index, narrowed).await;
     if let Some((fp, inputs)) = fingerprint {
         store_result(build, index, &fp, &inputs, &result).await;
     }
@@ -280,7 +270,24 @@ async fn store_result(
 }
 
 pub async fn run_test(build: &Build, index: NodeIndex) -> NodeResult {
-    run_test_reading(build, index, Vec::new()).await
+    run_test_reading(build, index, None).await
+}
+
+/// Runs the test reading only what `narrowed` points it at, or in full
+/// without it. An error on the narrowed path is retried in full.
+pub async fn run_narrowed(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> NodeResult {
+    let Some(narrowed) = narrowed else {
+        return run_test(build, index).await;
+    };
+    match run_test_reading(build, index, Some(narrowed)).await {
+        r if r.status == Status::Error => {
+            let why = r.diagnostic.as_ref().map(|d| d.message.clone()).unwrap_or_default();
+            let name = &build.dag.node(index).name;
+            tracing::debug!(test = %name, "reading only what the model gained failed ({why}); running it in full");
+            run_test(build, index).await
+        }
+        r => r,
+    }
 }
 
 /// The test's SQL and config, without the data: what must not have changed
@@ -297,12 +304,12 @@ pub fn definition(build: &Build, index: NodeIndex) -> String {
         .collect()
 }
 
-/// Runs the test, with `gained` (see `added_rows`) in place of the tables
-/// they stand for.
-async fn run_test_reading(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> NodeResult {
+/// Runs the test, reading what `narrowed` (see `added_rows`) says in place
+/// of the tables it stands for.
+async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
-    let outcome = test(build, index, gained).await;
+    let outcome = test(build, index, narrowed).await;
     let elapsed = started.elapsed().as_secs_f64();
     match outcome {
         Ok(outcome) => NodeResult {
@@ -326,7 +333,7 @@ async fn run_test_reading(build: &Build, index: NodeIndex, gained: Vec<NewFiles>
     }
 }
 
-async fn test(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> Result<TestOutcome, Diagnostic> {
+async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Result<TestOutcome, Diagnostic> {
     let node = build.dag.node(index);
     let test = &build.project.data_tests[node.index];
     let rendered = &build.tests[node.index];
@@ -349,8 +356,11 @@ async fn test(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> Result<
     } else {
         Vec::new()
     };
-    let gained_files = gained.first().map(|g| g.files);
-    let readers: Vec<NewFiles> = readers.into_iter().chain(gained).collect();
+    let (narrowed, what) = match narrowed {
+        Some(n) => (n.readers, Some(n.what)),
+        None => (Vec::new(), None),
+    };
+    let readers: Vec<NewFiles> = readers.into_iter().chain(narrowed).collect();
 
     let limit = config.limit.map(|n| format!("\nlimit {n}")).unwrap_or_default();
     let failing_sql = format!("{}{limit}", compiled.sql.trim_end().trim_end_matches(';'));
@@ -421,11 +431,8 @@ async fn test(build: &Build, index: NodeIndex, gained: Vec<NewFiles>) -> Result<
     } else {
         message
     };
-    let message = match gained_files {
-        Some(files) => format!(
-            "{message}; read only what its model gained since it last passed ({files} file{})",
-            if files == 1 { "" } else { "s" }
-        ),
+    let message = match what {
+        Some(what) => format!("{message}; read only {what}"),
         None => message,
     };
     Ok(TestOutcome {

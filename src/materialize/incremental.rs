@@ -21,16 +21,15 @@
 //! what the table would become before anything is committed.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, JoinType, ScalarValue};
-use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::{LogicalPlan, cast, lit};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, concat_ws, in_list};
 use serde_json::Value;
 
 use super::Build;
+use super::added_rows::Increment;
 use super::audit;
 use super::microbatch::MicrobatchConfig;
 use crate::diagnostic::{Diagnostic, Span};
@@ -321,8 +320,21 @@ pub async fn apply(
     if let (true, Some(staged)) = (audits, &staged) {
         let candidate =
             post_state(published_df()?, df(plan.clone()), &change).map_err(|e| failed(e.find_root().to_string()))?;
-        let view = Arc::new(ViewTable::new(candidate.into_unoptimized_plan(), None));
-        audit::audit(build, index, view, staged).await?;
+        let view = audit::candidate_table(candidate.into_unoptimized_plan());
+        // Every row of the table after the change is one of the published
+        // rows or a staged one, unless the table is rewritten. An upsert
+        // replaces every published row sharing its keys with a staged row;
+        // a window's staged rows may fall outside it, replacing nothing.
+        let increment = match (&shape, &change) {
+            (Shape::Same, Change::Append | Change::Window { .. }) => Some(Vec::new()),
+            (Shape::Same, Change::Upsert { keys, .. }) => Some(keys.clone()),
+            _ => None,
+        }
+        .map(|replaces_by| Increment {
+            rows: staged.provider.clone(),
+            replaces_by,
+        });
+        audit::audit(build, index, view, increment.as_ref(), staged).await?;
     }
 
     let result = match (&shape, &change) {

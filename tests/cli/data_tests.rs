@@ -594,3 +594,75 @@ fn a_merge_that_updates_an_old_row_is_tested_on_the_files_it_rewrote() {
         ]
     );
 }
+
+// See: issue 4. The audit of an incremental change reads only where the
+// change can make a failing row, and finds the failing rows a full run
+// finds: a duplicate of a row the merge keeps, a new row with a null key
+// (which replaces nothing), a value not accepted.
+#[test]
+fn an_audited_incremental_change_is_tested_where_it_can_fail_with_the_failures_of_a_full_run() {
+    let dir = fixture("audit_gains");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let messages = test_messages(p, "accounts_latest");
+    assert_eq!(messages.len(), 5, "{messages:?}");
+    assert!(
+        messages.iter().all(|m| m.ends_with(": no failing rows")),
+        "{messages:?}"
+    );
+
+    // a1 changes plan and email; a3 is new.
+    std::fs::write(
+        p.join("data/accounts/day2.csv"),
+        "account_id,email,plan\na3,z@shop.test,pro\na1,x2@shop.test,pro\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let messages = test_messages(p, "accounts_latest");
+    assert!(
+        messages
+            .iter()
+            .all(|m| m.ends_with(": no failing rows; read only what this build adds to its model")),
+        "{messages:?}"
+    );
+    let published = vec![
+        "NULL|n@shop.test|free",
+        "a1|x2@shop.test|pro",
+        "a2|y@shop.test|pro",
+        "a3|z@shop.test|pro",
+    ];
+    assert_eq!(rows(p, "main", "accounts_latest"), published);
+
+    // a4 takes a2's email (a2 stays), a5 has an unknown plan, and a second
+    // account without id joins the first one's plan.
+    std::fs::write(
+        p.join("data/accounts/day3.csv"),
+        "account_id,email,plan\na4,y@shop.test,pro\na5,w@shop.test,gold\n,m@shop.test,free\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[audit]: `accounts_latest` failed its audit: 3 tests failed on the new data"),
+        "{stderr}"
+    );
+    assert_eq!(rows(p, "main", "accounts_latest"), published, "nothing is published");
+    let narrowed = test_messages(p, "accounts_latest");
+    let read = "; read only what this build adds to its model";
+    let counts: Vec<String> = narrowed.iter().map(|m| m.replace(read, "")).collect();
+    assert!(narrowed.iter().all(|m| m.ends_with(read)), "{narrowed:?}");
+    let failed = |m: &str| m.contains("1 failing row, over `error_if !=0`");
+    assert_eq!(
+        counts.iter().filter(|m| failed(m)).count(),
+        3,
+        "unique email, accepted plan, unique id and plan: {counts:?}"
+    );
+
+    // Reading everything finds the same failing rows.
+    let (code, _, stderr) = etl(p, &["build", "--force"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(test_messages(p, "accounts_latest"), counts);
+    assert_eq!(rows(p, "main", "accounts_latest"), published);
+}
