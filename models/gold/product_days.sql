@@ -10,25 +10,11 @@
 -- Incremental: only the days of the orders merged into orders_clean since
 -- this table's watermark (`orders_loaded_at`) are recomputed, each in full,
 -- and replace their partitions.
-{% if is_incremental() %}
-with changed as (
-    select order_date
-    from {{ ref('orders_clean') }}
-    where loaded_at > (select max(orders_loaded_at) from {{ this }})
-),
-{% else %}
-with
-{% endif %}
-
-orders as (
+with orders as (
     select order_id, order_date
     from {{ ref('revenue_orders') }}
     {% if is_incremental() %}
-    -- The bound lets the scan skip older files (orders_clean is stored
-    -- mostly in order_id order, so by day); the list leaves out the days
-    -- between that did not change.
-    where order_date >= (select min(order_date) from changed)
-      and order_date in (select distinct order_date from changed)
+    where {{ of_changed_orders('order_date') }}
     {% endif %}
 )
 

@@ -5,26 +5,11 @@
 -- this table's watermark (`orders_loaded_at`) are recomputed, each in full,
 -- and replace their partitions. Units come from product_days, which has
 -- recomputed the same days before.
-{% if is_incremental() %}
-with changed as (
-    select order_date
-    from {{ ref('orders_clean') }}
-    where loaded_at > (select max(orders_loaded_at) from {{ this }})
-),
-{% else %}
-with
-{% endif %}
-
-orders as (
+with orders as (
     select order_id, order_date, customer_id, revenue
     from {{ ref('revenue_orders') }}
     {% if is_incremental() %}
-    -- The bound lets the scan skip older files; the list leaves out the
-    -- days between that did not change. distinct: DataFusion's semi join
-    -- walks every duplicate key of its build side, and a day has tens of
-    -- thousands of orders.
-    where order_date >= (select min(order_date) from changed)
-      and order_date in (select distinct order_date from changed)
+    where {{ of_changed_orders('order_date') }}
     {% endif %}
 ),
 

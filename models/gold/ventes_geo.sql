@@ -6,14 +6,6 @@
 -- this table's watermark (`orders_loaded_at`) are recomputed, each in full,
 -- and replace their rows. A change to the countries seed needs
 -- `--full-refresh` to reach the months already built.
-{% if is_incremental() %}
-with changed as (
-    select order_month
-    from {{ ref('orders_clean') }}
-    where loaded_at > (select max(orders_loaded_at) from {{ this }})
-)
-{% endif %}
-
 select
     r.order_month,
     r.country,
@@ -26,11 +18,7 @@ select
 from {{ ref('revenue_orders') }} r
 left join {{ ref('countries') }} c on c.country_code = r.country
 {% if is_incremental() %}
--- The bound lets the scan skip the files of older months (orders_clean is
--- stored in order_id order, so by month); the list keeps the months between
--- that did not change out.
-where r.order_month >= (select min(order_month) from changed)
-  and r.order_month in (select distinct order_month from changed)
+where {{ of_changed_orders('order_month', 'r.order_month') }}
 {% endif %}
 group by r.order_month, r.country, c.country_name, c.region
 order by r.order_month, revenue desc
