@@ -331,6 +331,7 @@ pub async fn apply(
             _ => None,
         }
         .map(|replaces_by| Increment {
+            model: index,
             rows: staged.provider.clone(),
             replaces_by,
         });
