@@ -65,6 +65,13 @@ def summary(samples):
     }
 
 
+def slowest_nodes(project, n=12):
+    """Where a build's time went: its slowest nodes, from run_results.json."""
+    results = json.loads((project / "target" / "run_results.json").read_text())["results"]
+    results.sort(key=lambda r: r["execution_time"], reverse=True)
+    return [{"node": r["unique_id"], "seconds": round(r["execution_time"], 3)} for r in results[:n]]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=5_000_000, help="orders over the first --days days")
@@ -118,6 +125,7 @@ def main():
     for i in range(args.repeat):
         run([str(lakegen), "--out", str(project / "lake" / "bronze"), "--append-day"], ROOT, "lakegen --append-day")
         incremental.append(run(etl_build, ROOT, "the incremental build"))
+        incremental[-1]["slowest"] = slowest_nodes(project)
         log(f"incremental build +1 day ({i + 1}/{args.repeat}): {incremental[-1]['seconds']:.2f} s")
 
     noop = []
