@@ -702,8 +702,15 @@ mod tests {
         }
 
         let ctx = session();
-        ctx.state_ref().write().config_mut().options_mut().execution.parquet.pushdown_filters = pushdown_filters;
-        ctx.register_table("t", delta_provider(&ctx, url).await.unwrap()).unwrap();
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .options_mut()
+            .execution
+            .parquet
+            .pushdown_filters = pushdown_filters;
+        ctx.register_table("t", delta_provider(&ctx, url).await.unwrap())
+            .unwrap();
         let plan = ctx
             .sql("select x from t where x > 1")
             .await
@@ -734,10 +741,18 @@ mod tests {
 
         let rows = {
             let ctx = session();
-            ctx.register_table("t", delta_provider(&ctx, &url).await.unwrap()).unwrap();
-            ctx.sql("select count(*) from t where x > 1").await.unwrap().collect().await.unwrap()
+            ctx.register_table("t", delta_provider(&ctx, &url).await.unwrap())
+                .unwrap();
+            ctx.sql("select count(*) from t where x > 1")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap()
         };
-        let count = datafusion::arrow::util::pretty::pretty_format_batches(&rows).unwrap().to_string();
+        let count = datafusion::arrow::util::pretty::pretty_format_batches(&rows)
+            .unwrap()
+            .to_string();
         assert!(count.contains("| 2 "), "{count}");
     }
 }
