@@ -56,6 +56,10 @@ impl Registry {
         relation: &Relation,
         provider: Arc<dyn TableProvider>,
     ) -> Result<(), String> {
+        // Held throughout: two models of a new schema finishing at once
+        // would otherwise each create the schema, and the second would
+        // replace the first's, dropping the table registered in it.
+        let mut registered = self.registered.lock().expect("registry poisoned");
         let catalog = self.ctx.catalog("datafusion").ok_or("the default catalog is missing")?;
         if catalog.schema(&relation.schema).is_none() {
             catalog
@@ -67,15 +71,16 @@ impl Registry {
         self.ctx
             .register_table(reference, provider)
             .map_err(|e| e.to_string())?;
-        self.registered.lock().expect("registry poisoned").insert(index);
+        registered.insert(index);
         Ok(())
     }
 
     /// Forgets a relation: the next reader loads it from the lake again.
     pub fn unregister(&self, index: NodeIndex, relation: &Relation) {
+        let mut registered = self.registered.lock().expect("registry poisoned");
         let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
         let _ = self.ctx.deregister_table(reference);
-        self.registered.lock().expect("registry poisoned").remove(&index);
+        registered.remove(&index);
     }
 
     pub fn register_view(
@@ -153,5 +158,51 @@ impl Registry {
         };
         self.register(index, &node.relation, provider)
             .map_err(|e| Diagnostic::error("register", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::datasource::empty::EmptyTable;
+
+    use super::*;
+
+    #[test]
+    fn models_of_a_new_schema_registered_at_once_are_all_readable() {
+        const THREADS: usize = 4;
+        const ROUNDS: usize = 200;
+        let registry = Registry::new(SessionContext::new(), Url::parse("file:///lake/").unwrap());
+        let barrier = Barrier::new(THREADS);
+        let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(Arc::new(Schema::empty())));
+        std::thread::scope(|scope| {
+            for thread in 0..THREADS {
+                let (registry, barrier, provider) = (&registry, &barrier, provider.clone());
+                scope.spawn(move || {
+                    for round in 0..ROUNDS {
+                        let relation = Relation {
+                            schema: format!("s{round}"),
+                            identifier: format!("t{thread}"),
+                            ephemeral: false,
+                        };
+                        barrier.wait();
+                        let index = NodeIndex::new(round * THREADS + thread);
+                        registry.register(index, &relation, provider.clone()).unwrap();
+                    }
+                });
+            }
+        });
+        let mut missing = Vec::new();
+        for round in 0..ROUNDS {
+            for thread in 0..THREADS {
+                let reference = TableReference::partial(format!("s{round}"), format!("t{thread}"));
+                if !registry.ctx.table_exist(reference).unwrap() {
+                    missing.push(format!("s{round}.t{thread}"));
+                }
+            }
+        }
+        assert_eq!(missing, Vec::<String>::new());
     }
 }
