@@ -175,6 +175,7 @@ pub async fn run_only(
         ingests: Default::default(),
         to_ingest: Default::default(),
         plan_times: Default::default(),
+        sessions: Default::default(),
         memory_gate: Default::default(),
         options: RunOptions {
             threads,

@@ -60,7 +60,7 @@ impl Staged {
 pub async fn stage(build: &Build, index: NodeIndex, plan: LogicalPlan) -> Result<Staged, Diagnostic> {
     let node = build.dag.node(index);
     let registry = &build.registry;
-    let ctx = &registry.ctx;
+    let ctx = &build.session(index);
     let location = lake::staging_location(&registry.lake, &node.relation);
     lake::remove_prefix(ctx, &location)
         .await

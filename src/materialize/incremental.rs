@@ -275,7 +275,7 @@ pub async fn apply(
 ) -> Result<Written, Diagnostic> {
     let node = build.dag.node(index);
     let registry = &build.registry;
-    let ctx = &registry.ctx;
+    let ctx = &build.session(index);
     let url = registry.location(&node.relation);
     let failed = |e: String| {
         Diagnostic::error("execution", format!("building `{}` failed: {e}", node.name))

@@ -158,9 +158,21 @@ pub struct Build {
     pub to_ingest: std::sync::OnceLock<Result<HashMap<NodeIndex, Vec<object_store::ObjectMeta>>, Diagnostic>>,
     /// Seconds each node spent planning, summed over its plans.
     pub plan_times: std::sync::Mutex<HashMap<NodeIndex, f64>>,
+    /// The sessions of the models being built whose `sql_header` sets
+    /// DataFusion options (see [`Build::session`]).
+    pub sessions: std::sync::Mutex<HashMap<NodeIndex, datafusion::prelude::SessionContext>>,
     /// Held shared by every node while it runs, and alone by a node run
     /// again after running out of memory, so that it gets the whole limit.
     pub memory_gate: tokio::sync::RwLock<()>,
+}
+
+impl Build {
+    /// The session a model is planned and written in: its own when its
+    /// `sql_header` sets options, otherwise the build's.
+    pub fn session(&self, index: NodeIndex) -> datafusion::prelude::SessionContext {
+        let sessions = self.sessions.lock().expect("sessions poisoned");
+        sessions.get(&index).unwrap_or(&self.registry.ctx).clone()
+    }
 }
 
 /// Builds or tests one node. A node that runs out of memory with hash

@@ -7,8 +7,10 @@ use serde_json::{Map, Value};
 
 use super::{Build, NodeResult, Phases, Status};
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::{Materialization, Node};
+use crate::graph::{Materialization, Node, ResourceType};
 use crate::lake::{self, ViewDefinition, Written};
+use datafusion::prelude::SessionContext;
+
 use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file, replace_scans};
 
 /// What a successful build produced.
@@ -21,6 +23,53 @@ struct Outcome {
 
 pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
+    let node = build.dag.node(index);
+    match header_session(build, node).await {
+        Ok(Some(session)) => {
+            build.sessions.lock().expect("sessions poisoned").insert(index, session);
+        }
+        Ok(None) => {}
+        Err(diag) => return error_result(node, diag, started.elapsed().as_secs_f64()),
+    }
+    let result = build_in_session(build, index, started).await;
+    build.sessions.lock().expect("sessions poisoned").remove(&index);
+    result
+}
+
+/// A session of the model's own when its `sql_header` sets DataFusion
+/// options (`SET datafusion.execution.parquet.pushdown_filters = true`).
+async fn header_session(build: &Build, node: &Node) -> Result<Option<SessionContext>, Diagnostic> {
+    let header = match node.config.get("sql_header") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(header)) => Ok(header),
+        Some(_) => Err(Diagnostic::error("invalid-config", "`sql_header` must be a string")),
+    };
+    let session = match header {
+        Ok(_) if !matches!(node.materialized, Materialization::Table | Materialization::Incremental) => {
+            Err(Diagnostic::error(
+                "invalid-config",
+                format!(
+                    "`sql_header` applies to the query of a table or incremental model; a {} has none of its \
+                     own (the models reading it plan its SQL)",
+                    node.materialized.as_str()
+                ),
+            ))
+        }
+        Ok(header) => crate::plan::session_with_header(&build.registry.ctx, header).await,
+        Err(diag) => Err(diag),
+    };
+    session.map(Some).map_err(|mut diag| {
+        diag.message = format!("model `{}`: {}", node.name, diag.message);
+        let template = match node.resource_type {
+            ResourceType::Model => build.models[node.index].template.as_str(),
+            _ => "",
+        };
+        let span = Span::find(&node.path, template, "sql_header").unwrap_or_else(|| Span::file(&node.path));
+        diag.with_span(Some(span))
+    })
+}
+
+async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> NodeResult {
     let node = build.dag.node(index);
     match up_to_date(build, index).await {
         Ok(Some(outcome)) => return success(build, node, outcome, started.elapsed().as_secs_f64()),
@@ -195,7 +244,7 @@ pub(super) async fn write_and_register(
         partition_by: Vec::new(),
     };
     let written = lake::write_table(
-        &registry.ctx,
+        &build.session(index),
         &location,
         plan,
         how,
@@ -334,7 +383,8 @@ async fn plan_with_inputs(
         // `{{ this }}`: an incremental model reads its own current table.
         build.registry.ensure(&build.dag, &build.project, index).await?;
     }
-    let mut plan = plan_model(&build.registry.ctx, &compiled).await?;
+    let session = build.session(index);
+    let mut plan = plan_model(&session, &compiled).await?;
     for files in new_files {
         plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
             Diagnostic::error("plan", format!("reading the new files of {}: {e}", files.source.sql()))
@@ -342,7 +392,7 @@ async fn plan_with_inputs(
         })?;
     }
     if contract_enforced(&node.config) {
-        check_contract(&build.registry.ctx, &build.project.models[node.index], plan.schema()).await?;
+        check_contract(&session, &build.project.models[node.index], plan.schema()).await?;
     }
     Ok((plan, compiled.sql))
 }

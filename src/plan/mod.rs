@@ -16,7 +16,9 @@ pub use compile::{CompiledSql, compile, compile_with};
 pub use contract::{check_contract, enforced as contract_enforced};
 pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate};
-pub use session::{SessionOptions, new_session, parse_memory_limit, plans_hash_joins, spill_joins};
+pub use session::{
+    SessionOptions, new_session, parse_memory_limit, plans_hash_joins, session_with_header, spill_joins,
+};
 pub use sources::{list_source_files, register_csv_file, source_files_provider, sql_type};
 
 use datafusion::common::Location;

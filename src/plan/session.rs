@@ -10,8 +10,13 @@ use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::DFParser;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+
+use crate::diagnostic::Diagnostic;
 
 use super::distinct::{CountBesideDistinct, SINGLE_DISTINCT_RULE};
 
@@ -98,6 +103,66 @@ pub fn spill_joins(ctx: &SessionContext) -> bool {
     true
 }
 
+/// The session one model is planned and run in when its `sql_header`
+/// config sets DataFusion options: a copy of the build's session, sharing
+/// its tables, memory pool and object stores, with the header's
+/// `SET datafusion.<option> = <value>` statements applied to it alone.
+/// The build's session is untouched. Made again for each attempt, so that
+/// a build that switched to sort-merge joins passes that on (unless the
+/// header sets the join itself).
+///
+/// Any other statement is refused (a header that created or dropped a
+/// table would change the build's catalog), and so are
+/// `datafusion.runtime.*` options: memory and spilling are the build's
+/// (`--memory-limit`).
+pub async fn session_with_header(ctx: &SessionContext, header: &str) -> Result<SessionContext, Diagnostic> {
+    let invalid = |message: String| Diagnostic::error("invalid-config", message);
+    let state = SessionStateBuilder::new_from_existing(ctx.state()).build();
+    let statements = {
+        let dialect = &state.config().options().sql_parser.dialect;
+        let dialect =
+            dialect_from_str(dialect).ok_or_else(|| invalid(format!("unsupported SQL dialect `{dialect}`")))?;
+        DFParser::parse_sql_with_dialect(header, dialect.as_ref())
+            .map_err(|e| invalid(format!("`sql_header` does not parse: {}", e.find_root())))?
+    };
+    let session = SessionContext::new_with_state(state);
+    for statement in statements {
+        let text = statement.to_string();
+        let failed =
+            |e: datafusion::error::DataFusionError| invalid(format!("`sql_header`: `{text}`: {}", e.find_root()));
+        let plan = session.state().statement_to_plan(statement).await.map_err(failed)?;
+        let LogicalPlan::Statement(Statement::SetVariable(set)) = &plan else {
+            return Err(invalid(format!(
+                "`sql_header` may only hold `SET datafusion.<option> = <value>` statements, not `{text}`"
+            )));
+        };
+        if set.variable.starts_with("datafusion.runtime.") {
+            return Err(invalid(format!(
+                "`sql_header` cannot set `{}`: memory and spilling are shared by the whole build \
+                 (use `--memory-limit`)",
+                set.variable
+            )));
+        }
+        let options: Vec<String> = session
+            .state()
+            .config()
+            .options()
+            .entries()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        if !options.contains(&set.variable.to_lowercase()) {
+            return Err(invalid(format!(
+                "`sql_header` sets `{}`, which is not a DataFusion option",
+                set.variable
+            ))
+            .with_suggestion(&set.variable, options.iter().map(String::as_str)));
+        }
+        session.execute_logical_plan(plan).await.map_err(failed)?;
+    }
+    Ok(session)
+}
+
 /// DataFusion's optimizer rules, with etl's own where they must run.
 fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     let mut rules = Optimizer::new().rules;
@@ -152,6 +217,8 @@ pub fn parse_memory_limit(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -160,5 +227,74 @@ mod tests {
         assert_eq!(parse_memory_limit("512MiB"), Ok(512 << 20));
         assert_eq!(parse_memory_limit("1.5GB"), Ok(1_500_000_000));
         assert!(parse_memory_limit("lots").is_err());
+    }
+
+    fn pushdown(ctx: &SessionContext) -> bool {
+        ctx.state().config().options().execution.parquet.pushdown_filters
+    }
+
+    #[tokio::test]
+    async fn a_sql_header_sets_options_in_a_session_of_its_own_sharing_the_tables() {
+        let build = new_session(&SessionOptions::default()).unwrap();
+        let header = "set datafusion.execution.parquet.pushdown_filters = true;\n\
+                      SET datafusion.execution.batch_size = 1024";
+        let model = session_with_header(&build, header).await.unwrap();
+        assert!(pushdown(&model));
+        assert_eq!(model.state().config().options().execution.batch_size.get(), 1024);
+        assert!(!pushdown(&build), "the build's session is untouched");
+        assert_eq!(build.state().config().options().execution.batch_size.get(), 8192);
+
+        // A table registered in the build's session later is readable.
+        build.sql("create view v as select 7 as x").await.unwrap();
+        let rows = model.sql("select x from v").await.unwrap().collect().await.unwrap();
+        assert_eq!(rows[0].num_rows(), 1);
+
+        // After the build switched to sort-merge joins, a new model
+        // session has them too.
+        spill_joins(&build);
+        let later = session_with_header(&build, header).await.unwrap();
+        assert!(!plans_hash_joins(&later));
+    }
+
+    #[tokio::test]
+    async fn a_sql_header_holds_only_settings_of_the_query() {
+        let build = new_session(&SessionOptions::default()).unwrap();
+        let refused = |header: &'static str| {
+            let build = build.clone();
+            async move {
+                session_with_header(&build, header)
+                    .await
+                    .err()
+                    .expect("refused")
+                    .render(Path::new("."))
+            }
+        };
+        let err = refused("create table t as select 1").await;
+        assert!(
+            err.contains("may only hold `SET datafusion.<option> = <value>`"),
+            "{err}"
+        );
+        assert!(err.contains("CREATE TABLE t AS SELECT 1"), "{err}");
+        assert!(!build.table_exist("t").unwrap());
+
+        let err = refused("set datafusion.runtime.memory_limit = '1G'").await;
+        assert!(err.contains("cannot set `datafusion.runtime.memory_limit`"), "{err}");
+        assert!(err.contains("--memory-limit"), "{err}");
+
+        let err = refused("set datafusion.execution.parquet.pushdown_filter = true").await;
+        assert!(
+            err.contains("sets `datafusion.execution.parquet.pushdown_filter`, which is not a DataFusion option"),
+            "{err}"
+        );
+        assert!(
+            err.contains("did you mean `datafusion.execution.parquet.pushdown_filters`?"),
+            "{err}"
+        );
+
+        let err = refused("set datafusion.execution.batch_size = many").await;
+        assert!(err.contains("batch_size"), "{err}");
+
+        let err = refused("set datafusion.execution.batch_size 1024 1024").await;
+        assert!(err.contains("does not parse"), "{err}");
     }
 }

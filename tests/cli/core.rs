@@ -696,3 +696,81 @@ fn a_join_larger_than_the_memory_limit_finishes_and_datafusion_options_come_from
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("DATAFUSION_EXECUTION_BATCH_SIZE"), "{stderr}");
 }
+
+/// The columns of the Delta table written for `schema.name`.
+fn columns(project: &std::path::Path, schema: &str, name: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
+        let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+        provider.schema().fields().iter().map(|f| f.name().clone()).collect()
+    })
+}
+
+#[test]
+fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
+    let dir = fixture("sql_header");
+    let (code, stdout, stderr) = etl(dir.path(), &["--memory-limit", "12MiB", "build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The join asked for sort-merge: it spills under the limit, with no
+    // hash-join attempt that ran out of memory first.
+    assert_eq!(rows(dir.path(), "main", "pairs"), vec!["1000000|499999500000"]);
+    let results = artifact(dir.path(), "run_results.json");
+    let message = |name: &str| {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == format!("model.sql_header.{name}"))
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(message("pairs"), "table: 1 rows");
+    // Identifiers keep their case in `cased` only, and still do when it
+    // merges new rows into its table.
+    assert_eq!(columns(dir.path(), "main", "cased"), ["id", "TenTimes"]);
+    assert_eq!(columns(dir.path(), "main", "plain"), ["id", "tentimes"]);
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--force", "--select", "cased"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("incremental cased"), "{stdout}");
+    assert_eq!(rows(dir.path(), "main", "cased"), ["1|10", "2|20", "3|30"]);
+    assert_eq!(columns(dir.path(), "main", "cased"), ["id", "TenTimes"]);
+
+    // Anything but settings of the query is refused, where it is written,
+    // and changes no table.
+    let before = rows(dir.path(), "main", "plain");
+    let model = dir.path().join("models/plain.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(
+        &model,
+        sql.replace(
+            "config(materialized='table')",
+            "config(materialized='table', sql_header='drop table main.ids')",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("models/v.sql"),
+        "{{ config(materialized='view', sql_header='set datafusion.execution.batch_size = 10') }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--select", "plain", "v"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "error[invalid-config]: model `plain`: `sql_header` may only hold `SET datafusion.<option> = <value>` \
+             statements, not `DROP TABLE main.ids`"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/plain.sql:1:33"), "{stderr}");
+    assert!(
+        stderr.contains("model `v`: `sql_header` applies to the query of a table or incremental model"),
+        "{stderr}"
+    );
+    assert_eq!(rows(dir.path(), "main", "plain"), before);
+    assert_eq!(rows(dir.path(), "main", "ids"), ["1", "2", "3"]);
+}
