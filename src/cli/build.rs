@@ -176,6 +176,7 @@ pub async fn run_only(
         to_ingest: Default::default(),
         plan_times: Default::default(),
         sessions: Default::default(),
+        parsed: Default::default(),
         memory_gate: Default::default(),
         options: RunOptions {
             threads,

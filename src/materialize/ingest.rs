@@ -13,10 +13,12 @@
 //! arrives, as a streaming table's expectations are.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
-use std::sync::Arc;
-
-use datafusion::catalog::TableProvider;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{MemTable, TableProvider};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
+use object_store::ObjectMeta;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
@@ -83,8 +85,7 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
             .filter(|f| !seen.contains(f.location.as_ref()))
             .collect();
         ingest.new_files += new.len();
-        let provider =
-            crate::plan::source_files_provider(&build.registry.ctx, &build.registry.row_counts, source, &new).await?;
+        let provider = build.parsed.provider(build, source, &new).await?;
         readers.push(NewFiles {
             keys: Vec::new(),
             source: relation.clone(),
@@ -204,13 +205,10 @@ pub async fn new_file_readers(build: &Build, index: NodeIndex) -> Result<Vec<New
     for source in sources {
         let node = build.dag.node(source);
         let files = to_ingest.get(&source).map(Vec::as_slice).unwrap_or_default();
-        let provider = crate::plan::source_files_provider(
-            &build.registry.ctx,
-            &build.registry.row_counts,
-            &build.project.sources[node.index],
-            files,
-        )
-        .await?;
+        let provider = build
+            .parsed
+            .provider(build, &build.project.sources[node.index], files)
+            .await?;
         readers.push(NewFiles {
             keys: Vec::new(),
             source: node.relation.clone(),
@@ -234,4 +232,275 @@ pub fn sources_of_new_file_tests(build: &Build) -> BTreeSet<NodeIndex> {
         })
         .flat_map(|&i| file_sources(build, i))
         .collect()
+}
+
+/// The rows of the new files of file sources, parsed once per build.
+///
+/// A day's file is read by every node built on its source: in the
+/// reference project the day's orders feed `orders_clean` (which reads
+/// them three times, once per use of its `valid` CTE: DataFusion plans a
+/// CTE once per use), `orders_rejected`, `orders_seen` and a reject-rate
+/// test. The first reader decompresses and parses them into memory; the
+/// others scan that. The rows are dropped when the last node of the build
+/// that reads them has finished.
+///
+/// Memory: cached rows are reserved in the build's memory pool, so they
+/// count against `--memory-limit`, and all of them together take at most a
+/// quarter of it (1 GiB without a limit). Files larger than an eighth of
+/// that are not cached (a full build reading every file of a source
+/// streams them as before), nor are rows the pool or the cap have no room
+/// for.
+#[derive(Default)]
+pub struct ParsedFiles {
+    state: Mutex<ParsedState>,
+}
+
+#[derive(Default)]
+struct ParsedState {
+    /// A source and its exact files -> their rows, once parsed.
+    tables: HashMap<String, Arc<tokio::sync::OnceCell<Option<Arc<Parsed>>>>>,
+    /// A source -> the nodes of this build that read its new files and
+    /// have not finished. `None` until `expect` counted them.
+    readers: Option<HashMap<String, usize>>,
+    /// Bytes reserved by the rows cached now.
+    cached: usize,
+}
+
+struct Parsed {
+    table: Arc<MemTable>,
+    /// Returned to the pool when the rows are dropped.
+    reservation: MemoryReservation,
+}
+
+/// What all cached rows may take without a memory limit.
+const UNLIMITED_CAP: usize = 1 << 30;
+
+impl ParsedFiles {
+    /// Counts, before the build runs, the nodes in `nodes` that read new
+    /// files of each source: ingesting models and `source_files: new`
+    /// tests.
+    pub fn expect(&self, build: &Build, nodes: &[NodeIndex]) {
+        let mut readers = HashMap::new();
+        for &index in nodes {
+            for source in new_file_sources(build, index) {
+                *readers.entry(source).or_insert(0) += 1;
+            }
+        }
+        self.state.lock().expect("parsed files poisoned").readers = Some(readers);
+    }
+
+    /// The node at `index` has finished (or will not run): rows no other
+    /// node of the build reads are dropped.
+    pub fn finished(&self, build: &Build, index: NodeIndex) {
+        let mut state = self.state.lock().expect("parsed files poisoned");
+        let mut done = Vec::new();
+        if let Some(readers) = state.readers.as_mut() {
+            for source in new_file_sources(build, index) {
+                if let Some(count) = readers.get_mut(&source) {
+                    *count = count.saturating_sub(1);
+                    if *count == 0 {
+                        done.push(source);
+                    }
+                }
+            }
+        }
+        for source in done {
+            let prefix = format!("{source}\n");
+            let mut kept = 0;
+            state.tables.retain(|key, cell| {
+                let keep = !key.starts_with(&prefix);
+                kept += usize::from(!keep && cell.get().is_some_and(Option::is_some));
+                keep
+            });
+            if kept > 0 {
+                tracing::debug!(source = %source, "dropped the parsed new files of a source: its last reader finished");
+            }
+        }
+        state.cached = state
+            .tables
+            .values()
+            .filter_map(|cell| cell.get().cloned().flatten())
+            .map(|parsed| parsed.reservation.size())
+            .sum();
+    }
+
+    /// A reader of `files` of `source`: their rows in memory when they are
+    /// cached (parsing them if this is the first reader), the files
+    /// themselves otherwise.
+    pub async fn provider(
+        &self,
+        build: &Build,
+        source: &crate::project::Source,
+        files: &[ObjectMeta],
+    ) -> Result<Arc<dyn TableProvider>, Diagnostic> {
+        let ctx = &build.registry.ctx;
+        let provider = crate::plan::source_files_provider(ctx, &build.registry.row_counts, source, files).await?;
+        let cap = match ctx.runtime_env().memory_pool.memory_limit() {
+            MemoryLimit::Finite(limit) => limit / 4,
+            MemoryLimit::Infinite | MemoryLimit::Unknown => UNLIMITED_CAP,
+        };
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        let cell = {
+            let mut state = self.state.lock().expect("parsed files poisoned");
+            let key = source_key(source);
+            let read_again = state
+                .readers
+                .as_ref()
+                .is_some_and(|readers| readers.get(&key).is_some_and(|&n| n > 0));
+            if files.is_empty() || !read_again {
+                return Ok(provider);
+            }
+            if bytes > (cap / 8) as u64 {
+                tracing::debug!(
+                    source = %key,
+                    bytes,
+                    cap,
+                    "the new files of a source, not kept in memory: larger than an eighth of the room"
+                );
+                return Ok(provider);
+            }
+            let mut key = format!("{key}\n");
+            for file in files {
+                key.push_str(&format!("{} {} {:?}\n", file.location, file.size, file.e_tag));
+            }
+            state.tables.entry(key).or_default().clone()
+        };
+        let parsed = cell
+            .get_or_try_init(|| self.parse(build, source, provider.clone(), cap))
+            .await?;
+        Ok(match parsed {
+            Some(parsed) => parsed.table.clone(),
+            None => provider,
+        })
+    }
+
+    async fn parse(
+        &self,
+        build: &Build,
+        source: &crate::project::Source,
+        provider: Arc<dyn TableProvider>,
+        cap: usize,
+    ) -> Result<Option<Arc<Parsed>>, Diagnostic> {
+        let ctx = &build.registry.ctx;
+        let failed = |e: datafusion::error::DataFusionError| {
+            Diagnostic::error(
+                "execution",
+                format!(
+                    "reading the new files of source `{}` failed: {}",
+                    source_key(source),
+                    e.find_root()
+                ),
+            )
+            .with_span(source.span.clone())
+        };
+        let schema = provider.schema();
+        let batches = ctx
+            .read_table(provider)
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        // The JSON reader's string views reserve room for more rows than a
+        // batch holds (2.5 MiB of views for 8,192 rows): returned, a day's
+        // events of the 5M-order lake take 34 MB instead of 292.
+        let batches = batches
+            .into_iter()
+            .map(shrink)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        let size = memory_size(&batches);
+        let reservation = MemoryConsumer::new("new source files").register(&ctx.runtime_env().memory_pool);
+        {
+            let mut state = self.state.lock().expect("parsed files poisoned");
+            if state.cached + size > cap || reservation.try_grow(size).is_err() {
+                tracing::debug!(
+                    source = %source_key(source),
+                    bytes = size,
+                    cached = state.cached,
+                    cap,
+                    "parsed the new files of a source, not kept in memory: no room"
+                );
+                return Ok(None);
+            }
+            state.cached += size;
+        }
+        tracing::debug!(
+            source = %source_key(source),
+            rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+            bytes = size,
+            "parsed the new files of a source, kept in memory for its readers"
+        );
+        // Spread over the session's partitions: a gzipped file is read by
+        // one, its rows can be processed by all.
+        let partitions = ctx.state().config().target_partitions().max(1);
+        let mut spread = vec![Vec::new(); partitions.min(batches.len()).max(1)];
+        let count = spread.len();
+        for (i, batch) in batches.into_iter().enumerate() {
+            spread[i % count].push(batch);
+        }
+        let table = MemTable::try_new(schema, spread).map_err(failed)?;
+        Ok(Some(Arc::new(Parsed {
+            table: Arc::new(table),
+            reservation,
+        })))
+    }
+}
+
+/// The sources whose new files the node at `index` reads (by
+/// `source_key`): those of an ingesting model, or of a test that reads
+/// only new files.
+fn new_file_sources(build: &Build, index: NodeIndex) -> Vec<String> {
+    let node = build.dag.node(index);
+    let reads_new = match node.resource_type {
+        ResourceType::Model => ingests(node),
+        ResourceType::Test => super::data_tests::reads_new_files_only(node),
+        _ => false,
+    };
+    if !reads_new {
+        return Vec::new();
+    }
+    file_sources(build, index)
+        .into_iter()
+        .map(|s| source_key(&build.project.sources[build.dag.node(s).index]))
+        .collect()
+}
+
+/// `batch` without the room its buffers reserved beyond their length.
+fn shrink(batch: RecordBatch) -> Result<RecordBatch, datafusion::error::DataFusionError> {
+    use datafusion::arrow::array::Array;
+    let (schema, mut columns, rows) = batch.into_parts();
+    for column in &mut columns {
+        column.shrink_to_fit();
+    }
+    let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(schema, columns, &options)?)
+}
+
+/// The bytes `batches` hold, each buffer counted once: the JSON reader's
+/// string views of one batch share large data buffers with other batches,
+/// and `RecordBatch::get_array_memory_size` counts them again in each.
+fn memory_size(batches: &[RecordBatch]) -> usize {
+    fn add(data: &datafusion::arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>, total: &mut usize) {
+        for buffer in data.buffers() {
+            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
+                *total += buffer.capacity();
+            }
+        }
+        if let Some(nulls) = data.nulls()
+            && seen.insert(nulls.buffer().data_ptr().as_ptr() as usize)
+        {
+            *total += nulls.buffer().capacity();
+        }
+        for child in data.child_data() {
+            add(child, seen, total);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for batch in batches {
+        for column in batch.columns() {
+            add(&column.to_data(), &mut seen, &mut total);
+        }
+    }
+    total
 }

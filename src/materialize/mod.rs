@@ -161,6 +161,8 @@ pub struct Build {
     /// The sessions of the models being built whose `sql_header` sets
     /// DataFusion options (see [`Build::session`]).
     pub sessions: std::sync::Mutex<HashMap<NodeIndex, datafusion::prelude::SessionContext>>,
+    /// The new files of file sources, parsed once for all their readers.
+    pub parsed: ingest::ParsedFiles,
     /// Held shared by every node while it runs, and alone by a node run
     /// again after running out of memory, so that it gets the whole limit.
     pub memory_gate: tokio::sync::RwLock<()>,
@@ -237,6 +239,7 @@ pub async fn run(
         .collect();
     let selected: HashSet<NodeIndex> = runnable.iter().copied().collect();
     let total = runnable.len();
+    build.parsed.expect(&build, &runnable);
     let new_file_sources = ingest::sources_of_new_file_tests(&build);
     if !new_file_sources.is_empty() {
         let _ = build
@@ -312,6 +315,7 @@ pub async fn run(
             }
         };
         finished.insert(index, result.status);
+        build.parsed.finished(&build, index);
         let ok = result.status.lets_dependents_run();
         results.push(result);
         on_result(results.last().expect("just pushed"), results.len(), total);

@@ -794,3 +794,80 @@ fn a_table_made_incremental_is_built_in_full_once_not_appended_to() {
         ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
     );
 }
+
+/// How many times a build's debug log says it parsed the new files of a
+/// source into memory, and how many times it could not keep them.
+fn parses(stderr: &str) -> (usize, usize) {
+    let kept = stderr
+        .matches("parsed the new files of a source, kept in memory")
+        .count();
+    let dropped = stderr.matches("dropped the parsed new files of a source").count();
+    assert_eq!(kept, dropped, "rows kept are dropped after their last reader: {stderr}");
+    (
+        kept,
+        stderr.matches("the new files of a source, not kept in memory").count(),
+    )
+}
+
+#[test]
+fn new_files_read_by_several_nodes_are_parsed_once_per_build() {
+    let dir = fixture("ingest");
+    let p = dir.path();
+    // Three readers of the new files, one of which scans them twice, and a
+    // test on what arrives.
+    std::fs::write(
+        p.join("models/pages.sql"),
+        "{{ config(materialized='incremental') }}\n\
+         select page, count(*) as views from (\n\
+             select page from {{ source('landing', 'clicks') }}\n\
+             union all\n\
+             select page from {{ source('landing', 'clicks') }} where id > 1\n\
+         ) v group by page\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/ids.sql"),
+        "{{ config(materialized='incremental') }}\nselect id from {{ source('landing', 'clicks') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/arrivals.sql"),
+        "{{ config(materialized='ephemeral') }}\nselect id from {{ source('landing', 'clicks') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/arrivals.yml"),
+        "version: 2\nmodels:\n  - name: arrivals\n    data_tests:\n      - row_count:\n          \
+         min_value: 1\n          config: {source_files: new}\n",
+    )
+    .unwrap();
+    let debug = [("ETL_LOG", "etl=debug".to_owned())];
+    let (code, stdout, stderr) = etl_with_env(p, &["build"], &debug);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(parses(&stderr), (1, 0), "{stderr}");
+    assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
+    assert_eq!(rows(p, "main", "ids"), ["1", "2", "3"]);
+    assert_eq!(rows(p, "main", "pages"), ["/cart|2", "/|3"]);
+
+    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
+    let (code, stdout, stderr) = etl_with_env(p, &["build"], &debug);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(parses(&stderr), (1, 0), "{stderr}");
+    assert!(stdout.contains("tests: 1 passed"), "{stdout}");
+    assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/", "4|/checkout"]);
+    assert_eq!(rows(p, "main", "ids"), ["1", "2", "3", "4"]);
+    assert_eq!(rows(p, "main", "pages"), ["/cart|2", "/checkout|2", "/|3"]);
+
+    // Files too large for the room under the memory limit are read where
+    // they lie, by each reader, with the same rows.
+    std::fs::write(p.join("data/2024-01-04.jsonl"), "{\"id\":5,\"page\":\"/about-us\"}\n").unwrap();
+    let args = ["--memory-limit", "1KiB", "build", "--select", "clicks", "ids"];
+    let (code, stdout, stderr) = etl_with_env(p, &args, &debug);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(parses(&stderr), (0, 2), "one per reader: {stderr}");
+    assert_eq!(
+        rows(p, "main", "clicks"),
+        ["1|/", "2|/cart", "3|/", "4|/checkout", "5|/about-us"]
+    );
+    assert_eq!(rows(p, "main", "ids"), ["1", "2", "3", "4", "5"]);
+}
