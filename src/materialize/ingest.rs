@@ -289,7 +289,7 @@ impl ParsedFiles {
         self.state.lock().expect("parsed files poisoned").readers = Some(readers);
     }
 
-    /// The node at `index` has finished (or will not run): rows no other
+    /// The node at `index` has finished, or was skipped: rows no other
     /// node of the build reads are dropped.
     pub fn finished(&self, build: &Build, index: NodeIndex) {
         let mut state = self.state.lock().expect("parsed files poisoned");
@@ -312,7 +312,7 @@ impl ParsedFiles {
                 kept += usize::from(!keep && cell.get().is_some_and(Option::is_some));
                 keep
             });
-            if kept > 0 {
+            for _ in 0..kept {
                 tracing::debug!(source = %source, "dropped the parsed new files of a source: its last reader finished");
             }
         }

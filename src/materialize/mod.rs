@@ -403,6 +403,7 @@ fn skip_descendants(
     }
     // Report in DAG order.
     for &i in dag.order.iter().filter(|i| descendants.contains(i)) {
+        build.parsed.finished(build, i);
         // A test that a failed audit ran has a real result to report.
         if let Some(result) = build.audited.lock().expect("audit results poisoned").remove(&i) {
             finished.insert(i, result.status);

@@ -870,4 +870,25 @@ fn new_files_read_by_several_nodes_are_parsed_once_per_build() {
         ["1|/", "2|/cart", "3|/", "4|/checkout", "5|/about-us"]
     );
     assert_eq!(rows(p, "main", "ids"), ["1", "2", "3", "4", "5"]);
+
+    // A reader skipped after its parent failed lets the rows go too.
+    std::fs::write(
+        p.join("models/broken.sql"),
+        "{{ config(materialized='table') }}\nselect 1 / (count(*) - count(*)) as x from {{ ref('ids') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/late.sql"),
+        "{{ config(materialized='incremental') }}\n\
+         select id from {{ source('landing', 'clicks') }} where id > (select max(x) from {{ ref('broken') }})\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("data/2024-01-05.jsonl"), "{\"id\":6,\"page\":\"/\"}\n").unwrap();
+    let (code, stdout, stderr) = etl_with_env(p, &["build"], &debug);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stdout.contains("SKIP  incremental late"), "{stdout}");
+    // Three sets of files: the one new file of `clicks` and `ids`, the two
+    // `pages` has not consumed (the last build left it out), and all of
+    // them for `late`'s first build and the test.
+    assert_eq!(parses(&stderr), (3, 0), "{stderr}");
 }
