@@ -12,6 +12,8 @@ use datafusion::prelude::SessionContext;
 use deltalake::TableProperty;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
@@ -163,9 +165,20 @@ impl Commit {
 /// row it updates: the whole table. In smaller files, the rows a merge
 /// touches (new and recent keys, when keys grow with time) sit in a few
 /// of them, and Delta skips the others by their min/max statistics.
+///
+/// And how they are compressed: Snappy (Delta's default) unless a model
+/// asks for another codec.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
     pub file_size: Option<std::num::NonZeroU64>,
+    pub compression: Option<Compression>,
+}
+
+impl Layout {
+    fn writer_properties(&self) -> Option<WriterProperties> {
+        let compression = self.compression?;
+        Some(WriterProperties::builder().set_compression(compression).build())
+    }
 }
 
 /// How [`write_table`] changes a table, always in one commit.
@@ -219,6 +232,9 @@ pub async fn write_table(
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
         .with_commit_properties(commit);
+    if let Some(properties) = layout.writer_properties() {
+        builder = builder.with_writer_properties(properties);
+    }
     if let Some(size) = layout.file_size {
         // For this write, and, kept in a new table's properties, for the
         // merges after it.
@@ -335,6 +351,7 @@ pub async fn merge_into(
     source: datafusion::prelude::DataFrame,
     keys: &[String],
     merge_schema: bool,
+    layout: &Layout,
     commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
     use datafusion::common::Column;
@@ -351,13 +368,17 @@ pub async fn merge_into(
     table.update_datafusion_session(&state)?;
     let update_columns = columns.clone();
     let insert_columns = columns;
-    let (table, _metrics) = table
+    let mut merge = table
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
         .with_session_state(Arc::new(state))
         .with_merge_schema(merge_schema)
-        .with_commit_properties(commit.into().properties())
+        .with_commit_properties(commit.into().properties());
+    if let Some(properties) = layout.writer_properties() {
+        merge = merge.with_writer_properties(properties);
+    }
+    let (table, _metrics) = merge
         .when_matched_update(|update| {
             update_columns
                 .iter()

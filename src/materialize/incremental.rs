@@ -355,7 +355,7 @@ pub async fn apply(
             lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
         }
         (_, Change::Upsert { keys, merge: true }) => {
-            lake::merge_into(ctx, &url, df(plan), keys, shape == Shape::Grow, commit).await
+            lake::merge_into(ctx, &url, df(plan), keys, shape == Shape::Grow, &config.layout, commit).await
         }
         (_, Change::Upsert { keys, merge: false }) => {
             let columns: Vec<Expr> = keys.iter().map(|k| col(Column::from_name(k.as_str()))).collect();

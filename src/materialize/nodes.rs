@@ -10,6 +10,7 @@ use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Materialization, Node, ResourceType};
 use crate::lake::{self, ViewDefinition, Written};
 use datafusion::prelude::SessionContext;
+use deltalake::parquet::basic::Compression;
 
 use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file, replace_scans};
 
@@ -209,12 +210,19 @@ pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -
     Diagnostic::error("lake", format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
 }
 
-/// The file size a model's config asks for (`target_file_size`: bytes, or
-/// a size such as `'8MiB'`).
+/// How a model's config asks for its data files to be written:
+/// `target_file_size` (bytes, or a size such as `'8MiB'`) and
+/// `parquet_compression`.
 pub(super) fn layout_of(node: &Node) -> Result<lake::Layout, Diagnostic> {
     let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
+    let compression = compression_of(node).map_err(invalid)?;
     let text = match node.config.get("target_file_size") {
-        None | Some(Value::Null) => return Ok(lake::Layout::default()),
+        None | Some(Value::Null) => {
+            return Ok(lake::Layout {
+                file_size: None,
+                compression,
+            });
+        }
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     };
@@ -228,7 +236,52 @@ pub(super) fn layout_of(node: &Node) -> Result<lake::Layout, Diagnostic> {
     })?;
     Ok(lake::Layout {
         file_size: Some(file_size),
+        compression,
     })
+}
+
+/// The codecs `parquet_compression` takes.
+const CODECS: &[&str] = &["snappy", "lz4", "zstd", "gzip", "none"];
+
+/// `parquet_compression`: `snappy` (Delta's default), `lz4` (Parquet's
+/// LZ4_RAW), `zstd` or `zstd(1..22)`, `gzip` or `gzip(0..9)`, `none`.
+fn compression_of(node: &Node) -> Result<Option<Compression>, String> {
+    let text = match node.config.get("parquet_compression") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) => text.trim().to_lowercase(),
+        Some(other) => {
+            return Err(format!(
+                "model `{}`: `parquet_compression` must be a string, not {other}",
+                node.name
+            ));
+        }
+    };
+    let (codec, level) = match text.split_once('(') {
+        Some((codec, rest)) => (codec.trim(), Some(rest.trim_end_matches(')').trim())),
+        None => (text.as_str(), None),
+    };
+    let unknown = || {
+        let hint = crate::diagnostic::did_you_mean(codec, CODECS.iter().copied())
+            .map(|best| format!(" (did you mean `{best}`?)"))
+            .unwrap_or_default();
+        format!(
+            "model `{}`: unknown `parquet_compression` `{text}`{hint}; use one of {}",
+            node.name,
+            CODECS.join(", ")
+        )
+    };
+    let compression = match (codec, level) {
+        ("snappy", None) => Compression::SNAPPY,
+        ("lz4" | "lz4_raw", None) => Compression::LZ4_RAW,
+        ("none" | "uncompressed", None) => Compression::UNCOMPRESSED,
+        ("zstd", None) => Compression::ZSTD(Default::default()),
+        ("gzip", None) => Compression::GZIP(Default::default()),
+        ("zstd" | "gzip", Some(level)) => format!("{}({level})", codec.to_uppercase())
+            .parse()
+            .map_err(|e| format!("model `{}`: `parquet_compression` `{text}`: {e}", node.name))?,
+        _ => return Err(unknown()),
+    };
+    Ok(Some(compression))
 }
 
 pub(super) async fn write_and_register(
@@ -337,7 +390,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                     .with_span(Some(Span::file(&seed.path)))
             })?
             .into_unoptimized_plan();
-        write_and_register(build, index, plan, &lake::Layout::default()).await
+        write_and_register(build, index, plan, &layout_of(node)?).await
     }
     .await;
     let _ = ctx.deregister_table(temp.as_str());

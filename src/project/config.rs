@@ -176,6 +176,7 @@ pub const KNOWN_CONFIG_KEYS: &[&str] = &[
     "partition_by",
     "cluster_by",
     "target_file_size",
+    "parquet_compression",
     "event_time",
     "batch_size",
     "begin",

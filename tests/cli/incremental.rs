@@ -892,3 +892,95 @@ fn new_files_read_by_several_nodes_are_parsed_once_per_build() {
     // them for `late`'s first build and the test.
     assert_eq!(parses(&stderr), (3, 0), "{stderr}");
 }
+
+/// The codecs of the column chunks in the current data files of `name`
+/// (`SNAPPY`, `LZ4_RAW`, `ZSTD`).
+fn codecs(dir: &std::path::Path, name: &str) -> std::collections::BTreeSet<String> {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut files = std::collections::BTreeSet::new();
+    for commit in commits(dir, name) {
+        for line in std::fs::read_to_string(commit).unwrap().lines() {
+            let action: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(add) = action.get("add") {
+                files.insert(add["path"].as_str().unwrap().to_owned());
+            } else if let Some(remove) = action.get("remove") {
+                files.remove(remove["path"].as_str().unwrap());
+            }
+        }
+    }
+    let mut codecs = std::collections::BTreeSet::new();
+    for file in files {
+        let file = std::fs::File::open(table_dir(dir, "main", name).join(file)).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        for group in reader.metadata().row_groups() {
+            for column in group.columns() {
+                // The level is not kept in the file: the codec alone.
+                let codec = format!("{:?}", column.compression());
+                codecs.insert(codec.split('(').next().unwrap().to_owned());
+            }
+        }
+    }
+    codecs
+}
+
+#[test]
+fn parquet_compression_sets_the_codec_of_every_file_a_model_writes() {
+    let dir = fixture("file_size");
+    let p = dir.path();
+    let set = |model: &str, from: &str, to: &str| {
+        let path = p.join(format!("models/{model}.sql"));
+        let sql = std::fs::read_to_string(&path).unwrap();
+        assert!(sql.contains(from), "{sql}");
+        std::fs::write(&path, sql.replace(from, to)).unwrap();
+    };
+    set(
+        "accounts",
+        "target_file_size='16KiB'",
+        "target_file_size='16KiB', parquet_compression='lz4'",
+    );
+    set(
+        "by_round",
+        "target_file_size='1MiB'",
+        "target_file_size='1MiB', parquet_compression='ZSTD(5)'",
+    );
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(codecs(p, "accounts"), ["LZ4_RAW"].map(String::from).into());
+    assert_eq!(codecs(p, "by_round"), ["ZSTD"].map(String::from).into());
+    assert_eq!(codecs(p, "sorted"), ["SNAPPY"].map(String::from).into());
+
+    // A merge writes its files the same way.
+    let (code, stdout, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 1}"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        results(p).contains(&"model.file_size.accounts: incremental (merge): 2000 rows".to_owned()),
+        "{:?}",
+        results(p)
+    );
+    assert_eq!(codecs(p, "accounts"), ["LZ4_RAW"].map(String::from).into());
+    assert_eq!(
+        query(p, &["main.accounts"], "select count(*), max(id) from main_accounts"),
+        ["21000|21000"]
+    );
+
+    // An unknown codec is an error on the model, which keeps its table.
+    set("by_round", "'ZSTD(5)'", "'lz5'");
+    let (code, _, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 2}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[invalid-config]: model `by_round`: unknown `parquet_compression` `lz5` (did you mean `lz4`?); \
+             use one of snappy, lz4, zstd, gzip, none"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/by_round.sql"), "{stderr}");
+    assert_eq!(
+        query(p, &["main.by_round"], "select * from main_by_round order by round"),
+        ["0|19000", "1|1000"]
+    );
+    set("by_round", "'lz5'", "'zstd(99)'");
+    let (code, _, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 2}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`parquet_compression` `zstd(99)`"), "{stderr}");
+}
