@@ -408,7 +408,7 @@ impl ParsedFiles {
             .map(shrink)
             .collect::<Result<Vec<_>, _>>()
             .map_err(failed)?;
-        let size = memory_size(&batches);
+        let size: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
         let reservation = MemoryConsumer::new("new source files").register(&ctx.runtime_env().memory_pool);
         {
             let mut state = self.state.lock().expect("parsed files poisoned");
@@ -474,33 +474,4 @@ fn shrink(batch: RecordBatch) -> Result<RecordBatch, datafusion::error::DataFusi
     }
     let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(schema, columns, &options)?)
-}
-
-/// The bytes `batches` hold, each buffer counted once: the JSON reader's
-/// string views of one batch share large data buffers with other batches,
-/// and `RecordBatch::get_array_memory_size` counts them again in each.
-fn memory_size(batches: &[RecordBatch]) -> usize {
-    fn add(data: &datafusion::arrow::array::ArrayData, seen: &mut std::collections::HashSet<usize>, total: &mut usize) {
-        for buffer in data.buffers() {
-            if seen.insert(buffer.data_ptr().as_ptr() as usize) {
-                *total += buffer.capacity();
-            }
-        }
-        if let Some(nulls) = data.nulls()
-            && seen.insert(nulls.buffer().data_ptr().as_ptr() as usize)
-        {
-            *total += nulls.buffer().capacity();
-        }
-        for child in data.child_data() {
-            add(child, seen, total);
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    let mut total = 0;
-    for batch in batches {
-        for column in batch.columns() {
-            add(&column.to_data(), &mut seen, &mut total);
-        }
-    }
-    total
 }
