@@ -10,6 +10,7 @@ mod registry;
 mod rewrite;
 mod row_counts;
 mod session;
+mod shared;
 mod sources;
 
 pub use compile::{CompiledSql, compile, compile_with};

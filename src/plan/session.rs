@@ -6,6 +6,8 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use datafusion::common::config::{ConfigExtension, ConfigOptions, ExtensionOptions};
+use datafusion::common::extensions_options;
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -19,6 +21,23 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use crate::diagnostic::Diagnostic;
 
 use super::distinct::{CountBesideDistinct, SINGLE_DISTINCT_RULE};
+use super::shared::ShareRepeatedSubplans;
+
+extensions_options! {
+    /// etl's own query options, beside DataFusion's and set the same ways:
+    /// `ETL_SHARE_REPEATED_SUBPLANS=false` in the environment, or
+    /// `SET etl.share_repeated_subplans = false` in a model's `sql_header`.
+    pub struct EtlOptions {
+        /// Run a part of a query that appears in several places, identical
+        /// and holding an aggregate or a window (a CTE read twice), once
+        /// for all its readers.
+        pub share_repeated_subplans: bool, default = true
+    }
+}
+
+impl ConfigExtension for EtlOptions {
+    const PREFIX: &'static str = "etl";
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -33,7 +52,8 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_target_partitions(partitions)
         .with_information_schema(true)
-        .with_create_default_catalog_and_schema(true);
+        .with_create_default_catalog_and_schema(true)
+        .with_option_extension(EtlOptions::default());
     config.options_mut().sql_parser.collect_spans = true;
     // DataFusion proves some CASE results non-null in the logical plan
     // (`case when a >= b then a else b end` with b non-null) but not in the
@@ -79,6 +99,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
+        .with_physical_optimizer_rule(Arc::new(ShareRepeatedSubplans))
         // Delta's writes and merges are custom plan nodes that need its planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
@@ -152,14 +173,7 @@ pub async fn session_with_header(ctx: &SessionContext, header: &str) -> Result<S
                 set.variable
             )));
         }
-        let options: Vec<String> = session
-            .state()
-            .config()
-            .options()
-            .entries()
-            .into_iter()
-            .map(|e| e.key)
-            .collect();
+        let options = option_keys(session.state().config().options());
         if !options.contains(&set.variable.to_lowercase()) {
             return Err(invalid(format!(
                 "`sql_header` sets `{}`, which is not a DataFusion option",
@@ -183,13 +197,28 @@ fn optimizer_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
     rules
 }
 
+/// Every option a session takes, by its full name: DataFusion's
+/// (`datafusion.execution.batch_size`) and etl's (`etl.share_repeated_subplans`).
+fn option_keys(options: &ConfigOptions) -> Vec<String> {
+    let datafusion = options
+        .entries()
+        .into_iter()
+        .map(|e| e.key)
+        .filter(|key| key.starts_with("datafusion."));
+    let etl = EtlOptions::default()
+        .entries()
+        .into_iter()
+        .map(|e| format!("{}.{}", EtlOptions::PREFIX, e.key));
+    datafusion.chain(etl).collect()
+}
+
 /// Any DataFusion option set in the environment the way DataFusion names
 /// it there (`datafusion.execution.batch_size` is
 /// `DATAFUSION_EXECUTION_BATCH_SIZE`), over etl's own choices: the escape
 /// hatch for tuning a query engine etl does not expose option by option.
+/// etl's options go the same way (`ETL_SHARE_REPEATED_SUBPLANS`).
 fn apply_env_overrides(config: &mut SessionConfig) -> Result<()> {
-    let keys: Vec<String> = config.options().entries().into_iter().map(|e| e.key).collect();
-    for key in keys {
+    for key in option_keys(config.options()) {
         let var = key.to_uppercase().replace('.', "_");
         if let Ok(value) = std::env::var(&var) {
             config

@@ -709,6 +709,57 @@ fn columns(project: &std::path::Path, schema: &str, name: &str) -> Vec<String> {
 }
 
 #[test]
+fn a_cte_read_twice_is_computed_once_and_the_rows_are_the_same() {
+    let dir = fixture("shared_subplans");
+    let debug = [("ETL_LOG", "etl=debug".to_owned())];
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &["--threads", "1", "build"], &debug);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // `cohorts` shares its `firsts` between its two readers;
+    // `cohorts_unshared` turned that off in its `sql_header`.
+    let shared: Vec<&str> = stderr.lines().filter(|l| l.contains("runs once")).collect();
+    assert_eq!(shared.len(), 1, "{stderr}");
+    assert!(shared[0].contains("readers=2"), "{stderr}");
+    assert!(shared[0].contains("aggr=[min(main.orders.month)]"), "{stderr}");
+
+    // Per first month: customers, their lines and amounts, counted here.
+    let mut first = std::collections::BTreeMap::new();
+    for v in 1..=20000i64 {
+        let (customer, month) = (v % 500, (v * 7919) % 12);
+        first
+            .entry(customer)
+            .and_modify(|m: &mut i64| *m = (*m).min(month))
+            .or_insert(month);
+    }
+    let mut cohorts = std::collections::BTreeMap::new();
+    for v in 1..=60000i64 {
+        let cohort = cohorts.entry(first[&(v % 500)]).or_insert((0, 0, 0));
+        cohort.1 += 1;
+        cohort.2 += v % 100;
+    }
+    for month in first.values() {
+        cohorts.get_mut(month).unwrap().0 += 1;
+    }
+    let mut expected: Vec<String> = cohorts
+        .iter()
+        .map(|(month, (customers, lines, amount))| format!("{month}|{customers}|{lines}|{amount}"))
+        .collect();
+    expected.sort();
+    assert!(expected.len() > 1, "{expected:?}");
+    assert_eq!(rows(dir.path(), "main", "cohorts"), expected);
+    assert_eq!(rows(dir.path(), "main", "cohorts_unshared"), expected);
+
+    // Turned off for the whole build from the environment.
+    let off = [
+        ("ETL_LOG", "etl=debug".to_owned()),
+        ("ETL_SHARE_REPEATED_SUBPLANS", "false".to_owned()),
+    ];
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &["build", "--force", "--select", "cohorts"], &off);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(!stderr.contains("runs once"), "{stderr}");
+    assert_eq!(rows(dir.path(), "main", "cohorts"), expected);
+}
+
+#[test]
 fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
     let dir = fixture("sql_header");
     let (code, stdout, stderr) = etl(dir.path(), &["--memory-limit", "12MiB", "build"]);
