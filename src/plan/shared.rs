@@ -31,6 +31,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{internal_datafusion_err, internal_err};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, SpillFile, TaskContext};
@@ -118,9 +121,46 @@ impl PhysicalOptimizerRule for ShareRepeatedSubplans {
     }
 }
 
-/// What makes two subplans the same: their whole text and schema.
+/// What makes two subplans the same: their whole text (every file a scan
+/// reads, in DataFusion's verbose form) and schema, and for scans of rows
+/// held in memory, which print only their sizes, the rows themselves.
 fn text_of(node: &Arc<dyn ExecutionPlan>) -> String {
-    format!("{}{:?}", displayable(node.as_ref()).indent(true), node.schema())
+    let mut text = format!("{}{:?}", displayable(node.as_ref()).indent(true), node.schema());
+    rows_in_memory(node, &mut text);
+    text
+}
+
+/// Where the rows of each in-memory scan under `node` live: two scans of
+/// the same table share their buffers; two tables of the same shape and
+/// sizes do not.
+fn rows_in_memory(node: &Arc<dyn ExecutionPlan>, text: &mut String) {
+    if let Some(memory) = in_memory(node) {
+        for batch in memory.partitions().iter().flatten() {
+            match batch.columns().first().map(|column| column.to_data()) {
+                Some(data) => {
+                    let at = first_buffer(&data).unwrap_or(memory as *const MemorySourceConfig as usize);
+                    text.push_str(&format!(" rows@{at:x}+{}:{}", data.offset(), data.len()));
+                }
+                None => text.push_str(&format!(" rows@{:x}", memory as *const MemorySourceConfig as usize)),
+            }
+        }
+    }
+    for child in node.children() {
+        rows_in_memory(child, text);
+    }
+}
+
+fn in_memory(node: &Arc<dyn ExecutionPlan>) -> Option<&MemorySourceConfig> {
+    node.downcast_ref::<DataSourceExec>()?
+        .data_source()
+        .downcast_ref::<MemorySourceConfig>()
+}
+
+fn first_buffer(data: &ArrayData) -> Option<usize> {
+    data.buffers()
+        .first()
+        .map(|buffer| buffer.as_ptr() as usize)
+        .or_else(|| data.child_data().iter().find_map(first_buffer))
 }
 
 /// The text of the largest subplan that appears more than once and may be
@@ -159,9 +199,18 @@ fn any_node(node: &Arc<dyn ExecutionPlan>, test: &dyn Fn(&Arc<dyn ExecutionPlan>
 /// Whether running `node` once for all its readers gives each of them
 /// what running it for each would.
 fn shareable(node: &Arc<dyn ExecutionPlan>) -> bool {
-    let known = !any_node(node, &|n| !KNOWN.contains(&n.name()));
+    let known = !any_node(node, &|n| !KNOWN.contains(&n.name()) || !identified_scan(n));
     let worth = any_node(node, &|n| WORTH_KEEPING.contains(&n.name()));
     known && worth && !any_node(node, &|n| changes_between_runs(n.as_ref()))
+}
+
+/// Whether `node`, when it is a scan, is one `text_of` tells apart from
+/// any other: of files, or of rows in memory.
+fn identified_scan(node: &Arc<dyn ExecutionPlan>) -> bool {
+    node.downcast_ref::<DataSourceExec>().is_none_or(|scan| {
+        let source = scan.data_source();
+        source.downcast_ref::<FileScanConfig>().is_some() || source.downcast_ref::<MemorySourceConfig>().is_some()
+    })
 }
 
 /// A volatile expression or a dynamic filter in `node`'s own expressions.
@@ -388,8 +437,11 @@ async fn keep_all(
             SpillMetrics::new(&metrics, partition),
             input.schema(),
         );
-        let reservation =
-            MemoryConsumer::new(format!("SharedSubplanExec[{partition}]")).register(context.memory_pool());
+        // It gives way like a sort or an aggregate: past its fair share of
+        // a shared pool, its rows go to disk.
+        let reservation = MemoryConsumer::new(format!("SharedSubplanExec[{partition}]"))
+            .with_can_spill(true)
+            .register(context.memory_pool());
         tasks.push(SpawnedTask::spawn(keep(rows, reservation, Arc::clone(&budget), spill)));
     }
     let mut slots = Vec::with_capacity(partitions);
@@ -705,6 +757,26 @@ mod tests {
             plan_text(&plan).contains("SharedSubplanExec"),
             "the build's session still shares"
         );
+    }
+
+    #[tokio::test]
+    async fn tables_of_the_same_shape_and_size_are_told_apart() {
+        let ctx = orders().await;
+        ctx.sql("create table a as select value % 10 as k, value as v from generate_series(1, 1000)")
+            .await
+            .unwrap();
+        ctx.sql("create table b as select value % 10 as k, value * 2 as v from generate_series(1, 1000)")
+            .await
+            .unwrap();
+        let sql = "select x.k, x.total, y.total as other \
+                   from (select k, sum(v) as total from a t group by k) x \
+                   join (select k, sum(v) as total from b t group by k) y on x.k = y.k order by x.k";
+        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+        assert!(!plan_text(&plan).contains("SharedSubplanExec"), "{}", plan_text(&plan));
+        let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+        let (totals, others) = (column(&batches, 1), column(&batches, 2));
+        assert_eq!(totals.iter().sum::<i64>(), 500_500);
+        assert_eq!(others.iter().sum::<i64>(), 1_001_000);
     }
 
     #[tokio::test]
