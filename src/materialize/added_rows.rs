@@ -13,6 +13,11 @@
 //! - `relationships` reads the added child rows, when its parent has only
 //!   gained rows too, and kept its keys (merges on the related field).
 //!
+//! A singular test reads the rows of the keys its tables gained, when
+//! each of its failing rows comes from the rows of one key (it joins and
+//! groups on `order_id`, say: `plan::key_of` reads that off its plan)
+//! and its tables only gained rows, merged on that key if at all.
+//!
 //! A write-audit-publish model's tests judge what the table would become
 //! before it is committed. After an incremental change (append, merge,
 //! delete+insert, insert_overwrite, microbatch) whose columns are the
@@ -35,7 +40,7 @@ use serde_json::Value;
 
 use super::Build;
 use super::ingest::NewFiles;
-use crate::graph::Materialization;
+use crate::graph::{Materialization, ResourceType};
 use crate::lake;
 use crate::project::{TestKind, TestTarget};
 
@@ -61,7 +66,14 @@ pub struct Narrowed {
 /// the test last passed, as `last` (its stored result) records; `None`
 /// when it must run in full.
 pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
-    let (model, reads) = reads(build, index, last)?;
+    if !passed_clean(build, index, last) {
+        return None;
+    }
+    let test = &build.project.data_tests[build.dag.node(index).index];
+    if matches!(test.kind, TestKind::Singular { .. }) {
+        return by_key(build, index, last).await;
+    }
+    let (model, reads) = reads(build, index)?;
     let stored = &last["inputs"];
     let (at, url, files) = gained(build, stored, &model, None).await?;
     if let Reads::Child { parent, field } = &reads {
@@ -121,7 +133,10 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     }
     let node = build.dag.node(index);
     let last = lake::read_state(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
-    let (model, reads) = reads(build, index, &last)?;
+    if !passed_clean(build, index, &last) {
+        return None;
+    }
+    let (model, reads) = reads(build, index)?;
     let stored = &last["inputs"];
     // A test of another model (a relationship to this one) reads none of
     // the new rows in place of its own.
@@ -177,18 +192,37 @@ async fn replaces_all_sharing(build: &Build, increment: &Increment, keys: &[Stri
     }
 }
 
-/// The model a generic test is attached to and how it reads what that
-/// model gained, when the test passed with no failing row last time
-/// (`last`, its stored result) and its definition has not changed since.
-fn reads(build: &Build, index: NodeIndex, last: &Value) -> Option<(String, Reads)> {
+/// Whether the test passed with no failing row last time (`last`, its
+/// stored result), its definition has not changed since, and what it
+/// judges can be read in part: its count is of rows, not a percentage of
+/// the whole table or another `fail_calc`, and it means the same on any
+/// day.
+fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
     let node = build.dag.node(index);
-    let test = &build.project.data_tests[node.index];
     if last["status"].as_str() != Some("pass")
         || last["failures"].as_u64() != Some(0)
         || last["definition"].as_str() != Some(super::data_tests::definition(build, index).as_str())
     {
-        return None;
+        return false;
     }
+    let text = |k: &str| node.config.get(k).and_then(Value::as_str);
+    // Percentages count the whole table's rows; a `sum(...)` of zero may
+    // be rows that cancel out.
+    let percent = |k: &str| text(k).is_some_and(|t| t.contains('%'));
+    let counts_rows = text("fail_calc").is_none_or(|c| {
+        c.chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .eq_ignore_ascii_case("count(*)")
+    });
+    !percent("warn_if") && !percent("error_if") && counts_rows && !volatile(build, index)
+}
+
+/// The model a generic test is attached to and how it reads what that
+/// model gained.
+fn reads(build: &Build, index: NodeIndex) -> Option<(String, Reads)> {
+    let node = build.dag.node(index);
+    let test = &build.project.data_tests[node.index];
     let TestKind::Generic {
         test_name,
         target: TestTarget::Model(model),
@@ -199,14 +233,7 @@ fn reads(build: &Build, index: NodeIndex, last: &Value) -> Option<(String, Reads
     else {
         return None;
     };
-    // Percentages count the whole table's rows.
-    let percent = |k: &str| {
-        node.config
-            .get(k)
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.contains('%'))
-    };
-    if percent("warn_if") || percent("error_if") || overridden(build, test_name) || volatile(build, index) {
+    if overridden(build, test_name) {
         return None;
     }
     let reads = match test_name.as_str() {
@@ -246,6 +273,82 @@ fn reads(build: &Build, index: NodeIndex, last: &Value) -> Option<(String, Reads
         return None;
     }
     Some((model.clone(), reads))
+}
+
+/// A singular test whose failing rows each come from the rows of one key
+/// value (`plan::key_of`: a reconciliation joined and grouped on
+/// `order_id`) reads the rows of the keys its tables gained: those in the
+/// files they gained since it passed, when they only gained rows and any
+/// merge into them was on that key (an update then keeps a row's key).
+/// Every other key's rows are as they were when it found none failing.
+async fn by_key(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
+    let node = build.dag.node(index);
+    let ctx = &build.registry.ctx;
+    let parents: Vec<NodeIndex> = build.dag.parents(index).collect();
+    // Models only: a seed or a file source keeps no record of what it
+    // gained (and `gained` finds tables by model name).
+    if parents
+        .iter()
+        .any(|&p| build.dag.node(p).resource_type != ResourceType::Model)
+    {
+        return None;
+    }
+    let mut tables = Vec::new();
+    for &parent in &parents {
+        let relation = &build.dag.node(parent).relation;
+        let reference =
+            datafusion::common::TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
+        tables.push((relation, ctx.table_provider(reference).await.ok()?));
+    }
+    let (_, first) = tables.first()?;
+    let first = first.schema();
+    let shared = first
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|name| tables.iter().all(|(_, t)| t.schema().field_with_name(name).is_ok()));
+    let compiled = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]);
+    let state = ctx.state();
+    let plan = state.create_logical_plan(&compiled.sql).await.ok()?;
+    let plan = state.optimize(&plan).ok()?;
+    let key = crate::plan::key_of(&plan, shared, &|scanned| {
+        tables
+            .iter()
+            .any(|(r, _)| scanned.table() == r.identifier && scanned.schema() == Some(r.schema.as_str()))
+    })?;
+
+    let stored = &last["inputs"];
+    let mut keys: Option<datafusion::dataframe::DataFrame> = None;
+    let mut files = 0;
+    for (&parent, (_, table)) in parents.iter().zip(&tables) {
+        let (_, url, added) = gained(build, stored, &build.dag.node(parent).name, Some(vec![key.clone()])).await?;
+        if added.is_empty() {
+            continue;
+        }
+        files += added.len();
+        let rows = lake::files_provider(&url, &added, table.schema()).ok()?;
+        let these = ctx.read_table(rows).ok()?.select_columns(&[key.as_str()]).ok()?;
+        keys = Some(match keys {
+            None => these,
+            Some(before) => before.union(these).ok()?,
+        });
+    }
+    let keys = keys?.into_view();
+    Some(Narrowed {
+        readers: tables
+            .iter()
+            .map(|(relation, _)| NewFiles {
+                source: (*relation).clone(),
+                provider: keys.clone(),
+                keys: vec![key.clone()],
+                files: 0,
+            })
+            .collect(),
+        what: format!(
+            "the rows of the `{key}` values its tables gained since it last passed ({files} file{})",
+            if files == 1 { "" } else { "s" }
+        ),
+    })
 }
 
 /// The table of model `name`, and the files it gained since the version

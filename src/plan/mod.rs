@@ -3,6 +3,7 @@
 //! in it, and SQL turned into logical plans with errors mapped back to the
 //! template line.
 
+mod by_key;
 mod compile;
 mod contract;
 mod distinct;
@@ -13,6 +14,7 @@ mod session;
 mod shared;
 mod sources;
 
+pub use by_key::key_of;
 pub use compile::{CompiledSql, compile, compile_with};
 pub use contract::{check_contract, enforced as contract_enforced};
 pub use registry::Registry;

@@ -674,3 +674,108 @@ fn an_audited_incremental_change_is_tested_where_it_can_fail_with_the_failures_o
     assert_eq!(own(test_messages(p, "accounts_latest")), counts);
     assert_eq!(rows(p, "main", "accounts_latest"), published);
 }
+
+/// The messages of the singular tests, by name, sorted.
+fn singular_messages(dir: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = artifact(dir, "run_results.json")["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let name = r["unique_id"].as_str()?.strip_prefix("test.singular_gains.")?;
+            Some(format!("{name}: {}", r["message"].as_str().unwrap()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+// See: issue 4. A singular test whose failing rows each come from one
+// order's rows reads the rows of the orders its tables gained, and finds
+// the failing rows a full run finds; one keyed by a column the table is
+// not merged on, or reading every row, runs in full.
+#[test]
+fn a_singular_test_keyed_by_order_reads_the_orders_its_tables_gained() {
+    let dir = fixture("singular_gains");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+
+    // New orders only: c5 now has o5 (-1) beside o6 (2), in another file.
+    std::fs::write(
+        p.join("data/orders/day2.csv"),
+        "order_id,customer_id,total\no3,c1,7\no5,c5,-1\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("data/lines/day2.csv"), "order_id,revenue\no3,7\no5,-1\n").unwrap();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let narrowed_by = |key: &str, files: &str| {
+        format!("read only the rows of the `{key}` values its tables gained since it last passed ({files})")
+    };
+    let narrowed = |files: &str| narrowed_by("order_id", files);
+    // Keyed by customer, `customers_spend` too reads what was appended.
+    assert_eq!(
+        singular_messages(p),
+        [
+            format!(
+                "customers_spend: no failing rows; {}",
+                narrowed_by("customer_id", "1 file")
+            ),
+            "lines_not_above_average: no failing rows".to_owned(),
+            format!("orders_match_lines: no failing rows; {}", narrowed("2 files")),
+        ]
+    );
+
+    // o1 is updated in place and gains a line: it still matches. o6 moves
+    // from c5 to c6, leaving c5 with -1 spent: c5 is in none of the rows
+    // `orders` gained, and a merge on order_id may move an order to
+    // another customer, so `customers_spend` reads everything and sees it.
+    std::fs::write(
+        p.join("data/orders/day3.csv"),
+        "order_id,customer_id,total\no1,c1,12\no6,c6,2\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("data/lines/day3.csv"), "order_id,revenue\no1,2\n").unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        singular_messages(p),
+        [
+            "customers_spend: 1 failing row, over `error_if !=0`".to_owned(),
+            "lines_not_above_average: no failing rows".to_owned(),
+            format!("orders_match_lines: no failing rows; {}", narrowed("2 files")),
+        ]
+    );
+
+    // o2 gains a line its total lacks (its order is not in the new file
+    // of `orders`); o4 is new with lines that do not add up.
+    std::fs::write(p.join("data/orders/day4.csv"), "order_id,customer_id,total\no4,c4,3\n").unwrap();
+    std::fs::write(p.join("data/lines/day4.csv"), "order_id,revenue\no2,1\no4,4\n").unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    let failed = "2 failing rows, over `error_if !=0`";
+    assert_eq!(
+        singular_messages(p),
+        [
+            "customers_spend: 1 failing row, over `error_if !=0`".to_owned(),
+            "lines_not_above_average: no failing rows".to_owned(),
+            format!("orders_match_lines: {failed}; {}", narrowed("2 files")),
+        ]
+    );
+    let failing = ["o2|5.0|6.0", "o4|3.0|4.0"];
+    assert_eq!(rows(p, "main_dbt_test__audit", "orders_match_lines"), failing);
+
+    // Reading everything finds the same rows.
+    let (code, _, stderr) = etl(p, &["test", "--force"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        singular_messages(p),
+        [
+            "customers_spend: 1 failing row, over `error_if !=0`".to_owned(),
+            "lines_not_above_average: no failing rows".to_owned(),
+            format!("orders_match_lines: {failed}"),
+        ]
+    );
+    assert_eq!(rows(p, "main_dbt_test__audit", "orders_match_lines"), failing);
+}
