@@ -172,6 +172,7 @@ pub async fn run_only(
         fingerprints: Default::default(),
         full_build_sql,
         versions: Default::default(),
+        commit_times: Default::default(),
         ingests: Default::default(),
         to_ingest: Default::default(),
         plan_times: Default::default(),

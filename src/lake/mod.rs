@@ -583,6 +583,25 @@ pub async fn last_commit_materialized(table: &DeltaTable) -> Option<String> {
     etl.get("materialized")?.as_str().map(str::to_owned)
 }
 
+/// When commit `version` of the table at `url` was made (its commitInfo
+/// timestamp, in ms): beside the version number, what tells a table from
+/// one deleted and created again since, whose versions count from 0 anew.
+/// `None` when the commit's log entry is gone.
+pub async fn commit_timestamp(ctx: &SessionContext, url: &Url, version: i64) -> Option<i64> {
+    let store = store_for(ctx, url).ok()?;
+    let path = store_path(url, &format!("_delta_log/{version:020}.json")).ok()?;
+    let bytes = store.get(&path).await.ok()?.bytes().await.ok()?;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|action| {
+            let info = action.get("commitInfo")?;
+            info.get("inCommitTimestamp")
+                .or_else(|| info.get("timestamp"))?
+                .as_i64()
+        })
+}
+
 /// The data files a table gained between versions `since` and `now` that
 /// are still in it at `now` (paths relative to the table), provided every
 /// change in between only added rows: appends, and merges that deleted
@@ -590,7 +609,7 @@ pub async fn last_commit_materialized(table: &DeltaTable) -> Option<String> {
 /// `None` when anything else happened: an overwrite, a delete, a schema
 /// change, a merge that deleted rows (or, with `merge_keys`, one whose
 /// table is merged on other columns, as its updates may change them), or
-/// a commit whose log entry is gone.
+/// a commit whose log entry is gone, a version `now` before `since`.
 pub async fn added_files(
     ctx: &SessionContext,
     url: &Url,
@@ -598,6 +617,9 @@ pub async fn added_files(
     now: i64,
     merge_keys: Option<&[String]>,
 ) -> Result<Option<Vec<String>>, String> {
+    if now < since {
+        return Ok(None);
+    }
     let store = store_for(ctx, url)?;
     let mut added: Vec<String> = Vec::new();
     for version in since + 1..=now {

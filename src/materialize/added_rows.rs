@@ -66,7 +66,7 @@ pub struct Narrowed {
 /// the test last passed, as `last` (its stored result) records; `None`
 /// when it must run in full.
 pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
-    if !passed_clean(build, index, last) {
+    if !passed_clean(build, index, last).await {
         return None;
     }
     let test = &build.project.data_tests[build.dag.node(index).index];
@@ -133,7 +133,7 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     }
     let node = build.dag.node(index);
     let last = lake::read_state(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
-    if !passed_clean(build, index, &last) {
+    if !passed_clean(build, index, &last).await {
         return None;
     }
     let (model, reads) = reads(build, index)?;
@@ -143,7 +143,14 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     let at = build.dag.find(&model).filter(|&at| at == increment.model)?;
     let table = build.dag.node(at);
     // It passed on the version the change applies to.
-    if stored[&table.unique_id]["version"].as_i64()? != super::state::table_version(build, at).await? {
+    if stored[&table.unique_id]["version"].as_i64()? != super::state::table_version(build, at).await?
+        || !same_table(
+            build,
+            &stored[&table.unique_id],
+            &build.registry.location(&table.relation),
+        )
+        .await
+    {
         return None;
     }
     if let Reads::Child { parent, field } = &reads {
@@ -197,7 +204,7 @@ async fn replaces_all_sharing(build: &Build, increment: &Increment, keys: &[Stri
 /// judges can be read in part: its count is of rows, not a percentage of
 /// the whole table or another `fail_calc`, and it means the same on any
 /// day.
-fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
+async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
     let node = build.dag.node(index);
     if last["status"].as_str() != Some("pass")
         || last["failures"].as_u64() != Some(0)
@@ -215,7 +222,17 @@ fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
             .collect::<String>()
             .eq_ignore_ascii_case("count(*)")
     });
-    !percent("warn_if") && !percent("error_if") && counts_rows && !volatile(build, index)
+    if percent("warn_if") || percent("error_if") || !counts_rows {
+        return false;
+    }
+    // Its SQL is planned: the tables it reads must be known to the session,
+    // built in this run or not.
+    build
+        .registry
+        .ensure_parents(&build.dag, &build.project, index)
+        .await
+        .is_ok()
+        && same_every_run(build, index).await
 }
 
 /// The model a generic test is attached to and how it reads what that
@@ -351,6 +368,16 @@ async fn by_key(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowe
     })
 }
 
+/// Whether the table at `url` is the one `stored` (a test's recorded
+/// input) was read at: its commit of that version is the same commit, not
+/// one of a table deleted and built again since.
+async fn same_table(build: &Build, stored: &Value, url: &url::Url) -> bool {
+    let (Some(version), Some(time)) = (stored["version"].as_i64(), stored["committed_at"].as_i64()) else {
+        return false;
+    };
+    super::state::commit_time(build, url, version).await == Some(time)
+}
+
 /// The table of model `name`, and the files it gained since the version
 /// `stored` (a test's recorded inputs) has for it, if it only gained rows.
 async fn gained(
@@ -371,22 +398,25 @@ async fn gained(
     let since = stored[&table.unique_id]["version"].as_i64()?;
     let now = super::state::table_version(build, at).await?;
     let url = build.registry.location(&table.relation);
+    if !same_table(build, &stored[&table.unique_id], &url).await {
+        return None;
+    }
     let files = lake::added_files(&build.registry.ctx, &url, since, now, merge_keys.as_deref())
         .await
         .ok()??;
     Some((at, url, files))
 }
 
-/// Whether the test's SQL (its `where` included) depends on when it runs:
-/// a row that passed yesterday may fail today without changing.
-fn volatile(build: &Build, index: NodeIndex) -> bool {
+/// Whether the test's SQL (its `where` included) means the same on any
+/// day: a row that passed yesterday may fail today without changing when
+/// it compares with `now()` or `current_date`.
+async fn same_every_run(build: &Build, index: NodeIndex) -> bool {
     let node = build.dag.node(index);
-    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index])
-        .sql
-        .to_ascii_lowercase();
-    ["now(", "current_date", "current_time", "random(", "uuid("]
-        .iter()
-        .any(|f| sql.contains(f))
+    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]).sql;
+    match build.registry.ctx.state().create_logical_plan(&sql).await {
+        Ok(plan) => crate::plan::same_every_run(&plan),
+        Err(_) => false,
+    }
 }
 
 /// Whether the project defines its own `{% test <name>(...) %}`, which

@@ -145,6 +145,9 @@ pub struct Build {
     /// The Delta version each table built or found up to date in this run
     /// was left at.
     pub versions: std::sync::Mutex<HashMap<NodeIndex, i64>>,
+    /// When each table's commit of a version was made (by location and
+    /// version), read once per build: see [`state::commit_time`].
+    pub commit_times: std::sync::Mutex<HashMap<(String, i64), Option<i64>>>,
     /// The fingerprint each node is being built with, written in its commit.
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
     /// Incremental models updated in place -> the compiled SQL they have as

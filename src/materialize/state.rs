@@ -1,6 +1,7 @@
 //! Skipping what did not change. A node's fingerprint covers its compiled
 //! SQL, its config and its inputs: the Delta version of each upstream
-//! table, the files of each upstream file source (path, size, time), and
+//! table (with the time of that version's commit: a table deleted and
+//! built again counts its versions from 0 anew), the files of each upstream file source (path, size, time), and
 //! through views and ephemeral models, what those read. The fingerprint is
 //! kept with the data, in the commit that wrote the table (or in the stored
 //! view), so it cannot drift from the lake. When the fingerprint of a node
@@ -81,7 +82,15 @@ async fn collect_inputs(
                 json!({"sql": crate::plan::compile(&build.dag, parent, &build.models).sql})
             }
             Materialization::External => source_state(build, parent).await?,
-            _ => json!({"version": table_version(build, parent).await}),
+            _ => {
+                let url = build.registry.location(&node.relation);
+                match table_version(build, parent).await {
+                    Some(version) => {
+                        json!({"version": version, "committed_at": commit_time(build, &url, version).await})
+                    }
+                    None => json!({"version": null}),
+                }
+            }
         };
         inputs.insert(node.unique_id.clone(), value);
     }
@@ -99,6 +108,22 @@ pub async fn table_version(build: &Build, index: NodeIndex) -> Option<i64> {
     Some(version)
 }
 
+/// When the commit of `version` of the table at `url` was made; `None`
+/// when its log entry is gone. Read once per build.
+pub async fn commit_time(build: &Build, url: &url::Url, version: i64) -> Option<i64> {
+    let key = (url.to_string(), version);
+    if let Some(time) = build.commit_times.lock().expect("commit times poisoned").get(&key) {
+        return *time;
+    }
+    let time = lake::commit_timestamp(&build.registry.ctx, url, version).await;
+    build
+        .commit_times
+        .lock()
+        .expect("commit times poisoned")
+        .insert(key, time);
+    time
+}
+
 /// A file source's files (path, size, last modified), or a Delta source's
 /// version.
 async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnostic> {
@@ -106,8 +131,13 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
             .map_err(|m| Diagnostic::error("invalid-location", m).with_span(source.span.clone()))?;
-        let version = lake::current_version(&build.registry.ctx, &url).await;
-        return Ok(json!({"version": version}));
+        return Ok(match lake::current_version(&build.registry.ctx, &url).await {
+            Some(version) => {
+                let version = version as i64;
+                json!({"version": version, "committed_at": commit_time(build, &url, version).await})
+            }
+            None => json!({"version": null}),
+        });
     }
     let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
     let mut digest = md5::Md5::new();

@@ -14,9 +14,9 @@
 //! expression, a volatile function or anything not listed here ends it.
 //! A `None` is only ever a missed chance: the test then reads everything.
 
-use datafusion::common::tree_node::TreeNode;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, TableReference};
-use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan};
+use datafusion::logical_expr::{Distinct, Expr, JoinType, LogicalPlan, Volatility};
 
 /// The first of `candidates` (column names) by which `plan` is keyed, as
 /// [`keyed_by`] judges it.
@@ -151,6 +151,36 @@ fn index_of(schema: &DFSchema, column: &Column) -> Option<usize> {
     schema.index_of_column_by_name(column.relation.as_ref(), &column.name)
 }
 
+/// Whether `plan` gives the same rows from the same data on any day: it
+/// calls only immutable functions, in its subqueries too (`now()`,
+/// `current_date` and `today()` are stable, `random()` volatile). Judge the
+/// plan before optimization, which folds `now()` into a literal.
+pub fn same_every_run(plan: &LogicalPlan) -> bool {
+    let mut same = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        same = node.expressions().iter().all(immutable);
+        Ok(if same {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    });
+    same
+}
+
+fn immutable(expr: &Expr) -> bool {
+    !expr
+        .exists(|e| {
+            Ok(match e {
+                Expr::ScalarFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+                Expr::AggregateFunction(f) => f.func.signature().volatility != Volatility::Immutable,
+                Expr::ScalarVariable(..) | Expr::Placeholder(_) => true,
+                _ => false,
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// An expression computed from its row alone, the same on every run.
 fn row_local(expr: &Expr) -> bool {
     !expr.is_volatile()
@@ -265,6 +295,26 @@ mod tests {
         ] {
             let plan = plan(sql).await;
             assert!(!keyed_by(&plan, "order_id", &|_| true), "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_calling_the_clock_or_chance_is_not_the_same_every_run() {
+        let unoptimized = |sql: &'static str| async move {
+            let ctx = SessionContext::new();
+            ctx.sql(sql).await.unwrap().into_unoptimized_plan()
+        };
+        assert!(same_every_run(
+            &unoptimized("select to_date('2024-01-02') > date '2024-01-01'").await
+        ));
+        for sql in [
+            "select current_date > date '2024-01-01'",
+            "select today() > date '2024-01-01'",
+            "select now () > timestamp '2024-01-01 00:00:00'",
+            "select random() > 0.5",
+            "select 1 where exists (select 1 where now() > timestamp '2024-01-01 00:00:00')",
+        ] {
+            assert!(!same_every_run(&unoptimized(sql).await), "{sql}");
         }
     }
 

@@ -14,7 +14,7 @@ mod session;
 mod shared;
 mod sources;
 
-pub use by_key::key_of;
+pub use by_key::{key_of, same_every_run};
 pub use compile::{CompiledSql, compile, compile_with};
 pub use contract::{check_contract, enforced as contract_enforced};
 pub use registry::Registry;
