@@ -460,20 +460,20 @@ fn the_reject_summary_counts_a_reject_table_that_was_up_to_date() {
 
 /// The messages of the tests on `model`, sorted.
 fn test_messages(dir: &std::path::Path, model: &str) -> Vec<String> {
+    messages(dir, |id| {
+        (id.starts_with("test.") && id.contains(&format!("_{model}_"))).then(|| id.to_owned())
+    })
+}
+
+/// `label: message` of each node `label` (from its unique id) picks, sorted.
+fn messages(dir: &std::path::Path, label: impl Fn(&str) -> Option<String>) -> Vec<String> {
     let mut out: Vec<String> = artifact(dir, "run_results.json")["results"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| {
-            let id = r["unique_id"].as_str().unwrap();
-            id.starts_with("test.") && id.contains(&format!("_{model}_"))
-        })
-        .map(|r| {
-            format!(
-                "{}: {}",
-                r["unique_id"].as_str().unwrap(),
-                r["message"].as_str().unwrap()
-            )
+        .filter_map(|r| {
+            let name = label(r["unique_id"].as_str().unwrap())?;
+            Some(format!("{name}: {}", r["message"].as_str().unwrap()))
         })
         .collect();
     out.sort();
@@ -677,17 +677,7 @@ fn an_audited_incremental_change_is_tested_where_it_can_fail_with_the_failures_o
 
 /// The messages of the singular tests, by name, sorted.
 fn singular_messages(dir: &std::path::Path) -> Vec<String> {
-    let mut out: Vec<String> = artifact(dir, "run_results.json")["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| {
-            let name = r["unique_id"].as_str()?.strip_prefix("test.singular_gains.")?;
-            Some(format!("{name}: {}", r["message"].as_str().unwrap()))
-        })
-        .collect();
-    out.sort();
-    out
+    messages(dir, |id| id.strip_prefix("test.singular_gains.").map(str::to_owned))
 }
 
 // See: issue 4. A singular test whose failing rows each come from one
