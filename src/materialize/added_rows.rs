@@ -35,6 +35,7 @@
 use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
+use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
@@ -66,12 +67,10 @@ pub struct Narrowed {
 /// the test last passed, as `last` (its stored result) records; `None`
 /// when it must run in full.
 pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
-    if !passed_clean(build, index, last).await {
-        return None;
-    }
+    let plan = passed_clean(build, index, last).await?;
     let test = &build.project.data_tests[build.dag.node(index).index];
     if matches!(test.kind, TestKind::Singular { .. }) {
-        return by_key(build, index, last).await;
+        return by_key(build, index, last, plan).await;
     }
     let (model, reads) = reads(build, index)?;
     let stored = &last["inputs"];
@@ -133,9 +132,7 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     }
     let node = build.dag.node(index);
     let last = lake::read_state(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
-    if !passed_clean(build, index, &last).await {
-        return None;
-    }
+    passed_clean(build, index, &last).await?;
     let (model, reads) = reads(build, index)?;
     let stored = &last["inputs"];
     // A test of another model (a relationship to this one) reads none of
@@ -203,14 +200,14 @@ async fn replaces_all_sharing(build: &Build, increment: &Increment, keys: &[Stri
 /// stored result), its definition has not changed since, and what it
 /// judges can be read in part: its count is of rows, not a percentage of
 /// the whole table or another `fail_calc`, and it means the same on any
-/// day.
-async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
+/// day. Its SQL's plan, unoptimized, when all that holds.
+async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<LogicalPlan> {
     let node = build.dag.node(index);
     if last["status"].as_str() != Some("pass")
         || last["failures"].as_u64() != Some(0)
         || last["definition"].as_str() != Some(super::data_tests::definition(build, index).as_str())
     {
-        return false;
+        return None;
     }
     let text = |k: &str| node.config.get(k).and_then(Value::as_str);
     // Percentages count the whole table's rows; a `sum(...)` of zero may
@@ -223,7 +220,7 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
             .eq_ignore_ascii_case("count(*)")
     });
     if percent("warn_if") || percent("error_if") || !counts_rows {
-        return false;
+        return None;
     }
     // Its SQL is planned: the tables it reads must be known to the session,
     // built in this run or not.
@@ -231,8 +228,12 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> bool {
         .registry
         .ensure_parents(&build.dag, &build.project, index)
         .await
-        .is_ok()
-        && same_every_run(build, index).await
+        .ok()?;
+    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]).sql;
+    let plan = build.registry.ctx.state().create_logical_plan(&sql).await.ok()?;
+    // A row that passed yesterday may fail today without changing when the
+    // SQL (its `where` included) compares with `now()` or `current_date`.
+    crate::plan::same_every_run(&plan).then_some(plan)
 }
 
 /// The model a generic test is attached to and how it reads what that
@@ -298,8 +299,7 @@ fn reads(build: &Build, index: NodeIndex) -> Option<(String, Reads)> {
 /// files they gained since it passed, when they only gained rows and any
 /// merge into them was on that key (an update then keeps a row's key).
 /// Every other key's rows are as they were when it found none failing.
-async fn by_key(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
-    let node = build.dag.node(index);
+async fn by_key(build: &Build, index: NodeIndex, last: &Value, plan: LogicalPlan) -> Option<Narrowed> {
     let ctx = &build.registry.ctx;
     let parents: Vec<NodeIndex> = build.dag.parents(index).collect();
     // Models only: a seed or a file source keeps no record of what it
@@ -324,10 +324,7 @@ async fn by_key(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowe
         .iter()
         .map(|f| f.name().as_str())
         .filter(|name| tables.iter().all(|(_, t)| t.schema().field_with_name(name).is_ok()));
-    let compiled = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]);
-    let state = ctx.state();
-    let plan = state.create_logical_plan(&compiled.sql).await.ok()?;
-    let plan = state.optimize(&plan).ok()?;
+    let plan = ctx.state().optimize(&plan).ok()?;
     let key = crate::plan::key_of(&plan, shared, &|scanned| {
         tables
             .iter()
@@ -405,18 +402,6 @@ async fn gained(
         .await
         .ok()??;
     Some((at, url, files))
-}
-
-/// Whether the test's SQL (its `where` included) means the same on any
-/// day: a row that passed yesterday may fail today without changing when
-/// it compares with `now()` or `current_date`.
-async fn same_every_run(build: &Build, index: NodeIndex) -> bool {
-    let node = build.dag.node(index);
-    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]).sql;
-    match build.registry.ctx.state().create_logical_plan(&sql).await {
-        Ok(plan) => crate::plan::same_every_run(&plan),
-        Err(_) => false,
-    }
 }
 
 /// Whether the project defines its own `{% test <name>(...) %}`, which
