@@ -16,8 +16,10 @@
 //! Not shared: subplans with a volatile expression (each `random()` draws
 //! its own values), with a dynamic filter (filled in at run time by an
 //! operator above one copy only), with an operator the rule does not know
-//! (it cannot tell what such a node computes), or under a recursive query
-//! (which runs its plan again).
+//! (it cannot tell what such a node computes), under a recursive query
+//! (which runs its plan again), or reading the value of a scalar subquery
+//! that is filled in above it, where one of its readers may run before the
+//! value exists (see `subqueries_filled_for_every_reader`).
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -37,12 +39,15 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::execution::{SendableRecordBatchStream, SpillFile, TaskContext};
+use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
 use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions};
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricsSet, SpillMetrics};
+use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 use datafusion::physical_plan::spill::SpillManager;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, displayable};
@@ -94,9 +99,18 @@ impl PhysicalOptimizerRule for ShareRepeatedSubplans {
             return Ok(plan);
         }
         let mut plan = plan;
+        let mut refused = HashSet::new();
         // The largest repeated subplan first: the repeats inside it then
         // run once with it, and are no longer repeats.
-        while let Some(text) = largest_repeated(&plan) {
+        while let Some(text) = largest_repeated(&plan, &refused) {
+            if !subqueries_filled_for_every_reader(&plan, &text) {
+                tracing::debug!(
+                    "a repeated subplan not shared: a scalar subquery in it gets its value above it, \
+                     after one of its readers runs"
+                );
+                refused.insert(text);
+                continue;
+            }
             let mut shared = None;
             let mut readers = 0;
             plan = replace(&plan, &text, &mut shared, &mut readers)?;
@@ -165,7 +179,7 @@ fn first_buffer(data: &ArrayData) -> Option<usize> {
 
 /// The text of the largest subplan that appears more than once and may be
 /// shared, looking neither into nor at subplans already shared.
-fn largest_repeated(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+fn largest_repeated(plan: &Arc<dyn ExecutionPlan>, refused: &HashSet<String>) -> Option<String> {
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     let mut candidates = Vec::new();
     let mut stack = vec![Arc::clone(plan)];
@@ -184,8 +198,111 @@ fn largest_repeated(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
     candidates.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
     candidates
         .into_iter()
-        .find(|(_, node)| shareable(node))
+        .filter(|(_, node)| shareable(node))
         .map(|(_, node)| text_of(&node))
+        .find(|text| !refused.contains(text))
+}
+
+/// Whether every uncorrelated scalar subquery that the subplan `text`
+/// reads the value of (a `ScalarSubqueryExpr`) has that value before any
+/// reader of the subplan runs, when it is run once for all of them.
+///
+/// DataFusion plans the scalar subqueries of a query level apart, and a
+/// `ScalarSubqueryExec` at the top of the level runs them and fills in
+/// their values before it runs its input (its first child); the
+/// expressions below only read the values. A subquery planned inside the
+/// subplan is filled in by it. One planned above it is filled in before a
+/// reader runs only if that reader is in the input of the
+/// `ScalarSubqueryExec` that owns it: a reader inside another subquery
+/// (`(select max(n) from busy)` beside `from busy`) runs before the
+/// level's values exist. The copy that runs is the first one `replace`
+/// meets, so its subqueries must be filled in wherever a reader is.
+fn subqueries_filled_for_every_reader(plan: &Arc<dyn ExecutionPlan>, text: &str) -> bool {
+    let mut places = Vec::new();
+    readers_of(plan, text, &mut Vec::new(), &mut places);
+    let Some((first, _)) = places.first() else {
+        return true;
+    };
+    let (owned, read) = subqueries_in(first);
+    if read.is_empty()
+        && !displayable(first.as_ref())
+            .indent(true)
+            .to_string()
+            .contains("scalar_subquery(")
+    {
+        return true;
+    }
+    if read.is_empty() {
+        // A subquery's value printed where no expression was found to
+        // read it: etl cannot tell who fills it in.
+        return false;
+    }
+    places.iter().all(|(_, filled)| {
+        read.iter()
+            .filter(|results| !owned.iter().any(|o| ScalarSubqueryResults::ptr_eq(o, results)))
+            .all(|results| filled.iter().any(|f| ScalarSubqueryResults::ptr_eq(f, results)))
+    })
+}
+
+/// Each place of the subplan `text` in `node`, in the order `replace`
+/// meets them, with the scalar subquery values filled in before it runs.
+fn readers_of(
+    node: &Arc<dyn ExecutionPlan>,
+    text: &str,
+    filled: &mut Vec<ScalarSubqueryResults>,
+    places: &mut Vec<(Arc<dyn ExecutionPlan>, Vec<ScalarSubqueryResults>)>,
+) {
+    if node.is::<SharedSubplanExec>() {
+        return;
+    }
+    if text_of(node) == text {
+        places.push((Arc::clone(node), filled.clone()));
+        return;
+    }
+    let owner = node.downcast_ref::<ScalarSubqueryExec>();
+    for (i, child) in node.children().into_iter().enumerate() {
+        match owner {
+            // Its input runs once its subqueries have their values.
+            Some(exec) if i == 0 => {
+                filled.push(exec.results().clone());
+                readers_of(child, text, filled, places);
+                filled.pop();
+            }
+            _ => readers_of(child, text, filled, places),
+        }
+    }
+}
+
+/// The scalar subquery values the subplan fills in itself, and those its
+/// expressions read.
+fn subqueries_in(node: &Arc<dyn ExecutionPlan>) -> (Vec<ScalarSubqueryResults>, Vec<ScalarSubqueryResults>) {
+    fn reads(expr: &Arc<dyn PhysicalExpr>, read: &mut Vec<ScalarSubqueryResults>) {
+        if let Some(subquery) = expr.downcast_ref::<ScalarSubqueryExpr>() {
+            read.push(subquery.results().clone());
+        }
+        for child in expr.children() {
+            reads(child, read);
+        }
+    }
+    fn walk(
+        node: &Arc<dyn ExecutionPlan>,
+        owned: &mut Vec<ScalarSubqueryResults>,
+        read: &mut Vec<ScalarSubqueryResults>,
+    ) {
+        if let Some(exec) = node.downcast_ref::<ScalarSubqueryExec>() {
+            owned.push(exec.results().clone());
+        }
+        let _ = node.apply_expressions(&mut |expr: &Arc<dyn PhysicalExpr>| {
+            reads(expr, read);
+            Ok(TreeNodeRecursion::Continue)
+        });
+        for child in node.children() {
+            walk(child, owned, read);
+        }
+    }
+    let (mut owned, mut read) = (Vec::new(), Vec::new());
+    walk(node, &mut owned, &mut read);
+    (owned, read)
 }
 
 fn size(node: &Arc<dyn ExecutionPlan>) -> usize {
@@ -777,6 +894,123 @@ mod tests {
         let (totals, others) = (column(&batches, 1), column(&batches, 2));
         assert_eq!(totals.iter().sum::<i64>(), 500_500);
         assert_eq!(others.iter().sum::<i64>(), 1_001_000);
+    }
+
+    /// One row, `x = 3`: the second scan of it gives it once `gate` has a
+    /// permit, the others at once.
+    #[derive(Debug)]
+    struct Gated {
+        schema: SchemaRef,
+        gate: Arc<tokio::sync::Semaphore>,
+        scans: AtomicUsize,
+    }
+
+    impl datafusion::physical_plan::streaming::PartitionStream for Gated {
+        fn schema(&self) -> &SchemaRef {
+            &self.schema
+        }
+
+        fn execute(&self, _: Arc<TaskContext>) -> SendableRecordBatchStream {
+            let (schema, gate) = (Arc::clone(&self.schema), Arc::clone(&self.gate));
+            let waits = self.scans.fetch_add(1, Ordering::SeqCst) == 1;
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(Int64Array::from(vec![3]))]);
+            let rows = stream::once(async move {
+                if waits {
+                    let _open = gate.acquire().await;
+                }
+                batch.map_err(Into::into)
+            });
+            Box::pin(RecordBatchStreamAdapter::new(schema, rows))
+        }
+    }
+
+    /// The texts of the subplans a plan shares.
+    fn shared_subplans(text: &str) -> Vec<String> {
+        let lines: Vec<&str> = text.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim_start().starts_with("SharedSubplanExec") {
+                let below: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .take_while(|l| indent(l) > indent(line))
+                    .copied()
+                    .collect();
+                out.push(below.join("\n"));
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_subplan_whose_scalar_subquery_is_filled_in_above_it_is_not_shared() {
+        // See: issue 23 (`ScalarSubqueryExpr evaluated before the subquery
+        // was executed` in product_days, 3 nights in 24). `busy` reads the
+        // value of `(select x from gate)`, which the top of the query fills
+        // in; `(select max(n) from busy)` runs before the top's input, so a
+        // `busy` shared with it would read the value before it exists. The
+        // top's scan of `gate` waits, the subquery's copy does not (the
+        // top runs its subqueries in order, and the one in its projection
+        // comes first: it starts the copy's scan first, through its own
+        // level): that ordering is certain.
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let ctx = orders().await;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let gated = Gated {
+            schema: Arc::clone(&schema),
+            gate: Arc::clone(&gate),
+            scans: AtomicUsize::new(0),
+        };
+        let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![Arc::new(gated)]).unwrap();
+        ctx.register_table("gate", Arc::new(table)).unwrap();
+        let sql = "
+            with recent as (
+                select customer_id, month from orders where month >= (select x from gate)
+            ),
+            busy as (select customer_id, count(*) as n from recent group by customer_id)
+            select (select max(n) from busy) as most, count(*) as customers, sum(n) as orders from busy";
+        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+        let text = plan_text(&plan);
+        for shared in shared_subplans(&text) {
+            assert!(!shared.contains("scalar_subquery"), "{text}");
+        }
+        let opener = {
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                gate.add_permits(100);
+            })
+        };
+        let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+        opener.await.unwrap();
+        let (mut per_customer, mut orders) = (BTreeMap::new(), 0);
+        for v in 1..=20000i64 {
+            if (v * 7919) % 12 >= 3 {
+                *per_customer.entry(v % 500).or_insert(0i64) += 1;
+                orders += 1;
+            }
+        }
+        assert_eq!(column(&batches, 0), [*per_customer.values().max().unwrap()]);
+        assert_eq!(column(&batches, 1), [per_customer.len() as i64]);
+        assert_eq!(column(&batches, 2), [orders]);
+
+        // Read twice by the top's input, both readers run after the value
+        // is filled in: that part is still shared.
+        let both_below = "
+            with busy as (
+                select customer_id, count(*) as n from orders
+                where month >= (select min(month) + 3 from orders) group by customer_id
+            )
+            select a.customer_id, a.n from busy a join busy b on a.customer_id = b.customer_id and a.n = b.n";
+        let plan = ctx.sql(both_below).await.unwrap().create_physical_plan().await.unwrap();
+        let text = plan_text(&plan);
+        assert!(
+            shared_subplans(&text).iter().any(|s| s.contains("scalar_subquery")),
+            "{text}"
+        );
+        let batches = collect(plan, ctx.task_ctx()).await.unwrap();
+        assert_eq!(column(&batches, 1).iter().sum::<i64>(), orders);
     }
 
     #[tokio::test]
