@@ -559,17 +559,12 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String
         }
     }
     if url.scheme() == "file" {
-        // Local stores leave empty folders behind: remove them, and the
-        // parents they leave empty (up to the staging root).
+        // Local stores leave empty folders behind: remove the table's own.
+        // Never its parents, even empty: another model of the build may be
+        // creating its folder in one of them right now (see: issue 23,
+        // `cannot create …/_etl_staging/gold/<model>/`).
         if let Ok(path) = url.to_file_path() {
             let _ = std::fs::remove_dir_all(&path);
-            let mut parent = path.parent();
-            while let Some(dir) = parent {
-                if std::fs::remove_dir(dir).is_err() || dir.file_name().is_some_and(|n| n == "_etl_staging") {
-                    break;
-                }
-                parent = dir.parent();
-            }
         }
     }
     Ok(())

@@ -487,9 +487,12 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         } else {
             super::incremental::build_incremental(build, index, &config, plan, commit).await
         };
-        // Batches that committed before one failed are readable.
-        register_written(build, index).await?;
+        // Batches that committed before one failed are readable. The
+        // write's own error comes first: a first build that failed has no
+        // table to read back (see: issue 23).
+        let registered = register_written(build, index).await;
         let applied = applied?;
+        registered?;
         let message = match &ingest {
             Some(i) => format!(
                 "{}, {} new file{} ingested",
