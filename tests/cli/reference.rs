@@ -315,3 +315,31 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
         assert!(a == b, "{table}: incremental rows differ from a full refresh");
     }
 }
+
+#[test]
+fn a_night_killed_after_some_of_its_commits_gives_the_rows_of_an_uninterrupted_night() {
+    // See: issue 23. Killed once order_events_clean had committed the new
+    // day, the next build relabelled the whole day as duplicate events in
+    // order_events_rejected: it compared with the build's start time.
+    let (dir, _) = reference_project(3000, 8, 0.03);
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The same project, moved, runs the same night uninterrupted.
+    let twin = tempfile::tempdir().unwrap();
+    copy_dir(p, twin.path());
+    for project in [p, twin.path()] {
+        lakegen::append_day(&project.join("lake/bronze")).unwrap();
+    }
+    killed_at(p, &["build"], "before-commit@order_events_rejected");
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = etl(twin.path(), &["build"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (rerun, uninterrupted) = (all_tables(p), all_tables(twin.path()));
+    assert_eq!(rerun.len(), uninterrupted.len());
+    for ((table, a), (_, b)) in rerun.iter().zip(&uninterrupted) {
+        assert_eq!(a.len(), b.len(), "{table}: row count after a kill and a rerun");
+        assert!(a == b, "{table}: rows differ after a kill and a rerun");
+    }
+}

@@ -1,9 +1,15 @@
 {{ config(materialized='incremental', incremental_strategy='append',
           reject_reason_column='reject_reason') }}
 -- Later deliveries of an event. Each bronze file is read once: a delivery
--- counts those of the same event in the files read before (the first in
+-- counts those of the same event received before it (the first in
 -- order_events_clean, the others here), so that it is numbered as a full
--- rebuild numbers it.
+-- rebuild numbers it, by `ingested_at`.
+--
+-- "Before" is read off the data, never off the build's clock: a night
+-- killed after order_events_clean committed the day's first deliveries,
+-- and run again, must number them as an uninterrupted night does, and
+-- those rows are already in order_events_clean, stamped with the killed
+-- build's `loaded_at` (see: issue 23).
 with new as (
     select *
     from {{ ref('order_events_validated') }}
@@ -11,16 +17,21 @@ with new as (
 
 {% if is_incremental() %}
 earlier as (
-    select event_id, count(*) as deliveries
+    select d.event_id, count(*) as deliveries
     from (
-        select event_id from {{ ref('order_events_clean') }} where loaded_at < {{ loaded_at() }}
+        select event_id, ingested_at from {{ ref('order_events_clean') }}
         union all
-        select event_id from {{ this }}
+        select event_id, ingested_at from {{ this }}
     ) d
     -- Only the events delivered again now: counting every stored event's
     -- deliveries would group the whole history each night.
-    where event_id in (select event_id from new)
-    group by event_id
+    join (
+        select event_id, min(ingested_at) as first_new
+        from new
+        group by event_id
+    ) f on f.event_id = d.event_id
+    where d.ingested_at < f.first_new
+    group by d.event_id
 ),
 {% endif %}
 
