@@ -45,7 +45,7 @@ pub struct Global {
     #[arg(long, global = true)]
     vars: Option<String>,
     /// Nodes built at once (default: the number of cores).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     threads: Option<usize>,
     /// Memory the build may use before operators spill to disk (`2GiB`).
     #[arg(long, global = true)]

@@ -251,6 +251,25 @@ fn parse_criterion(text: &str) -> Result<Criterion, ParseError> {
             rest = &rest[..plus];
         }
     }
+    // What no name, path, glob, tag or method holds: `+@@tag:((` is a
+    // typo to point at, not a name that matches no node.
+    if let Some((i, c)) = rest.char_indices().find(|&(_, c)| {
+        matches!(
+            c,
+            '@' | '(' | ')' | '{' | '}' | ';' | '|' | '"' | '\'' | '<' | '>' | '=' | '!' | '`'
+        )
+    }) {
+        let help = if c == '@' {
+            "`@` comes first, once: `@name` selects `name`, its children and their parents"
+        } else {
+            "a selector is `[@][N+][method:]value[+[N]]`; values are names, paths, globs (`*`, `?`, `[ab]`) or tags"
+        };
+        return Err((
+            format!("unexpected `{c}` in the selector `{text}`\nhelp: {help}"),
+            at + i,
+            1,
+        ));
+    }
     let (method, value, value_at) = match rest.split_once(':') {
         Some((m, v)) if !m.is_empty() && m.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.') => {
             (Some(m), v, at + m.len() + 1)
@@ -978,6 +997,31 @@ mod tests {
         assert!(parse_criterion("source:a.b.c.d").is_err());
         let d = position_error("--select", "a tagz:x", 2, 4, "unknown".into());
         assert_eq!(d.notes[0], "--select a tagz:x\n           ^^^^");
+    }
+
+    #[test]
+    fn characters_no_selector_holds_are_errors_at_their_column() {
+        // See: issue 23 (`+@@tag:((` matched no node and exited 0).
+        let (message, at, len) = parse_criterion("+@@tag:((").unwrap_err();
+        assert!(
+            message.starts_with("unexpected `@` in the selector `+@@tag:((`"),
+            "{message}"
+        );
+        assert_eq!((at, len), (1, 1));
+        let (message, at, _) = parse_criterion("tag:nightly(").unwrap_err();
+        assert!(message.starts_with("unexpected `(`"), "{message}");
+        assert_eq!(at, 11);
+        // What selectors do hold still parses.
+        for ok in [
+            "@orders",
+            "models/silver/*",
+            "tag:pii-free",
+            "path:models/a_b.sql",
+            "source:bronze.orders+",
+            "stg_[ab]?*",
+        ] {
+            assert!(parse_criterion(ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

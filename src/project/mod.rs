@@ -520,6 +520,14 @@ fn resolve_target(
             })?;
         options.insert(key, value);
     }
+    if spec.threads == Some(0) {
+        return Err(Diagnostic::error(
+            "invalid-threads",
+            format!("target `{name}` sets `threads: 0`: a build needs at least one"),
+        )
+        .with_span(span)
+        .with_help("leave `threads` out to use one per core"));
+    }
     Ok(Target {
         name,
         lake,
