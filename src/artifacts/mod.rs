@@ -231,6 +231,7 @@ pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &
                 "failures": r.failures,
                 "etl_up_to_date": r.up_to_date,
                 "etl_phases": r.phases,
+                "etl_warnings": r.warnings,
             })
         })
         .collect();
@@ -261,10 +262,27 @@ pub fn write_json(project: &Project, name: &str, value: &Value) -> std::io::Resu
     let dir = target_dir(project);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)?;
-    std::fs::rename(&tmp, &path)?;
+    write_atomically(&path, &serde_json::to_vec_pretty(value)?)?;
     Ok(path)
+}
+
+/// Writes `bytes` to `path` so that a reader, or another etl writing the
+/// same file at the same time (two builds sharing `target/`), sees one
+/// whole file or the other: each writer fills a temporary file of its own
+/// beside it, then renames it over `path`.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Writes the compiled SQL of the models among `nodes` to
@@ -287,8 +305,41 @@ pub fn write_compiled(
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, compiled.sql)?;
+        write_atomically(&path, compiled.sql.as_bytes())?;
         count += 1;
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_of_one_artifact_at_once_each_leave_a_whole_file() {
+        // See: issue 23 (`cannot write target/manifest.json` when two
+        // builds shared target/): both wrote the same temporary file.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.json");
+        let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| vec![b'a' + i; 200_000]).collect();
+        let barrier = std::sync::Barrier::new(bodies.len());
+        std::thread::scope(|scope| {
+            for body in &bodies {
+                let (path, barrier) = (&path, &barrier);
+                scope.spawn(move || {
+                    for _ in 0..50 {
+                        barrier.wait();
+                        write_atomically(path, body).unwrap();
+                    }
+                });
+            }
+        });
+        let left = std::fs::read(&path).unwrap();
+        assert!(bodies.contains(&left), "a whole body, not a mix");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["manifest.json"], "no temporary file left");
+    }
 }
