@@ -100,6 +100,12 @@ pub struct Diagnostic {
     pub label: Option<String>,
     pub help: Vec<String>,
     pub notes: Vec<String>,
+    /// The query engine reported an error of its own (DataFusion's
+    /// "internal error", a panic): a bug in it, or in a plan etl rewrote,
+    /// not in the user's SQL or data. A node that fails so runs again
+    /// without etl's rewrites.
+    #[serde(skip)]
+    pub engine_bug: bool,
 }
 
 impl Diagnostic {
@@ -112,7 +118,15 @@ impl Diagnostic {
             label: None,
             help: Vec::new(),
             notes: Vec::new(),
+            engine_bug: false,
         }
+    }
+
+    /// Marks the diagnostic as coming from a bug in the query engine when
+    /// `bug` says so (see [`Diagnostic::engine_bug`]).
+    pub fn engine_bug_if(mut self, bug: bool) -> Self {
+        self.engine_bug |= bug;
+        self
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {

@@ -79,12 +79,85 @@ pub async fn run_only(
         Ok(p) => p,
         Err(code) => return code,
     };
-    let mut setup_timings = std::mem::take(&mut prepared.timings);
+    let setup_timings = std::mem::take(&mut prepared.timings);
     let session_started = std::time::Instant::now();
     let ctx = match session(global, &prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
+    // Held from before anything reads the lake until the results are
+    // written: one build at a time per lake.
+    let lock = match lock_lake(&ctx, &prepared.project, mode, &invocation, out).await {
+        Ok(lock) => lock,
+        Err(code) => return code,
+    };
+    let code = run_locked(
+        global,
+        out,
+        mode,
+        only,
+        &invocation,
+        prepared,
+        setup_timings,
+        session_started,
+        ctx,
+    )
+    .await;
+    lock.release().await;
+    code
+}
+
+/// Takes the lock of the project's lake, or says who holds it.
+async fn lock_lake(
+    ctx: &SessionContext,
+    project: &etl::project::Project,
+    mode: Mode,
+    invocation: &str,
+    out: &Output,
+) -> Result<etl::lake::lock::LakeLock, u8> {
+    use etl::lake::lock::{Holder, LockError, acquire, describe};
+    let lake = &project.target.lake;
+    match acquire(ctx, lake, Holder::this_process(mode.name(), invocation)).await {
+        Ok(lock) => Ok(lock),
+        Err(LockError::Held(holder)) => {
+            let diag = Diagnostic::error(
+                "lake-locked",
+                format!("another etl process is building the lake at `{lake}`: nothing was run"),
+            )
+            .with_note(describe(&holder))
+            .with_help(
+                "run again once it has finished; a process that was killed frees the lake at once on its \
+                 own machine, and a minute after its last sign of life seen from another",
+            );
+            out.fatal(&[diag], Some(&project.root));
+            Err(2)
+        }
+        Err(LockError::Store(e)) => {
+            out.fatal(
+                &[Diagnostic::error(
+                    "lake-lock",
+                    format!("cannot take the lock of the lake at `{lake}`: {e}"),
+                )],
+                Some(&project.root),
+            );
+            Err(2)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    global: &Global,
+    out: &Output,
+    mode: Mode,
+    only: Option<&std::collections::BTreeSet<String>>,
+    invocation: &str,
+    prepared: etl::Prepared,
+    mut setup_timings: Vec<(&'static str, f64)>,
+    session_started: std::time::Instant,
+    ctx: SessionContext,
+) -> u8 {
+    let invocation = invocation.to_owned();
     // Incremental models whose table exists render with is_incremental()
     // true, which can change their SQL and refs: render again for them.
     let incremental = materialize::incremental_models(&ctx, &prepared, global.full_refresh).await;
@@ -170,6 +243,7 @@ pub async fn run_only(
         registry,
         audited: Default::default(),
         fingerprints: Default::default(),
+        expected: Default::default(),
         full_build_sql,
         versions: Default::default(),
         commit_times: Default::default(),
@@ -179,6 +253,7 @@ pub async fn run_only(
         sessions: Default::default(),
         parsed: Default::default(),
         memory_gate: Default::default(),
+        plain: Default::default(),
         options: RunOptions {
             threads,
             full_refresh: global.full_refresh,

@@ -109,6 +109,7 @@ impl Output {
             "{done:>width$}/{total} {status:<5} {what:<44} {rows:>14} {:>7.2}s",
             result.execution_time
         ));
+        self.diagnostics(&result.warnings, None);
     }
 
     /// Where a build's time went (`--timings`): the stages before the

@@ -25,6 +25,8 @@ use url::Url;
 use crate::render::Relation;
 
 mod failpoint;
+pub use failpoint::{armed as failpoint_armed, crash_at};
+pub mod lock;
 mod observed;
 mod ordered;
 pub use ordered::leaf;
@@ -58,7 +60,29 @@ async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTa
     match table.load().await {
         // A location with no table yet is where a write creates one.
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
+        // delta-rs also fails on a folder that does not exist: a table with
+        // no commit at all is no table yet either.
+        Err(e) if !has_commits(ctx, url).await => {
+            tracing::trace!("no Delta table at `{url}` yet: {e}");
+            Ok(table)
+        }
         Err(e) => Err(e),
+    }
+}
+
+/// Whether the folder at `url` holds any Delta commit (a listing error
+/// counts as yes: the caller then reports the error it had).
+async fn has_commits(ctx: &SessionContext, url: &Url) -> bool {
+    let Ok(store) = store_for(ctx, url) else {
+        return true;
+    };
+    let Ok(log) = StorePath::from_url_path(format!("{}_delta_log/", url.path())) else {
+        return true;
+    };
+    let mut listing = store.list(Some(&log));
+    match listing.try_next().await {
+        Ok(first) => first.is_some(),
+        Err(_) => true,
     }
 }
 
@@ -137,20 +161,80 @@ pub async fn overwrite_table(
 pub struct Commit {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub app_transaction: Option<(String, i64)>,
+    /// The version of the table the write was computed from.
+    pub expected_version: Expected,
+}
+
+/// What a table must still be when a write commits to it: the version the
+/// build read before computing the write (which files an incremental
+/// model had consumed, what `{{ this }}` held, whether the table existed).
+/// A commit anyone made since refuses this one, instead of this one being
+/// added on top of it: two builds that both read version 30 and both
+/// appended the same new file would otherwise both commit, one as 31 and
+/// one as 32, and the rows would be there twice (see: issue 23).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expected {
+    /// Whatever the table is (etl's own staging tables).
+    #[default]
+    Any,
+    /// No table yet.
+    Absent,
+    Version(i64),
+}
+
+impl Expected {
+    /// What a table is now, as an expectation for a later write.
+    pub fn of(version: Option<u64>) -> Expected {
+        match version {
+            Some(v) => Expected::Version(v as i64),
+            None => Expected::Absent,
+        }
+    }
+
+    fn matches(self, version: Option<i64>) -> bool {
+        match self {
+            Expected::Any => true,
+            Expected::Absent => version.is_none(),
+            Expected::Version(v) => version == Some(v),
+        }
+    }
 }
 
 impl From<serde_json::Map<String, serde_json::Value>> for Commit {
     fn from(metadata: serde_json::Map<String, serde_json::Value>) -> Commit {
         Commit {
             metadata,
-            app_transaction: None,
+            ..Commit::default()
         }
     }
 }
 
 impl Commit {
+    /// Refuses the write, before any file of it is written, when the
+    /// table is no longer at the expected version.
+    fn check(&self, table: &DeltaTable) -> Result<(), DeltaTableError> {
+        let now = table.version().map(|v| v as i64);
+        if self.expected_version.matches(now) {
+            return Ok(());
+        }
+        let read = match self.expected_version {
+            Expected::Version(v) => format!("version {v}"),
+            _ => "no table".into(),
+        };
+        let found = now.map_or_else(|| "no table".to_owned(), |v| format!("version {v}"));
+        Err(DeltaTableError::Generic(format!(
+            "{CONFLICT}: it read {read} and found {found} when it came to write; \
+             nothing of this build's was written: run it again"
+        )))
+    }
+
     fn properties(self) -> CommitProperties {
-        let props = CommitProperties::default().with_metadata(self.metadata);
+        let mut props = CommitProperties::default().with_metadata(self.metadata);
+        if self.expected_version != Expected::Any {
+            // A commit that finds the table moved on fails rather than
+            // being rebased on the other writer's version.
+            props = props.with_max_retries(0);
+        }
         match self.app_transaction {
             Some((app, version)) => {
                 props.with_application_transaction(deltalake::kernel::Transaction::new(app, version))
@@ -159,6 +243,8 @@ impl Commit {
         }
     }
 }
+
+const CONFLICT: &str = "another writer committed to the table while this build was writing it";
 
 /// How big a table's data files are. Delta's default (100 MiB) leaves most
 /// tables in one or two files, and a merge rewrites every file that holds a
@@ -210,7 +296,9 @@ pub async fn write_table(
                 .map_err(|e| DeltaTableError::Generic(format!("cannot create `{}`: {e}", path.display())))?;
         }
     }
+    let commit = commit.into();
     let table = table_at(ctx, url).await?;
+    commit.check(&table)?;
     let mut state = ctx.state();
     let plan = if ordered::ends_sorted(&plan) {
         // One ordered stream to the writer: see `ordered`.
@@ -226,7 +314,7 @@ pub async fn write_table(
         plan
     };
     table.update_datafusion_session(&state)?;
-    let commit = commit.into().properties();
+    let commit = commit.properties();
     let mut builder = table
         .write(Vec::new())
         .with_input_plan(plan)
@@ -288,9 +376,11 @@ pub fn describe_error(err: &DeltaTableError) -> String {
         DeltaTableError::Transaction {
             source: TransactionError::CommitConflict(conflict),
         } => format!(
-            "another writer committed to the table while this build was writing it ({conflict}); \
-             this build's commit was refused and nothing of it was written: run it again"
+            "{CONFLICT} ({conflict}); this build's commit was refused and nothing of it was written: run it again"
         ),
+        DeltaTableError::Transaction {
+            source: TransactionError::MaxCommitAttempts(0),
+        } => format!("{CONFLICT}; this build's commit was refused and nothing of it was written: run it again"),
         DeltaTableError::Transaction {
             source: TransactionError::MaxCommitAttempts(attempts),
         } => format!(
@@ -304,6 +394,22 @@ pub fn describe_error(err: &DeltaTableError) -> String {
         DeltaTableError::Arrow { source } => source.to_string(),
         DeltaTableError::GenericError { source } => source.to_string(),
         other => other.to_string(),
+    }
+}
+
+/// Whether a failed write failed on a bug of the query engine's own (see
+/// `plan::is_engine_bug`). delta-rs keeps DataFusion's errors as text
+/// (`DeltaTableError::Generic`), so the sentence DataFusion ends its
+/// internal errors with, or the name of a panicked task's error, is what
+/// is left to tell them by.
+pub fn is_engine_bug(err: &DeltaTableError) -> bool {
+    const MARKS: [&str; 2] = ["likely caused by a bug in DataFusion's code", "ExecutionJoin error: "];
+    match err {
+        DeltaTableError::Generic(text) => MARKS.iter().any(|mark| text.contains(mark)),
+        DeltaTableError::GenericError { source } => source
+            .downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(crate::plan::is_engine_bug),
+        _ => false,
     }
 }
 
@@ -363,7 +469,9 @@ pub async fn merge_into(
         .map(|k| column("target", k).eq(column("source", k)))
         .reduce(Expr::and)
         .ok_or_else(|| DeltaTableError::Generic("a merge needs a unique_key".into()))?;
+    let commit = commit.into();
     let table = table_at(ctx, url).await?;
+    commit.check(&table)?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let update_columns = columns.clone();
@@ -374,7 +482,7 @@ pub async fn merge_into(
         .with_target_alias("target")
         .with_session_state(Arc::new(state))
         .with_merge_schema(merge_schema)
-        .with_commit_properties(commit.into().properties());
+        .with_commit_properties(commit.properties());
     if let Some(properties) = layout.writer_properties() {
         merge = merge.with_writer_properties(properties);
     }
@@ -464,6 +572,120 @@ pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) 
         }
     }
     Ok(())
+}
+
+/// The data files of `table`'s current version (at `url`) that are not in
+/// the store: deleted or lost outside of etl. Such a table cannot be read,
+/// nor built on.
+pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTable) -> Result<Vec<String>, String> {
+    let expected: Vec<StorePath> = table
+        .snapshot()
+        .map_err(|e| e.to_string())?
+        .log_data()
+        .into_iter()
+        .map(|file| file.object_store_path())
+        .collect();
+    if expected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = store_for(ctx, url)?;
+    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let present: std::collections::HashSet<String> = store
+        .list(Some(&prefix))
+        .map_ok(|meta| crate::plan::relative_path(&prefix, &meta.location))
+        .try_collect()
+        .await
+        .map_err(failed_at(url, ""))?;
+    Ok(expected
+        .into_iter()
+        .map(|path| path.to_string())
+        .filter(|path| !present.contains(path))
+        .collect())
+}
+
+/// Why the Delta log of the table at `url` cannot be read (`err`, from
+/// loading it), for the user: the commit file that does not parse, the
+/// last version that loads, and how to get back to it.
+pub async fn explain_unreadable(ctx: &SessionContext, url: &Url, err: &DeltaTableError) -> (String, Vec<String>) {
+    let message = format!("its Delta log cannot be read: {}", describe_error(err));
+    let Ok(store) = store_for(ctx, url) else {
+        return (message, Vec::new());
+    };
+    let Ok(log) = StorePath::from_url_path(format!("{}_delta_log/", url.path())) else {
+        return (message, Vec::new());
+    };
+    let Ok(objects) = store.list(Some(&log)).try_collect::<Vec<_>>().await else {
+        return (message, Vec::new());
+    };
+    let mut commits: Vec<(i64, StorePath)> = objects
+        .into_iter()
+        .filter_map(|o| {
+            let name = o.location.filename()?;
+            let version = name.strip_suffix(".json")?.parse().ok()?;
+            Some((version, o.location))
+        })
+        .collect();
+    commits.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
+    // The newest commit that is not JSON lines is the broken one.
+    let mut broken = None;
+    for (version, path) in &commits {
+        let Ok(got) = store.get(path).await else { continue };
+        let Ok(bytes) = got.bytes().await else { continue };
+        let parses = String::from_utf8(bytes.to_vec()).is_ok_and(|text| {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        });
+        if !parses {
+            broken = Some((*version, path.clone()));
+            break;
+        }
+    }
+    let Some((version, path)) = broken else {
+        return (message, Vec::new());
+    };
+    let file = object_url(url, &path);
+    let mut notes = vec![format!("commit {version} is not valid JSON: `{file}`")];
+    let mut readable = None;
+    for earlier in (0..version).rev().take(5) {
+        if let Ok(mut table) = table_at_version(ctx, url).await {
+            if table.load_version(earlier as u64).await.is_ok() {
+                readable = Some(earlier);
+                break;
+            }
+        }
+    }
+    match readable {
+        Some(earlier) if version == commits[0].0 => notes.push(format!(
+            "version {earlier} reads: move `{file}` out of `_delta_log/` to go back to it (its data files stay as \
+             they are), then build again"
+        )),
+        Some(earlier) => notes.push(format!(
+            "version {earlier} reads; later commits build on the broken one: restore `{file}` from a backup, or \
+             move the table away and rebuild it with `--full-refresh`"
+        )),
+        None => notes.push("no earlier version reads: move the table away and rebuild it with `--full-refresh`".into()),
+    }
+    (message, notes)
+}
+
+/// A table handle at `url` that is not loaded yet.
+async fn table_at_version(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    deltalake::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_backend(store, url.clone())
+        .build()
+}
+
+/// The size of the object at `url`; `None` when there is none.
+pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>, String> {
+    let store = store_for(ctx, url)?;
+    let path = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    match store.head(&path).await {
+        Ok(meta) => Ok(Some(meta.size)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(format!("`{url}`: {}", with_root_cause(&e))),
+    }
 }
 
 /// Reads the view stored at `url`, if any.
@@ -758,6 +980,178 @@ mod tests {
             .unwrap();
         let source = parquet(&plan).expect("a Parquet scan");
         source.table_parquet_options().global.pushdown_filters
+    }
+
+    /// Rows `x` = 1..=3 that come out once `gate` is opened, and a note
+    /// in `started` when their stream is first polled.
+    #[derive(Debug)]
+    struct Gated {
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        gate: Arc<tokio::sync::Semaphore>,
+        started: Arc<tokio::sync::Notify>,
+    }
+
+    impl datafusion::physical_plan::streaming::PartitionStream for Gated {
+        fn schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+            &self.schema
+        }
+
+        fn execute(
+            &self,
+            _: Arc<datafusion::execution::TaskContext>,
+        ) -> datafusion::execution::SendableRecordBatchStream {
+            use datafusion::arrow::array::Int64Array;
+            let (schema, gate, started) = (self.schema.clone(), self.gate.clone(), self.started.clone());
+            let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![1, 2, 3]))],
+            );
+            let rows = futures::stream::once(async move {
+                started.notify_one();
+                let _open = gate.acquire().await;
+                batch.map_err(Into::into)
+            });
+            Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                schema, rows,
+            ))
+        }
+    }
+
+    async fn count(url: &Url) -> i64 {
+        use datafusion::arrow::array::AsArray;
+        let ctx = session();
+        ctx.register_table("t", delta_provider(&ctx, url).await.unwrap())
+            .unwrap();
+        let batches = ctx
+            .sql("select count(*) from t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches[0]
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+            .value(0)
+    }
+
+    #[tokio::test]
+    async fn a_write_computed_from_a_version_another_writer_replaced_commits_nothing() {
+        // See: issue 23 (two builds at once committed the same new file as
+        // versions 31 and 32). Build A reads version 0 and computes its
+        // rows; build B commits version 1 meanwhile; A's commit is refused.
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let ctx = session();
+        let first = ctx.sql("select 0::bigint as x").await.unwrap().into_unoptimized_plan();
+        overwrite_table(&ctx, &url, first, serde_json::Map::new())
+            .await
+            .unwrap();
+
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let started = Arc::new(tokio::sync::Notify::new());
+        let gated = Gated {
+            schema: schema.clone(),
+            gate: gate.clone(),
+            started: started.clone(),
+        };
+        let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![Arc::new(gated)]).unwrap();
+        let a_plan = ctx.read_table(Arc::new(table)).unwrap().into_unoptimized_plan();
+        let a = {
+            let (ctx, url) = (ctx.clone(), url.clone());
+            tokio::spawn(async move {
+                let commit = Commit {
+                    expected_version: Expected::Version(0),
+                    ..Commit::default()
+                };
+                let how = TableWrite::Append { merge_schema: false };
+                write_table(&ctx, &url, a_plan, how, &Layout::default(), commit).await
+            })
+        };
+        // A is computing its rows (its check of the version is behind it)...
+        started.notified().await;
+        // ...when B appends and commits version 1.
+        let b_plan = ctx.sql("select 10::bigint as x").await.unwrap().into_unoptimized_plan();
+        let how = TableWrite::Append { merge_schema: false };
+        let b = write_table(&ctx, &url, b_plan, how, &Layout::default(), Commit::default())
+            .await
+            .unwrap();
+        assert_eq!(b.version, 1);
+        gate.add_permits(1);
+        let refused = a.await.unwrap().expect_err("A's commit must be refused");
+        assert!(
+            describe_error(&refused).starts_with(CONFLICT),
+            "{}",
+            describe_error(&refused)
+        );
+        assert_eq!(current_version(&ctx, &url).await, Some(1));
+        assert_eq!(count(&url).await, 2, "B's row and the first one, none of A's");
+
+        // Found moved on before it starts writing: refused too.
+        let late = ctx.sql("select 5::bigint as x").await.unwrap().into_unoptimized_plan();
+        let commit = Commit {
+            expected_version: Expected::Version(0),
+            ..Commit::default()
+        };
+        let how = TableWrite::Append { merge_schema: false };
+        let refused = write_table(&ctx, &url, late, how, &Layout::default(), commit)
+            .await
+            .unwrap_err();
+        assert!(
+            describe_error(&refused).contains("it read version 0 and found version 1"),
+            "{}",
+            describe_error(&refused)
+        );
+        // A table expected absent that another writer created is refused.
+        let other = tempfile::tempdir().unwrap();
+        let fresh = Url::from_directory_path(other.path()).unwrap();
+        let made = ctx.sql("select 1::bigint as x").await.unwrap().into_unoptimized_plan();
+        overwrite_table(&ctx, &fresh, made, serde_json::Map::new())
+            .await
+            .unwrap();
+        let commit = Commit {
+            expected_version: Expected::Absent,
+            ..Commit::default()
+        };
+        let plan = ctx.sql("select 2::bigint as x").await.unwrap().into_unoptimized_plan();
+        let how = TableWrite::Overwrite {
+            partition_by: Vec::new(),
+        };
+        assert!(
+            write_table(&ctx, &fresh, plan, how, &Layout::default(), commit)
+                .await
+                .is_err()
+        );
+        assert_eq!(count(&fresh).await, 1);
+    }
+
+    #[tokio::test]
+    async fn removing_a_staged_table_leaves_the_folders_another_model_is_creating() {
+        // See: issue 23. Model B's `create_dir_all` has made the schema
+        // folder and not yet its own when model A's staged table goes.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Url::from_directory_path(dir.path()).unwrap();
+        let relation = |name: &str| Relation {
+            schema: "gold".into(),
+            identifier: name.into(),
+            ephemeral: false,
+        };
+        let ctx = session();
+        let staged_a = staging_location(&root, &relation("a"));
+        let plan = ctx.sql("select 1 as x").await.unwrap().into_unoptimized_plan();
+        overwrite_table(&ctx, &staged_a, plan, serde_json::Map::new())
+            .await
+            .unwrap();
+        let schema_folder = dir.path().join("warehouse/_etl_staging/gold");
+        assert!(schema_folder.join("a/_delta_log").is_dir());
+
+        remove_prefix(&ctx, &staged_a).await.unwrap();
+        assert!(!schema_folder.join("a").exists(), "the staged table is gone");
+        assert!(schema_folder.is_dir(), "B's parent folder is left for it");
+        let staged_b = staging_location(&root, &relation("b"));
+        std::fs::create_dir(staged_b.to_file_path().unwrap()).unwrap();
     }
 
     #[tokio::test]

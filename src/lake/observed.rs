@@ -74,8 +74,8 @@ impl Observed {
     async fn before_write<'a>(&self, path: &'a Path) -> Option<&'a str> {
         let path = path.as_ref();
         let table = &path[..path.find(LOG_FOLDER)?];
-        if let Some(mode) = self.failpoint {
-            failpoint::before_commit(mode).await;
+        if let Some(mode) = &self.failpoint {
+            failpoint::before_commit(mode, table).await;
         }
         Some(table)
     }

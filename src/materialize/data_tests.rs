@@ -209,12 +209,14 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
                 version: None,
                 phases: Phases::default(),
                 diagnostic: None,
+                warnings: Vec::new(),
             };
         }
     }
     // Same test on a model that only gained rows since it passed: only
     // what it gained is read (the failing rows are the same).
     let narrowed = match &last {
+        Some(_) if build.without_rewrites(index) => None,
         Some(last) => super::added_rows::since_last_pass(build, index, last).await,
         None => None,
     };
@@ -282,9 +284,22 @@ pub async fn run_narrowed(build: &Build, index: NodeIndex, narrowed: Option<Narr
     match run_test_reading(build, index, Some(narrowed)).await {
         r if r.status == Status::Error => {
             let why = r.diagnostic.as_ref().map(|d| d.message.clone()).unwrap_or_default();
-            let name = &build.dag.node(index).name;
-            tracing::debug!(test = %name, "reading only what the model gained failed ({why}); running it in full");
-            run_test(build, index).await
+            let mut full = run_test(build, index).await;
+            // Reading less is etl's rewrite of the test: when it fails and
+            // the test itself does not, the rewrite is at fault, and says so.
+            if full.status != Status::Error {
+                full.warnings.push(
+                    Diagnostic::warning(
+                        "rewrite-failed",
+                        format!(
+                            "`{}`: reading only what its tables gained (etl's `narrowed read`) failed: {why}",
+                            build.dag.node(index).name
+                        ),
+                    )
+                    .with_note("the test ran again in full: its result is the full test's"),
+                );
+            }
+            full
         }
         r => r,
     }
@@ -328,6 +343,7 @@ async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narr
             version: None,
             phases: Phases::default(),
             diagnostic: None,
+            warnings: Vec::new(),
         },
         Err(diag) => super::nodes::error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     }
@@ -368,7 +384,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
         "select {} as failures from (\n{failing_sql}\n) dbt_internal_test",
         config.fail_calc
     );
-    let failures = scalar(build, &count_sql, &readers, &compiled, test).await?;
+    let failures = scalar(&build.session(index), &count_sql, &readers, &compiled, test).await?;
 
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
@@ -380,7 +396,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
             .map(|w| format!(" where {w}"))
             .unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
-        Some(scalar(build, &sql, &readers, &compiled, test).await?)
+        Some(scalar(&build.session(index), &sql, &readers, &compiled, test).await?)
     } else {
         None
     };
@@ -466,7 +482,7 @@ fn tested_relation(build: &Build, test: &DataTest) -> Option<String> {
 /// The logical plan of a test's query, reading `readers` in place of
 /// their sources.
 async fn test_plan(
-    build: &Build,
+    ctx: &datafusion::prelude::SessionContext,
     sql: &str,
     readers: &[NewFiles],
     compiled: &CompiledSql,
@@ -476,7 +492,7 @@ async fn test_plan(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let state = build.registry.ctx.state();
+    let state = ctx.state();
     let mut plan = state
         .create_logical_plan(sql)
         .await
@@ -495,16 +511,14 @@ async fn test_plan(
 
 /// Runs `sql`, which returns one row with one number.
 async fn scalar(
-    build: &Build,
+    ctx: &datafusion::prelude::SessionContext,
     sql: &str,
     readers: &[NewFiles],
     compiled: &CompiledSql,
     test: &DataTest,
 ) -> Result<f64, Diagnostic> {
-    let plan = test_plan(build, sql, readers, compiled, test).await?;
-    let df = build
-        .registry
-        .ctx
+    let plan = test_plan(ctx, sql, readers, compiled, test).await?;
+    let df = ctx
         .execute_logical_plan(plan)
         .await
         .map_err(|e| test_sql_error(&e, compiled, test))?;
@@ -528,7 +542,7 @@ async fn scalar(
 /// A SQL error in a test: generic tests point at their YAML entry (their
 /// SQL comes from a macro), singular tests at their file.
 fn test_sql_error(err: &datafusion::error::DataFusionError, compiled: &CompiledSql, test: &DataTest) -> Diagnostic {
-    let mut diag = sql_diagnostic(err, compiled);
+    let mut diag = sql_diagnostic(err, compiled).engine_bug_if(crate::plan::is_engine_bug(err));
     diag.message = format!("test `{}`: {}", test.name, diag.message);
     if test.is_generic() {
         diag.span = test.span.clone();
@@ -547,8 +561,8 @@ async fn store_failures(
     test: &DataTest,
 ) -> Result<String, Diagnostic> {
     let node = build.dag.node(index);
-    let ctx = &build.registry.ctx;
-    let plan = test_plan(build, failing_sql, readers, compiled, test).await?;
+    let ctx = &build.session(index);
+    let plan = test_plan(ctx, failing_sql, readers, compiled, test).await?;
     let location = build.registry.location(&node.relation);
     let mut metadata = serde_json::Map::new();
     metadata.insert(

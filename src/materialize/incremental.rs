@@ -282,6 +282,11 @@ pub async fn apply(
             .with_span(Some(Span::file(&node.path)))
             .with_note("the table keeps its previous version")
     };
+    let engine_failed = |e: datafusion::error::DataFusionError| {
+        failed(e.find_root().to_string()).engine_bug_if(crate::plan::is_engine_bug(&e))
+    };
+    let write_failed =
+        |e: deltalake::DeltaTableError| failed(lake::describe_error(&e)).engine_bug_if(lake::is_engine_bug(&e));
     let audits = audit::audits(build, index);
     if let Change::Replace = change {
         let how = TableWrite::Overwrite {
@@ -292,7 +297,7 @@ pub async fn apply(
         }
         return lake::write_table(ctx, &url, plan, how, &config.layout, commit)
             .await
-            .map_err(|e| failed(lake::describe_error(&e)));
+            .map_err(write_failed);
     }
 
     let published = lake::delta_provider(ctx, &url)
@@ -313,13 +318,9 @@ pub async fn apply(
         None => plan,
     };
     let df = |p: LogicalPlan| DataFrame::new(ctx.state(), p);
-    let published_df = || {
-        ctx.read_table(published.clone())
-            .map_err(|e| failed(e.find_root().to_string()))
-    };
+    let published_df = || ctx.read_table(published.clone()).map_err(engine_failed);
     if let (true, Some(staged)) = (audits, &staged) {
-        let candidate =
-            post_state(published_df()?, df(plan.clone()), &change).map_err(|e| failed(e.find_root().to_string()))?;
+        let candidate = post_state(published_df()?, df(plan.clone()), &change).map_err(engine_failed)?;
         let view = audit::candidate_table(candidate.into_unoptimized_plan());
         // Every row of the table after the change is one of the published
         // rows or a staged one, unless the table is rewritten. An upsert
@@ -340,8 +341,7 @@ pub async fn apply(
 
     let result = match (&shape, &change) {
         (Shape::Rewrite, _) => {
-            let table =
-                post_state(published_df()?, df(plan), &change).map_err(|e| failed(e.find_root().to_string()))?;
+            let table = post_state(published_df()?, df(plan), &change).map_err(engine_failed)?;
             let how = TableWrite::Overwrite {
                 partition_by: config.partition_by.clone(),
             };
@@ -362,10 +362,10 @@ pub async fn apply(
             let distinct = df(plan.clone())
                 .select(columns)
                 .and_then(DataFrame::distinct)
-                .map_err(|e| failed(e.find_root().to_string()))?
+                .map_err(engine_failed)?
                 .collect()
                 .await
-                .map_err(|e| failed(e.find_root().to_string()))?;
+                .map_err(engine_failed)?;
             match key_predicate(keys, &distinct).map_err(failed)? {
                 Some(predicate) => {
                     let how = TableWrite::ReplaceWhere {
@@ -409,7 +409,7 @@ pub async fn apply(
     if let Some(staged) = staged {
         staged.remove(build).await;
     }
-    result.map_err(|e| failed(lake::describe_error(&e)))
+    result.map_err(write_failed)
 }
 
 /// The table `change` leaves: `published` (the rows now) changed by

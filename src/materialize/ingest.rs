@@ -3,7 +3,15 @@
 //! Loader do: the files it consumed are recorded in the very Delta commit
 //! that holds the rows it made of them, so no crash can separate the two,
 //! and replaying the same files is a no-op. The commit also carries a Delta
-//! application transaction (`txn`) numbered by the files consumed.
+//! application transaction (`txn`) numbered by the files consumed, and is
+//! refused if the table moved on since the build read that record (see
+//! `lake::Expected`): two builds cannot both ingest a file.
+//!
+//! A file is recorded by its path under the source's location and its
+//! size, not by where it is on disk: a lake or project moved or copied
+//! elsewhere (a new CI workspace, a restored backup, a symlinked project)
+//! reads only the files that are new. A file with no rows is not recorded
+//! (see `sort_files`), and a consumed file whose size changed is reported.
 //!
 //! `ingest: all_files` in a model's config turns this off (a model that
 //! recomputes from all the files, such as an `insert_overwrite`).
@@ -20,6 +28,7 @@ use datafusion::catalog::{MemTable, TableProvider};
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use object_store::ObjectMeta;
 use petgraph::graph::NodeIndex;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Build;
@@ -28,20 +37,44 @@ use crate::graph::{Materialization, ResourceType};
 use crate::lake;
 use crate::render::Relation;
 
+/// A file an ingesting model has read, as its commit records it, under its
+/// path relative to the source's location (see `plan::source_root`): a
+/// project or lake moved elsewhere, or copied, has the same records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Bytes: what tells a file rewritten under the same name.
+    pub size: u64,
+}
+
+/// The files of one source a model has consumed, by relative path.
+pub type Consumed = BTreeMap<String, FileRecord>;
+
 /// What an ingesting model consumes in this build.
 #[derive(Debug, Clone, Default)]
 pub struct Ingest {
     /// `source.table` -> every file consumed once this build commits.
-    pub consumed: BTreeMap<String, Vec<String>>,
+    pub consumed: BTreeMap<String, Consumed>,
+    /// `source.table` -> the files seen with no rows, at their size then:
+    /// not consumed (rows written to one later are read), and reported
+    /// once, not every build.
+    pub empty: BTreeMap<String, Consumed>,
     /// Files this build reads for the first time.
     pub new_files: usize,
+    /// Files left unread, and why: empty ones, rewritten ones.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Ingest {
     pub fn total(&self) -> usize {
-        self.consumed.values().map(Vec::len).sum()
+        self.consumed.values().map(BTreeMap::len).sum()
     }
 }
+
+/// The key of a commit's record of consumed files. Earlier versions of
+/// etl recorded absolute paths under `ingested` (see `recorded`).
+pub const RECORD_KEY: &str = "ingested_files";
+pub const EMPTY_KEY: &str = "empty_files";
+const LEGACY_KEY: &str = "ingested";
 
 /// The new files of one source, read in place of the source itself.
 pub struct NewFiles {
@@ -73,28 +106,33 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
     if sources.is_empty() {
         return Ok(None);
     }
-    let before = consumed_before(build, index).await;
+    let before = last_record(build, index).await;
     let mut ingest = Ingest::default();
     let mut readers = Vec::new();
     for (relation, source) in sources {
         let key = source_key(source);
-        let seen = before.get(&key).cloned().unwrap_or_default();
-        let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
-        let new: Vec<_> = files
-            .into_iter()
-            .filter(|f| !seen.contains(f.location.as_ref()))
-            .collect();
-        ingest.new_files += new.len();
-        let provider = build.parsed.provider(build, source, &new).await?;
+        let files = listed(build, source).await?;
+        let seen = recorded(before.as_ref(), &key, &files);
+        let empty = before
+            .as_ref()
+            .and_then(|etl| etl.get(EMPTY_KEY)?.get(&key).cloned())
+            .and_then(|record| serde_json::from_value(record).ok())
+            .unwrap_or_default();
+        let model = &build.dag.node(index).name;
+        let sorted = sort_files(build, source, model, seen, empty, files).await?;
+        ingest.new_files += sorted.new.len();
+        ingest.warnings.extend(sorted.warnings);
+        if !sorted.empty.is_empty() {
+            ingest.empty.insert(key.clone(), sorted.empty);
+        }
+        let provider = build.parsed.provider(build, source, &sorted.new).await?;
         readers.push(NewFiles {
             keys: Vec::new(),
             source: relation.clone(),
             provider,
-            files: new.len(),
+            files: sorted.new.len(),
         });
-        let mut all = seen;
-        all.extend(new.iter().map(|f| f.location.to_string()));
-        ingest.consumed.insert(key, all.into_iter().collect());
+        ingest.consumed.insert(key, sorted.consumed);
     }
     Ok(Some((ingest, readers)))
 }
@@ -127,25 +165,166 @@ fn source_key(source: &crate::project::Source) -> String {
     format!("{}.{}", source.source_name, source.name)
 }
 
-/// The files an ingesting model consumed up to its last commit, by source:
-/// none when this build rebuilds it in full.
-async fn consumed_before(build: &Build, index: NodeIndex) -> BTreeMap<String, BTreeSet<String>> {
+/// A source's files now, each with its path under the source's location.
+async fn listed(build: &Build, source: &crate::project::Source) -> Result<Vec<(String, ObjectMeta)>, Diagnostic> {
+    let root = crate::plan::source_root(source)?;
+    let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
+    Ok(files
+        .into_iter()
+        .map(|f| (crate::plan::relative_path(&root, &f.location), f))
+        .collect())
+}
+
+/// etl's metadata in the last commit of an ingesting model, which records
+/// the files it consumed: none when this build rebuilds it in full.
+async fn last_record(build: &Build, index: NodeIndex) -> Option<Value> {
     let node = build.dag.node(index);
     if !build.options.incremental.contains(&node.name) {
-        return BTreeMap::new();
+        return None;
     }
     let url = build.registry.location(&node.relation);
-    lake::last_etl_commit(&build.registry.ctx, &url)
-        .await
-        .and_then(|etl| etl.get("ingested").cloned())
-        .and_then(|v| serde_json::from_value::<BTreeMap<String, BTreeSet<String>>>(v).ok())
-        .unwrap_or_default()
+    lake::last_etl_commit(&build.registry.ctx, &url).await
+}
+
+/// The files of source `key` that `etl` (a commit's metadata) records as
+/// consumed, among `files` (the source's files now).
+///
+/// Records of earlier etl versions are lists of absolute paths: those
+/// under the source's location now are its files; one elsewhere (the
+/// project was moved since) is the file now at the longest path it ends
+/// with.
+fn recorded(etl: Option<&Value>, key: &str, files: &[(String, ObjectMeta)]) -> Consumed {
+    let Some(etl) = etl else {
+        return Consumed::new();
+    };
+    if let Some(record) = etl.get(RECORD_KEY).and_then(|r| r.get(key)) {
+        return serde_json::from_value(record.clone()).unwrap_or_default();
+    }
+    let Some(Value::Array(paths)) = etl.get(LEGACY_KEY).and_then(|r| r.get(key)) else {
+        return Consumed::new();
+    };
+    let mut consumed = Consumed::new();
+    for path in paths.iter().filter_map(Value::as_str) {
+        let path = path.trim_start_matches('/');
+        let found = files
+            .iter()
+            .filter(|(relative, meta)| {
+                meta.location.as_ref() == path || path.ends_with(&format!("/{relative}")) || path == relative
+            })
+            .max_by_key(|(relative, meta)| (meta.location.as_ref() == path, relative.len()));
+        if let Some((relative, meta)) = found {
+            consumed.insert(relative.clone(), FileRecord { size: meta.size });
+        }
+    }
+    consumed
+}
+
+/// How a build treats the files of one source for a model that consumed
+/// `seen` before.
+struct Sorted {
+    /// `seen` and the new files: the record of the build's commit.
+    consumed: Consumed,
+    /// The files with no rows now.
+    empty: Consumed,
+    /// The files to read now.
+    new: Vec<ObjectMeta>,
+    warnings: Vec<Diagnostic>,
+}
+
+/// Sorts a source's files (as [`listed`]) into those consumed before and
+/// those to read now. A file with no rows is neither: an empty file (a
+/// feed that landed its file before writing into it, a day with nothing
+/// in it) is read once it has rows, not recorded as read for good; it is
+/// reported the first time it is seen (`empty_before` holds those seen
+/// before, at their size then). A consumed file whose size changed was
+/// rewritten: it is reported, and not read again (its rows are in the
+/// table already; appending them again would double them).
+async fn sort_files(
+    build: &Build,
+    source: &crate::project::Source,
+    model: &str,
+    seen: Consumed,
+    empty_before: Consumed,
+    files: Vec<(String, ObjectMeta)>,
+) -> Result<Sorted, Diagnostic> {
+    let key = source_key(source);
+    let still_empty =
+        |relative: &str, meta: &ObjectMeta| empty_before.get(relative).is_some_and(|r| r.size == meta.size);
+    let unseen: Vec<ObjectMeta> = files
+        .iter()
+        .filter(|(relative, meta)| !seen.contains_key(relative) && !still_empty(relative, meta))
+        .map(|(_, meta)| meta.clone())
+        .collect();
+    let empty_now = build.parsed.empty_files(build, source, &unseen).await?;
+    let mut consumed = seen;
+    let mut empty = Consumed::new();
+    let mut new = Vec::new();
+    let mut warnings = Vec::new();
+    for (relative, meta) in files {
+        if !consumed.contains_key(&relative) && still_empty(&relative, &meta) {
+            empty.insert(relative, FileRecord { size: meta.size });
+            continue;
+        }
+        match consumed.get(&relative) {
+            Some(record) if record.size != meta.size => warnings.push(
+                Diagnostic::warning(
+                    "rewritten-file",
+                    format!(
+                        "source `{key}`: `{}` changed since `{model}` read it ({} bytes, now {}): \
+                         its new content is not read",
+                        file_url(build, &meta),
+                        record.size,
+                        meta.size
+                    ),
+                )
+                .with_help(format!(
+                    "a feed should add files, not rewrite them; to read it again, rebuild the model: \
+                     `etl build --select {model} --full-refresh`"
+                )),
+            ),
+            Some(_) => {}
+            None if empty_now.iter().any(|e| e.location == meta.location) => {
+                warnings.push(Diagnostic::warning(
+                    "empty-file",
+                    format!(
+                        "source `{key}`: `{}` has no rows: not ingested; rows written to it later will be",
+                        file_url(build, &meta)
+                    ),
+                ));
+                empty.insert(relative, FileRecord { size: meta.size });
+            }
+            None => {
+                consumed.insert(relative, FileRecord { size: meta.size });
+                new.push(meta);
+            }
+        }
+    }
+    Ok(Sorted {
+        consumed,
+        empty,
+        new,
+        warnings,
+    })
+}
+
+/// The URL of a source file, as the user knows it.
+fn file_url(build: &Build, meta: &ObjectMeta) -> String {
+    let lake = &build.registry.lake;
+    match lake.scheme() {
+        "file" => format!("/{}", meta.location),
+        _ => format!(
+            "{}{}",
+            &lake[..url::Position::BeforePath],
+            format_args!("/{}", meta.location)
+        ),
+    }
 }
 
 /// The files this build ingests from each of `sources` (source node
 /// indexes), taken before any of its commits: those one of the source's
-/// ingesting models has not consumed yet. A source no model ingests, or
-/// one an ingesting model rebuilds in full, gives all its files.
+/// ingesting models has not consumed yet, empty files aside. A source no
+/// model ingests, or one an ingesting model rebuilds in full, gives all
+/// its files.
 pub async fn files_to_ingest(
     build: &Build,
     sources: &BTreeSet<NodeIndex>,
@@ -167,22 +346,19 @@ pub async fn files_to_ingest(
     for &index in sources {
         let source = &build.project.sources[dag.node(index).index];
         let key = source_key(source);
+        let files = listed(build, source).await?;
         // Consumed by every ingesting model, so read by none in this build.
-        let mut everywhere: Option<BTreeSet<String>> = None;
+        let mut everywhere: Option<Consumed> = None;
         for &model in ingesting.get(&index).into_iter().flatten() {
-            let seen = consumed_before(build, model).await.remove(&key).unwrap_or_default();
+            let seen = recorded(last_record(build, model).await.as_ref(), &key, &files);
             everywhere = Some(match everywhere {
                 None => seen,
-                Some(before) => before.intersection(&seen).cloned().collect(),
+                Some(before) => before.into_iter().filter(|(path, _)| seen.contains_key(path)).collect(),
             });
         }
         let everywhere = everywhere.unwrap_or_default();
-        let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
-        let new = files
-            .into_iter()
-            .filter(|f| !everywhere.contains(f.location.as_ref()))
-            .collect();
-        out.insert(index, new);
+        let sorted = sort_files(build, source, &key, everywhere, Consumed::new(), files).await?;
+        out.insert(index, sorted.new);
     }
     Ok(out)
 }
@@ -253,7 +429,15 @@ pub fn sources_of_new_file_tests(build: &Build) -> BTreeSet<NodeIndex> {
 #[derive(Default)]
 pub struct ParsedFiles {
     state: Mutex<ParsedState>,
+    /// Whether each small new file (by location and size) has no rows,
+    /// counted once per build.
+    empty: tokio::sync::Mutex<HashMap<(String, u64), bool>>,
 }
+
+/// Files at most this big are counted before they are ingested, to leave
+/// out the empty ones (a CSV header alone, an empty gzip member); a file
+/// bigger than that has rows.
+const SMALL_FILE: u64 = 8 * 1024;
 
 #[derive(Default)]
 struct ParsedState {
@@ -322,6 +506,35 @@ impl ParsedFiles {
             .filter_map(|cell| cell.get().cloned().flatten())
             .map(|parsed| parsed.reservation.size())
             .sum();
+    }
+
+    /// Those of `files` (new files of `source`) that have no rows: of 0
+    /// bytes, or small files that parse to none. Small files are counted
+    /// once per build, all of a source's in one scan (which keeps each
+    /// file's count with the source's row counts).
+    pub async fn empty_files(
+        &self,
+        build: &Build,
+        source: &crate::project::Source,
+        files: &[ObjectMeta],
+    ) -> Result<Vec<ObjectMeta>, Diagnostic> {
+        let mut known = self.empty.lock().await;
+        let key = |f: &ObjectMeta| (f.location.to_string(), f.size);
+        let unknown: Vec<ObjectMeta> = files
+            .iter()
+            .filter(|f| f.size > 0 && f.size <= SMALL_FILE && !known.contains_key(&key(f)))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            for (file, rows) in unknown.iter().zip(count_rows(build, source, &unknown).await?) {
+                known.insert(key(file), rows == 0);
+            }
+        }
+        Ok(files
+            .iter()
+            .filter(|f| f.size == 0 || known.get(&key(f)) == Some(&true))
+            .cloned()
+            .collect())
     }
 
     /// A reader of `files` of `source`: their rows in memory when they are
@@ -463,6 +676,55 @@ fn new_file_sources(build: &Build, index: NodeIndex) -> Vec<String> {
         .into_iter()
         .map(|s| source_key(&build.project.sources[build.dag.node(s).index]))
         .collect()
+}
+
+/// The rows of each of `files` of `source`: read in one scan, whose reader
+/// counts each file (see `plan::known_row_counts`); a file the scan did
+/// not count, or a scan that failed, is counted alone, so that an error
+/// names its file.
+async fn count_rows(
+    build: &Build,
+    source: &crate::project::Source,
+    files: &[ObjectMeta],
+) -> Result<Vec<u64>, Diagnostic> {
+    let ctx = &build.registry.ctx;
+    let counts = &build.registry.row_counts;
+    let count = |files: Vec<ObjectMeta>| async move {
+        let provider = crate::plan::source_files_provider(ctx, counts, source, &files).await?;
+        let rows = async { ctx.read_table(provider)?.count().await }.await;
+        rows.map(|n| n as u64).map_err(|e| read_failed(source, &files, &e))
+    };
+    let together = count(files.to_vec()).await;
+    let known = crate::plan::known_row_counts(ctx, counts, source, files).await;
+    let mut rows = Vec::with_capacity(files.len());
+    for (file, known) in files.iter().zip(known) {
+        match (known, files.len(), &together) {
+            (Some(n), _, Ok(_)) => rows.push(n),
+            (_, 1, Ok(n)) => rows.push(*n),
+            _ => rows.push(count(vec![file.clone()]).await?),
+        }
+    }
+    Ok(rows)
+}
+
+fn read_failed(
+    source: &crate::project::Source,
+    files: &[ObjectMeta],
+    e: &datafusion::error::DataFusionError,
+) -> Diagnostic {
+    let which = match files {
+        [one] => format!("`/{}`", one.location),
+        _ => format!("{} new files", files.len()),
+    };
+    Diagnostic::error(
+        "execution",
+        format!(
+            "reading {which} of source `{}` failed: {}",
+            source_key(source),
+            e.find_root()
+        ),
+    )
+    .with_span(source.span.clone())
 }
 
 /// `batch` without the room its buffers reserved beyond their length.

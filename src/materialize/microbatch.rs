@@ -205,6 +205,7 @@ pub async fn build_microbatch(
         .collect();
 
     let mut table_exists = incremental;
+    let mut expected_version = commit.expected_version;
     let mut rows = 0;
     let mut last: Option<Written> = None;
     let mut failures: Vec<(Window, Diagnostic)> = Vec::new();
@@ -219,7 +220,10 @@ pub async fn build_microbatch(
                 .with_span(Some(Span::file(&node.path)))
             })?;
         }
-        let mut commit = commit.clone();
+        let mut commit = lake::Commit {
+            expected_version,
+            ..commit.clone()
+        };
         if let Some(Value::Object(etl)) = commit.metadata.get_mut("etl") {
             etl.insert(
                 "batch".into(),
@@ -243,6 +247,8 @@ pub async fn build_microbatch(
                 rows += written.rows;
                 last = Some(written);
                 table_exists = true;
+                // The next batch builds on this one's version.
+                expected_version = lake::Expected::Version(written.version);
             }
             Err(diag) => failures.push((window, diag)),
         }

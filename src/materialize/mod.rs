@@ -108,6 +108,10 @@ pub struct NodeResult {
     pub phases: Phases,
     #[serde(skip)]
     pub diagnostic: Option<Diagnostic>,
+    /// What the node did not do as asked, or did another way, without
+    /// failing: an empty source file left for later, a plan run again
+    /// without etl's rewrites.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Seconds a node spent planning (rendering done, SQL to a logical plan,
@@ -148,6 +152,9 @@ pub struct Build {
     /// When each table's commit of a version was made (by location and
     /// version), read once per build: see [`state::commit_time`].
     pub commit_times: std::sync::Mutex<HashMap<(String, i64), Option<i64>>>,
+    /// The version of its table each node found when it started, which
+    /// its commit must still find (see `lake::Expected`).
+    pub expected: std::sync::Mutex<HashMap<NodeIndex, crate::lake::Expected>>,
     /// The fingerprint each node is being built with, written in its commit.
     pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
     /// Incremental models updated in place -> the compiled SQL they have as
@@ -169,14 +176,30 @@ pub struct Build {
     /// Held shared by every node while it runs, and alone by a node run
     /// again after running out of memory, so that it gets the whole limit.
     pub memory_gate: tokio::sync::RwLock<()>,
+    /// Nodes run again without etl's rewrites of their plans (shared
+    /// subplans, its optimizer rules, narrowed reads), after an error of
+    /// the query engine's own.
+    pub plain: std::sync::Mutex<HashSet<NodeIndex>>,
 }
 
 impl Build {
+    /// Whether the node at `index` runs without etl's rewrites.
+    pub fn without_rewrites(&self, index: NodeIndex) -> bool {
+        self.plain.lock().expect("plain nodes poisoned").contains(&index)
+    }
+
     /// The session a model is planned and written in: its own when its
     /// `sql_header` sets options, otherwise the build's.
     pub fn session(&self, index: NodeIndex) -> datafusion::prelude::SessionContext {
-        let sessions = self.sessions.lock().expect("sessions poisoned");
-        sessions.get(&index).unwrap_or(&self.registry.ctx).clone()
+        if let Some(session) = self.sessions.lock().expect("sessions poisoned").get(&index) {
+            return session.clone();
+        }
+        if self.without_rewrites(index) {
+            if let Ok(plain) = crate::plan::without_etl_rules(&self.registry.ctx) {
+                return plain;
+            }
+        }
+        self.registry.ctx.clone()
     }
 }
 
@@ -210,6 +233,54 @@ async fn run_node(build: &Build, index: NodeIndex) -> NodeResult {
 }
 
 async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
+    let first = attempt_once(build, index).await;
+    let engine_bug = first.status == Status::Error && first.diagnostic.as_ref().is_some_and(|d| d.engine_bug);
+    if !engine_bug || build.without_rewrites(index) {
+        return first;
+    }
+    // A bug of the engine's, on a plan etl may have rewritten: run it again
+    // as DataFusion alone would plan it. Nothing was committed: the failed
+    // attempt's files are left unreferenced, as a killed build's are.
+    let node = build.dag.node(index);
+    let rules = crate::plan::etl_rules(&build.registry.ctx);
+    let why = first.diagnostic.as_ref().map(|d| d.message.clone()).unwrap_or_default();
+    tracing::warn!(node = %node.name, "an error of DataFusion's own; running it again without etl's rewrites: {why}");
+    build.plain.lock().expect("plain nodes poisoned").insert(index);
+    let mut second = attempt_once(build, index).await;
+    second.execution_time += first.execution_time;
+    let mut rewrites = rules.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>();
+    if node.resource_type == ResourceType::Test {
+        rewrites.push("narrowed reads".into());
+    }
+    if second.status == Status::Error {
+        if let Some(diag) = second.diagnostic.as_mut() {
+            diag.notes.push(format!(
+                "it failed again without etl's rewrites ({}): the error is DataFusion's",
+                rewrites.join(", ")
+            ));
+        }
+        return second;
+    }
+    second.warnings.push(
+        Diagnostic::warning(
+            "rewrite-failed",
+            format!(
+                "`{}` failed with an error of DataFusion's own on the plan etl rewrote, and passed without \
+                 etl's rewrites ({}): {why}",
+                node.name,
+                rewrites.join(", ")
+            ),
+        )
+        .with_note("its result is the run without them; the rewrites only ever save time")
+        .with_help(
+            "please report it to etl with the model's SQL; `ETL_SHARE_REPEATED_SUBPLANS=false` turns shared \
+             subplans off",
+        ),
+    );
+    second
+}
+
+async fn attempt_once(build: &Build, index: NodeIndex) -> NodeResult {
     if build.dag.node(index).resource_type == ResourceType::Test {
         data_tests::run_test_unless_up_to_date(build, index).await
     } else {
@@ -431,6 +502,7 @@ fn skip_descendants(
             version: None,
             phases: Phases::default(),
             diagnostic: None,
+            warnings: Vec::new(),
         });
     }
     out

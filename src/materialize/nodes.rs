@@ -20,12 +20,13 @@ struct Outcome {
     version: Option<i64>,
     message: String,
     up_to_date: bool,
+    warnings: Vec<Diagnostic>,
 }
 
 pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
-    match header_session(build, node).await {
+    match header_session(build, index).await {
         Ok(Some(session)) => {
             build.sessions.lock().expect("sessions poisoned").insert(index, session);
         }
@@ -39,12 +40,23 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
 
 /// A session of the model's own when its `sql_header` sets DataFusion
 /// options (`SET datafusion.execution.parquet.pushdown_filters = true`).
-async fn header_session(build: &Build, node: &Node) -> Result<Option<SessionContext>, Diagnostic> {
+async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<SessionContext>, Diagnostic> {
+    let node = build.dag.node(index);
+    // A node run again without etl's rewrites plans in a plain copy of the
+    // build's session (and its header, if any, applies to that).
+    let plain = if build.without_rewrites(index) {
+        let plain = crate::plan::without_etl_rules(&build.registry.ctx)
+            .map_err(|e| Diagnostic::error("session", format!("cannot start a plain session: {e}")))?;
+        Some(plain)
+    } else {
+        None
+    };
     let header = match node.config.get("sql_header") {
-        None | Some(Value::Null) => return Ok(None),
+        None | Some(Value::Null) => return Ok(plain),
         Some(Value::String(header)) => Ok(header),
         Some(_) => Err(Diagnostic::error("invalid-config", "`sql_header` must be a string")),
     };
+    let base = plain.unwrap_or_else(|| build.registry.ctx.clone());
     let session = match header {
         Ok(_) if !matches!(node.materialized, Materialization::Table | Materialization::Incremental) => {
             Err(Diagnostic::error(
@@ -56,7 +68,7 @@ async fn header_session(build: &Build, node: &Node) -> Result<Option<SessionCont
                 ),
             ))
         }
-        Ok(header) => crate::plan::session_with_header(&build.registry.ctx, header).await,
+        Ok(header) => crate::plan::session_with_header(&base, header).await,
         Err(diag) => Err(diag),
     };
     session.map(Some).map_err(|mut diag| {
@@ -88,6 +100,7 @@ async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> 
             version: None,
             message: "source".into(),
             up_to_date: false,
+            warnings: Vec::new(),
         }),
     };
     let elapsed = started.elapsed().as_secs_f64();
@@ -118,6 +131,42 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     if !eligible {
         return Ok(None);
     }
+    let stored = super::state::stored(build, index).await?;
+    build
+        .expected
+        .lock()
+        .expect("expected versions poisoned")
+        .insert(index, stored.version);
+    if !stored.missing.is_empty() && !build.options.full_refresh {
+        // Built on, or read by the nodes after it, the table would fail
+        // them or give wrong rows: it fails here, by name.
+        let url = build.registry.location(&node.relation);
+        let shown: Vec<String> = stored.missing.iter().take(3).map(|f| format!("`{url}{f}`")).collect();
+        let more = stored.missing.len().saturating_sub(shown.len());
+        let mut diag = Diagnostic::error(
+            "missing-data-files",
+            format!(
+                "table `{}`: {} data file{} of its current version {} gone: {}{}",
+                node.name,
+                stored.missing.len(),
+                if stored.missing.len() == 1 { "" } else { "s" },
+                if stored.missing.len() == 1 { "is" } else { "are" },
+                shown.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+        .with_span(Some(Span::file(&node.path)))
+        .with_note("files under a table are written and removed by its commits only: something else deleted them");
+        diag = diag.with_help(format!(
+            "restore them from a backup, or rebuild the table: `etl build --select {} --full-refresh`",
+            node.name
+        ));
+        return Err(diag);
+    }
     // A range asked for is rebuilt, whatever changed.
     let ranged = build.options.event_time_start.is_some() || build.options.event_time_end.is_some();
     if ranged && super::incremental::strategy_name(node) == Some("microbatch") {
@@ -127,19 +176,17 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     // fingerprint, so that the next build can find it up to date.
     let forced = build.options.full_refresh || build.options.force;
     let fingerprint = super::state::fingerprint(build, index).await?;
-    let stored = if forced {
-        None
-    } else {
-        super::state::stored_fingerprint(build, index).await
-    };
+    let stored = if forced { None } else { stored.fingerprint };
     if stored.as_deref() == Some(fingerprint.as_str()) {
         let url = build.registry.location(&node.relation);
-        let version = lake::current_version(&build.registry.ctx, &url).await;
+        let version = lake::current_version(&build.registry.ctx, &url).await.map(|v| v as i64);
+        let exported = exports_made_again(build, index, version).await?.unwrap_or_default();
         return Ok(Some(Outcome {
             rows: None,
-            version: version.map(|v| v as i64),
-            message: "up to date: same SQL, config and inputs as its last build".into(),
+            version,
+            message: format!("up to date: same SQL, config and inputs as its last build{exported}"),
             up_to_date: true,
+            warnings: Vec::new(),
         }));
     }
     build
@@ -168,6 +215,7 @@ fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeRe
         version: outcome.version,
         phases: Phases::default(),
         diagnostic: None,
+        warnings: outcome.warnings,
     }
 }
 
@@ -188,6 +236,25 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
         version: None,
         phases: Phases::default(),
         diagnostic: Some(diag),
+        warnings: Vec::new(),
+    }
+}
+
+/// What the node's write commits beside its rows: etl's metadata, and the
+/// version of its table the node started from, which the commit must
+/// still find (see `lake::Expected`).
+pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
+    let node = build.dag.node(index);
+    let expected_version = build
+        .expected
+        .lock()
+        .expect("expected versions poisoned")
+        .get(&index)
+        .copied()
+        .unwrap_or_default();
+    lake::Commit {
+        expected_version,
+        ..lake::Commit::from(commit_metadata(build, node))
     }
 }
 
@@ -302,7 +369,7 @@ pub(super) async fn write_and_register(
         plan,
         how,
         layout,
-        commit_metadata(build, node),
+        commit_of(build, index),
     )
     .await
     .map_err(|e| execution_error(node, e))?;
@@ -326,12 +393,86 @@ pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<
         .map_err(|e| lake_error(node, "registering", e))
 }
 
+/// Writes the model's exports from its table at `version` (registered as
+/// its relation), and keeps what they were made from.
+async fn write_exports(
+    build: &Build,
+    index: NodeIndex,
+    exports: &[super::export::Export],
+    version: i64,
+) -> Result<Vec<url::Url>, Diagnostic> {
+    if exports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
+    let committed_at = super::state::commit_time(build, &location, version).await;
+    super::export::write_all(
+        &registry.ctx,
+        &registry.lake,
+        &node.unique_id,
+        &node.relation.sql(),
+        exports,
+        version,
+        committed_at,
+    )
+    .await
+    .map_err(|(export, e)| {
+        Diagnostic::error(
+            "export",
+            format!("exporting `{}` to `{}` failed: {e}", node.name, export.location),
+        )
+        .with_span(Some(Span::file(&node.path)))
+        .with_note(format!("the table itself was written (version {version})"))
+        .with_help("the next build writes the export again")
+    })
+}
+
+/// For a table found up to date: its exports written again when they were
+/// not made from its version (a build killed between the two, an export
+/// deleted since). The message says so.
+async fn exports_made_again(
+    build: &Build,
+    index: NodeIndex,
+    version: Option<i64>,
+) -> Result<Option<String>, Diagnostic> {
+    let node = build.dag.node(index);
+    let exports = super::export::exports_of(node)?;
+    let Some(version) = version.filter(|_| !exports.is_empty()) else {
+        return Ok(None);
+    };
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
+    let committed_at = super::state::commit_time(build, &location, version).await;
+    if super::export::up_to_date(
+        &registry.ctx,
+        &registry.lake,
+        &node.unique_id,
+        &exports,
+        version,
+        committed_at,
+    )
+    .await
+    {
+        return Ok(None);
+    }
+    build.registry.ensure(&build.dag, &build.project, index).await?;
+    let urls = write_exports(build, index, &exports, version).await?;
+    let urls: Vec<String> = urls.iter().map(ToString::to_string).collect();
+    Ok(Some(format!(
+        "; its export did not match version {version} and was written again: {}",
+        urls.join(", ")
+    )))
+}
+
 /// Errors while executing a plan: DataFusion's message, on the model file.
 pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
     let text = lake::describe_error(&err);
     Diagnostic::error("execution", format!("building `{}` failed: {text}", node.name))
         .with_span(Some(Span::file(&node.path)))
         .with_note("the table keeps its previous version")
+        .engine_bug_if(lake::is_engine_bug(&err))
 }
 
 async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
@@ -400,6 +541,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         version: Some(written.version),
         message: format!("seed: {} rows", written.rows),
         up_to_date: false,
+        warnings: Vec::new(),
     })
 }
 
@@ -471,15 +613,19 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                 version: version.map(|v| v as i64),
                 message: format!("incremental: no new files ({} consumed before)", ingest.total()),
                 up_to_date: false,
+                warnings: ingest.warnings.clone(),
             });
         }
-        let mut commit = lake::Commit::from(commit_metadata(build, node));
+        let mut commit = commit_of(build, index);
         if let Some(ingest) = &ingest {
             let etl = commit
                 .metadata
                 .entry("etl")
                 .or_insert_with(|| Value::Object(Map::new()));
-            etl["ingested"] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
+            etl[super::ingest::RECORD_KEY] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
+            if !ingest.empty.is_empty() {
+                etl[super::ingest::EMPTY_KEY] = serde_json::to_value(&ingest.empty).unwrap_or_default();
+            }
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
         let applied = if config.microbatch.is_some() {
@@ -511,7 +657,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let how = lake::TableWrite::Overwrite {
             partition_by: Vec::new(),
         };
-        let commit = lake::Commit::from(commit_metadata(build, node));
+        let commit = commit_of(build, index);
         let written = super::audit::audited_write(build, index, plan, how, &layout, commit).await?;
         register_written(build, index).await?;
         let message = format!("table: {} rows, audited before publishing", written.rows);
@@ -521,18 +667,10 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let message = format!("table: {} rows", written.rows);
         (written, message)
     };
-    for export in &exports {
-        let registry = &build.registry;
-        let url = super::export::write_export(&registry.ctx, &registry.lake, &node.relation.sql(), export)
-            .await
-            .map_err(|e| {
-                Diagnostic::error(
-                    "export",
-                    format!("exporting `{}` to `{}` failed: {e}", node.name, export.location),
-                )
-                .with_span(Some(Span::file(&node.path)))
-                .with_note(format!("the table itself was written (version {})", written.version))
-            })?;
+    // A kill here leaves the table committed and its exports behind it:
+    // the next build finds the table up to date and writes them then.
+    lake::crash_at("before-export");
+    for url in write_exports(build, index, &exports, written.version).await? {
         message.push_str(&format!(", exported to {url}"));
     }
     Ok(Outcome {
@@ -540,6 +678,13 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         version: Some(written.version),
         message,
         up_to_date: false,
+        warnings: build
+            .ingests
+            .lock()
+            .expect("ingests poisoned")
+            .get(&index)
+            .map(|ingest| ingest.warnings.clone())
+            .unwrap_or_default(),
     })
 }
 
@@ -575,6 +720,7 @@ async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         version: None,
         message: "view".into(),
         up_to_date: false,
+        warnings: Vec::new(),
     })
 }
 
@@ -586,5 +732,6 @@ async fn ephemeral(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnosti
         version: None,
         message: "ephemeral: checked, inlined into its dependents".into(),
         up_to_date: false,
+        warnings: Vec::new(),
     })
 }

@@ -140,25 +140,76 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
         });
     }
     let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
+    // Files by their path under the source's location: a project moved
+    // with its times kept (`mv`, `cp -p`, `rsync -a`) is the same input.
+    let root = crate::plan::source_root(source)?;
     let mut digest = md5::Md5::new();
     for f in &files {
-        digest.update(format!("{}|{}|{}\n", f.location, f.size, f.last_modified.timestamp_millis()).as_bytes());
+        let path = crate::plan::relative_path(&root, &f.location);
+        digest.update(format!("{path}|{}|{}\n", f.size, f.last_modified.timestamp_millis()).as_bytes());
     }
     Ok(json!({"files": files.len(), "digest": hex(&digest.finalize())}))
 }
 
-/// The fingerprint the node's data was last written with, if any.
-pub async fn stored_fingerprint(build: &Build, index: NodeIndex) -> Option<String> {
+/// What a node's data is when its build starts: the fingerprint it was
+/// last written with, if any, and for a table, its version, which the
+/// node's write will expect to find still (see `lake::Expected`).
+pub struct Stored {
+    pub fingerprint: Option<String>,
+    pub version: lake::Expected,
+    /// Data files of the table's version that are gone from the store.
+    pub missing: Vec<String>,
+}
+
+/// Reads the node's table (or stored view). A table whose log cannot be
+/// read is an error naming the broken commit and the way back.
+pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnostic> {
     let node = build.dag.node(index);
+    let ctx = &build.registry.ctx;
     let url = build.registry.location(&node.relation);
     if node.materialized == Materialization::View {
-        let view = lake::read_view(&build.registry.ctx, &url).await.ok()??;
-        return view.fingerprint;
+        let view = lake::read_view(ctx, &url).await.ok().flatten();
+        return Ok(Stored {
+            fingerprint: view.and_then(|v| v.fingerprint),
+            version: lake::Expected::Any,
+            missing: Vec::new(),
+        });
     }
-    let table = lake::open_table(&build.registry.ctx, &url).await.ok()??;
-    let mut history: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
-    let info = history.first_mut()?.info.remove("etl")?;
-    info.get("fingerprint")?.as_str().map(str::to_owned)
+    let table = match lake::open_table(ctx, &url).await {
+        Ok(Some(table)) => table,
+        Ok(None) => {
+            return Ok(Stored {
+                fingerprint: None,
+                version: lake::Expected::Absent,
+                missing: Vec::new(),
+            });
+        }
+        Err(e) => {
+            let (message, notes) = lake::explain_unreadable(ctx, &url, &e).await;
+            let mut diag = Diagnostic::error("unreadable-table", format!("table `{}`: {message}", node.name))
+                .with_span(Some(Span::file(&node.path)));
+            for note in notes {
+                diag = diag.with_note(note);
+            }
+            return Err(diag.with_note("nothing was written to it"));
+        }
+    };
+    let version = lake::Expected::of(table.version());
+    let missing = lake::missing_data_files(ctx, &url, &table).await.map_err(|e| {
+        Diagnostic::error("lake", format!("cannot list the files of `{}`: {e}", node.name))
+            .with_span(Some(Span::file(&node.path)))
+    })?;
+    let fingerprint = async {
+        let mut history: Vec<_> = table.history(Some(1)).try_collect().await.ok()?;
+        let info = history.first_mut()?.info.remove("etl")?;
+        info.get("fingerprint")?.as_str().map(str::to_owned)
+    }
+    .await;
+    Ok(Stored {
+        fingerprint,
+        version,
+        missing,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -30,9 +30,12 @@ pub(crate) const SINGLE_DISTINCT_RULE: &str = "single_distinct_aggregation_to_gr
 #[derive(Debug, Default)]
 pub(crate) struct CountBesideDistinct;
 
+/// The rule's name, in DataFusion's list of rules and in etl's warnings.
+pub(crate) const COUNT_BESIDE_DISTINCT_RULE: &str = "count_beside_distinct_to_sum";
+
 impl OptimizerRule for CountBesideDistinct {
     fn name(&self) -> &str {
-        "count_beside_distinct_to_sum"
+        COUNT_BESIDE_DISTINCT_RULE
     }
 
     fn apply_order(&self) -> Option<ApplyOrder> {

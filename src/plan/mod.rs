@@ -20,9 +20,12 @@ pub use contract::{check_contract, enforced as contract_enforced};
 pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate};
 pub use session::{
-    SessionOptions, new_session, parse_memory_limit, plans_hash_joins, session_with_header, spill_joins,
+    SessionOptions, etl_rules, new_session, parse_memory_limit, plans_hash_joins, session_with_header, spill_joins,
+    without_etl_rules,
 };
-pub use sources::{list_source_files, register_csv_file, source_files_provider, sql_type};
+pub use sources::{
+    known_row_counts, list_source_files, register_csv_file, relative_path, source_files_provider, source_root, sql_type,
+};
 
 use datafusion::common::Location;
 use datafusion::error::DataFusionError;
@@ -61,6 +64,26 @@ pub fn sql_diagnostic(err: &DataFusionError, compiled: &CompiledSql) -> Diagnost
     };
     let message = message.replace("SQL error: ParserError(\"", "").replace("\")", "");
     Diagnostic::error(code, message).with_span(span.or_else(|| Some(Span::file(&compiled.path))))
+}
+
+/// Whether `err` is a bug of the query engine's own (an internal error, a
+/// task that panicked), not one in the user's SQL or data: what a plan etl
+/// rewrote wrongly would raise. See `Diagnostic::engine_bug`.
+pub fn is_engine_bug(err: &DataFusionError) -> bool {
+    match err {
+        DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => true,
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => is_engine_bug(inner),
+        DataFusionError::Shared(inner) => is_engine_bug(inner),
+        DataFusionError::Collection(errors) => errors.iter().any(is_engine_bug),
+        DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().is_some_and(is_engine_bug),
+        DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+            datafusion::arrow::error::ArrowError::ExternalError(e) => {
+                e.downcast_ref::<DataFusionError>().is_some_and(is_engine_bug)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }
 
 fn clean_message(err: &DataFusionError) -> String {

@@ -151,7 +151,7 @@ pub struct SourceCounts {
 }
 
 impl SourceCounts {
-    fn rows(&self, meta: &ObjectMeta) -> Option<u64> {
+    pub(crate) fn rows(&self, meta: &ObjectMeta) -> Option<u64> {
         let files = self.files.lock().expect("row counts poisoned");
         files
             .get(meta.location.as_ref())

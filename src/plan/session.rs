@@ -20,7 +20,7 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::diagnostic::Diagnostic;
 
-use super::distinct::{CountBesideDistinct, SINGLE_DISTINCT_RULE};
+use super::distinct::{COUNT_BESIDE_DISTINCT_RULE, CountBesideDistinct, SINGLE_DISTINCT_RULE};
 use super::shared::ShareRepeatedSubplans;
 
 extensions_options! {
@@ -184,6 +184,51 @@ pub async fn session_with_header(ctx: &SessionContext, header: &str) -> Result<S
         session.execute_logical_plan(plan).await.map_err(failed)?;
     }
     Ok(session)
+}
+
+/// etl's own rewrites of a query's plan, by the names the warnings use:
+/// those on in `ctx`.
+pub fn etl_rules(ctx: &SessionContext) -> Vec<&'static str> {
+    let state = ctx.state();
+    let mut rules = Vec::new();
+    let sharing = state
+        .config()
+        .options()
+        .extensions
+        .get::<EtlOptions>()
+        .is_none_or(|etl| etl.share_repeated_subplans);
+    if sharing {
+        rules.push("share_repeated_subplans");
+    }
+    if state
+        .optimizers()
+        .iter()
+        .any(|rule| rule.name() == COUNT_BESIDE_DISTINCT_RULE)
+    {
+        rules.push(COUNT_BESIDE_DISTINCT_RULE);
+    }
+    rules
+}
+
+/// A copy of `ctx` (same tables, memory pool and object stores) that plans
+/// queries as DataFusion alone does: without etl's optimizer rules, its
+/// shared subplans, or its repartitioning threshold. A node whose plan
+/// failed with an error of DataFusion's own runs again in it: a bug in one
+/// of etl's rewrites costs time, never a night.
+pub fn without_etl_rules(ctx: &SessionContext) -> Result<SessionContext> {
+    let state = ctx.state();
+    let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+    config.options_mut().set("etl.share_repeated_subplans", "false")?;
+    config.options_mut().optimizer.subset_repartition_threshold =
+        ConfigOptions::default().optimizer.subset_repartition_threshold;
+    // What the environment pins still holds.
+    apply_env_overrides(&mut config)?;
+    config.options_mut().set("etl.share_repeated_subplans", "false")?;
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .with_optimizer_rules(Optimizer::new().rules)
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// DataFusion's optimizer rules, with etl's own where they must run.

@@ -710,6 +710,9 @@ impl ExecutionPlan for SharedSubplanExec {
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let partitions = self.state.input.properties().partitioning.partition_count();
+        if crate::lake::failpoint_armed("shared-subplan-error") {
+            return internal_err!("a shared subplan failed on purpose (ETL_FAILPOINT=shared-subplan-error)");
+        }
         if partition >= partitions {
             return internal_err!("SharedSubplanExec has {partitions} partitions, not {}", partition + 1);
         }

@@ -283,6 +283,24 @@ async fn source_provider_of(
     Ok(Arc::new(table))
 }
 
+/// The row count of each of `files` of a CSV or JSON source, where a scan
+/// that read it whole learnt it (see `row_counts`); `None` for the others,
+/// and for the files of Parquet sources (whose footers say).
+pub async fn known_row_counts(
+    ctx: &SessionContext,
+    counts: &RowCounts,
+    source: &Source,
+    files: &[object_store::ObjectMeta],
+) -> Vec<Option<u64>> {
+    if matches!(source.format, SourceFormat::Parquet | SourceFormat::Delta) {
+        return vec![None; files.len()];
+    }
+    let name = format!("{}.{}", source.source_name, source.name);
+    let reading = row_counts::reading(&format!("{:?}", source.format), &source.location, &source.options);
+    let counts = counts.of_source(ctx, &name, &reading).await;
+    files.iter().map(|f| counts.rows(f)).collect()
+}
+
 /// The files a (non-Delta) source's location matches now, sorted by path.
 pub async fn list_source_files(
     ctx: &SessionContext,
@@ -324,6 +342,25 @@ pub async fn list_source_files(
         })?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
+}
+
+/// Where a (non-Delta) source's files are, in its store: the fixed part of
+/// its location, before any glob (`lake/bronze/orders` for
+/// `lake/bronze/orders/*.jsonl.gz`). Files are known by their path under
+/// it, which stays the same when the lake or the project is moved.
+pub fn source_root(source: &Source) -> Result<object_store::path::Path, Diagnostic> {
+    let url = listing_url(&listing_location(&source.location)).map_err(|e| {
+        Diagnostic::error("invalid-location", format!("`{}`: {e}", source.location)).with_span(source.span.clone())
+    })?;
+    Ok(url.prefix().clone())
+}
+
+/// The path of `file` under `root` (see [`source_root`]), `/`-separated.
+pub fn relative_path(root: &object_store::path::Path, file: &object_store::path::Path) -> String {
+    match file.prefix_match(root) {
+        Some(parts) => parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"),
+        None => file.to_string(),
+    }
 }
 
 /// The compression a location's file suffix says: `orders/*.jsonl.gz` is

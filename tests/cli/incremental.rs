@@ -174,8 +174,10 @@ fn files_are_ingested_exactly_once() {
     // The record sits in the commit that wrote the rows, with a txn.
     let log =
         std::fs::read_to_string(table_dir(p, "main", "clicks").join("_delta_log/00000000000000000001.json")).unwrap();
-    assert!(log.contains("\"ingested\":{\"landing.clicks\":["), "{log}");
-    assert!(log.contains("2024-01-03.jsonl"), "{log}");
+    assert!(
+        log.contains(r#""ingested_files":{"landing.clicks":{"2024-01-01.jsonl":{"size":44},"2024-01-02.jsonl":{"size":20},"2024-01-03.jsonl":{"size":28}}}"#),
+        "{log}"
+    );
     assert!(
         log.contains("\"txn\":{\"appId\":\"etl/model.ingest.clicks\",\"version\":3"),
         "{log}"

@@ -4,6 +4,7 @@
 mod core;
 mod data_tests;
 mod incremental;
+mod nightly;
 mod reference;
 mod s3_server;
 mod selection;

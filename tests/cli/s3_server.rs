@@ -182,6 +182,17 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// Deletes the objects under `bucket/prefix/`.
+    pub fn delete_prefix(&self, bucket: &str, prefix: &str) {
+        let store = self.store(bucket);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        for key in self.keys(bucket, prefix) {
+            runtime.block_on(store.delete(&StorePath::from(key))).unwrap();
+        }
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

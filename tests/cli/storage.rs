@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use datafusion::prelude::SessionContext;
@@ -13,7 +12,7 @@ use url::Url;
 
 use crate::reference::reference_project;
 use crate::s3_server::{FaultProxy, KEY_ID, S3Server, SECRET};
-use crate::support::{artifact, etl_with_env, fixture, format_rows};
+use crate::support::{artifact, etl_with_env, fixture, format_rows, paused_before_commit};
 
 /// Every row of each of `tables` (`schema.name`) in the lake at `lake`,
 /// sorted, without the columns in `skip`.
@@ -207,29 +206,25 @@ fn two_builds_committing_one_table_at_once_end_with_one_winner() {
 
     // Build A writes its data files, then waits just before its commit...
     let release = p.join("release");
-    let waiting = p.join("release.waiting");
-    let a = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
-        .arg("--project-dir")
-        .arg(p)
-        .args(["build", "--select", "scores", "--vars", &vars(100)])
-        .env("NO_COLOR", "1")
-        .env("ETL_LOG", "off")
-        .env("ETL_FAILPOINT", "pause-before-commit")
-        .env("ETL_FAILPOINT_RELEASE", &release)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !waiting.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "build A never reached its commit"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // ...while build B writes and commits the same table.
+    let a = paused_before_commit(
+        p,
+        &["build", "--select", "scores", "--vars", &vars(100)],
+        &env,
+        &release,
+    );
+    // ...B, started now, finds the lake locked by A and stops at once.
+    let (code, stdout, stderr) = etl_with_env(p, &["build", "--select", "scores", "--vars", &vars(300)], &env);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("error[lake-locked]"), "{stderr}");
+    // Were A's lock lost (a holder stalled past its lease, whose lock
+    // another build took over), B would get through and commit first:
+    // A's commit, computed from the version B replaced, is refused.
+    assert_eq!(
+        server.keys("race", "project/_etl/lock/").len(),
+        2,
+        "the first build's record and A's"
+    );
+    server.delete_prefix("race", "project/_etl/lock/");
     let (code, stdout, stderr) = etl_with_env(p, &["build", "--select", "scores", "--vars", &vars(200)], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     std::fs::write(&release, b"").unwrap();
@@ -343,7 +338,16 @@ fn store_failures_name_the_object_and_leave_every_table_at_a_committed_version()
     proxy.go_down_after("PUT", "people/_delta_log/");
     let (code, stdout, stderr) = build(4, &[("ETL_TEST_S3_RETRIES", "0".to_owned())]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
-    assert!(stderr.contains("faults/project/warehouse/main/"), "{stderr}");
+    // The write's own error (its read of the log after the commit), with
+    // the request that failed.
+    assert!(
+        stderr.contains("error[execution]: building `people` failed: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/faults?list-type=2&prefix=project%2Fwarehouse%2Fmain%2Fpeople%2F_delta_log%2F"),
+        "{stderr}"
+    );
     proxy.heal();
     assert_eq!(version(&lake, &options, "main.people"), Some(1));
     assert_eq!(version(&lake, &options, "main.scores"), Some(1));

@@ -49,6 +49,52 @@ pub fn etl_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, 
     )
 }
 
+/// `etl --project-dir dir <args>` started in the background, paused by
+/// `ETL_FAILPOINT=pause-before-commit` before its first commit: returns
+/// once it waits there, for `release` to exist.
+pub fn paused_before_commit(dir: &Path, args: &[&str], env: &[(&str, String)], release: &Path) -> std::process::Child {
+    let mut waiting = release.as_os_str().to_owned();
+    waiting.push(".waiting");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+        .arg("--project-dir")
+        .arg(dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("ETL_LOG", "off")
+        .env("ETL_FAILPOINT", "pause-before-commit")
+        .env("ETL_FAILPOINT_RELEASE", release)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !Path::new(&waiting).exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the build never reached its commit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// Runs `etl --project-dir dir <args>` with `ETL_FAILPOINT=failpoint`,
+/// which kills it on the way (a `kill -9` at a chosen moment).
+pub fn killed_at(dir: &Path, args: &[&str], failpoint: &str) {
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+        .arg("--project-dir")
+        .arg(dir)
+        .args(args)
+        .env("ETL_LOG", "off")
+        .env("ETL_FAILPOINT", failpoint)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success(), "`ETL_FAILPOINT={failpoint}` aborts the build");
+}
+
 pub fn artifact(project: &Path, name: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(project.join("target").join(name)).unwrap()).unwrap()
 }
