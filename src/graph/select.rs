@@ -251,21 +251,14 @@ fn parse_criterion(text: &str) -> Result<Criterion, ParseError> {
             rest = &rest[..plus];
         }
     }
-    // What no name, path, glob, tag or method holds: `+@@tag:((` is a
-    // typo to point at, not a name that matches no node.
-    if let Some((i, c)) = rest.char_indices().find(|&(_, c)| {
-        matches!(
-            c,
-            '@' | '(' | ')' | '{' | '}' | ';' | '|' | '"' | '\'' | '<' | '>' | '=' | '!' | '`'
-        )
-    }) {
-        let help = if c == '@' {
-            "`@` comes first, once: `@name` selects `name`, its children and their parents"
-        } else {
-            "a selector is `[@][N+][method:]value[+[N]]`; values are names, paths, globs (`*`, `?`, `[ab]`) or tags"
-        };
+    // `@` comes first or not at all: `+@@tag:((` is a typo to point at,
+    // not a name that matches no node.
+    if let Some(i) = rest.find('@') {
         return Err((
-            format!("unexpected `{c}` in the selector `{text}`\nhelp: {help}"),
+            format!(
+                "unexpected `@` in the selector `{text}`\nhelp: `@` comes first, once: `@name` selects `name`, its \
+                 children and their parents"
+            ),
             at + i,
             1,
         ));
@@ -293,6 +286,26 @@ fn parse_criterion(text: &str) -> Result<Criterion, ParseError> {
             (message, at, m.len())
         })?,
     };
+    // Nor do names, tags and the other values hold these (paths may).
+    let unusual = |c: char| {
+        matches!(
+            c,
+            '(' | ')' | '{' | '}' | ';' | '|' | '"' | '\'' | '<' | '>' | '=' | '!' | '`'
+        )
+    };
+    if !matches!(method, Method::Path | Method::File) {
+        if let Some(i) = value.find(unusual) {
+            let c = value[i..].chars().next().unwrap_or_default();
+            return Err((
+                format!(
+                    "unexpected `{c}` in the selector `{text}`\nhelp: a selector is `[@][N+][method:]value[+[N]]`; \
+                     values are names, globs (`*`, `?`, `[ab]`), tags or paths"
+                ),
+                value_at + i,
+                1,
+            ));
+        }
+    }
     if matches!(method, Method::TestType) && !matches!(value, "generic" | "singular" | "schema" | "data" | "unit") {
         return Err((
             format!("`test_type:{value}` is not a test type\nhelp: use `test_type:generic` or `test_type:singular`"),
@@ -1019,6 +1032,8 @@ mod tests {
             "path:models/a_b.sql",
             "source:bronze.orders+",
             "stg_[ab]?*",
+            "path:models/day=2024 (copy)/x.sql",
+            "models/old(copy)/orders.sql",
         ] {
             assert!(parse_criterion(ok).is_ok(), "{ok}");
         }

@@ -12,13 +12,15 @@
 //! once number `n` is released or its holder is gone. The holder renews
 //! its record while it runs and marks it released when it ends. A holder
 //! killed by `kill -9` or a crash cannot release it: on the machine that
-//! ran it, its process is seen to be gone at once; from another machine,
-//! its lock lapses a minute after its last renewal.
+//! ran it (same host, boot and process namespace), its process is seen to
+//! be gone at once; from anywhere else, its lock lapses a minute after
+//! the store last wrote its record (the store's clock, not the holder's).
 //!
 //! The lock keeps builds from overlapping; it is not what keeps data
-//! right. Each commit is also refused when its table moved on since the
-//! build read it (see `Commit::expected_version`), so a holder that stalled
-//! past its lease still cannot commit over the build that took over.
+//! right. Each commit is also refused when another build committed the
+//! same model since this one read its table (see `Commit::check`), so a
+//! holder that stalled past its lease still cannot commit over the build
+//! that took over.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-/// How long a lock lasts without renewal, when its holder ran on another
-/// machine.
+/// How long a lock lasts without renewal, seen from another machine.
 const LEASE: Duration = Duration::from_secs(60);
 /// How often the holder renews it.
 const RENEWAL: Duration = Duration::from_secs(15);
@@ -44,11 +45,15 @@ pub struct Holder {
     pub command: String,
     pub invocation_id: String,
     pub host: String,
-    /// The boot of the machine it ran on: a process of an earlier boot is
-    /// gone whatever its number.
+    /// The boot of the machine it ran on.
     #[serde(default)]
     pub boot_id: Option<String>,
     pub pid: u32,
+    /// The process-ID namespace it ran in (`/proc/self/ns/pid`): in
+    /// another one (a container sharing the host's name and boot), its
+    /// number means nothing here.
+    #[serde(default)]
+    pub pid_namespace: Option<String>,
     /// When the process started (clock ticks since boot): a new process
     /// that got the same number is another one.
     #[serde(default)]
@@ -69,6 +74,7 @@ impl Holder {
             host: host_name(),
             boot_id: boot_id(),
             pid: std::process::id(),
+            pid_namespace: pid_namespace(),
             pid_start: process_start(std::process::id()),
             acquired_at: now,
             renewed_at: now,
@@ -76,29 +82,44 @@ impl Holder {
         }
     }
 
-    /// Whether the holder may still be running.
-    fn alive(&self, now: DateTime<Utc>) -> bool {
+    /// Whether the holder may still be running, its record last written
+    /// by the store at `written`, seen `now`.
+    fn alive(&self, written: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         if self.released {
             return false;
         }
-        let here = self.host == host_name() && self.boot_id.is_some() && self.boot_id == boot_id();
-        if here && self.pid_start.is_some() {
-            // Same machine, same boot: the process is there or not.
-            return process_start(self.pid) == self.pid_start;
+        // The same machine, boot and process namespace: the process is
+        // there or it is not.
+        let here = self.host == host_name()
+            && self.boot_id.is_some()
+            && self.boot_id == boot_id()
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == pid_namespace();
+        if here {
+            if let Some(running) = process_running(self.pid, self.pid_start) {
+                return running;
+            }
         }
-        if self.host == host_name() && self.boot_id.is_some() && boot_id().is_some() && self.boot_id != boot_id() {
-            return false;
-        }
-        let silent = now.signed_duration_since(self.renewed_at);
-        silent.to_std().map_or(true, |silent| silent < LEASE)
+        // Elsewhere, or not to be told here: alive while it renews.
+        now.signed_duration_since(written)
+            .to_std()
+            .map_or(true, |silent| silent < LEASE)
     }
+}
+
+/// The lock is held by another process: who, and where its record is.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub holder: Holder,
+    /// The URL of its record.
+    pub record: String,
 }
 
 /// Why a lake's lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another etl process holds the lake")]
-    Held(Box<Holder>),
+    Held(Box<Held>),
     #[error("{0}")]
     Store(String),
 }
@@ -110,6 +131,24 @@ pub struct LakeLock {
     path: StorePath,
     holder: Holder,
     renewal: tokio::task::JoinHandle<()>,
+    /// Held by each renewal's write, and by the release, which sets it:
+    /// no renewal lands after the release.
+    released: Arc<tokio::sync::Mutex<bool>>,
+}
+
+/// A record of the lock as read: its number, its holder, and when the
+/// store last wrote it.
+struct Record {
+    number: u64,
+    path: StorePath,
+    holder: Holder,
+    written: DateTime<Utc>,
+}
+
+impl Record {
+    fn alive(&self) -> bool {
+        self.holder.alive(self.written, Utc::now())
+    }
 }
 
 /// Takes the lock of the lake at `root` for `holder`.
@@ -117,66 +156,82 @@ pub async fn acquire(ctx: &SessionContext, root: &Url, holder: Holder) -> Result
     let store = super::store_for(ctx, root).map_err(LockError::Store)?;
     let folder =
         StorePath::from_url_path(format!("{}_etl/lock/", root.path())).map_err(|e| LockError::Store(e.to_string()))?;
-    // Two tries: a build that loses the race for a number to a build
+    let held = |record: Record| {
+        LockError::Held(Box::new(Held {
+            holder: record.holder,
+            record: super::object_url(root, &record.path),
+        }))
+    };
+    // Three tries: a build that loses the race for a number to a build
     // that has since finished tries the next one.
-    for _ in 0..2 {
-        let latest = latest(&store, &folder).await?;
-        let next = match &latest {
-            Some((n, record)) => {
-                if record.alive(Utc::now()) {
-                    return Err(LockError::Held(Box::new(record.clone())));
-                }
-                n + 1
-            }
+    for _ in 0..3 {
+        let before = latest(&store, &folder).await?;
+        let next = match before {
+            Some(record) if record.alive() => return Err(held(record)),
+            Some(ref record) => record.number + 1,
             None => 1,
         };
         let path = folder.clone().join(format!("{next:020}.json"));
         let body = serde_json::to_vec_pretty(&holder).map_err(|e| LockError::Store(e.to_string()))?;
-        match store
+        let put = store
             .put_opts(&path, PutPayload::from(body), PutOptions::from(PutMode::Create))
-            .await
-        {
-            Ok(_) => {
-                // Records before the one just replaced are history.
-                if let Some((n, _)) = latest {
-                    forget_before(&store, &folder, n).await;
-                }
-                let renewal = tokio::spawn(renew(store.clone(), path.clone(), holder.clone()));
-                return Ok(LakeLock {
-                    store,
-                    path,
-                    holder,
-                    renewal,
-                });
-            }
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                if let Some(record) = read(&store, &path).await? {
-                    if record.alive(Utc::now()) {
-                        return Err(LockError::Held(Box::new(record)));
-                    }
-                }
-            }
+            .await;
+        let created = match put {
+            Ok(_) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => match read(&store, &path, next).await? {
+                // A create retried after its first attempt went through (a
+                // 5xx answer to a put that was made) finds its own record.
+                Some(record) if record.holder.invocation_id == holder.invocation_id => true,
+                Some(record) if record.alive() => return Err(held(record)),
+                _ => false,
+            },
             Err(e) => return Err(LockError::Store(format!("`{path}`: {}", super::with_root_cause(&e)))),
+        };
+        if !created {
+            continue;
         }
+        // A builder that stalled between its listing and its create can
+        // create a number a later builder has already passed (records
+        // below the latest are removed, so numbers can come free again):
+        // then a higher number exists, and this record is not the lock.
+        if let Some(later) = latest(&store, &folder).await?.filter(|r| r.number > next) {
+            let _ = store.delete(&path).await;
+            if later.alive() {
+                return Err(held(later));
+            }
+            continue;
+        }
+        // Records before the one just replaced are history.
+        if let Some(record) = before {
+            forget_before(&store, &folder, record.number).await;
+        }
+        let released = Arc::new(tokio::sync::Mutex::new(false));
+        let renewal = tokio::spawn(renew(store.clone(), path.clone(), holder.clone(), released.clone()));
+        return Ok(LakeLock {
+            store,
+            path,
+            holder,
+            renewal,
+            released,
+        });
     }
     Err(LockError::Store(
-        "the lock of the lake changed hands twice while this build tried to take it".into(),
+        "the lock of the lake changed hands three times while this build tried to take it".into(),
     ))
 }
 
 impl LakeLock {
     /// Marks the lock released, for the next build to take at once.
     pub async fn release(self) {
-        // Stopped, and waited for: a renewal landing after the release
-        // would mark the lock held again.
+        let mut released = self.released.lock().await;
+        *released = true;
         self.renewal.abort();
-        let _ = self.renewal.await;
-        let released = Holder {
+        let record = Holder {
             released: true,
             renewed_at: Utc::now(),
             ..self.holder
         };
-        if let Ok(body) = serde_json::to_vec_pretty(&released) {
+        if let Ok(body) = serde_json::to_vec_pretty(&record) {
             // A release that fails leaves a record whose process is gone:
             // on this machine the next build sees that at once.
             let _ = self.store.put(&self.path, PutPayload::from(body)).await;
@@ -185,7 +240,7 @@ impl LakeLock {
 }
 
 /// The highest-numbered record of the lock, if any.
-async fn latest(store: &Arc<dyn ObjectStore>, folder: &StorePath) -> Result<Option<(u64, Holder)>, LockError> {
+async fn latest(store: &Arc<dyn ObjectStore>, folder: &StorePath) -> Result<Option<Record>, LockError> {
     for _ in 0..5 {
         let objects: Vec<_> = store
             .list(Some(folder))
@@ -200,9 +255,9 @@ async fn latest(store: &Arc<dyn ObjectStore>, folder: &StorePath) -> Result<Opti
             return Ok(None);
         };
         // Gone since the listing: a build took a later number and removed
-        // the older records. List again (numbers are never reused).
-        if let Some(holder) = read(store, &path).await? {
-            return Ok(Some((n, holder)));
+        // the older records. List again.
+        if let Some(record) = read(store, &path, n).await? {
+            return Ok(Some(record));
         }
     }
     Err(LockError::Store(format!(
@@ -210,19 +265,23 @@ async fn latest(store: &Arc<dyn ObjectStore>, folder: &StorePath) -> Result<Opti
     )))
 }
 
-async fn read(store: &Arc<dyn ObjectStore>, path: &StorePath) -> Result<Option<Holder>, LockError> {
+async fn read(store: &Arc<dyn ObjectStore>, path: &StorePath, number: u64) -> Result<Option<Record>, LockError> {
+    let failed = |e: object_store::Error| LockError::Store(format!("`{path}`: {}", super::with_root_cause(&e)));
     match store.get(path).await {
         Ok(got) => {
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|e| LockError::Store(format!("`{path}`: {}", super::with_root_cause(&e))))?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| LockError::Store(format!("`{path}` is not a lock record etl can read: {e}")))
+            let written = got.meta.last_modified;
+            let bytes = got.bytes().await.map_err(failed)?;
+            let holder = serde_json::from_slice(&bytes)
+                .map_err(|e| LockError::Store(format!("`{path}` is not a lock record etl can read: {e}")))?;
+            Ok(Some(Record {
+                number,
+                path: path.clone(),
+                holder,
+                written,
+            }))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(LockError::Store(format!("`{path}`: {}", super::with_root_cause(&e)))),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -241,10 +300,19 @@ async fn forget_before(store: &Arc<dyn ObjectStore>, folder: &StorePath, n: u64)
     }
 }
 
-/// Renews the record every `RENEWAL` until aborted.
-async fn renew(store: Arc<dyn ObjectStore>, path: StorePath, mut holder: Holder) {
+/// Renews the record every `RENEWAL` until released.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    path: StorePath,
+    mut holder: Holder,
+    released: Arc<tokio::sync::Mutex<bool>>,
+) {
     loop {
         tokio::time::sleep(RENEWAL).await;
+        let released = released.lock().await;
+        if *released {
+            return;
+        }
         holder.renewed_at = Utc::now();
         let Ok(body) = serde_json::to_vec_pretty(&holder) else {
             return;
@@ -276,26 +344,66 @@ fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// When process `pid` started, in clock ticks since boot (the 22nd field
-/// of `/proc/<pid>/stat`); `None` when there is no such process.
-fn process_start(pid: u32) -> Option<u64> {
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The state letter and the fields after the command name of
+/// `/proc/<pid>/stat` (the name, in parentheses, may hold spaces).
+fn process_stat(pid: u32) -> Option<(char, Vec<String>)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, in parentheses, may hold spaces: count from after it.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let fields: Vec<String> = rest.split_whitespace().map(str::to_owned).collect();
+    let state = fields.first()?.chars().next()?;
+    Some((state, fields))
+}
+
+/// When process `pid` started, in clock ticks since boot (the 22nd field
+/// of `/proc/<pid>/stat`).
+fn process_start(pid: u32) -> Option<u64> {
+    process_stat(pid)?.1.get(19)?.parse().ok()
+}
+
+/// Whether process `pid`, started at `start`, runs on this machine:
+/// `Some(false)` when it is gone, a zombie, or another process that got
+/// its number; `Some(true)` when it runs; `None` when that cannot be told.
+fn process_running(pid: u32, start: Option<u64>) -> Option<bool> {
+    let pid_t = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: signal 0 sends nothing; it only checks the process exists.
+    if unsafe { libc::kill(pid_t, 0) } != 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => Some(false),
+            // EPERM: it exists, another user's.
+            Some(libc::EPERM) => Some(true),
+            _ => None,
+        };
+    }
+    match process_stat(pid) {
+        Some(('Z', _)) => Some(false),
+        Some((_, fields)) => {
+            let now: Option<u64> = fields.get(19).and_then(|f| f.parse().ok());
+            Some(start.is_none() || now.is_none() || now == start)
+        }
+        // It exists, but /proc hides it (`hidepid`): running.
+        None => Some(true),
+    }
 }
 
 /// How the lock's holder is described to a build that found it taken.
-pub fn describe(holder: &Holder) -> String {
+pub fn describe(held: &Held) -> String {
+    let holder = &held.holder;
     let ago = Utc::now().signed_duration_since(holder.acquired_at);
     format!(
-        "`etl {}` (invocation {}, process {} on `{}`) has held it since {} ({} s ago)",
+        "`etl {}` (invocation {}, process {} on `{}`) has held it since {} ({} s ago); its record is `{}`",
         holder.command,
         holder.invocation_id,
         holder.pid,
         holder.host,
         holder.acquired_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        ago.num_seconds().max(0)
+        ago.num_seconds().max(0),
+        held.record
     )
 }
 
@@ -307,6 +415,16 @@ mod tests {
         crate::plan::new_session(&crate::plan::SessionOptions::default()).unwrap()
     }
 
+    fn write_record(dir: &std::path::Path, number: u64, holder: &Holder) {
+        let folder = dir.join("_etl/lock");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(format!("{number:020}.json")),
+            serde_json::to_vec(holder).unwrap(),
+        )
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn a_second_build_is_refused_until_the_first_releases_the_lake() {
         let dir = tempfile::tempdir().unwrap();
@@ -314,7 +432,14 @@ mod tests {
         let ctx = session();
         let first = acquire(&ctx, &root, Holder::this_process("build", "a")).await.unwrap();
         match acquire(&ctx, &root, Holder::this_process("build", "b")).await {
-            Err(LockError::Held(holder)) => assert_eq!(holder.invocation_id, "a"),
+            Err(LockError::Held(held)) => {
+                assert_eq!(held.holder.invocation_id, "a");
+                assert!(
+                    held.record.ends_with("/_etl/lock/00000000000000000001.json"),
+                    "{}",
+                    held.record
+                );
+            }
             other => panic!("expected the lock held by a, got {:?}", other.map(|l| l.holder)),
         }
         first.release().await;
@@ -352,6 +477,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_builder_that_stalled_before_its_create_does_not_take_a_number_already_passed() {
+        // E listed number 3 released and stalled; meanwhile builds took 4
+        // and 5 and removed 3 and 4. E's create of 4 succeeds: it must
+        // still see 5 and stand back.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Url::from_directory_path(dir.path()).unwrap();
+        let ctx = session();
+        write_record(dir.path(), 5, &Holder::this_process("build", "later"));
+        let store = super::super::store_for(&ctx, &root).unwrap();
+        let folder = StorePath::from_url_path(format!("{}_etl/lock/", root.path())).unwrap();
+        let stale = folder.clone().join(format!("{:020}.json", 4));
+        let body = serde_json::to_vec(&Holder::this_process("build", "stalled")).unwrap();
+        store
+            .put_opts(&stale, PutPayload::from(body), PutOptions::from(PutMode::Create))
+            .await
+            .unwrap();
+        // The check E makes after its create.
+        let later = latest(&store, &folder).await.unwrap().unwrap();
+        assert_eq!((later.number, later.holder.invocation_id.as_str()), (5, "later"));
+        // And a whole acquire now refuses, naming 5.
+        match acquire(&ctx, &root, Holder::this_process("build", "new")).await {
+            Err(LockError::Held(held)) => assert_eq!(held.holder.invocation_id, "later"),
+            other => panic!("expected the lock held by `later`, got {:?}", other.map(|l| l.holder)),
+        }
+    }
+
+    #[tokio::test]
     async fn the_lock_of_a_process_that_is_gone_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let root = Url::from_directory_path(dir.path()).unwrap();
@@ -365,29 +517,34 @@ mod tests {
             pid_start: Some(1),
             ..Holder::this_process("build", "killed")
         };
-        let folder = dir.path().join("_etl/lock");
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(
-            folder.join(format!("{:020}.json", 7)),
-            serde_json::to_vec(&dead).unwrap(),
-        )
-        .unwrap();
+        write_record(dir.path(), 7, &dead);
         let lock = acquire(&ctx, &root, Holder::this_process("build", "next"))
             .await
             .unwrap();
         assert_eq!(lock.path.filename(), Some("00000000000000000008.json"));
         lock.release().await;
 
-        // One of another machine that stopped renewing lapses after the
-        // lease; one renewed just now does not.
-        let elsewhere = |renewed_at| Holder {
+        // A record written elsewhere lapses a lease after the store last
+        // wrote it, whatever the holder's clock said; one written just now
+        // does not. A process of this machine in another namespace is
+        // judged the same way.
+        let now = Utc::now();
+        let remote = Holder {
             host: "elsewhere".into(),
-            renewed_at,
+            renewed_at: now + chrono::Duration::hours(5),
             ..Holder::this_process("build", "remote")
         };
-        assert!(elsewhere(Utc::now()).alive(Utc::now()));
-        let silent = Utc::now() - chrono::Duration::seconds(LEASE.as_secs() as i64 + 1);
-        assert!(!elsewhere(silent).alive(Utc::now()));
-        assert!(Holder::this_process("build", "me").alive(Utc::now()));
+        assert!(remote.alive(now, now));
+        let lapsed = now - chrono::Duration::seconds(LEASE.as_secs() as i64 + 1);
+        assert!(
+            !remote.alive(lapsed, now),
+            "a holder's clock ahead does not keep it alive"
+        );
+        let other_namespace = Holder {
+            pid_namespace: Some("pid:[1]".into()),
+            ..dead
+        };
+        assert!(other_namespace.alive(now, now));
+        assert!(Holder::this_process("build", "me").alive(lapsed, now));
     }
 }

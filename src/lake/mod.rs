@@ -160,18 +160,23 @@ pub async fn overwrite_table(
 #[derive(Debug, Clone, Default)]
 pub struct Commit {
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The writer's Delta application transaction (`txn`): its app id
+    /// names the writer (`etl/<unique_id>` for a model), which makes a
+    /// commit of the same writer since this one read the table a conflict.
     pub app_transaction: Option<(String, i64)>,
     /// The version of the table the write was computed from.
     pub expected_version: Expected,
 }
 
-/// What a table must still be when a write commits to it: the version the
-/// build read before computing the write (which files an incremental
-/// model had consumed, what `{{ this }}` held, whether the table existed).
-/// A commit anyone made since refuses this one, instead of this one being
-/// added on top of it: two builds that both read version 30 and both
-/// appended the same new file would otherwise both commit, one as 31 and
-/// one as 32, and the rows would be there twice (see: issue 23).
+/// The version of a table a write was computed from (which files an
+/// incremental model had consumed, what `{{ this }}` held, whether the
+/// table existed). When the same writer (the same app id: another build
+/// of the same model) committed to the table since, this write is refused
+/// instead of being added on top: two builds that both read version 30 and
+/// both appended the same new file would otherwise commit as 31 and 32,
+/// and the rows would be there twice (see: issue 23). Commits of other
+/// writers (an OPTIMIZE, a VACUUM by another engine) are not refused for
+/// that: Delta's own conflict checks judge them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Expected {
     /// Whatever the table is (etl's own staging tables).
@@ -210,12 +215,21 @@ impl From<serde_json::Map<String, serde_json::Value>> for Commit {
 }
 
 impl Commit {
-    /// Refuses the write, before any file of it is written, when the
-    /// table is no longer at the expected version.
-    fn check(&self, table: &DeltaTable) -> Result<(), DeltaTableError> {
+    /// Refuses the write, before any file of it is written, when the table
+    /// came or went since the expected version, or when the same writer
+    /// committed to it since. (At the commit itself, Delta's conflict
+    /// check refuses a winning commit with the same app id.)
+    async fn check(&self, ctx: &SessionContext, url: &Url, table: &DeltaTable) -> Result<(), DeltaTableError> {
         let now = table.version().map(|v| v as i64);
         if self.expected_version.matches(now) {
             return Ok(());
+        }
+        if let (Expected::Version(read), Some(now), Some((app, _))) =
+            (self.expected_version, now, &self.app_transaction)
+        {
+            if now > read && !same_writer_since(ctx, url, app, read, now).await? {
+                return Ok(());
+            }
         }
         let read = match self.expected_version {
             Expected::Version(v) => format!("version {v}"),
@@ -223,18 +237,13 @@ impl Commit {
         };
         let found = now.map_or_else(|| "no table".to_owned(), |v| format!("version {v}"));
         Err(DeltaTableError::Generic(format!(
-            "{CONFLICT}: it read {read} and found {found} when it came to write; \
-             nothing of this build's was written: run it again"
+            "{CONFLICT}: it read {read}, and found {found} committed since by another build of it when it came \
+             to write; nothing of this build's was written: run it again"
         )))
     }
 
     fn properties(self) -> CommitProperties {
-        let mut props = CommitProperties::default().with_metadata(self.metadata);
-        if self.expected_version != Expected::Any {
-            // A commit that finds the table moved on fails rather than
-            // being rebased on the other writer's version.
-            props = props.with_max_retries(0);
-        }
+        let props = CommitProperties::default().with_metadata(self.metadata);
         match self.app_transaction {
             Some((app, version)) => {
                 props.with_application_transaction(deltalake::kernel::Transaction::new(app, version))
@@ -245,6 +254,35 @@ impl Commit {
 }
 
 const CONFLICT: &str = "another writer committed to the table while this build was writing it";
+
+/// Whether a commit after version `read` up to `now` of the table at
+/// `url` carries the application transaction `app`: the same writer.
+async fn same_writer_since(
+    ctx: &SessionContext,
+    url: &Url,
+    app: &str,
+    read: i64,
+    now: i64,
+) -> Result<bool, DeltaTableError> {
+    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    for version in read + 1..=now {
+        let path = store_path(url, &format!("_delta_log/{version:020}.json")).map_err(DeltaTableError::Generic)?;
+        let bytes = match store.get(&path).await {
+            Ok(got) => got.bytes().await?,
+            // Cleaned up since (a checkpoint covers it): take it as ours.
+            Err(object_store::Error::NotFound { .. }) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        };
+        let same = String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .any(|action| action["txn"]["appId"].as_str() == Some(app));
+        if same {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 /// How big a table's data files are. Delta's default (100 MiB) leaves most
 /// tables in one or two files, and a merge rewrites every file that holds a
@@ -298,7 +336,7 @@ pub async fn write_table(
     }
     let commit = commit.into();
     let table = table_at(ctx, url).await?;
-    commit.check(&table)?;
+    commit.check(ctx, url, &table).await?;
     let mut state = ctx.state();
     let plan = if ordered::ends_sorted(&plan) {
         // One ordered stream to the writer: see `ordered`.
@@ -378,9 +416,6 @@ pub fn describe_error(err: &DeltaTableError) -> String {
         } => format!(
             "{CONFLICT} ({conflict}); this build's commit was refused and nothing of it was written: run it again"
         ),
-        DeltaTableError::Transaction {
-            source: TransactionError::MaxCommitAttempts(0),
-        } => format!("{CONFLICT}; this build's commit was refused and nothing of it was written: run it again"),
         DeltaTableError::Transaction {
             source: TransactionError::MaxCommitAttempts(attempts),
         } => format!(
@@ -471,7 +506,7 @@ pub async fn merge_into(
         .ok_or_else(|| DeltaTableError::Generic("a merge needs a unique_key".into()))?;
     let commit = commit.into();
     let table = table_at(ctx, url).await?;
-    commit.check(&table)?;
+    commit.check(ctx, url, &table).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let update_columns = columns.clone();
@@ -1036,10 +1071,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_computed_from_a_version_another_writer_replaced_commits_nothing() {
+    async fn a_write_computed_from_a_version_another_build_replaced_commits_nothing() {
         // See: issue 23 (two builds at once committed the same new file as
         // versions 31 and 32). Build A reads version 0 and computes its
-        // rows; build B commits version 1 meanwhile; A's commit is refused.
+        // rows; build B of the same model commits version 1 meanwhile;
+        // A's commit is refused. Another engine's commit is not.
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         let dir = tempfile::tempdir().unwrap();
         let url = Url::from_directory_path(dir.path()).unwrap();
@@ -1048,6 +1084,12 @@ mod tests {
         overwrite_table(&ctx, &url, first, serde_json::Map::new())
             .await
             .unwrap();
+        let model = |expected_version| Commit {
+            expected_version,
+            app_transaction: Some(("etl/model.shop.clicks".into(), 1)),
+            ..Commit::default()
+        };
+        let append = || TableWrite::Append { merge_schema: false };
 
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
@@ -1060,24 +1102,23 @@ mod tests {
         let table = datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![Arc::new(gated)]).unwrap();
         let a_plan = ctx.read_table(Arc::new(table)).unwrap().into_unoptimized_plan();
         let a = {
-            let (ctx, url) = (ctx.clone(), url.clone());
-            tokio::spawn(async move {
-                let commit = Commit {
-                    expected_version: Expected::Version(0),
-                    ..Commit::default()
-                };
-                let how = TableWrite::Append { merge_schema: false };
-                write_table(&ctx, &url, a_plan, how, &Layout::default(), commit).await
-            })
+            let (ctx, url, commit) = (ctx.clone(), url.clone(), model(Expected::Version(0)));
+            tokio::spawn(async move { write_table(&ctx, &url, a_plan, append(), &Layout::default(), commit).await })
         };
         // A is computing its rows (its check of the version is behind it)...
         started.notified().await;
-        // ...when B appends and commits version 1.
+        // ...when B, another build of the same model, commits version 1.
         let b_plan = ctx.sql("select 10::bigint as x").await.unwrap().into_unoptimized_plan();
-        let how = TableWrite::Append { merge_schema: false };
-        let b = write_table(&ctx, &url, b_plan, how, &Layout::default(), Commit::default())
-            .await
-            .unwrap();
+        let b = write_table(
+            &ctx,
+            &url,
+            b_plan,
+            append(),
+            &Layout::default(),
+            model(Expected::Version(0)),
+        )
+        .await
+        .unwrap();
         assert_eq!(b.version, 1);
         gate.add_permits(1);
         let refused = a.await.unwrap().expect_err("A's commit must be refused");
@@ -1089,21 +1130,43 @@ mod tests {
         assert_eq!(current_version(&ctx, &url).await, Some(1));
         assert_eq!(count(&url).await, 2, "B's row and the first one, none of A's");
 
-        // Found moved on before it starts writing: refused too.
+        // Found moved on by the same model before it starts writing:
+        // refused too.
         let late = ctx.sql("select 5::bigint as x").await.unwrap().into_unoptimized_plan();
-        let commit = Commit {
-            expected_version: Expected::Version(0),
-            ..Commit::default()
-        };
-        let how = TableWrite::Append { merge_schema: false };
-        let refused = write_table(&ctx, &url, late, how, &Layout::default(), commit)
-            .await
-            .unwrap_err();
+        let refused = write_table(
+            &ctx,
+            &url,
+            late,
+            append(),
+            &Layout::default(),
+            model(Expected::Version(0)),
+        )
+        .await
+        .unwrap_err();
         assert!(
-            describe_error(&refused).contains("it read version 0 and found version 1"),
+            describe_error(&refused).contains("it read version 0, and found version 1 committed since"),
             "{}",
             describe_error(&refused)
         );
+        // Another engine's commit since (no app id of etl's) is not the
+        // same writer: the write goes on top of it.
+        let other = ctx.sql("select 20::bigint as x").await.unwrap().into_unoptimized_plan();
+        write_table(&ctx, &url, other, append(), &Layout::default(), Commit::default())
+            .await
+            .unwrap();
+        let on_top = ctx.sql("select 30::bigint as x").await.unwrap().into_unoptimized_plan();
+        let written = write_table(
+            &ctx,
+            &url,
+            on_top,
+            append(),
+            &Layout::default(),
+            model(Expected::Version(1)),
+        )
+        .await
+        .unwrap();
+        assert_eq!((written.version, count(&url).await), (3, 4));
+
         // A table expected absent that another writer created is refused.
         let other = tempfile::tempdir().unwrap();
         let fresh = Url::from_directory_path(other.path()).unwrap();

@@ -56,8 +56,11 @@ pub struct Ingest {
     pub consumed: BTreeMap<String, Consumed>,
     /// `source.table` -> the files seen with no rows, at their size then:
     /// not consumed (rows written to one later are read), and reported
-    /// once, not every build.
+    /// once, not every build. Kept in `<lake>/_etl/ingest/<model>.json`
+    /// (not in a commit: a night whose only new file is empty commits
+    /// nothing), and as they were when this build began.
     pub empty: BTreeMap<String, Consumed>,
+    pub empty_before: BTreeMap<String, Consumed>,
     /// Files this build reads for the first time.
     pub new_files: usize,
     /// Files left unread, and why: empty ones, rewritten ones.
@@ -73,7 +76,7 @@ impl Ingest {
 /// The key of a commit's record of consumed files. Earlier versions of
 /// etl recorded absolute paths under `ingested` (see `recorded`).
 pub const RECORD_KEY: &str = "ingested_files";
-pub const EMPTY_KEY: &str = "empty_files";
+const STATE_KIND: &str = "ingest";
 const LEGACY_KEY: &str = "ingested";
 
 /// The new files of one source, read in place of the source itself.
@@ -107,19 +110,23 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
         return Ok(None);
     }
     let before = last_record(build, index).await;
-    let mut ingest = Ingest::default();
+    let node = build.dag.node(index);
+    let empty_before: BTreeMap<String, Consumed> =
+        lake::read_state(&build.registry.ctx, &build.registry.lake, STATE_KIND, &node.unique_id)
+            .await
+            .and_then(|state| serde_json::from_value(state["empty_files"].clone()).ok())
+            .unwrap_or_default();
+    let mut ingest = Ingest {
+        empty_before: empty_before.clone(),
+        ..Ingest::default()
+    };
     let mut readers = Vec::new();
     for (relation, source) in sources {
         let key = source_key(source);
         let files = listed(build, source).await?;
         let seen = recorded(before.as_ref(), &key, &files);
-        let empty = before
-            .as_ref()
-            .and_then(|etl| etl.get(EMPTY_KEY)?.get(&key).cloned())
-            .and_then(|record| serde_json::from_value(record).ok())
-            .unwrap_or_default();
-        let model = &build.dag.node(index).name;
-        let sorted = sort_files(build, source, model, seen, empty, files).await?;
+        let empty = empty_before.get(&key).cloned().unwrap_or_default();
+        let sorted = sort_files(build, source, &node.name, seen, empty, files).await?;
         ingest.new_files += sorted.new.len();
         ingest.warnings.extend(sorted.warnings);
         if !sorted.empty.is_empty() {
@@ -135,6 +142,27 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
         ingest.consumed.insert(key, sorted.consumed);
     }
     Ok(Some((ingest, readers)))
+}
+
+/// Keeps the empty files `ingest` saw, when they changed (see
+/// `Ingest::empty`). Losing this only costs reporting them again.
+pub async fn remember_empty_files(build: &Build, index: NodeIndex, ingest: &Ingest) {
+    if ingest.empty == ingest.empty_before {
+        return;
+    }
+    let node = build.dag.node(index);
+    let state = serde_json::json!({"empty_files": ingest.empty});
+    if let Err(e) = lake::write_state(
+        &build.registry.ctx,
+        &build.registry.lake,
+        STATE_KIND,
+        &node.unique_id,
+        &state,
+    )
+    .await
+    {
+        tracing::warn!(node = %node.name, "could not keep the empty files it saw: {e}");
+    }
 }
 
 /// Whether the model reads its file sources a file at a time: incremental,
@@ -431,7 +459,7 @@ pub struct ParsedFiles {
     state: Mutex<ParsedState>,
     /// Whether each small new file (by location and size) has no rows,
     /// counted once per build.
-    empty: tokio::sync::Mutex<HashMap<(String, u64), bool>>,
+    empty: Mutex<HashMap<(String, u64), bool>>,
 }
 
 /// Files at most this big are counted before they are ingested, to leave
@@ -518,17 +546,24 @@ impl ParsedFiles {
         source: &crate::project::Source,
         files: &[ObjectMeta],
     ) -> Result<Vec<ObjectMeta>, Diagnostic> {
-        let mut known = self.empty.lock().await;
         let key = |f: &ObjectMeta| (f.location.to_string(), f.size);
-        let unknown: Vec<ObjectMeta> = files
-            .iter()
-            .filter(|f| f.size > 0 && f.size <= SMALL_FILE && !known.contains_key(&key(f)))
-            .cloned()
-            .collect();
-        if !unknown.is_empty() {
-            for (file, rows) in unknown.iter().zip(count_rows(build, source, &unknown).await?) {
-                known.insert(key(file), rows == 0);
-            }
+        let unknown: Vec<ObjectMeta> = {
+            let known = self.empty.lock().expect("empty files poisoned");
+            files
+                .iter()
+                .filter(|f| f.size > 0 && f.size <= SMALL_FILE && !known.contains_key(&key(f)))
+                .cloned()
+                .collect()
+        };
+        // Counted without holding the others back (two readers of the
+        // same new files may both count them: the same answer).
+        let counted = match unknown.is_empty() {
+            true => Vec::new(),
+            false => count_rows(build, source, &unknown).await?,
+        };
+        let mut known = self.empty.lock().expect("empty files poisoned");
+        for (file, rows) in unknown.iter().zip(counted) {
+            known.insert(key(file), rows == 0);
         }
         Ok(files
             .iter()

@@ -137,35 +137,13 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
         .lock()
         .expect("expected versions poisoned")
         .insert(index, stored.version);
-    if !stored.missing.is_empty() && !build.options.full_refresh {
-        // Built on, or read by the nodes after it, the table would fail
-        // them or give wrong rows: it fails here, by name.
-        let url = build.registry.location(&node.relation);
-        let shown: Vec<String> = stored.missing.iter().take(3).map(|f| format!("`{url}{f}`")).collect();
-        let more = stored.missing.len().saturating_sub(shown.len());
-        let mut diag = Diagnostic::error(
-            "missing-data-files",
-            format!(
-                "table `{}`: {} data file{} of its current version {} gone: {}{}",
-                node.name,
-                stored.missing.len(),
-                if stored.missing.len() == 1 { "" } else { "s" },
-                if stored.missing.len() == 1 { "is" } else { "are" },
-                shown.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            ),
-        )
-        .with_span(Some(Span::file(&node.path)))
-        .with_note("files under a table are written and removed by its commits only: something else deleted them");
-        diag = diag.with_help(format!(
-            "restore them from a backup, or rebuild the table: `etl build --select {} --full-refresh`",
-            node.name
-        ));
-        return Err(diag);
+    // Data files gone from under the table: a node that would read or
+    // keep the table as it is fails here, by name, before anything is
+    // built on it; one rebuilt in full writes a whole new version.
+    let in_place = node.materialized == Materialization::Incremental && build.options.incremental.contains(&node.name);
+    let missing = missing_files_error(build, index, &stored.missing);
+    if let (Some(diag), true) = (&missing, in_place) {
+        return Err(diag.clone());
     }
     // A range asked for is rebuilt, whatever changed.
     let ranged = build.options.event_time_start.is_some() || build.options.event_time_end.is_some();
@@ -176,10 +154,15 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     // fingerprint, so that the next build can find it up to date.
     let forced = build.options.full_refresh || build.options.force;
     let fingerprint = super::state::fingerprint(build, index).await?;
+    let version = match stored.version {
+        lake::Expected::Version(v) => Some(v),
+        _ => None,
+    };
     let stored = if forced { None } else { stored.fingerprint };
     if stored.as_deref() == Some(fingerprint.as_str()) {
-        let url = build.registry.location(&node.relation);
-        let version = lake::current_version(&build.registry.ctx, &url).await.map(|v| v as i64);
+        if let Some(diag) = missing {
+            return Err(diag);
+        }
         let exported = exports_made_again(build, index, version).await?.unwrap_or_default();
         return Ok(Some(Outcome {
             rows: None,
@@ -189,12 +172,49 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
             warnings: Vec::new(),
         }));
     }
+    if missing.is_some() {
+        tracing::warn!(node = %node.name, "data files of its table are gone: it is rebuilt in full");
+    }
     build
         .fingerprints
         .lock()
         .expect("fingerprints poisoned")
         .insert(index, fingerprint);
     Ok(None)
+}
+
+/// The error of a table some of whose data files are gone, if any are.
+fn missing_files_error(build: &Build, index: NodeIndex, missing: &[String]) -> Option<Diagnostic> {
+    if missing.is_empty() {
+        return None;
+    }
+    let node = build.dag.node(index);
+    let url = build.registry.location(&node.relation);
+    let shown: Vec<String> = missing.iter().take(3).map(|f| format!("`{url}{f}`")).collect();
+    let more = missing.len() - shown.len();
+    let diag = Diagnostic::error(
+        "missing-data-files",
+        format!(
+            "table `{}`: {} data file{} of its current version {} gone: {}{}",
+            node.name,
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() == 1 { "is" } else { "are" },
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    )
+    .with_span(Some(Span::file(&node.path)))
+    .with_note("files under a table are written and removed by its commits only: something else deleted them")
+    .with_help(format!(
+        "restore them from a backup, or rebuild the table: `etl build --select {} --full-refresh`",
+        node.name
+    ));
+    Some(diag)
 }
 
 fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeResult {
@@ -240,9 +260,11 @@ pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
     }
 }
 
-/// What the node's write commits beside its rows: etl's metadata, and the
-/// version of its table the node started from, which the commit must
-/// still find (see `lake::Expected`).
+/// What the node's write commits beside its rows: etl's metadata, the
+/// version of its table the node started from, and an application
+/// transaction naming the model (`etl/<unique_id>`, numbered by the
+/// version it writes), so that another build's commit of the same model
+/// since this one read the table refuses it (see `lake::Expected`).
 pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
     let node = build.dag.node(index);
     let expected_version = build
@@ -252,8 +274,13 @@ pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
         .get(&index)
         .copied()
         .unwrap_or_default();
+    let writes = match expected_version {
+        lake::Expected::Version(v) => v + 1,
+        _ => 0,
+    };
     lake::Commit {
         expected_version,
+        app_transaction: Some((format!("etl/{}", node.unique_id), writes)),
         ..lake::Commit::from(commit_metadata(build, node))
     }
 }
@@ -606,12 +633,17 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         if let Some(ingest) = ingest.as_ref().filter(|i| incremental && i.new_files == 0) {
             // Replaying consumed files is a no-op: nothing to commit.
             register_written(build, index).await?;
+            super::ingest::remember_empty_files(build, index, ingest).await;
             let url = build.registry.location(&node.relation);
-            let version = lake::current_version(&build.registry.ctx, &url).await;
+            let version = lake::current_version(&build.registry.ctx, &url).await.map(|v| v as i64);
+            let exported = exports_made_again(build, index, version).await?.unwrap_or_default();
             return Ok(Outcome {
                 rows: Some(0),
-                version: version.map(|v| v as i64),
-                message: format!("incremental: no new files ({} consumed before)", ingest.total()),
+                version,
+                message: format!(
+                    "incremental: no new files ({} consumed before){exported}",
+                    ingest.total()
+                ),
                 up_to_date: false,
                 warnings: ingest.warnings.clone(),
             });
@@ -623,9 +655,6 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                 .entry("etl")
                 .or_insert_with(|| Value::Object(Map::new()));
             etl[super::ingest::RECORD_KEY] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
-            if !ingest.empty.is_empty() {
-                etl[super::ingest::EMPTY_KEY] = serde_json::to_value(&ingest.empty).unwrap_or_default();
-            }
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
         let applied = if config.microbatch.is_some() {
@@ -667,6 +696,10 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let message = format!("table: {} rows", written.rows);
         (written, message)
     };
+    let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
+    if let Some(ingest) = ingest {
+        super::ingest::remember_empty_files(build, index, &ingest).await;
+    }
     // A kill here leaves the table committed and its exports behind it:
     // the next build finds the table up to date and writes them then.
     lake::crash_at("before-export");
