@@ -209,6 +209,15 @@ fn a_failed_first_build_of_an_incremental_model_reports_its_own_error() {
     assert!(!table_dir(p, "main", "pages").join("_delta_log").exists());
 }
 
+/// The ingest fixture built, then a new day's file landed (id 4).
+fn ingest_with_a_new_day() -> tempfile::TempDir {
+    let dir = fixture("ingest");
+    let p = dir.path();
+    assert_eq!(etl(p, &["build"]).0, 0);
+    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
+    dir
+}
+
 /// How many clicks the ingest fixture's table holds, and how many ids.
 fn clicks_and_ids(p: &Path) -> Vec<String> {
     query(
@@ -221,10 +230,8 @@ fn clicks_and_ids(p: &Path) -> Vec<String> {
 #[test]
 fn a_second_build_of_the_same_lake_stops_at_once_and_names_the_first() {
     // See: issue 23 (two builds at once appended the same day twice).
-    let dir = fixture("ingest");
+    let dir = ingest_with_a_new_day();
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
-    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
     let release = p.join("release");
     // A has listed the new file and written its rows, not committed them...
     let a = paused_before_commit(p, &["build"], &[], &release);
@@ -235,7 +242,7 @@ fn a_second_build_of_the_same_lake_stops_at_once_and_names_the_first() {
         stderr.contains("error[lake-locked]: another etl process is building the lake at `"),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("(invocation ")), "{stderr}");
+    assert!(stderr.contains("(invocation "), "{stderr}");
     assert!(stderr.contains(&format!("process {} on `", a.id())), "{stderr}");
     std::fs::write(&release, b"").unwrap();
     let a = a.wait_with_output().unwrap();
@@ -248,10 +255,8 @@ fn a_second_build_of_the_same_lake_stops_at_once_and_names_the_first() {
 
 #[test]
 fn the_lake_of_a_killed_build_is_free_at_once() {
-    let dir = fixture("ingest");
+    let dir = ingest_with_a_new_day();
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
-    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
     let mut a = paused_before_commit(p, &["build"], &[], &p.join("release"));
     a.kill().unwrap();
     a.wait().unwrap();
@@ -383,10 +388,8 @@ fn a_table_model_missing_a_data_file_fails_while_up_to_date_and_is_whole_once_re
 
 #[test]
 fn a_corrupt_commit_is_named_with_the_version_to_go_back_to() {
-    let dir = fixture("ingest");
+    let dir = ingest_with_a_new_day();
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
-    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
     assert_eq!(etl(p, &["build"]).0, 0);
     let commit = table_dir(p, "main", "clicks").join("_delta_log/00000000000000000001.json");
     let text = std::fs::read_to_string(&commit).unwrap();
