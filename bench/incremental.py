@@ -42,11 +42,13 @@ PROJECT_FILES = ["project.yaml", "models", "macros", "quality", "seeds"]
 
 
 def copy_project(to):
+    """The reference project's files (not its lake) into `to`."""
     for item in PROJECT_FILES:
         src = ROOT / item
         if src.is_dir():
             shutil.copytree(src, to / item, dirs_exist_ok=True)
         else:
+            to.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, to / item)
 
 

@@ -271,11 +271,12 @@ def failures(rows):
     return "\n".join(lines)
 
 
-def results_path(explicit):
+def results_path(explicit, kind="scale"):
+    """bench/results/<kind>-<date>[-n].json, the first free one."""
     if explicit:
         return Path(explicit)
     directory = BENCH / "results"
-    stem = f"scale-{datetime.date.today().isoformat()}"
+    stem = f"{kind}-{datetime.date.today().isoformat()}"
     path, k = directory / f"{stem}.json", 2
     while path.exists():
         path, k = directory / f"{stem}-{k}.json", k + 1
