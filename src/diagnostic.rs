@@ -100,12 +100,22 @@ pub struct Diagnostic {
     pub label: Option<String>,
     pub help: Vec<String>,
     pub notes: Vec<String>,
-    /// The query engine reported an error of its own (DataFusion's
-    /// "internal error", a panic): a bug in it, or in a plan etl rewrote,
-    /// not in the user's SQL or data. A node that fails so runs again
-    /// without etl's rewrites.
+    /// What kind of failure of the query engine this is, when it is one
+    /// a node can be run again for (see [`Cause`]).
     #[serde(skip)]
-    pub engine_bug: bool,
+    pub cause: Option<Cause>,
+}
+
+/// Failures of the query engine that are not the user's SQL or data, and
+/// that etl answers by running the node again another way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// DataFusion's "internal error", a panic: a bug in it, or in a plan
+    /// etl rewrote. Run again without etl's rewrites.
+    EngineBug,
+    /// The memory pool refused a reservation. Run again alone, with joins
+    /// that spill.
+    OutOfMemory,
 }
 
 impl Diagnostic {
@@ -118,15 +128,19 @@ impl Diagnostic {
             label: None,
             help: Vec::new(),
             notes: Vec::new(),
-            engine_bug: false,
+            cause: None,
         }
     }
 
-    /// Marks the diagnostic as coming from a bug in the query engine when
-    /// `bug` says so (see [`Diagnostic::engine_bug`]).
-    pub fn engine_bug_if(mut self, bug: bool) -> Self {
-        self.engine_bug |= bug;
+    /// Records what kind of engine failure this is, if it is one.
+    pub fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = self.cause.or(cause);
         self
+    }
+
+    /// Whether this is the engine failure `cause`.
+    pub fn is(&self, cause: Cause) -> bool {
+        self.cause == Some(cause)
     }
 
     pub fn warning(code: &'static str, message: impl Into<String>) -> Self {

@@ -432,19 +432,21 @@ pub fn describe_error(err: &DeltaTableError) -> String {
     }
 }
 
-/// Whether a failed write failed on a bug of the query engine's own (see
-/// `plan::is_engine_bug`). delta-rs keeps DataFusion's errors as text
-/// (`DeltaTableError::Generic`), so the sentence DataFusion ends its
-/// internal errors with, or the name of a panicked task's error, is what
-/// is left to tell them by.
-pub fn is_engine_bug(err: &DeltaTableError) -> bool {
-    const MARKS: [&str; 2] = ["likely caused by a bug in DataFusion's code", "ExecutionJoin error: "];
+/// What kind of engine failure a failed write is, if it is one (see
+/// `plan::cause_of`). delta-rs keeps DataFusion's errors as text
+/// (`DeltaTableError::Generic`), so the words DataFusion starts or ends
+/// them with are what is left to tell them by.
+pub fn cause_of(err: &DeltaTableError) -> Option<crate::diagnostic::Cause> {
+    use crate::diagnostic::Cause;
+    const BUG: [&str; 2] = ["likely caused by a bug in DataFusion's code", "ExecutionJoin error: "];
+    const MEMORY: &str = "Resources exhausted: ";
     match err {
-        DeltaTableError::Generic(text) => MARKS.iter().any(|mark| text.contains(mark)),
+        DeltaTableError::Generic(text) if BUG.iter().any(|mark| text.contains(mark)) => Some(Cause::EngineBug),
+        DeltaTableError::Generic(text) if text.contains(MEMORY) => Some(Cause::OutOfMemory),
         DeltaTableError::GenericError { source } => source
             .downcast_ref::<datafusion::error::DataFusionError>()
-            .is_some_and(crate::plan::is_engine_bug),
-        _ => false,
+            .and_then(crate::plan::cause_of),
+        _ => None,
     }
 }
 

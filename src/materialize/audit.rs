@@ -131,7 +131,7 @@ pub async fn audit(
         .register(index, &node.relation, candidate)
         .map_err(|e| lake_error(node, "registering", e))?;
     let mut failed = Vec::new();
-    let mut engine_bug = false;
+    let mut cause = None;
     for test in audit_tests(build, index) {
         if build.without_rewrites(index) {
             // The model runs again without etl's rewrites: so do its tests.
@@ -144,7 +144,7 @@ pub async fn audit(
         };
         let result = super::data_tests::run_narrowed(build, test, narrowed).await;
         if !result.status.lets_dependents_run() {
-            engine_bug |= result.diagnostic.as_ref().is_some_and(|d| d.engine_bug);
+            cause = cause.or(result.diagnostic.as_ref().and_then(|d| d.cause));
             failed.push(format!(
                 "`{}`: {}",
                 result.name,
@@ -182,7 +182,7 @@ pub async fn audit(
     }
     Err(diag
         .with_note("nothing was published: the table keeps its previous version")
-        .engine_bug_if(engine_bug))
+        .with_cause(cause))
 }
 
 /// Write-audit-publish of a whole table: staged, audited, then written to

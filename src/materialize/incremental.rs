@@ -282,11 +282,9 @@ pub async fn apply(
             .with_span(Some(Span::file(&node.path)))
             .with_note("the table keeps its previous version")
     };
-    let engine_failed = |e: datafusion::error::DataFusionError| {
-        failed(e.find_root().to_string()).engine_bug_if(crate::plan::is_engine_bug(&e))
-    };
-    let write_failed =
-        |e: deltalake::DeltaTableError| failed(lake::describe_error(&e)).engine_bug_if(lake::is_engine_bug(&e));
+    let engine_failed =
+        |e: datafusion::error::DataFusionError| failed(e.find_root().to_string()).with_cause(crate::plan::cause_of(&e));
+    let write_failed = |e: deltalake::DeltaTableError| failed(lake::describe_error(&e)).with_cause(lake::cause_of(&e));
     let audits = audit::audits(build, index);
     if let Change::Replace = change {
         let how = TableWrite::Overwrite {

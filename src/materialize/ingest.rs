@@ -640,6 +640,7 @@ impl ParsedFiles {
                 ),
             )
             .with_span(source.span.clone())
+            .with_cause(crate::plan::cause_of(&e))
         };
         let schema = provider.schema();
         let batches = ctx

@@ -300,6 +300,9 @@ pub async fn build_microbatch(
             d.message.lines().next().unwrap_or_default()
         ));
     }
+    // Run again as the failed batches' own errors ask (each batch replaces
+    // its window: batches that committed are written the same again).
+    diag = diag.with_cause(failures.iter().find_map(|(_, d)| d.cause));
     let committed = count - failed;
     diag = diag
         .with_note(format!(

@@ -29,7 +29,7 @@ use petgraph::graph::NodeIndex;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Cause, Diagnostic};
 use crate::graph::{Dag, Materialization, ResourceType};
 use crate::plan::Registry;
 use crate::project::Project;
@@ -234,7 +234,7 @@ async fn run_node(build: &Build, index: NodeIndex) -> NodeResult {
 
 async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
     let first = attempt_once(build, index).await;
-    let engine_bug = first.status == Status::Error && first.diagnostic.as_ref().is_some_and(|d| d.engine_bug);
+    let engine_bug = first.status == Status::Error && first.diagnostic.as_ref().is_some_and(|d| d.is(Cause::EngineBug));
     if !engine_bug || build.without_rewrites(index) {
         return first;
     }
@@ -290,12 +290,7 @@ async fn attempt_once(build: &Build, index: NodeIndex) -> NodeResult {
 
 /// Whether `result` is a query that DataFusion's memory pool refused.
 fn out_of_memory(result: &NodeResult) -> bool {
-    result.status == Status::Error
-        && result.diagnostic.as_ref().is_some_and(|d| {
-            std::iter::once(&d.message)
-                .chain(&d.notes)
-                .any(|text| text.contains("Resources exhausted"))
-        })
+    result.status == Status::Error && result.diagnostic.as_ref().is_some_and(|d| d.is(Cause::OutOfMemory))
 }
 
 /// Builds `nodes` (sources among them are skipped: they are only read).

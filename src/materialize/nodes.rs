@@ -499,7 +499,7 @@ pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> D
     Diagnostic::error("execution", format!("building `{}` failed: {text}", node.name))
         .with_span(Some(Span::file(&node.path)))
         .with_note("the table keeps its previous version")
-        .engine_bug_if(lake::is_engine_bug(&err))
+        .with_cause(lake::cause_of(&err))
 }
 
 async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {

@@ -32,7 +32,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Cause, Diagnostic, Span};
 
 /// Plans a model's compiled SQL. Only queries are allowed: a model is a
 /// `select`, never DDL or DML.
@@ -57,32 +57,41 @@ pub fn sql_diagnostic(err: &DataFusionError, compiled: &CompiledSql) -> Diagnost
         .or_else(|| parser_location(&message).map(|l| (l, l)))
         .or_else(|| quoted_name(&message).and_then(|name| find_word(&compiled.sql, &name)));
     let span = position.and_then(|(start, end)| compiled.template_span(start, end));
-    let code = if message.contains("ParserError") || message.starts_with("SQL error") {
-        "sql-syntax"
-    } else {
-        "sql"
+    // The parser's own error, by its type: its text without DataFusion's
+    // wrapping (`SQL error: ParserError("…")`).
+    let (code, message) = match err.find_root() {
+        DataFusionError::SQL(parser, _) => {
+            use datafusion::sql::sqlparser::parser::ParserError;
+            let text = match parser.as_ref() {
+                ParserError::ParserError(text) | ParserError::TokenizerError(text) => text.clone(),
+                other => other.to_string(),
+            };
+            ("sql-syntax", text)
+        }
+        _ => ("sql", message),
     };
-    let message = message.replace("SQL error: ParserError(\"", "").replace("\")", "");
     Diagnostic::error(code, message).with_span(span.or_else(|| Some(Span::file(&compiled.path))))
 }
 
-/// Whether `err` is a bug of the query engine's own (an internal error, a
-/// task that panicked), not one in the user's SQL or data: what a plan etl
-/// rewrote wrongly would raise. See `Diagnostic::engine_bug`.
-pub fn is_engine_bug(err: &DataFusionError) -> bool {
+/// What kind of engine failure `err` is, if it is one etl runs a node
+/// again for: a bug of the engine's own (an internal error, a task that
+/// panicked: what a plan etl rewrote wrongly would raise), or the memory
+/// pool refusing a reservation. Not the user's SQL or data.
+pub fn cause_of(err: &DataFusionError) -> Option<Cause> {
     match err {
-        DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => true,
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => is_engine_bug(inner),
-        DataFusionError::Shared(inner) => is_engine_bug(inner),
-        DataFusionError::Collection(errors) => errors.iter().any(is_engine_bug),
-        DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().is_some_and(is_engine_bug),
+        DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => Some(Cause::EngineBug),
+        DataFusionError::ResourcesExhausted(_) => Some(Cause::OutOfMemory),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => cause_of(inner),
+        DataFusionError::Shared(inner) => cause_of(inner),
+        DataFusionError::Collection(errors) => errors.iter().find_map(cause_of),
+        DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().and_then(cause_of),
         DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
             datafusion::arrow::error::ArrowError::ExternalError(e) => {
-                e.downcast_ref::<DataFusionError>().is_some_and(is_engine_bug)
+                e.downcast_ref::<DataFusionError>().and_then(cause_of)
             }
-            _ => false,
+            _ => None,
         },
-        _ => false,
+        _ => None,
     }
 }
 
