@@ -85,7 +85,7 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
 fn only_what_changed_is_built_again() {
     // See: issue 4 (skip what did not change).
     let dir = fixture("basic");
-    etl(dir.path(), &["build"]);
+    etl_ok(dir.path(), &["build"]);
     let up_to_date = |dir: &std::path::Path| -> Vec<String> {
         let results = artifact(dir, "run_results.json");
         let mut ids: Vec<String> = results["results"]
@@ -116,7 +116,7 @@ fn only_what_changed_is_built_again() {
         "{\"order_id\":9,\"country\":\"US\",\"amount\":4.0,\"status\":\"paid\"}\n",
     )
     .unwrap();
-    etl(dir.path(), &["build"]);
+    etl_ok(dir.path(), &["build"]);
     assert_eq!(
         up_to_date(dir.path()),
         ["model.basic.big_countries", "seed.basic.countries"],
@@ -130,7 +130,7 @@ fn only_what_changed_is_built_again() {
     let seed = dir.path().join("seeds/countries.csv");
     let text = std::fs::read_to_string(&seed).unwrap();
     std::fs::write(&seed, text.replace("France", "République française")).unwrap();
-    etl(dir.path(), &["build"]);
+    etl_ok(dir.path(), &["build"]);
     assert_eq!(up_to_date(dir.path()), ["model.basic.stg_orders"]);
 }
 
@@ -349,20 +349,8 @@ fn no_project_is_exit_code_two() {
 #[test]
 fn a_dbt_project_runs_unchanged() {
     let dir = fixture("dbt_project");
-    let output = assert_cmd::Command::cargo_bin("etl")
-        .unwrap()
-        .arg("--project-dir")
-        .arg(dir.path())
-        .arg("build")
-        .env("NO_COLOR", "1")
-        .env("ETL_LOG", "etl=info")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-    );
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &["build"], &[("ETL_LOG", "etl=info".to_owned())]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(
         stdout.contains("5 succeeded, 0 failed, 0 skipped; tests: 6 passed, 0 warned, 0 failed"),
         "{stdout}"
@@ -389,7 +377,7 @@ fn a_dbt_project_runs_unchanged() {
         names.contains("accepted_values_orders_status__placed__shipped__completed__return_pending__returned\n"),
         "{names}"
     );
-    etl(dir.path(), &["compile"]);
+    etl_ok(dir.path(), &["compile"]);
     assert!(
         dir.path()
             .join("target/compiled/models/accepted_values_orders_1ce6ab157c285f7cd2ac656013faf758.sql")

@@ -96,7 +96,8 @@ fn build_runs_each_models_tests_and_a_failed_test_skips_what_is_built_on_it() {
 #[test]
 fn store_failures_keeps_the_failing_rows_in_the_audit_schema() {
     let dir = fixture("data_tests");
-    etl(dir.path(), &["build"]);
+    // The fixture has failing tests: the build exits 1.
+    assert_eq!(etl(dir.path(), &["build"]).0, 1);
     assert_eq!(
         rows(dir.path(), "main_dbt_test__audit", "is_positive_orders_amount"),
         ["2|weird|-5.0|9"]
@@ -120,7 +121,8 @@ fn store_failures_keeps_the_failing_rows_in_the_audit_schema() {
 #[test]
 fn etl_test_runs_only_the_selected_nodes_tests_against_the_lake() {
     let dir = fixture("data_tests");
-    etl(dir.path(), &["build"]);
+    // The fixture has failing tests: the build exits 1.
+    assert_eq!(etl(dir.path(), &["build"]).0, 1);
     let (code, stdout, _) = etl(dir.path(), &["test", "--select", "customers"]);
     assert_eq!(code, 0, "warnings only: {stdout}");
     let s = statuses(dir.path());
@@ -386,7 +388,7 @@ fn up_to_date(project: &std::path::Path) -> BTreeMap<String, bool> {
 fn a_test_that_passed_on_unchanged_data_is_not_run_again() {
     let dir = fixture("data_tests");
     let p = dir.path();
-    etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
+    etl_ok(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
     let first = statuses(p);
     let (code, stdout, _) = etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
     assert_eq!(code, 0, "{stdout}");
@@ -407,7 +409,7 @@ fn a_test_that_passed_on_unchanged_data_is_not_run_again() {
 
     // New data: the tests run on it.
     std::fs::write(p.join("seeds/customers.csv"), "id,name\n1,Ada\n2,Bob\n3,Cy\n").unwrap();
-    etl(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
+    etl_ok(p, &["build", "-s", "customers", "--indirect-selection", "cautious"]);
     let fresh = up_to_date(p);
     assert!(!fresh["test.quality.not_null_customers_name"], "{fresh:?}");
     assert_eq!(

@@ -92,7 +92,7 @@ fn every_strategy_matches_a_full_refresh_after_new_data() {
 #[test]
 fn on_schema_change_fails_appends_or_ignores_new_columns() {
     let dir = fixture("incremental");
-    etl(dir.path(), &["build"]);
+    etl_ok(dir.path(), &["build"]);
     std::fs::write(dir.path().join("data/2024-01-03.csv"), DAY_3).unwrap();
     let (code, _, stderr) = etl(dir.path(), &["build", "--vars", "{extra_column: true}"]);
     assert_eq!(code, 1, "{stderr}");
@@ -135,7 +135,7 @@ fn full_refresh_false_keeps_a_model_incremental() {
         ),
     )
     .unwrap();
-    etl(dir.path(), &["build"]);
+    etl_ok(dir.path(), &["build"]);
     std::fs::write(dir.path().join("data/2024-01-03.csv"), DAY_3).unwrap();
     let (code, _, _) = etl(dir.path(), &["build", "--full-refresh", "-s", "events_log"]);
     assert_eq!(code, 0);
@@ -156,7 +156,7 @@ fn files_are_ingested_exactly_once() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
     std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
-    etl(p, &["build"]);
+    etl_ok(p, &["build"]);
     assert_eq!(
         results(p),
         ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
@@ -298,6 +298,7 @@ fn clicks_built(n: u64) -> tempfile::TempDir {
 fn build_process(p: &std::path::Path) -> std::process::Command {
     let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"));
     command
+        .env_clear()
         .arg("--project-dir")
         .arg(p)
         .arg("build")
@@ -344,7 +345,7 @@ fn a_build_killed_between_its_data_files_and_its_commit_converges_on_the_next_ru
     );
     assert_eq!(ids, ["51000|51000"], "every row exactly once");
     // Run again: nothing new, nothing doubled.
-    etl(p, &["build"]);
+    etl_ok(p, &["build"]);
     assert_eq!(count_rows(p), 51_000);
 }
 
@@ -424,7 +425,7 @@ fn microbatch_builds_each_window_in_its_own_commit_reading_only_that_window() {
         ["2024-01-01|2|30.0", "2024-01-02|1|5.0", "2024-01-03|3|33.0"]
     );
     // Running the same range again replaces it: nothing is doubled.
-    etl(p, &[&["build"][..], &range].concat());
+    etl_ok(p, &[&["build"][..], &range].concat());
     assert_eq!(
         (rows(p, "main", "versions"), rows(p, "main", "versions_per_day")),
         incremental
@@ -551,7 +552,7 @@ fn sync_all_columns_rewrites_the_table_with_the_querys_columns_in_one_commit() {
     let model = p.join("models/events_latest.sql");
     let sql = std::fs::read_to_string(&model).unwrap();
     std::fs::write(&model, sql.replace("'append_new_columns'", "'sync_all_columns'")).unwrap();
-    etl(p, &["build", "-s", "events_latest"]);
+    etl_ok(p, &["build", "-s", "events_latest"]);
     let versions = std::fs::read_dir(table_dir(p, "main", "events_latest").join("_delta_log"))
         .unwrap()
         .count();
@@ -790,7 +791,7 @@ fn a_table_made_incremental_is_built_in_full_once_not_appended_to() {
     );
     assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
     std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
-    etl(p, &["build"]);
+    etl_ok(p, &["build"]);
     assert_eq!(
         results(p),
         ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use assert_cmd::Command;
 use datafusion::prelude::SessionContext;
 use url::Url;
 
@@ -385,18 +384,8 @@ fn a_misspelt_storage_option_is_an_error_in_the_project_file() {
         .filter(|(k, _)| *k != "ETL_TEST_S3_SECRET")
         .collect();
     std::fs::write(p.join("project.yaml"), &text).unwrap();
-    let mut cmd = Command::cargo_bin("etl").unwrap();
-    let output = cmd
-        .arg("--project-dir")
-        .arg(p)
-        .arg("build")
-        .env("NO_COLOR", "1")
-        .env_remove("ETL_TEST_S3_SECRET")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = etl_with_env(p, &["build"], &env);
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("environment variable `ETL_TEST_S3_SECRET` is not set and has no default"),
         "{stderr}"

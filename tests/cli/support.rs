@@ -1,8 +1,8 @@
 //! Running the binary on fixture copies and reading back what it wrote.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-use assert_cmd::Command;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 
@@ -30,15 +30,27 @@ pub fn etl(dir: &Path, args: &[&str]) -> (i32, String, String) {
     etl_with_env(dir, args, &[])
 }
 
+/// [`etl`] where the run must pass (exit 0): its stdout and stderr.
+pub fn etl_ok(dir: &Path, args: &[&str]) -> (String, String) {
+    let (code, stdout, stderr) = etl(dir, args);
+    assert_eq!(code, 0, "`etl {}` failed:\n{stdout}\n{stderr}", args.join(" "));
+    (stdout, stderr)
+}
+
+/// The environment every etl a test runs starts from: nothing of the
+/// shell's (an `ETL_TARGET` or a `DATAFUSION_*` there would change what
+/// the test sees), only what the test sets after.
+fn cleared(command: &mut Command) -> &mut Command {
+    command.env_clear().env("NO_COLOR", "1").env("ETL_LOG", "off")
+}
+
 /// [`etl`] with more environment variables.
 pub fn etl_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, String, String) {
-    let output = Command::cargo_bin("etl")
-        .unwrap()
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("etl"));
+    let output = cleared(&mut command)
         .arg("--project-dir")
         .arg(dir)
         .args(args)
-        .env("NO_COLOR", "1")
-        .env("ETL_LOG", "off")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
@@ -55,12 +67,11 @@ pub fn etl_with_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> (i32, 
 pub fn paused_before_commit(dir: &Path, args: &[&str], env: &[(&str, String)], release: &Path) -> std::process::Child {
     let mut waiting = release.as_os_str().to_owned();
     waiting.push(".waiting");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("etl"));
+    let child = cleared(&mut command)
         .arg("--project-dir")
         .arg(dir)
         .args(args)
-        .env("NO_COLOR", "1")
-        .env("ETL_LOG", "off")
         .env("ETL_FAILPOINT", "pause-before-commit")
         .env("ETL_FAILPOINT_RELEASE", release)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -82,11 +93,11 @@ pub fn paused_before_commit(dir: &Path, args: &[&str], env: &[(&str, String)], r
 /// Runs `etl --project-dir dir <args>` with `ETL_FAILPOINT=failpoint`,
 /// which kills it on the way (a `kill -9` at a chosen moment).
 pub fn killed_at(dir: &Path, args: &[&str], failpoint: &str) {
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("etl"))
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("etl"));
+    let status = cleared(&mut command)
         .arg("--project-dir")
         .arg(dir)
         .args(args)
-        .env("ETL_LOG", "off")
         .env("ETL_FAILPOINT", failpoint)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
