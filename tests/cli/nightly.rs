@@ -45,8 +45,7 @@ fn a_project_copied_elsewhere_reads_only_the_files_that_are_new() {
     // A moved project (a new CI workspace, a restored backup) read every
     // bronze file again: files were recorded by absolute path.
     let dir = fixture("ingest");
-    let (code, stdout, stderr) = etl(dir.path(), &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(dir.path(), &["build"]);
     let commit = last_commit(dir.path(), "main", "clicks");
     assert!(
         commit.contains(
@@ -64,8 +63,7 @@ fn a_project_copied_elsewhere_reads_only_the_files_that_are_new() {
     drop(dir);
     let p = moved.path();
     std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
         "incremental (append): 1 rows, 1 new file ingested"
@@ -93,8 +91,7 @@ fn a_lake_an_earlier_etl_recorded_by_absolute_path_is_read_where_it_is_now() {
     assert_ne!(old, text, "{text}");
     std::fs::write(&log, old).unwrap();
     std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
         "incremental (append): 1 rows, 1 new file ingested"
@@ -108,13 +105,12 @@ fn a_lake_an_earlier_etl_recorded_by_absolute_path_is_read_where_it_is_now() {
 fn an_empty_file_is_named_and_read_once_rows_are_written_to_it() {
     let dir = fixture("ingest");
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     // Day 3 lands before its producer wrote into it; day 4 is complete.
     std::fs::write(p.join("data/2024-01-03.jsonl"), "").unwrap();
     std::fs::write(p.join("data/2024-01-04.jsonl"), "\n").unwrap();
     std::fs::write(p.join("data/2024-01-05.jsonl"), "{\"id\":5,\"page\":\"/\"}\n").unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (_, stderr) = etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
         "incremental (append): 1 rows, 1 new file ingested"
@@ -152,8 +148,7 @@ fn an_empty_file_is_named_and_read_once_rows_are_written_to_it() {
 
     // The producer writes day 3: it is read now.
     std::fs::write(&day_3, "{\"id\":30,\"page\":\"/late\"}\n").unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
         "incremental (append): 1 rows, 1 new file ingested"
@@ -165,14 +160,13 @@ fn an_empty_file_is_named_and_read_once_rows_are_written_to_it() {
 fn a_consumed_file_rewritten_with_other_rows_is_reported_and_not_read_twice() {
     let dir = fixture("ingest");
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     std::fs::write(
         p.join("data/2024-01-02.jsonl"),
         "{\"id\":3,\"page\":\"/\"}\n{\"id\":9,\"page\":\"/x\"}\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (_, stderr) = etl_ok(p, &["build"]);
     assert_eq!(warning_codes(p, "model.ingest.clicks"), ["rewritten-file"]);
     assert!(
         stderr.contains("changed since `clicks` read it (20 bytes, now 41): its new content is not read"),
@@ -209,11 +203,20 @@ fn a_failed_first_build_of_an_incremental_model_reports_its_own_error() {
     assert!(!table_dir(p, "main", "pages").join("_delta_log").exists());
 }
 
+/// A new day of orders for the basic fixture: one paid French order.
+fn land_a_paid_order(p: &Path) {
+    std::fs::write(
+        p.join("data/orders_2024-01-03.jsonl"),
+        "{\"order_id\":100,\"country\":\"FR\",\"amount\":1000.0,\"status\":\"paid\"}\n",
+    )
+    .unwrap();
+}
+
 /// The ingest fixture built, then a new day's file landed (id 4).
 fn ingest_with_a_new_day() -> tempfile::TempDir {
     let dir = fixture("ingest");
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\":4,\"page\":\"/checkout\"}\n").unwrap();
     dir
 }
@@ -260,8 +263,7 @@ fn the_lake_of_a_killed_build_is_free_at_once() {
     let mut a = paused_before_commit(p, &["build"], &[], &p.join("release"));
     a.kill().unwrap();
     a.wait().unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     assert_eq!(clicks_and_ids(p), ["4|4"]);
 }
 
@@ -272,15 +274,10 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
     let dir = fixture("basic");
     let p = dir.path();
     let export = p.join("lake/exports/revenue_by_region.csv");
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     let before = std::fs::read_to_string(&export).unwrap();
     // New orders; the build dies right after revenue_by_region's commit.
-    std::fs::write(
-        p.join("data/orders_2024-01-03.jsonl"),
-        "{\"order_id\":100,\"country\":\"FR\",\"amount\":1000.0,\"status\":\"paid\"}\n",
-    )
-    .unwrap();
+    land_a_paid_order(p);
     killed_at(p, &["build", "--select", "+revenue_by_region"], "before-export");
     assert_eq!(
         std::fs::read_to_string(&export).unwrap(),
@@ -288,8 +285,7 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
         "the export is a day old"
     );
 
-    let (code, stdout, stderr) = etl(p, &["build", "--select", "revenue_by_region"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build", "--select", "revenue_by_region"]);
     let m = message(p, "model.basic.revenue_by_region");
     assert!(m.starts_with("up to date: same SQL, config and inputs as its last build; its export did not match version 1 and was written again: file://"), "{m}");
     let table = query(
@@ -322,7 +318,7 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
 fn a_table_whose_data_file_was_deleted_fails_by_name_until_rebuilt() {
     let dir = fixture("ingest");
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     let table = table_dir(p, "main", "clicks");
     let data = std::fs::read_dir(&table)
         .unwrap()
@@ -346,8 +342,7 @@ fn a_table_whose_data_file_was_deleted_fails_by_name_until_rebuilt() {
         "{stderr}"
     );
     assert_eq!(result(p, "model.ingest.clicks")["status"], "error");
-    let (code, stdout, stderr) = etl(p, &["build", "--full-refresh"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build", "--full-refresh"]);
     assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/"]);
 }
 
@@ -355,7 +350,7 @@ fn a_table_whose_data_file_was_deleted_fails_by_name_until_rebuilt() {
 fn a_table_model_missing_a_data_file_fails_while_up_to_date_and_is_whole_once_rebuilt() {
     let dir = fixture("basic");
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     let table = table_dir(p, "marts", "revenue_by_region");
     for entry in std::fs::read_dir(&table).unwrap() {
         let path = entry.unwrap().path();
@@ -373,15 +368,10 @@ fn a_table_model_missing_a_data_file_fails_while_up_to_date_and_is_whole_once_re
     );
     // New orders: a table is rebuilt in full from its inputs anyway, and
     // its new version is whole.
-    std::fs::write(
-        p.join("data/orders_2024-01-03.jsonl"),
-        "{\"order_id\":100,\"country\":\"FR\",\"amount\":1000.0,\"status\":\"paid\"}\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    land_a_paid_order(p);
+    etl_ok(p, &["build"]);
     let rebuilt = rows(p, "marts", "revenue_by_region");
-    assert_eq!(etl(p, &["build", "--full-refresh"]).0, 0);
+    etl_ok(p, &["build", "--full-refresh"]);
     assert_eq!(rebuilt, rows(p, "marts", "revenue_by_region"));
     assert_eq!(rebuilt, ["Americas|1|3.0", "Europe|3|1017.75"], "the new order counted");
 }
@@ -390,7 +380,7 @@ fn a_table_model_missing_a_data_file_fails_while_up_to_date_and_is_whole_once_re
 fn a_corrupt_commit_is_named_with_the_version_to_go_back_to() {
     let dir = ingest_with_a_new_day();
     let p = dir.path();
-    assert_eq!(etl(p, &["build"]).0, 0);
+    etl_ok(p, &["build"]);
     let commit = table_dir(p, "main", "clicks").join("_delta_log/00000000000000000001.json");
     let text = std::fs::read_to_string(&commit).unwrap();
     std::fs::write(&commit, &text[..text.len() / 2]).unwrap();
@@ -417,8 +407,7 @@ fn a_corrupt_commit_is_named_with_the_version_to_go_back_to() {
     assert_eq!(result(p, "model.ingest.clicks")["status"], "error");
     // Done as it says, the next build is whole again.
     std::fs::rename(&commit, p.join("commit-1.json")).unwrap();
-    let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    etl_ok(p, &["build"]);
     assert_eq!(rows(p, "main", "clicks").len(), 4);
 }
 
