@@ -53,10 +53,7 @@ pub fn parse_location(location: &str) -> Result<Url, String> {
 /// The Delta table at `url`, loaded when it exists, reached through the
 /// session's store for its bucket (see [`connect`]).
 async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
-    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
-    let mut table = deltalake::DeltaTableBuilder::from_url(url.clone())?
-        .with_storage_backend(store, url.clone())
-        .build()?;
+    let mut table = table_handle(ctx, url)?;
     match table.load().await {
         // A location with no table yet is where a write creates one.
         Ok(()) | Err(DeltaTableError::NotATable(_)) => Ok(table),
@@ -68,6 +65,38 @@ async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTa
         }
         Err(e) => Err(e),
     }
+}
+
+/// A handle on the table at `url`, not loaded yet.
+fn table_handle(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    deltalake::DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_backend(store, url.clone())
+        .build()
+}
+
+/// The text of commit `version` of the table at `url`; `None` when its
+/// log entry is not there (never written, or cleaned up since).
+async fn read_commit(store: &dyn ObjectStore, url: &Url, version: i64) -> Result<Option<String>, object_store::Error> {
+    let path = StorePath::from_url_path(format!("{}_delta_log/{version:020}.json", url.path())).map_err(|e| {
+        object_store::Error::Generic {
+            store: "lake",
+            source: Box::new(e),
+        }
+    })?;
+    match store.get(&path).await {
+        Ok(got) => Ok(Some(String::from_utf8_lossy(&got.bytes().await?).into_owned())),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The actions of a commit's text, one JSON object a line.
+fn commit_actions(text: &str) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect()
 }
 
 /// Whether the folder at `url` holds any Delta commit (a listing error
@@ -266,18 +295,15 @@ async fn same_writer_since(
 ) -> Result<bool, DeltaTableError> {
     let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
     for version in read + 1..=now {
-        let path = store_path(url, &format!("_delta_log/{version:020}.json")).map_err(DeltaTableError::Generic)?;
-        let bytes = match store.get(&path).await {
-            Ok(got) => got.bytes().await?,
-            // Cleaned up since (a checkpoint covers it): take it as ours.
-            Err(object_store::Error::NotFound { .. }) => return Ok(true),
-            Err(e) => return Err(e.into()),
+        // Cleaned up since (a checkpoint covers it): take it as ours.
+        let Some(text) = read_commit(store.as_ref(), url, version).await? else {
+            return Ok(true);
         };
-        let same = String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .any(|action| action["txn"]["appId"].as_str() == Some(app));
-        if same {
+        let actions = commit_actions(&text).map_err(|e| DeltaTableError::Generic(format!("commit {version}: {e}")))?;
+        if actions
+            .iter()
+            .any(|action| action["txn"]["appId"].as_str() == Some(app))
+        {
             return Ok(true);
         }
     }
@@ -666,14 +692,10 @@ pub async fn explain_unreadable(ctx: &SessionContext, url: &Url, err: &DeltaTabl
     // The newest commit that is not JSON lines is the broken one.
     let mut broken = None;
     for (version, path) in &commits {
-        let Ok(got) = store.get(path).await else { continue };
-        let Ok(bytes) = got.bytes().await else { continue };
-        let parses = String::from_utf8(bytes.to_vec()).is_ok_and(|text| {
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
-        });
-        if !parses {
+        let Ok(Some(text)) = read_commit(store.as_ref(), url, *version).await else {
+            continue;
+        };
+        if commit_actions(&text).is_err() {
             broken = Some((*version, path.clone()));
             break;
         }
@@ -685,7 +707,7 @@ pub async fn explain_unreadable(ctx: &SessionContext, url: &Url, err: &DeltaTabl
     let mut notes = vec![format!("commit {version} is not valid JSON: `{file}`")];
     let mut readable = None;
     for earlier in (0..version).rev().take(5) {
-        if let Ok(mut table) = table_at_version(ctx, url).await {
+        if let Ok(mut table) = table_handle(ctx, url) {
             if table.load_version(earlier as u64).await.is_ok() {
                 readable = Some(earlier);
                 break;
@@ -704,14 +726,6 @@ pub async fn explain_unreadable(ctx: &SessionContext, url: &Url, err: &DeltaTabl
         None => notes.push("no earlier version reads: move the table away and rebuild it with `--full-refresh`".into()),
     }
     (message, notes)
-}
-
-/// A table handle at `url` that is not loaded yet.
-async fn table_at_version(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
-    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
-    deltalake::DeltaTableBuilder::from_url(url.clone())?
-        .with_storage_backend(store, url.clone())
-        .build()
 }
 
 /// The size of the object at `url`; `None` when there is none.
@@ -843,10 +857,8 @@ pub async fn last_commit_materialized(table: &DeltaTable) -> Option<String> {
 /// `None` when the commit's log entry is gone.
 pub async fn commit_timestamp(ctx: &SessionContext, url: &Url, version: i64) -> Option<i64> {
     let store = store_for(ctx, url).ok()?;
-    let path = store_path(url, &format!("_delta_log/{version:020}.json")).ok()?;
-    let bytes = store.get(&path).await.ok()?.bytes().await.ok()?;
-    String::from_utf8_lossy(&bytes)
-        .lines()
+    let text = read_commit(store.as_ref(), url, version).await.ok()??;
+    text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find_map(|action| {
             let info = action.get("commitInfo")?;
@@ -877,18 +889,13 @@ pub async fn added_files(
     let store = store_for(ctx, url)?;
     let mut added: Vec<String> = Vec::new();
     for version in since + 1..=now {
-        let path = store_path(url, &format!("_delta_log/{version:020}.json"))?;
-        let bytes = match store.get(&path).await {
-            Ok(got) => got.bytes().await.map_err(|e| e.to_string())?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+        let Some(text) = read_commit(store.as_ref(), url, version)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
         };
-        let actions: Vec<serde_json::Value> = String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("commit {version}: {e}"))?;
+        let actions = commit_actions(&text).map_err(|e| format!("commit {version}: {e}"))?;
         let info = actions.iter().find_map(|a| a.get("commitInfo"));
         let operation = info.and_then(|i| i["operation"].as_str()).unwrap_or_default();
         let deleted_none = info
@@ -1072,6 +1079,24 @@ mod tests {
             .value(0)
     }
 
+    /// Appends the row `x` to the table at `url` with `commit`.
+    async fn append_row(ctx: &SessionContext, url: &Url, x: i64, commit: Commit) -> Result<Written, DeltaTableError> {
+        let plan = ctx
+            .sql(&format!("select {x}::bigint as x"))
+            .await
+            .unwrap()
+            .into_unoptimized_plan();
+        write_table(
+            ctx,
+            url,
+            plan,
+            TableWrite::Append { merge_schema: false },
+            &Layout::default(),
+            commit,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_write_computed_from_a_version_another_build_replaced_commits_nothing() {
         // See: issue 23 (two builds at once committed the same new file as
@@ -1110,17 +1135,7 @@ mod tests {
         // A is computing its rows (its check of the version is behind it)...
         started.notified().await;
         // ...when B, another build of the same model, commits version 1.
-        let b_plan = ctx.sql("select 10::bigint as x").await.unwrap().into_unoptimized_plan();
-        let b = write_table(
-            &ctx,
-            &url,
-            b_plan,
-            append(),
-            &Layout::default(),
-            model(Expected::Version(0)),
-        )
-        .await
-        .unwrap();
+        let b = append_row(&ctx, &url, 10, model(Expected::Version(0))).await.unwrap();
         assert_eq!(b.version, 1);
         gate.add_permits(1);
         let refused = a.await.unwrap().expect_err("A's commit must be refused");
@@ -1134,17 +1149,9 @@ mod tests {
 
         // Found moved on by the same model before it starts writing:
         // refused too.
-        let late = ctx.sql("select 5::bigint as x").await.unwrap().into_unoptimized_plan();
-        let refused = write_table(
-            &ctx,
-            &url,
-            late,
-            append(),
-            &Layout::default(),
-            model(Expected::Version(0)),
-        )
-        .await
-        .unwrap_err();
+        let refused = append_row(&ctx, &url, 5, model(Expected::Version(0)))
+            .await
+            .unwrap_err();
         assert!(
             describe_error(&refused).contains("it read version 0, and found version 1 committed since"),
             "{}",
@@ -1152,21 +1159,8 @@ mod tests {
         );
         // Another engine's commit since (no app id of etl's) is not the
         // same writer: the write goes on top of it.
-        let other = ctx.sql("select 20::bigint as x").await.unwrap().into_unoptimized_plan();
-        write_table(&ctx, &url, other, append(), &Layout::default(), Commit::default())
-            .await
-            .unwrap();
-        let on_top = ctx.sql("select 30::bigint as x").await.unwrap().into_unoptimized_plan();
-        let written = write_table(
-            &ctx,
-            &url,
-            on_top,
-            append(),
-            &Layout::default(),
-            model(Expected::Version(1)),
-        )
-        .await
-        .unwrap();
+        append_row(&ctx, &url, 20, Commit::default()).await.unwrap();
+        let written = append_row(&ctx, &url, 30, model(Expected::Version(1))).await.unwrap();
         assert_eq!((written.version, count(&url).await), (3, 4));
 
         // A table expected absent that another writer created is refused.

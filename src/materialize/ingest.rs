@@ -300,7 +300,7 @@ async fn sort_files(
                     format!(
                         "source `{key}`: `{}` changed since `{model}` read it ({} bytes, now {}): \
                          its new content is not read",
-                        file_url(build, &meta),
+                        crate::plan::shown_file(source, &meta.location),
                         record.size,
                         meta.size
                     ),
@@ -316,7 +316,7 @@ async fn sort_files(
                     "empty-file",
                     format!(
                         "source `{key}`: `{}` has no rows: not ingested; rows written to it later will be",
-                        file_url(build, &meta)
+                        crate::plan::shown_file(source, &meta.location)
                     ),
                 ));
                 empty.insert(relative, FileRecord { size: meta.size });
@@ -333,19 +333,6 @@ async fn sort_files(
         new,
         warnings,
     })
-}
-
-/// The URL of a source file, as the user knows it.
-fn file_url(build: &Build, meta: &ObjectMeta) -> String {
-    let lake = &build.registry.lake;
-    match lake.scheme() {
-        "file" => format!("/{}", meta.location),
-        _ => format!(
-            "{}{}",
-            &lake[..url::Position::BeforePath],
-            format_args!("/{}", meta.location)
-        ),
-    }
 }
 
 /// The files this build ingests from each of `sources` (source node
@@ -749,7 +736,7 @@ fn read_failed(
     e: &datafusion::error::DataFusionError,
 ) -> Diagnostic {
     let which = match files {
-        [one] => format!("`/{}`", one.location),
+        [one] => format!("`{}`", crate::plan::shown_file(source, &one.location)),
         _ => format!("{} new files", files.len()),
     };
     Diagnostic::error(

@@ -634,8 +634,11 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             // Replaying consumed files is a no-op: nothing to commit.
             register_written(build, index).await?;
             super::ingest::remember_empty_files(build, index, ingest).await;
-            let url = build.registry.location(&node.relation);
-            let version = lake::current_version(&build.registry.ctx, &url).await.map(|v| v as i64);
+            // Nothing committed: the table is at the version it started from.
+            let version = match build.expected.lock().expect("expected versions poisoned").get(&index) {
+                Some(lake::Expected::Version(v)) => Some(*v),
+                _ => None,
+            };
             let exported = exports_made_again(build, index, version).await?.unwrap_or_default();
             return Ok(Outcome {
                 rows: Some(0),
@@ -697,8 +700,8 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         (written, message)
     };
     let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
-    if let Some(ingest) = ingest {
-        super::ingest::remember_empty_files(build, index, &ingest).await;
+    if let Some(ingest) = &ingest {
+        super::ingest::remember_empty_files(build, index, ingest).await;
     }
     // A kill here leaves the table committed and its exports behind it:
     // the next build finds the table up to date and writes them then.
@@ -711,13 +714,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         version: Some(written.version),
         message,
         up_to_date: false,
-        warnings: build
-            .ingests
-            .lock()
-            .expect("ingests poisoned")
-            .get(&index)
-            .map(|ingest| ingest.warnings.clone())
-            .unwrap_or_default(),
+        warnings: ingest.map(|ingest| ingest.warnings).unwrap_or_default(),
     })
 }
 

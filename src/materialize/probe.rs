@@ -54,14 +54,11 @@ pub async fn name_the_file(build: &Build, index: NodeIndex, diag: Diagnostic) ->
             };
             let read = async { build.registry.ctx.read_table(provider)?.collect().await };
             if let Err(e) = read.await {
-                // Local files as paths, others as URLs (the store's key
-                // under its bucket).
-                let shown = match url::Url::parse(&source.location) {
-                    Ok(url) if url.scheme() != "file" => {
-                        format!("{}/{}", &url[..url::Position::BeforePath], file.location)
-                    }
-                    _ => format!("/{}", file.location),
-                };
+                let shown = crate::plan::shown_file(source, &file.location);
+                if diag.message.contains(&shown) {
+                    // Named already, by the read that failed.
+                    return diag;
+                }
                 return diag.with_note(format!(
                     "the unreadable file is `{shown}` (source `{}.{}`): {}",
                     source.source_name,

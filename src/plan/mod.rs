@@ -24,7 +24,8 @@ pub use session::{
     without_etl_rules,
 };
 pub use sources::{
-    known_row_counts, list_source_files, register_csv_file, relative_path, source_files_provider, source_root, sql_type,
+    known_row_counts, list_source_files, register_csv_file, relative_path, shown_file, source_files_provider,
+    source_root, sql_type,
 };
 
 use datafusion::common::Location;

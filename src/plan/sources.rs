@@ -355,6 +355,15 @@ pub fn source_root(source: &Source) -> Result<object_store::path::Path, Diagnost
     Ok(url.prefix().clone())
 }
 
+/// A file of `source` as the user knows it: a path on local disk, a URL
+/// in a bucket.
+pub fn shown_file(source: &Source, file: &object_store::path::Path) -> String {
+    match url::Url::parse(&source.location) {
+        Ok(url) if url.scheme() != "file" => format!("{}/{file}", &url[..url::Position::BeforePath]),
+        _ => format!("/{file}"),
+    }
+}
+
 /// The path of `file` under `root` (see [`source_root`]), `/`-separated.
 pub fn relative_path(root: &object_store::path::Path, file: &object_store::path::Path) -> String {
     match file.prefix_match(root) {

@@ -314,18 +314,26 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
     assert!(export.exists());
 }
 
+/// Deletes the Parquet files of a table, as something outside etl would;
+/// returns them.
+fn delete_data_files(p: &Path, schema: &str, name: &str) -> Vec<std::path::PathBuf> {
+    let files: Vec<_> = std::fs::read_dir(table_dir(p, schema, name))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    for file in &files {
+        std::fs::remove_file(file).unwrap();
+    }
+    files
+}
+
 #[test]
 fn a_table_whose_data_file_was_deleted_fails_by_name_until_rebuilt() {
     let dir = fixture("ingest");
     let p = dir.path();
     etl_ok(p, &["build"]);
-    let table = table_dir(p, "main", "clicks");
-    let data = std::fs::read_dir(&table)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|f| f.extension().is_some_and(|x| x == "parquet"))
-        .unwrap();
-    std::fs::remove_file(&data).unwrap();
+    let data = delete_data_files(p, "main", "clicks").remove(0);
     let (code, stdout, stderr) = etl(p, &["build"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
@@ -351,13 +359,7 @@ fn a_table_model_missing_a_data_file_fails_while_up_to_date_and_is_whole_once_re
     let dir = fixture("basic");
     let p = dir.path();
     etl_ok(p, &["build"]);
-    let table = table_dir(p, "marts", "revenue_by_region");
-    for entry in std::fs::read_dir(&table).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "parquet") {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
+    assert!(!delete_data_files(p, "marts", "revenue_by_region").is_empty());
     // Up to date, it would be reported as built, and read by whatever
     // comes after it: it fails by name.
     let (code, stdout, stderr) = etl(p, &["build"]);
