@@ -16,6 +16,7 @@
 //! Spans carry project-relative paths; the source line is read when the
 //! diagnostic is rendered, so that errors stay cheap to build and to move.
 
+use datafusion::error::DataFusionError;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,30 @@ pub enum Cause {
     /// The memory pool refused a reservation. Run again alone, with joins
     /// that spill.
     OutOfMemory,
+}
+
+impl Cause {
+    /// What kind of engine failure `err` is, if it is one etl runs a node
+    /// again for: a bug of the engine's own (an internal error, a task that
+    /// panicked: what a plan etl rewrote wrongly would raise), or the memory
+    /// pool refusing a reservation. Not the user's SQL or data.
+    pub fn of(err: &DataFusionError) -> Option<Cause> {
+        match err {
+            DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => Some(Cause::EngineBug),
+            DataFusionError::ResourcesExhausted(_) => Some(Cause::OutOfMemory),
+            DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => Cause::of(inner),
+            DataFusionError::Shared(inner) => Cause::of(inner),
+            DataFusionError::Collection(errors) => errors.iter().find_map(Cause::of),
+            DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().and_then(Cause::of),
+            DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
+                datafusion::arrow::error::ArrowError::ExternalError(e) => {
+                    e.downcast_ref::<DataFusionError>().and_then(Cause::of)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 impl Diagnostic {

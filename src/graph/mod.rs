@@ -14,7 +14,8 @@ use serde_json::Map;
 
 use crate::diagnostic::{Diagnostic, Span};
 use crate::project::Project;
-use crate::render::{Relation, Rendered};
+use crate::lake::Relation;
+use crate::render::Rendered;
 pub use select::{IndirectSelection, PreviousState, SelectArgs, SelectContext, Selection, select};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -411,9 +411,7 @@ pub fn describe(held: &Held) -> String {
 mod tests {
     use super::*;
 
-    fn session() -> SessionContext {
-        crate::plan::new_session(&crate::plan::SessionOptions::default()).unwrap()
-    }
+    use crate::lake::tests::session;
 
     fn write_record(dir: &std::path::Path, number: u64, holder: &Holder) {
         let folder = dir.join("_etl/lock");

@@ -22,23 +22,23 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::render::Relation;
-
 mod failpoint;
 pub use failpoint::{armed as failpoint_armed, crash_at};
 pub mod lock;
 mod observed;
 mod ordered;
 pub use ordered::leaf;
+mod relation;
+pub use relation::{Relation, relation_location};
 mod storage;
 pub use storage::{check_option, connect, ensure_store, take_commit_time};
 
-/// The folder of a built relation.
-pub fn relation_location(root: &Url, relation: &Relation) -> Url {
-    let mut url = root.clone();
-    let path = format!("{}warehouse/{}/{}/", root.path(), relation.schema, relation.identifier);
-    url.set_path(&path);
-    url
+/// The path of `file` under `root` (see [`source_root`]), `/`-separated.
+pub fn relative_path(root: &object_store::path::Path, file: &object_store::path::Path) -> String {
+    match file.prefix_match(root) {
+        Some(parts) => parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"),
+        None => file.to_string(),
+    }
 }
 
 /// A URL for a location written as an absolute path or a URL.
@@ -48,6 +48,17 @@ pub fn parse_location(location: &str) -> Result<Url, String> {
     } else {
         Url::from_directory_path(location).map_err(|()| format!("`{location}` is not an absolute path"))
     }
+}
+
+/// A folder's URL, ending in `/`: the lake root, from a location as
+/// [`parse_location`] takes it.
+pub fn folder_url(location: &str) -> Result<Url, String> {
+    let mut url = parse_location(location)?;
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
 }
 
 /// The Delta table at `url`, loaded when it exists, reached through the
@@ -459,7 +470,7 @@ pub fn describe_error(err: &DeltaTableError) -> String {
 }
 
 /// What kind of engine failure a failed write is, if it is one (see
-/// `plan::cause_of`). delta-rs keeps DataFusion's errors as text
+/// `Cause::of`). delta-rs keeps DataFusion's errors as text
 /// (`DeltaTableError::Generic`), so the words DataFusion starts or ends
 /// them with are what is left to tell them by.
 pub fn cause_of(err: &DeltaTableError) -> Option<crate::diagnostic::Cause> {
@@ -471,7 +482,7 @@ pub fn cause_of(err: &DeltaTableError) -> Option<crate::diagnostic::Cause> {
         DeltaTableError::Generic(text) if text.contains(MEMORY) => Some(Cause::OutOfMemory),
         DeltaTableError::GenericError { source } => source
             .downcast_ref::<datafusion::error::DataFusionError>()
-            .and_then(crate::plan::cause_of),
+            .and_then(Cause::of),
         _ => None,
     }
 }
@@ -655,7 +666,7 @@ pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTa
     let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
     let present: std::collections::HashSet<String> = store
         .list(Some(&prefix))
-        .map_ok(|meta| crate::plan::relative_path(&prefix, &meta.location))
+        .map_ok(|meta| relative_path(&prefix, &meta.location))
         .try_collect()
         .await
         .map_err(failed_at(url, ""))?;
@@ -982,8 +993,14 @@ mod tests {
         );
     }
 
-    fn session() -> SessionContext {
-        crate::plan::new_session(&crate::plan::SessionOptions::default()).unwrap()
+    /// A session that can run Delta's writes (their plan nodes need
+    /// delta-rs's planner), as the build's own can.
+    pub(super) fn session() -> SessionContext {
+        let state = datafusion::execution::SessionStateBuilder::new()
+            .with_default_features()
+            .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+            .build();
+        SessionContext::new_with_state(state)
     }
 
     /// Whether the Parquet reader of a filtered read of the Delta table at

@@ -542,7 +542,7 @@ async fn scalar(
 /// A SQL error in a test: generic tests point at their YAML entry (their
 /// SQL comes from a macro), singular tests at their file.
 fn test_sql_error(err: &datafusion::error::DataFusionError, compiled: &CompiledSql, test: &DataTest) -> Diagnostic {
-    let mut diag = sql_diagnostic(err, compiled).with_cause(crate::plan::cause_of(err));
+    let mut diag = sql_diagnostic(err, compiled).with_cause(crate::diagnostic::Cause::of(err));
     diag.message = format!("test `{}`: {}", test.name, diag.message);
     if test.is_generic() {
         diag.span = test.span.clone();

@@ -35,7 +35,7 @@ use super::Build;
 use crate::diagnostic::Diagnostic;
 use crate::graph::{Materialization, ResourceType};
 use crate::lake;
-use crate::render::Relation;
+use crate::lake::Relation;
 
 /// A file an ingesting model has read, as its commit records it, under its
 /// path relative to the source's location (see `plan::source_root`): a
@@ -199,7 +199,7 @@ async fn listed(build: &Build, source: &crate::project::Source) -> Result<Vec<(S
     let files = crate::plan::list_source_files(&build.registry.ctx, source).await?;
     Ok(files
         .into_iter()
-        .map(|f| (crate::plan::relative_path(&root, &f.location), f))
+        .map(|f| (lake::relative_path(&root, &f.location), f))
         .collect())
 }
 
@@ -627,7 +627,7 @@ impl ParsedFiles {
                 ),
             )
             .with_span(source.span.clone())
-            .with_cause(crate::plan::cause_of(&e))
+            .with_cause(crate::diagnostic::Cause::of(&e))
         };
         let schema = provider.schema();
         let batches = ctx

@@ -194,7 +194,7 @@ pub async fn build_microbatch(
     let range = (build.options.event_time_start, build.options.event_time_end);
     let windows = windows(batch, incremental, range, Utc::now().naive_utc());
     // The upstream relations cut to each window.
-    let filtered: Vec<(crate::render::Relation, String)> = dag
+    let filtered: Vec<(crate::lake::Relation, String)> = dag
         .scanned_parents(index)
         .into_iter()
         .map(|p| dag.node(p))

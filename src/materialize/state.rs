@@ -145,7 +145,7 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     let root = crate::plan::source_root(source)?;
     let mut digest = md5::Md5::new();
     for f in &files {
-        let path = crate::plan::relative_path(&root, &f.location);
+        let path = lake::relative_path(&root, &f.location);
         digest.update(format!("{path}|{}|{}\n", f.size, f.last_modified.timestamp_millis()).as_bytes());
     }
     Ok(json!({"files": files.len(), "digest": hex(&digest.finalize())}))

@@ -24,7 +24,7 @@ pub use session::{
     without_etl_rules,
 };
 pub use sources::{
-    known_row_counts, list_source_files, register_csv_file, relative_path, shown_file, source_files_provider,
+    known_row_counts, list_source_files, register_csv_file, shown_file, source_files_provider,
     source_root, sql_type,
 };
 
@@ -33,7 +33,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use crate::diagnostic::{Cause, Diagnostic, Span};
+use crate::diagnostic::{Diagnostic, Span};
 
 /// Plans a model's compiled SQL. Only queries are allowed: a model is a
 /// `select`, never DDL or DML.
@@ -72,28 +72,6 @@ pub fn sql_diagnostic(err: &DataFusionError, compiled: &CompiledSql) -> Diagnost
         _ => ("sql", message),
     };
     Diagnostic::error(code, message).with_span(span.or_else(|| Some(Span::file(&compiled.path))))
-}
-
-/// What kind of engine failure `err` is, if it is one etl runs a node
-/// again for: a bug of the engine's own (an internal error, a task that
-/// panicked: what a plan etl rewrote wrongly would raise), or the memory
-/// pool refusing a reservation. Not the user's SQL or data.
-pub fn cause_of(err: &DataFusionError) -> Option<Cause> {
-    match err {
-        DataFusionError::Internal(_) | DataFusionError::ExecutionJoin(_) => Some(Cause::EngineBug),
-        DataFusionError::ResourcesExhausted(_) => Some(Cause::OutOfMemory),
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => cause_of(inner),
-        DataFusionError::Shared(inner) => cause_of(inner),
-        DataFusionError::Collection(errors) => errors.iter().find_map(cause_of),
-        DataFusionError::External(inner) => inner.downcast_ref::<DataFusionError>().and_then(cause_of),
-        DataFusionError::ArrowError(inner, _) => match inner.as_ref() {
-            datafusion::arrow::error::ArrowError::ExternalError(e) => {
-                e.downcast_ref::<DataFusionError>().and_then(cause_of)
-            }
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 fn clean_message(err: &DataFusionError) -> String {

@@ -21,7 +21,7 @@ use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Dag, Materialization, ResourceType};
 use crate::lake;
 use crate::project::Project;
-use crate::render::Relation;
+use crate::lake::Relation;
 
 pub struct Registry {
     pub ctx: SessionContext,

@@ -18,7 +18,7 @@ use datafusion::logical_expr::expr_fn::scalar_subquery;
 use datafusion::logical_expr::{Filter, JoinType, LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{Expr, col, lit};
 
-use crate::render::Relation;
+use crate::lake::Relation;
 
 fn scans(name: &TableReference, relation: &Relation) -> bool {
     name.table() == relation.identifier && name.schema() == Some(relation.schema.as_str())

@@ -364,13 +364,6 @@ pub fn shown_file(source: &Source, file: &object_store::path::Path) -> String {
     }
 }
 
-/// The path of `file` under `root` (see [`source_root`]), `/`-separated.
-pub fn relative_path(root: &object_store::path::Path, file: &object_store::path::Path) -> String {
-    match file.prefix_match(root) {
-        Some(parts) => parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"),
-        None => file.to_string(),
-    }
-}
 
 /// The compression a location's file suffix says: `orders/*.jsonl.gz` is
 /// gzip. Without a suffix, files are read as they are.

@@ -507,7 +507,7 @@ fn resolve_target(
         .and_then(|t| yaml::span(&header.file, &t.referenced));
     let scope = settings::SettingScope { vars, target: None };
     let lake = settings::render(&spec.lake, &scope)
-        .and_then(|lake| lake_url(root, &lake))
+        .and_then(|lake| crate::lake::folder_url(&resolve_location(root, &lake)))
         .map_err(|message| Diagnostic::error("invalid-lake", message).with_span(span.clone()))?;
     let mut options = BTreeMap::new();
     for (key, value) in spec.options {
@@ -536,22 +536,6 @@ fn resolve_target(
         memory_limit: spec.memory_limit,
         options,
     })
-}
-
-/// The lake root as a URL ending in `/`: relative paths are taken from the
-/// project root.
-pub fn lake_url(root: &Path, lake: &str) -> Result<Url, String> {
-    let mut url = if lake.contains("://") {
-        Url::parse(lake).map_err(|e| format!("`{lake}` is not a valid URL: {e}"))?
-    } else {
-        let path = normalize(&root.join(lake));
-        Url::from_directory_path(&path).map_err(|()| format!("`{lake}` is not a valid path"))?
-    };
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
 }
 
 /// Resolves a location from a properties file: URLs stay as they are,

@@ -13,29 +13,7 @@ use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Map;
 
 use crate::diagnostic::did_you_mean;
-
-/// How a node shows up in SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relation {
-    pub schema: String,
-    pub identifier: String,
-    pub ephemeral: bool,
-}
-
-impl Relation {
-    /// The SQL text `ref()` and `source()` render to.
-    pub fn sql(&self) -> String {
-        if self.ephemeral {
-            format!("__dbt__cte__{}", self.identifier)
-        } else {
-            format!("{}.{}", quote(&self.schema), quote(&self.identifier))
-        }
-    }
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
+use crate::lake::Relation;
 
 /// What every render can see: the names of all relations, vars, target.
 #[derive(Debug)]

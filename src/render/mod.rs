@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde_json::Map;
 
-pub use context::Relation;
+use crate::lake::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
 pub use sourcemap::LineMap;
 
