@@ -8,6 +8,7 @@
 //! prints: it returns results and [`diagnostic::Diagnostic`]s.
 
 pub mod artifacts;
+pub mod config;
 pub mod diagnostic;
 pub mod graph;
 pub mod lake;

@@ -43,11 +43,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
             "schema": node.relation.schema,
             "alias": node.relation.identifier,
             "tags": node.tags(),
-            "config": Value::Object({
-                let mut c = node.config.clone();
-                c.insert("materialized".into(), Value::from(node.materialized.as_str()));
-                c
-            }),
+            "config": node.config.manifest_value(),
             "depends_on": { "nodes": parents },
             "relation": { "name": node.relation.sql(), "location": location },
         });

@@ -7,7 +7,8 @@ use etl::artifacts;
 use etl::diagnostic::Diagnostic;
 use etl::graph::ResourceType;
 use etl::materialize::{self, Build, RunOptions, Status};
-use etl::plan::{Registry, SessionOptions, new_session, parse_memory_limit};
+use etl::config::parse_size;
+use etl::plan::{Registry, SessionOptions, new_session};
 
 use super::{Global, Output, invocation_id};
 
@@ -306,7 +307,7 @@ pub fn session(global: &Global, project: &etl::project::Project, out: &Output) -
         .memory_limit
         .as_deref()
         .or(project.target.memory_limit.as_deref())
-        .map(parse_memory_limit)
+        .map(parse_size)
     {
         Some(Err(e)) => {
             out.fatal(&[Diagnostic::error("invalid-memory-limit", e)], Some(root));

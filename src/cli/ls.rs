@@ -79,7 +79,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
             "original_file_path": node.path,
             "unique_id": node.unique_id,
             "alias": node.relation.identifier,
-            "config": node.config,
+            "config": node.config.raw(),
             "tags": node.tags(),
         })
         .to_string(),

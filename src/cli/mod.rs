@@ -89,7 +89,7 @@ pub struct Global {
 }
 
 fn parse_event_time(text: &str) -> Result<chrono::NaiveDateTime, String> {
-    etl::materialize::parse_event_time(text)
+    etl::config::parse_time(text)
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,64 +10,14 @@ use std::path::PathBuf;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
-use serde_json::Map;
 
+pub use crate::config::{Materialization, ResourceType};
+use crate::config::{Config, RawConfig, Scope};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::project::Project;
 use crate::lake::Relation;
 use crate::render::Rendered;
 pub use select::{IndirectSelection, PreviousState, SelectArgs, SelectContext, Selection, select};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceType {
-    Seed,
-    Source,
-    Model,
-    Test,
-}
-
-impl ResourceType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceType::Seed => "seed",
-            ResourceType::Source => "source",
-            ResourceType::Model => "model",
-            ResourceType::Test => "test",
-        }
-    }
-}
-
-/// How a node is written to the lake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Materialization {
-    Table,
-    View,
-    Ephemeral,
-    Incremental,
-    Seed,
-    /// Sources are read, never written.
-    External,
-    /// Data tests: queried, written only to store their failures.
-    Test,
-}
-
-impl Materialization {
-    const MODEL_NAMES: &[&str] = &["table", "view", "ephemeral", "incremental"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Materialization::Table => "table",
-            Materialization::View => "view",
-            Materialization::Ephemeral => "ephemeral",
-            Materialization::Incremental => "incremental",
-            Materialization::Seed => "seed",
-            Materialization::External => "external",
-            Materialization::Test => "test",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -79,7 +29,7 @@ pub struct Node {
     /// The file that defines it (the properties file for a source).
     pub path: PathBuf,
     pub fqn: Vec<String>,
-    pub config: Map<String, serde_json::Value>,
+    pub config: Config,
     /// Rendered SQL, for models.
     pub sql: Option<String>,
     /// Index into `Project::models`, `seeds`, `sources` or `data_tests`
@@ -88,11 +38,8 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn tags(&self) -> Vec<String> {
-        self.config
-            .get("tags")
-            .map(crate::project::as_string_list)
-            .unwrap_or_default()
+    pub fn tags(&self) -> &[String] {
+        &self.config.tags
     }
 }
 
@@ -188,6 +135,15 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
 
     for (i, seed) in project.seeds.iter().enumerate() {
         let relation = rendered.relations.seeds[&seed.name].clone();
+        let scope = Scope {
+            resource: ResourceType::Seed,
+            name: &seed.name,
+            fallback: Span::file(&seed.path),
+            generic_test: false,
+        };
+        let Some(config) = checked(&seed.config, &scope, &mut errors) else {
+            continue;
+        };
         let node = Node {
             unique_id: unique_id(ResourceType::Seed, &project.name, &seed.name),
             name: seed.name.clone(),
@@ -196,7 +152,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             relation,
             path: seed.path.clone(),
             fqn: seed.fqn.clone(),
-            config: seed.config.clone(),
+            config,
             sql: None,
             index: i,
         };
@@ -205,6 +161,16 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     }
     for (i, source) in project.sources.iter().enumerate() {
         let key = (source.source_name.clone(), source.name.clone());
+        let name = format!("{}.{}", source.source_name, source.name);
+        let scope = Scope {
+            resource: ResourceType::Source,
+            name: &name,
+            fallback: source.span.clone().unwrap_or_else(|| Span::file(&source.properties_file)),
+            generic_test: false,
+        };
+        let Some(config) = checked(&source.config, &scope, &mut errors) else {
+            continue;
+        };
         let node = Node {
             unique_id: format!("source.{}.{}.{}", project.name, source.source_name, source.name),
             name: source.name.clone(),
@@ -213,7 +179,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             relation: rendered.relations.sources[&key].clone(),
             path: source.properties_file.clone(),
             fqn: source.fqn.clone(),
-            config: source.config.clone(),
+            config,
             sql: None,
             index: i,
         };
@@ -222,37 +188,28 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     }
     let mut disabled = BTreeMap::new();
     for (i, model) in rendered.models.iter().enumerate() {
-        if !model.enabled() {
+        if !model.config.enabled() {
             disabled.insert(model.name.clone(), model.path.clone());
             continue;
         }
-        let materialized = match model.materialized() {
-            "table" => Materialization::Table,
-            "view" => Materialization::View,
-            "ephemeral" => Materialization::Ephemeral,
-            "incremental" => Materialization::Incremental,
-            other => {
-                errors.push(
-                    Diagnostic::error(
-                        "unknown-materialization",
-                        format!("unknown materialization `{other}` for model `{}`", model.name),
-                    )
-                    .with_span(Some(Span::file(&model.path)))
-                    .with_suggestion(other, Materialization::MODEL_NAMES.iter().copied())
-                    .with_note("materializations: table, view, ephemeral, incremental"),
-                );
-                continue;
-            }
+        let scope = Scope {
+            resource: ResourceType::Model,
+            name: &model.name,
+            fallback: Span::file(&model.path),
+            generic_test: false,
+        };
+        let Some(config) = checked(&model.config, &scope, &mut errors) else {
+            continue;
         };
         let node = Node {
             unique_id: unique_id(ResourceType::Model, &project.name, &model.name),
             name: model.name.clone(),
             resource_type: ResourceType::Model,
-            materialized,
+            materialized: config.materialized,
             relation: model.relation.clone(),
             path: model.path.clone(),
             fqn: project.models[i].fqn.clone(),
-            config: model.config.clone(),
+            config,
             sql: Some(model.sql.clone()),
             index: i,
         };
@@ -260,7 +217,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         by_name.insert(model.name.clone(), id);
     }
 
-    for model in rendered.models.iter().filter(|m| m.enabled()) {
+    for model in rendered.models.iter().filter(|m| m.config.enabled()) {
         let Some(&child) = by_name.get(&model.name) else {
             continue;
         };
@@ -292,7 +249,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         }
     }
 
-    add_tests(project, rendered, &mut graph, &by_name, &by_source);
+    add_tests(project, rendered, &mut graph, &by_name, &by_source, &mut errors);
     check_relations_unique(&graph, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
@@ -315,6 +272,7 @@ fn add_tests(
     graph: &mut DiGraph<Node, ()>,
     by_name: &BTreeMap<String, NodeIndex>,
     by_source: &BTreeMap<(String, String), NodeIndex>,
+    errors: &mut Vec<Diagnostic>,
 ) {
     for (i, (test, sql)) in project.data_tests.iter().zip(&rendered.tests).enumerate() {
         let parents: Option<Vec<NodeIndex>> = sql
@@ -324,9 +282,18 @@ fn add_tests(
             .chain(sql.sources.iter().map(|s| by_source.get(s).copied()))
             .collect();
         let Some(parents) = parents else { continue };
-        if sql.config.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
+        if !sql.config.enabled() {
             continue;
         }
+        let scope = Scope {
+            resource: ResourceType::Test,
+            name: &test.name,
+            fallback: test.span.clone().unwrap_or_else(|| Span::file(&test.path)),
+            generic_test: test.is_generic(),
+        };
+        let Some(config) = checked(&sql.config, &scope, errors) else {
+            continue;
+        };
         let node = Node {
             unique_id: unique_id(ResourceType::Test, &project.name, &test.name),
             name: test.name.clone(),
@@ -335,7 +302,7 @@ fn add_tests(
             relation: sql.relation.clone(),
             path: test.path.clone(),
             fqn: test.fqn.clone(),
-            config: sql.config.clone(),
+            config,
             sql: Some(sql.sql.clone()),
             index: i,
         };
@@ -344,6 +311,11 @@ fn add_tests(
             graph.update_edge(parent, id, ());
         }
     }
+}
+
+/// A node's config, checked; its problems go to `errors`.
+fn checked(raw: &RawConfig, scope: &Scope<'_>, errors: &mut Vec<Diagnostic>) -> Option<Config> {
+    Config::check(raw.clone(), scope).map_err(|e| errors.extend(e)).ok()
 }
 
 fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic>) {

@@ -704,7 +704,7 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
             }
         }
         Method::Config(path) => {
-            let mut value = node.config.get(&path[0]).cloned();
+            let mut value = node.config.raw().value(&path[0]).cloned();
             // The defaults dbt's config carries for every node.
             if value.is_none() {
                 value = match path[0].as_str() {
@@ -842,13 +842,11 @@ fn state_matches(cx: &SelectContext, state: &PreviousState, index: NodeIndex, no
         return false;
     }
     // As the manifest writes it: with the materialization.
-    let mut current = node.config.clone();
-    current.insert("materialized".into(), Value::from(node.materialized.as_str()));
-    let current_config = Value::Object(current);
+    let current_config = node.config.manifest_value();
     let body = old_sql.as_deref() != (cx.compiled)(index).as_deref();
     let configs = strip_contract(old_config) != strip_contract(&current_config);
     let contract = old_config.get("contract") != current_config.get("contract")
-        || (crate::plan::contract_enforced(&node.config) && body);
+        || (node.config.contract_enforced && body);
     match value {
         "modified.body" => body,
         "modified.configs" => configs,

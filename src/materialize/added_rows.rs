@@ -209,17 +209,9 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<L
     {
         return None;
     }
-    let text = |k: &str| node.config.get(k).and_then(Value::as_str);
     // Percentages count the whole table's rows; a `sum(...)` of zero may
     // be rows that cancel out.
-    let percent = |k: &str| text(k).is_some_and(|t| t.contains('%'));
-    let counts_rows = text("fail_calc").is_none_or(|c| {
-        c.chars()
-            .filter(|c| !c.is_whitespace())
-            .collect::<String>()
-            .eq_ignore_ascii_case("count(*)")
-    });
-    if percent("warn_if") || percent("error_if") || !counts_rows {
+    if !node.config.test.as_ref().is_some_and(|t| t.counts_rows()) {
         return None;
     }
     // Its SQL is planned: the tables it reads must be known to the session,
@@ -388,7 +380,7 @@ async fn gained(
     if !matches!(
         table.materialized,
         Materialization::Table | Materialization::Incremental
-    ) || table.config.contains_key("partition_by")
+    ) || table.config.incremental.as_ref().is_some_and(|i| !i.partition_by.is_empty())
     {
         return None;
     }

@@ -26,10 +26,7 @@ use crate::lake::{self, Written};
 /// Whether the model publishes only audited data.
 pub fn audits(build: &Build, index: NodeIndex) -> bool {
     let node = build.dag.node(index);
-    node.config
-        .get("audit")
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+    node.config.audit
 }
 
 /// A model's new data, written to its staging table.

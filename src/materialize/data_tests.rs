@@ -23,141 +23,13 @@ use serde_json::Value;
 use super::added_rows::Narrowed;
 use super::ingest::NewFiles;
 use super::{Build, NodeResult, Phases, Status, thousands};
+use crate::config::Threshold;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
 use crate::plan::{CompiledSql, compile_with, replace_scans, semi_join_scans, sql_diagnostic};
 use crate::project::{DataTest, TestTarget};
 
-/// `>10`, `!=0`, `>= 5%`: a comparison of the failure count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Threshold {
-    op: &'static str,
-    value: f64,
-    percent: bool,
-}
-
-impl Threshold {
-    pub fn parse(text: &str) -> Option<Threshold> {
-        let t = text.trim();
-        let (op, rest) = ["!=", "<>", ">=", "<=", "==", ">", "<", "="]
-            .iter()
-            .find_map(|op| t.strip_prefix(op).map(|r| (*op, r)))?;
-        let op = match op {
-            "<>" => "!=",
-            "==" => "=",
-            other => other,
-        };
-        let rest = rest.trim();
-        let (number, percent) = match rest.strip_suffix('%') {
-            Some(n) => (n.trim(), true),
-            None => (rest, false),
-        };
-        Some(Threshold {
-            op,
-            value: number.parse().ok()?,
-            percent,
-        })
-    }
-
-    /// Whether `failures` (out of `total` rows, for percentages) crosses it.
-    pub fn crossed(&self, failures: f64, total: Option<f64>) -> bool {
-        let x = if self.percent {
-            match total {
-                Some(t) if t > 0.0 => failures * 100.0 / t,
-                _ => 0.0,
-            }
-        } else {
-            failures
-        };
-        match self.op {
-            "!=" => x != self.value,
-            ">=" => x >= self.value,
-            "<=" => x <= self.value,
-            ">" => x > self.value,
-            "<" => x < self.value,
-            _ => x == self.value,
-        }
-    }
-}
-
-/// A test's config, checked.
-struct TestConfig {
-    severity_error: bool,
-    fail_calc: String,
-    warn_if: Threshold,
-    error_if: Threshold,
-    limit: Option<u64>,
-    store_failures: bool,
-    /// `source_files: new`.
-    new_files_only: bool,
-}
-
-/// Whether the test reads only the files the build ingests from its file
-/// sources (`source_files: new`); checked by `test_config`.
-pub fn reads_new_files_only(node: &Node) -> bool {
-    node.config.get("source_files").and_then(Value::as_str) == Some("new")
-}
-
-fn test_config(node: &Node, test: &DataTest) -> Result<TestConfig, Diagnostic> {
-    let invalid = |message: String| Diagnostic::error("invalid-test-config", message).with_span(test.span.clone());
-    let text = |key: &str| {
-        node.config
-            .get(key)
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-    };
-    let severity_error = match text("severity").map(|s| s.to_ascii_lowercase()) {
-        None => true,
-        Some(s) if s == "error" => true,
-        Some(s) if s == "warn" => false,
-        Some(s) => return Err(invalid(format!("`severity` is `error` or `warn`, not `{s}`"))),
-    };
-    let threshold = |key: &str| -> Result<Threshold, Diagnostic> {
-        let raw = text(key).unwrap_or_else(|| "!=0".into());
-        Threshold::parse(&raw).ok_or_else(|| {
-            invalid(format!(
-                "`{key}: {raw}` is not a threshold; write a comparison such as `>10`, `!=0` or `>5%`"
-            ))
-        })
-    };
-    let warn_if = threshold("warn_if")?;
-    let error_if = threshold("error_if")?;
-    if (warn_if.percent || error_if.percent) && !test.is_generic() {
-        return Err(invalid(
-            "percentage thresholds compare with the tested relation's rows: only generic tests have one".into(),
-        ));
-    }
-    let limit = match node.config.get("limit") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(
-            v.as_u64()
-                .ok_or_else(|| invalid(format!("`limit` must be a whole number, not `{v}`")))?,
-        ),
-    };
-    let store_failures = match node.config.get("store_failures") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => return Err(invalid(format!("`store_failures` is true or false, not `{v}`"))),
-    };
-    let new_files_only = match text("source_files").as_deref() {
-        None | Some("all") => false,
-        Some("new") => true,
-        Some(other) => {
-            return Err(invalid(format!(
-                "`source_files` is `all` (the default) or `new` (the files this build ingests), not `{other}`"
-            )));
-        }
-    };
-    Ok(TestConfig {
-        severity_error,
-        fail_calc: text("fail_calc").unwrap_or_else(|| "count(*)".into()),
-        warn_if,
-        error_if,
-        limit,
-        store_failures,
-        new_files_only,
-    })
-}
 
 /// What a finished test reports.
 pub struct TestOutcome {
@@ -311,7 +183,7 @@ pub fn definition(build: &Build, index: NodeIndex) -> String {
     let node = build.dag.node(index);
     let rendered = &build.tests[node.index];
     let sql = compile_with(&build.dag, index, &build.models, rendered).sql;
-    let whole = serde_json::json!({"sql": sql, "config": Value::Object(node.config.clone())});
+    let whole = serde_json::json!({"sql": sql, "config": node.config.raw()});
     use md5::Digest;
     md5::Md5::digest(whole.to_string().as_bytes())
         .iter()
@@ -353,7 +225,11 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
     let node = build.dag.node(index);
     let test = &build.project.data_tests[node.index];
     let rendered = &build.tests[node.index];
-    let config = test_config(node, test)?;
+    let config = node
+        .config
+        .test
+        .as_ref()
+        .ok_or_else(|| Diagnostic::error("internal", format!("test `{}` has no test config", test.name)))?;
     let compiled = compile_with(&build.dag, index, &build.models, rendered);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let readers = if config.new_files_only {
@@ -389,12 +265,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
             .ok_or_else(|| Diagnostic::error("internal", format!("test `{}` has no tested relation", test.name)))?;
-        let filter = node
-            .config
-            .get("where")
-            .and_then(Value::as_str)
-            .map(|w| format!(" where {w}"))
-            .unwrap_or_default();
+        let filter = config.filter.as_ref().map(|w| format!(" where {w}")).unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
         Some(scalar(&build.session(index), &sql, &readers, &compiled, test).await?)
     } else {
@@ -457,6 +328,12 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
         message,
         location,
     })
+}
+
+/// Whether the test reads only the files the build ingests from its file
+/// sources (`source_files: new`).
+pub fn reads_new_files_only(node: &Node) -> bool {
+    node.config.test.as_ref().is_some_and(|t| t.new_files_only)
 }
 
 fn threshold_text(t: &Threshold) -> String {
@@ -576,26 +453,4 @@ async fn store_failures(
                 .with_span(test.span.clone().or_else(|| Some(Span::file(&test.path))))
         })?;
     Ok(location.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_parse_dbt_comparisons_and_percentages() {
-        let t = Threshold::parse(">10").unwrap();
-        assert!(!t.crossed(10.0, None));
-        assert!(t.crossed(11.0, None));
-        let t = Threshold::parse("!=0").unwrap();
-        assert!(!t.crossed(0.0, None));
-        assert!(t.crossed(1.0, None));
-        let t = Threshold::parse(">= 5%").unwrap();
-        assert!(t.crossed(5.0, Some(100.0)));
-        assert!(!t.crossed(4.0, Some(100.0)));
-        assert!(!t.crossed(3.0, Some(0.0)), "no rows: no percentage");
-        assert_eq!(Threshold::parse("<>0").unwrap().op, "!=");
-        assert!(Threshold::parse("more than 3").is_none());
-        assert!(Threshold::parse(">x").is_none());
-    }
 }

@@ -24,38 +24,12 @@ use datafusion::config::{CsvOptions, TableParquetOptions};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::prelude::SessionContext;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use url::Url;
 
-use crate::diagnostic::{Diagnostic, Span};
+use crate::config::ExportFormat;
 use crate::graph::Node;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportFormat {
-    Csv,
-    Parquet,
-    Json,
-}
-
-impl ExportFormat {
-    fn parse(name: &str) -> Option<ExportFormat> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "csv" => ExportFormat::Csv,
-            "parquet" => ExportFormat::Parquet,
-            "json" | "ndjson" | "jsonl" => ExportFormat::Json,
-            _ => return None,
-        })
-    }
-
-    fn extension(self) -> &'static str {
-        match self {
-            ExportFormat::Csv => "csv",
-            ExportFormat::Parquet => "parquet",
-            ExportFormat::Json => "jsonl",
-        }
-    }
-}
-
+/// An export of a model, with its file's place settled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
     pub format: ExportFormat,
@@ -65,63 +39,20 @@ pub struct Export {
     pub order_by: Option<String>,
 }
 
-/// The exports a node's `export` config asks for.
-pub fn exports_of(node: &Node) -> Result<Vec<Export>, Diagnostic> {
-    let Some(value) = node.config.get("export") else {
-        return Ok(Vec::new());
-    };
-    let invalid = |message: String| {
-        Diagnostic::error("invalid-config", message)
-            .with_span(Some(Span::file(&node.path)))
-            .with_help(
-                "write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`",
-            )
-    };
-    let items: Vec<&Value> = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
-    };
-    let mut out = Vec::new();
-    for item in items {
-        let (format_name, location, order_by) = match item {
-            Value::String(f) => (f.clone(), None, None),
-            Value::Object(map) => {
-                if let Some(key) = map
-                    .keys()
-                    .find(|k| !matches!(k.as_str(), "format" | "location" | "order_by"))
-                {
-                    return Err(invalid(format!("unknown key `{key}` in `export`")));
-                }
-                let order_by = match map.get("order_by") {
-                    None => None,
-                    Some(Value::String(o)) => Some(o.clone()),
-                    Some(other) => return Err(invalid(format!("`order_by` must be a string, not `{other}`"))),
-                };
-                let format = map.get("format").and_then(Value::as_str).unwrap_or("csv").to_owned();
-                let location = match map.get("location") {
-                    None => None,
-                    Some(Value::String(l)) => Some(l.clone()),
-                    Some(other) => return Err(invalid(format!("`location` must be a string, not `{other}`"))),
-                };
-                (format, location, order_by)
-            }
-            other => return Err(invalid(format!("`export` cannot be `{other}`"))),
-        };
-        let format = ExportFormat::parse(&format_name).ok_or_else(|| {
-            invalid(format!(
-                "unknown export format `{format_name}`; use csv, parquet or json"
-            ))
-        })?;
-        let location =
-            location.unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, format.extension()));
-        out.push(Export {
-            format,
-            location,
-            order_by,
-        });
-    }
-    Ok(out)
+/// The exports a node's config asks for, each file at the place it names
+/// or at `exports/<alias>.<ext>`.
+pub fn exports_of(node: &Node) -> Vec<Export> {
+    node.config
+        .exports
+        .iter()
+        .map(|e| Export {
+            format: e.format,
+            location: e.location.clone().unwrap_or_else(|| {
+                format!("exports/{}.{}", node.relation.identifier, e.format.extension())
+            }),
+            order_by: e.order_by.clone(),
+        })
+        .collect()
 }
 
 /// Where an export's file goes.

@@ -18,6 +18,7 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType}
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::config::Freshness;
 use crate::diagnostic::Diagnostic;
 use crate::graph::{Dag, ResourceType};
 use crate::plan::Registry;
@@ -48,29 +49,6 @@ pub struct FreshnessResult {
     pub diagnostic: Option<Diagnostic>,
 }
 
-/// `{count: 12, period: hour}` in seconds.
-fn threshold(value: Option<&Value>) -> Result<Option<f64>, String> {
-    let Some(value) = value.filter(|v| !v.is_null()) else {
-        return Ok(None);
-    };
-    let count = value
-        .get("count")
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("`{value}` needs a numeric `count`"))?;
-    let unit = match value.get("period").and_then(Value::as_str) {
-        Some("minute") => 60.0,
-        Some("hour") => 3600.0,
-        Some("day") => 86400.0,
-        other => {
-            return Err(format!(
-                "`period` is minute, hour or day, not `{}`",
-                other.unwrap_or("missing")
-            ));
-        }
-    };
-    Ok(Some(count * unit))
-}
-
 /// Checks every selected source that declares a freshness.
 pub async fn check_freshness(
     registry: &Registry,
@@ -85,7 +63,7 @@ pub async fn check_freshness(
             continue;
         }
         let source = &project.sources[node.index];
-        let Some(freshness) = source.config.get("freshness").filter(|f| !f.is_null()) else {
+        let Some(freshness) = &node.config.freshness else {
             continue;
         };
         let snapshotted_at = Utc::now();
@@ -96,7 +74,7 @@ pub async fn check_freshness(
             max_loaded_at: None,
             snapshotted_at,
             max_loaded_at_time_ago_in_s: None,
-            criteria: freshness.clone(),
+            criteria: freshness.criteria.clone(),
             message: String::new(),
             diagnostic: None,
         };
@@ -125,36 +103,19 @@ async fn check_one(
     dag: &Dag,
     index: petgraph::graph::NodeIndex,
     source: &Source,
-    freshness: &Value,
+    freshness: &Freshness,
     now: DateTime<Utc>,
 ) -> Result<Checked, Diagnostic> {
     let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
     let name = format!("{}.{}", source.source_name, source.name);
-    let field = source
-        .config
-        .get("loaded_at_field")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
+    let field = dag.node(index).config.loaded_at_field.as_deref().ok_or_else(|| {
             fail(
                 "freshness",
                 format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
             )
         })?;
-    let warn_after = threshold(freshness.get("warn_after"))
-        .map_err(|e| fail("freshness", format!("`warn_after` of `{name}`: {e}")))?;
-    let error_after = threshold(freshness.get("error_after"))
-        .map_err(|e| fail("freshness", format!("`error_after` of `{name}`: {e}")))?;
-    if warn_after.is_none() && error_after.is_none() {
-        return Err(fail(
-            "freshness",
-            format!("the `freshness` of `{name}` sets neither `warn_after` nor `error_after`"),
-        ));
-    }
-    let filter = freshness
-        .get("filter")
-        .and_then(Value::as_str)
-        .map(|f| format!(" where {f}"))
-        .unwrap_or_default();
+    let (warn_after, error_after) = (freshness.warn_after, freshness.error_after);
+    let filter = freshness.filter.as_ref().map(|f| format!(" where {f}")).unwrap_or_default();
 
     registry.ensure(dag, project, index).await?;
     let relation = dag.node(index).relation.sql();

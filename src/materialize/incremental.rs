@@ -26,12 +26,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::logical_expr::{LogicalPlan, cast, lit};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, concat_ws, in_list};
-use serde_json::Value;
 
 use super::Build;
 use super::added_rows::Increment;
 use super::audit;
-use super::microbatch::MicrobatchConfig;
+use crate::config::{Incremental, MicrobatchConfig, OnSchemaChange, Strategy};
 use crate::diagnostic::{Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, TableWrite, Written};
@@ -52,7 +51,7 @@ pub async fn incremental_models(
         if node.materialized != Materialization::Incremental {
             continue;
         }
-        let refuses = node.config.get("full_refresh").and_then(Value::as_bool) == Some(false);
+        let refuses = node.config.full_refresh == Some(false);
         if full_refresh && !refuses {
             continue;
         }
@@ -73,123 +72,31 @@ pub async fn incremental_models(
     out
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    Append,
-    Merge,
-    DeleteInsert,
-    InsertOverwrite,
-    Microbatch,
-}
-
-impl Strategy {
-    fn as_str(self) -> &'static str {
-        match self {
-            Strategy::Append => "append",
-            Strategy::Merge => "merge",
-            Strategy::DeleteInsert => "delete+insert",
-            Strategy::InsertOverwrite => "insert_overwrite",
-            Strategy::Microbatch => "microbatch",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnSchemaChange {
-    Ignore,
-    Fail,
-    AppendNewColumns,
-    SyncAllColumns,
-}
-
+/// An incremental model's settings and how its files are laid out.
 pub struct IncrementalConfig {
-    pub strategy: Strategy,
-    unique_key: Vec<String>,
-    pub partition_by: Vec<String>,
+    pub settings: Incremental,
     pub layout: lake::Layout,
-    on_schema_change: OnSchemaChange,
-    pub microbatch: Option<MicrobatchConfig>,
 }
 
-fn string_list(value: Option<&Value>) -> Vec<String> {
-    match value {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        // dbt-spark's spelling: {field: day, data_type: date}.
-        Some(Value::Object(map)) => map
-            .get("field")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .into_iter()
-            .collect(),
-        _ => Vec::new(),
+impl IncrementalConfig {
+    /// The settings of the incremental model `node`.
+    pub fn of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
+        let settings = node.config.incremental.clone().ok_or_else(|| {
+            Diagnostic::error("internal", format!("`{}` is not an incremental model", node.name))
+                .with_span(Some(Span::file(&node.path)))
+        })?;
+        Ok(IncrementalConfig {
+            settings,
+            layout: node.config.layout.clone(),
+        })
     }
-}
 
-/// The strategy an incremental model's config names (checked in full by
-/// [`config_of`]).
-pub fn strategy_name(node: &Node) -> Option<&str> {
-    node.config.get("incremental_strategy").and_then(Value::as_str)
-}
-
-pub fn config_of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
-    let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
-    let unique_key = string_list(node.config.get("unique_key"));
-    let partition_by = string_list(node.config.get("partition_by"));
-    let strategy = match strategy_name(node) {
-        None if unique_key.is_empty() => Strategy::Append,
-        None => Strategy::Merge,
-        Some("append") => Strategy::Append,
-        Some("merge") => Strategy::Merge,
-        Some("delete+insert") => Strategy::DeleteInsert,
-        Some("insert_overwrite") => Strategy::InsertOverwrite,
-        Some("microbatch") => Strategy::Microbatch,
-        Some(other) => {
-            return Err(
-                invalid(format!("unknown incremental_strategy `{other}`")).with_suggestion(
-                    other,
-                    ["append", "merge", "delete+insert", "insert_overwrite", "microbatch"].into_iter(),
-                ),
-            );
+    pub fn microbatch(&self) -> Option<&MicrobatchConfig> {
+        match &self.settings.strategy {
+            Strategy::Microbatch(batch) => Some(batch),
+            _ => None,
         }
-    };
-    if matches!(strategy, Strategy::Merge | Strategy::DeleteInsert) && unique_key.is_empty() {
-        return Err(invalid(format!(
-            "model `{}`: the `{}` strategy needs a `unique_key`",
-            node.name,
-            strategy.as_str()
-        )));
     }
-    if strategy == Strategy::InsertOverwrite && partition_by.is_empty() {
-        return Err(invalid(format!(
-            "model `{}`: `insert_overwrite` replaces partitions and needs `partition_by`",
-            node.name
-        )));
-    }
-    let on_schema_change = match node.config.get("on_schema_change").and_then(Value::as_str) {
-        None | Some("ignore") => OnSchemaChange::Ignore,
-        Some("fail") => OnSchemaChange::Fail,
-        Some("append_new_columns") => OnSchemaChange::AppendNewColumns,
-        Some("sync_all_columns") => OnSchemaChange::SyncAllColumns,
-        Some(other) => {
-            return Err(invalid(format!("unknown on_schema_change `{other}`")).with_suggestion(
-                other,
-                ["ignore", "fail", "append_new_columns", "sync_all_columns"].into_iter(),
-            ));
-        }
-    };
-    let microbatch = match strategy {
-        Strategy::Microbatch => Some(super::microbatch::config_of(node)?),
-        _ => None,
-    };
-    Ok(IncrementalConfig {
-        strategy,
-        unique_key,
-        partition_by,
-        layout: super::nodes::layout_of(node)?,
-        on_schema_change,
-        microbatch,
-    })
 }
 
 /// What an incremental model's build wrote.
@@ -239,24 +146,25 @@ pub async fn build_incremental(
             written,
         });
     }
-    let change = match config.strategy {
+    let settings = &config.settings;
+    let change = match settings.strategy {
         Strategy::Append => Change::Append,
         Strategy::Merge => Change::Upsert {
-            keys: config.unique_key.clone(),
+            keys: settings.unique_key.clone(),
             merge: true,
         },
         Strategy::DeleteInsert => Change::Upsert {
-            keys: config.unique_key.clone(),
+            keys: settings.unique_key.clone(),
             merge: false,
         },
         Strategy::InsertOverwrite => Change::Upsert {
-            keys: config.partition_by.clone(),
+            keys: settings.partition_by.clone(),
             merge: false,
         },
-        Strategy::Microbatch => unreachable!("microbatch models are built batch by batch"),
+        Strategy::Microbatch(_) => unreachable!("microbatch models are built batch by batch"),
     };
     let written = apply(build, index, config, plan, change, commit).await?;
-    let mut message = format!("incremental ({}): {} rows", config.strategy.as_str(), written.rows);
+    let mut message = format!("incremental ({}): {} rows", settings.strategy.as_str(), written.rows);
     if build.options.full_refresh {
         message.push_str("; `full_refresh: false` kept it from being rebuilt");
     }
@@ -288,7 +196,7 @@ pub async fn apply(
     let audits = audit::audits(build, index);
     if let Change::Replace = change {
         let how = TableWrite::Overwrite {
-            partition_by: config.partition_by.clone(),
+            partition_by: config.settings.partition_by.clone(),
         };
         if audits {
             return audit::audited_write(build, index, plan, how, &config.layout, commit).await;
@@ -341,7 +249,7 @@ pub async fn apply(
         (Shape::Rewrite, _) => {
             let table = post_state(published_df()?, df(plan), &change).map_err(engine_failed)?;
             let how = TableWrite::Overwrite {
-                partition_by: config.partition_by.clone(),
+                partition_by: config.settings.partition_by.clone(),
             };
             lake::write_table(ctx, &url, table.into_unoptimized_plan(), how, &config.layout, commit).await
         }
@@ -523,7 +431,7 @@ fn conform(
             .map_err(|e| Diagnostic::error("execution", e.find_root().to_string()))
     };
     let table_fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
-    if config.on_schema_change == OnSchemaChange::SyncAllColumns
+    if config.settings.on_schema_change == OnSchemaChange::SyncAllColumns
         && !(added.is_empty() && missing.is_empty() && retyped.is_empty())
     {
         return Ok((plan, Shape::Rewrite));
@@ -533,7 +441,7 @@ fn conform(
         // differently on a later run must not fail the write).
         return shaped(table_fields).map(|p| (p, Shape::Same));
     }
-    match config.on_schema_change {
+    match config.settings.on_schema_change {
         OnSchemaChange::Fail => {
             let mut d = Diagnostic::error(
                 "schema-change",

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Build;
+use crate::config::{IngestMode, Strategy};
 use crate::diagnostic::Diagnostic;
 use crate::graph::{Materialization, ResourceType};
 use crate::lake;
@@ -170,8 +171,12 @@ pub async fn remember_empty_files(build: &Build, index: NodeIndex, ingest: &Inge
 /// window of its sources instead).
 fn ingests(node: &crate::graph::Node) -> bool {
     node.materialized == Materialization::Incremental
-        && node.config.get("ingest").and_then(Value::as_str) != Some("all_files")
-        && super::incremental::strategy_name(node) != Some("microbatch")
+        && node.config.ingest == IngestMode::NewFiles
+        && !node
+            .config
+            .incremental
+            .as_ref()
+            .is_some_and(|i| matches!(i.strategy, Strategy::Microbatch(_)))
 }
 
 /// The file sources (not Delta sources) the node at `index` scans,

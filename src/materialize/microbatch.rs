@@ -20,102 +20,10 @@ use serde_json::Value;
 
 use super::Build;
 use super::incremental::{Applied, Change, IncrementalConfig, apply};
+use crate::config::{BatchSize, MicrobatchConfig};
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::Node;
 use crate::lake::{self, Written};
 use crate::plan::{Window, filter_scans};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchSize {
-    Hour,
-    Day,
-    Month,
-    Year,
-}
-
-#[derive(Debug, Clone)]
-pub struct MicrobatchConfig {
-    pub event_time: String,
-    pub batch_size: BatchSize,
-    pub begin: NaiveDateTime,
-    pub lookback: u32,
-}
-
-/// Parses a point in time as users write it: `2024-01-31`,
-/// `2024-01-31T06:00:00` or `2024-01-31 06:00:00` (UTC).
-pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
-    let text = text.trim();
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(date.and_time(NaiveTime::MIN));
-    }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), format) {
-            return Ok(t);
-        }
-    }
-    Err(format!(
-        "`{text}` is not a date or time; write `2024-01-31` or `2024-01-31T06:00:00`"
-    ))
-}
-
-pub fn config_of(node: &Node) -> Result<MicrobatchConfig, Diagnostic> {
-    let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
-    let text = |key: &str| node.config.get(key).and_then(Value::as_str);
-    let event_time = text("event_time").ok_or_else(|| {
-        invalid(format!(
-            "microbatch model `{}` needs `event_time`: the column of its result that places each row in a batch",
-            node.name
-        ))
-    })?;
-    let batch_size = match text("batch_size") {
-        Some("hour") => BatchSize::Hour,
-        Some("day") => BatchSize::Day,
-        Some("month") => BatchSize::Month,
-        Some("year") => BatchSize::Year,
-        Some(other) => {
-            return Err(invalid(format!("unknown batch_size `{other}`"))
-                .with_suggestion(other, ["hour", "day", "month", "year"].into_iter()));
-        }
-        None => {
-            return Err(invalid(format!(
-                "microbatch model `{}` needs `batch_size`: hour, day, month or year",
-                node.name
-            )));
-        }
-    };
-    let begin = match node.config.get("begin") {
-        Some(Value::String(s)) => parse_time(s).map_err(|m| invalid(format!("`begin`: {m}")))?,
-        Some(other) => {
-            return Err(invalid(format!(
-                "`begin` must be a date such as \"2024-01-01\", not {other}"
-            )));
-        }
-        None => {
-            return Err(invalid(format!(
-                "microbatch model `{}` needs `begin`: the date its first build starts from",
-                node.name
-            )));
-        }
-    };
-    let lookback = match node.config.get("lookback") {
-        None => 1,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| invalid(format!("`lookback` must be a number of batches, not {v}")))?,
-    };
-    Ok(MicrobatchConfig {
-        event_time: event_time.to_owned(),
-        batch_size,
-        begin,
-        lookback,
-    })
-}
 
 /// The start of the batch `t` falls in.
 fn truncate(t: NaiveDateTime, size: BatchSize) -> NaiveDateTime {
@@ -189,7 +97,7 @@ pub async fn build_microbatch(
 ) -> Result<Applied, Diagnostic> {
     let dag = &build.dag;
     let node = dag.node(index);
-    let batch = config.microbatch.as_ref().expect("a microbatch model has its config");
+    let batch = config.microbatch().expect("a microbatch model has its config");
     let incremental = build.options.incremental.contains(&node.name);
     let range = (build.options.event_time_start, build.options.event_time_end);
     let windows = windows(batch, incremental, range, Utc::now().naive_utc());
@@ -199,8 +107,8 @@ pub async fn build_microbatch(
         .into_iter()
         .map(|p| dag.node(p))
         .filter_map(|p| {
-            let column = p.config.get("event_time").and_then(Value::as_str)?;
-            Some((p.relation.clone(), column.to_owned()))
+            let column = p.config.event_time.clone()?;
+            Some((p.relation.clone(), column))
         })
         .collect();
 
@@ -321,6 +229,7 @@ pub async fn build_microbatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_time;
 
     fn t(s: &str) -> NaiveDateTime {
         parse_time(s).unwrap()

@@ -12,14 +12,12 @@ mod ingest;
 mod microbatch;
 
 pub use incremental::incremental_models;
-pub use microbatch::parse_time as parse_event_time;
 mod nodes;
 mod probe;
 mod state;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
-pub use data_tests::Threshold;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -525,7 +523,7 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
             continue;
         };
         let node = build.dag.node(index);
-        let Some(column) = node.config.get("reject_reason_column").and_then(|v| v.as_str()) else {
+        let Some(column) = node.config.reject_reason_column.as_deref() else {
             continue;
         };
         // An up-to-date table was not read in this run: load it.

@@ -7,12 +7,11 @@ use serde_json::{Map, Value};
 
 use super::{Build, NodeResult, Phases, Status};
 use crate::diagnostic::{Diagnostic, Span};
-use crate::graph::{Materialization, Node, ResourceType};
+use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition, Written};
 use datafusion::prelude::SessionContext;
-use deltalake::parquet::basic::Compression;
 
-use crate::plan::{check_contract, compile, contract_enforced, plan_model, register_csv_file, replace_scans};
+use crate::plan::{check_contract, compile, plan_model, register_csv_file, replace_scans};
 
 /// What a successful build produced.
 struct Outcome {
@@ -51,33 +50,15 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     } else {
         None
     };
-    let header = match node.config.get("sql_header") {
-        None | Some(Value::Null) => return Ok(plain),
-        Some(Value::String(header)) => Ok(header),
-        Some(_) => Err(Diagnostic::error("invalid-config", "`sql_header` must be a string")),
+    // Which materializations may have one is checked with the config.
+    let Some(header) = &node.config.sql_header else {
+        return Ok(plain);
     };
     let base = plain.unwrap_or_else(|| build.registry.ctx.clone());
-    let session = match header {
-        Ok(_) if !matches!(node.materialized, Materialization::Table | Materialization::Incremental) => {
-            Err(Diagnostic::error(
-                "invalid-config",
-                format!(
-                    "`sql_header` applies to the query of a table or incremental model; a {} has none of its \
-                     own (the models reading it plan its SQL)",
-                    node.materialized.as_str()
-                ),
-            ))
-        }
-        Ok(header) => crate::plan::session_with_header(&base, header).await,
-        Err(diag) => Err(diag),
-    };
+    let session = crate::plan::session_with_header(&base, header).await;
     session.map(Some).map_err(|mut diag| {
         diag.message = format!("model `{}`: {}", node.name, diag.message);
-        let template = match node.resource_type {
-            ResourceType::Model => build.models[node.index].template.as_str(),
-            _ => "",
-        };
-        let span = Span::find(&node.path, template, "sql_header").unwrap_or_else(|| Span::file(&node.path));
+        let span = node.config.raw().span("sql_header").cloned().unwrap_or_else(|| Span::file(&node.path));
         diag.with_span(Some(span))
     })
 }
@@ -147,7 +128,8 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     }
     // A range asked for is rebuilt, whatever changed.
     let ranged = build.options.event_time_start.is_some() || build.options.event_time_end.is_some();
-    if ranged && super::incremental::strategy_name(node) == Some("microbatch") {
+    let microbatch = node.config.incremental.as_ref().map(|i| &i.strategy);
+    if ranged && matches!(microbatch, Some(crate::config::Strategy::Microbatch(_))) {
         return Ok(None);
     }
     // Built anyway under --full-refresh or --force, but with its
@@ -304,80 +286,6 @@ pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -
     Diagnostic::error("lake", format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
 }
 
-/// How a model's config asks for its data files to be written:
-/// `target_file_size` (bytes, or a size such as `'8MiB'`) and
-/// `parquet_compression`.
-pub(super) fn layout_of(node: &Node) -> Result<lake::Layout, Diagnostic> {
-    let invalid = |m: String| Diagnostic::error("invalid-config", m).with_span(Some(Span::file(&node.path)));
-    let compression = compression_of(node).map_err(invalid)?;
-    let text = match node.config.get("target_file_size") {
-        None | Some(Value::Null) => {
-            return Ok(lake::Layout {
-                file_size: None,
-                compression,
-            });
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    let bytes = crate::plan::parse_memory_limit(&text)
-        .map_err(|e| invalid(format!("model `{}`: `target_file_size`: {e}", node.name)))?;
-    let file_size = std::num::NonZeroU64::new(bytes as u64).ok_or_else(|| {
-        invalid(format!(
-            "model `{}`: `target_file_size` must be more than 0 bytes",
-            node.name
-        ))
-    })?;
-    Ok(lake::Layout {
-        file_size: Some(file_size),
-        compression,
-    })
-}
-
-/// The codecs `parquet_compression` takes.
-const CODECS: &[&str] = &["snappy", "lz4", "zstd", "gzip", "none"];
-
-/// `parquet_compression`: `snappy` (Delta's default), `lz4` (Parquet's
-/// LZ4_RAW), `zstd` or `zstd(1..22)`, `gzip` or `gzip(0..9)`, `none`.
-fn compression_of(node: &Node) -> Result<Option<Compression>, String> {
-    let text = match node.config.get("parquet_compression") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(text)) => text.trim().to_lowercase(),
-        Some(other) => {
-            return Err(format!(
-                "model `{}`: `parquet_compression` must be a string, not {other}",
-                node.name
-            ));
-        }
-    };
-    let (codec, level) = match text.split_once('(') {
-        Some((codec, rest)) => (codec.trim(), Some(rest.trim_end_matches(')').trim())),
-        None => (text.as_str(), None),
-    };
-    let unknown = || {
-        let hint = crate::diagnostic::did_you_mean(codec, CODECS.iter().copied())
-            .map(|best| format!(" (did you mean `{best}`?)"))
-            .unwrap_or_default();
-        format!(
-            "model `{}`: unknown `parquet_compression` `{text}`{hint}; use one of {}",
-            node.name,
-            CODECS.join(", ")
-        )
-    };
-    let compression = match (codec, level) {
-        ("snappy", None) => Compression::SNAPPY,
-        ("lz4" | "lz4_raw", None) => Compression::LZ4_RAW,
-        ("none" | "uncompressed", None) => Compression::UNCOMPRESSED,
-        ("zstd", None) => Compression::ZSTD(Default::default()),
-        ("gzip", None) => Compression::GZIP(Default::default()),
-        ("zstd" | "gzip", Some(level)) => format!("{}({level})", codec.to_uppercase())
-            .parse()
-            .map_err(|e| format!("model `{}`: `parquet_compression` `{text}`: {e}", node.name))?,
-        _ => return Err(unknown()),
-    };
-    Ok(Some(compression))
-}
-
 pub(super) async fn write_and_register(
     build: &Build,
     index: NodeIndex,
@@ -465,7 +373,7 @@ async fn exports_made_again(
     version: Option<i64>,
 ) -> Result<Option<String>, Diagnostic> {
     let node = build.dag.node(index);
-    let exports = super::export::exports_of(node)?;
+    let exports = super::export::exports_of(node);
     let Some(version) = version.filter(|_| !exports.is_empty()) else {
         return Ok(None);
     };
@@ -515,16 +423,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             .await
             .map_err(|e| Diagnostic::error("seed", e.to_string()))?;
         let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let types: Map<String, Value> = match seed.config.get("column_types") {
-            Some(Value::Object(map)) => map.clone(),
-            Some(_) => {
-                return Err(
-                    Diagnostic::error("invalid-config", "`column_types` must map column names to SQL types")
-                        .with_span(Some(Span::file(&seed.path))),
-                );
-            }
-            None => Map::new(),
-        };
+        let types = &node.config.column_types;
         for name in types.keys() {
             if !columns.contains(name) {
                 return Err(Diagnostic::error(
@@ -534,7 +433,9 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                         node.name
                     ),
                 )
-                .with_span(Some(Span::file(&seed.path)))
+                .with_span(Some(
+                    node.config.raw().span("column_types").cloned().unwrap_or_else(|| Span::file(&seed.path)),
+                ))
                 .with_suggestion(name, columns.iter().map(String::as_str))
                 .with_note(format!("its columns: {}", columns.join(", "))));
             }
@@ -543,7 +444,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             .iter()
             .map(|c| {
                 let q = format!("\"{}\"", c.replace('"', "\"\""));
-                match types.get(c).and_then(Value::as_str) {
+                match types.get(c) {
                     Some(t) => format!("cast({q} as {t}) as {q}"),
                     None => q,
                 }
@@ -558,7 +459,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                     .with_span(Some(Span::file(&seed.path)))
             })?
             .into_unoptimized_plan();
-        write_and_register(build, index, plan, &layout_of(node)?).await
+        write_and_register(build, index, plan, &node.config.layout).await
     }
     .await;
     let _ = ctx.deregister_table(temp.as_str());
@@ -613,7 +514,7 @@ async fn plan_with_inputs(
                 .with_span(Some(Span::file(&node.path)))
         })?;
     }
-    if contract_enforced(&node.config) {
+    if node.config.contract_enforced {
         check_contract(&session, &build.project.models[node.index], plan.schema()).await?;
     }
     Ok((plan, compiled.sql))
@@ -621,13 +522,12 @@ async fn plan_with_inputs(
 
 async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     let node = build.dag.node(index);
-    // Checked first: a bad `export` config must not leave a new version.
-    let exports = super::export::exports_of(node)?;
+    let exports = super::export::exports_of(node);
     let (plan, _) = planned(build, index).await?;
-    let layout = layout_of(node)?;
+    let layout = &node.config.layout;
     let audit = super::audit::audits(build, index);
     let (written, mut message) = if node.materialized == Materialization::Incremental {
-        let config = super::incremental::config_of(node)?;
+        let config = super::incremental::IncrementalConfig::of(node)?;
         let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
         let incremental = build.options.incremental.contains(&node.name);
         if let Some(ingest) = ingest.as_ref().filter(|i| incremental && i.new_files == 0) {
@@ -660,7 +560,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             etl[super::ingest::RECORD_KEY] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
-        let applied = if config.microbatch.is_some() {
+        let applied = if config.microbatch().is_some() {
             super::microbatch::build_microbatch(build, index, &config, plan, commit).await
         } else {
             super::incremental::build_incremental(build, index, &config, plan, commit).await
@@ -690,12 +590,12 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             partition_by: Vec::new(),
         };
         let commit = commit_of(build, index);
-        let written = super::audit::audited_write(build, index, plan, how, &layout, commit).await?;
+        let written = super::audit::audited_write(build, index, plan, how, layout, commit).await?;
         register_written(build, index).await?;
         let message = format!("table: {} rows, audited before publishing", written.rows);
         (written, message)
     } else {
-        let written = write_and_register(build, index, plan, &layout).await?;
+        let written = write_and_register(build, index, plan, layout).await?;
         let message = format!("table: {} rows", written.rows);
         (written, message)
     };

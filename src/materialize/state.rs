@@ -56,7 +56,7 @@ pub async fn fingerprint_and_inputs(
     };
     let whole = json!({
         "node": own,
-        "config": Value::Object(node.config.clone()),
+        "config": node.config.raw(),
         "materialized": node.materialized.as_str(),
         "inputs": inputs,
     });

@@ -6,20 +6,10 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::DFSchema;
 use datafusion::prelude::SessionContext;
-use serde_json::Value;
 
 use super::sql_type;
 use crate::diagnostic::{Diagnostic, Span};
 use crate::project::Model;
-
-/// Whether `config` enforces a contract.
-pub fn enforced(config: &serde_json::Map<String, Value>) -> bool {
-    match config.get("contract") {
-        Some(Value::Object(c)) => c.get("enforced").and_then(Value::as_bool).unwrap_or(false),
-        Some(Value::Bool(b)) => *b,
-        _ => false,
-    }
-}
 
 /// Compares the plan's schema with the model's declared columns.
 pub async fn check_contract(ctx: &SessionContext, model: &Model, schema: &DFSchema) -> Result<(), Diagnostic> {

@@ -16,11 +16,11 @@ mod sources;
 
 pub use by_key::{key_of, same_every_run};
 pub use compile::{CompiledSql, compile, compile_with};
-pub use contract::{check_contract, enforced as contract_enforced};
+pub use contract::check_contract;
 pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate};
 pub use session::{
-    SessionOptions, etl_rules, new_session, parse_memory_limit, plans_hash_joins, session_with_header, spill_joins,
+    SessionOptions, etl_rules, new_session, plans_hash_joins, session_with_header, spill_joins,
     without_etl_rules,
 };
 pub use sources::{

@@ -275,42 +275,12 @@ fn apply_env_overrides(config: &mut SessionConfig) -> Result<()> {
     Ok(())
 }
 
-/// Parses `512MiB`, `2GiB`, `1.5GB`, `1000000` into bytes.
-pub fn parse_memory_limit(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size such as `2GiB`"))?;
-    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" => 1e12,
-        "tib" => 1024f64.powi(4),
-        other => return Err(format!("unknown size unit `{other}` in `{text}`; use KiB, MiB, GiB")),
-    };
-    Ok((number * factor) as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
 
-    #[test]
-    fn memory_limits_parse_with_units() {
-        assert_eq!(parse_memory_limit("1GiB"), Ok(1 << 30));
-        assert_eq!(parse_memory_limit("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_memory_limit("1.5GB"), Ok(1_500_000_000));
-        assert!(parse_memory_limit("lots").is_err());
-    }
 
     #[tokio::test]
     async fn a_group_by_over_rows_joined_on_one_of_its_keys_is_not_shuffled_again() {

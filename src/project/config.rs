@@ -9,6 +9,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::{Location, Spanned};
 
+use crate::config::RawConfig;
+
 /// `project.yaml`: etl's own project file.
 // Every key dbt accepts is declared, so that unknown keys can be errors;
 // some are read by later stages only.
@@ -157,61 +159,6 @@ pub struct DbtProjectFile {
     pub dbt_cloud: Option<Value>,
 }
 
-/// Config keys etl knows. Other keys are allowed (dbt lets projects carry
-/// their own), but a key one typo away from a known one is an error.
-pub const KNOWN_CONFIG_KEYS: &[&str] = &[
-    "materialized",
-    "schema",
-    "alias",
-    "database",
-    "tags",
-    "enabled",
-    "meta",
-    "docs",
-    "persist_docs",
-    "full_refresh",
-    "unique_key",
-    "incremental_strategy",
-    "on_schema_change",
-    "partition_by",
-    "cluster_by",
-    "target_file_size",
-    "parquet_compression",
-    "event_time",
-    "batch_size",
-    "begin",
-    "lookback",
-    "concurrent_batches",
-    "contract",
-    "grants",
-    "pre-hook",
-    "post-hook",
-    "pre_hook",
-    "post_hook",
-    "column_types",
-    "quote_columns",
-    "delimiter",
-    "sql_header",
-    "access",
-    "group",
-    "export",
-    "reject_reason_column",
-    "ingest",
-    "severity",
-    "store_failures",
-    "where",
-    "limit",
-    "warn_if",
-    "error_if",
-    "fail_calc",
-    "loaded_at_field",
-    "freshness",
-    "quoting",
-    "file_format",
-    "location",
-    "audit",
-];
-
 /// One key of a config tree: either config for everything below, or a
 /// sub-folder (or model) with its own tree.
 #[derive(Debug, Clone)]
@@ -228,15 +175,16 @@ pub struct ConfigTree {
 }
 
 impl ConfigTree {
-    /// The config set at this level (with `+` removed from keys).
-    pub fn config(&self) -> Map<String, Value> {
-        self.entries
-            .iter()
-            .filter_map(|(k, _, e)| match e {
-                TreeEntry::Config(v) => Some((k.trim_start_matches('+').to_owned(), v.clone())),
-                TreeEntry::Folder(_) => None,
-            })
-            .collect()
+    /// The config set at this level (with `+` removed from keys), each
+    /// key at its line of `file`.
+    pub fn config(&self, file: &std::path::Path) -> RawConfig {
+        let mut config = RawConfig::default();
+        for (key, at, entry) in &self.entries {
+            if let TreeEntry::Config(value) = entry {
+                config.insert(key.trim_start_matches('+'), value.clone(), super::yaml::span(file, at));
+            }
+        }
+        config
     }
 
     pub fn folder(&self, name: &str) -> Option<&ConfigTree> {
@@ -306,7 +254,7 @@ fn visit_tree<'de, A: MapAccess<'de>>(mut map: A) -> Result<ConfigTree, A::Error
     let mut tree = ConfigTree::default();
     while let Some(key) = map.next_key::<Spanned<String>>()? {
         let name = key.value;
-        let is_config = name.starts_with('+') || KNOWN_CONFIG_KEYS.contains(&name.as_str());
+        let is_config = name.starts_with('+') || crate::config::is_known_key(&name);
         let entry = if is_config {
             TreeEntry::Config(map.next_value::<Value>()?)
         } else {
@@ -346,12 +294,14 @@ mod tests {
             "+materialized: view\nsilver:\n  +materialized: table\n  +tags: [a, b]\n  schema: silver\n",
         )
         .unwrap();
-        assert_eq!(tree.config().get("materialized"), Some(&Value::from("view")));
+        let file = std::path::Path::new("dbt_project.yml");
+        assert_eq!(tree.config(file).materialized(), Some("view"));
         let silver = tree.folder("silver").unwrap();
-        let config = silver.config();
-        assert_eq!(config.get("materialized"), Some(&Value::from("table")));
-        assert_eq!(config.get("tags"), Some(&serde_json::json!(["a", "b"])));
-        assert_eq!(config.get("schema"), Some(&Value::from("silver")));
+        let config = silver.config(file);
+        assert_eq!(config.materialized(), Some("table"));
+        assert_eq!(config.value("tags"), Some(&serde_json::json!(["a", "b"])));
+        assert_eq!(config.schema(), Some("silver"));
+        assert_eq!(config.span("tags").map(|s| s.line), Some(4));
         assert_eq!(tree.folders().next().unwrap().1.line(), 2);
     }
 }

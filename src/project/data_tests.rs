@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
 use super::{SourceFile, yaml};
+use crate::config::RawConfig;
 use crate::diagnostic::{Diagnostic, Span};
 
 /// Keys of a test entry that configure the test rather than being arguments
@@ -79,7 +80,7 @@ pub struct DataTest {
     pub kind: TestKind,
     /// severity, where, limit, warn_if, error_if, fail_calc, store_failures,
     /// tags, enabled, meta.
-    pub config: Map<String, Value>,
+    pub config: RawConfig,
     pub fqn: Vec<String>,
     /// The properties file (generic) or the SQL file (singular).
     pub path: PathBuf,
@@ -140,9 +141,9 @@ pub fn generic_tests(
             };
             // A column's tags go to its tests, as in dbt.
             if let Some(tags) = &column.tags {
-                let mut tagged = Map::new();
-                tagged.insert("tags".into(), tags.clone());
-                super::merge_config(&mut test.config, tagged);
+                let mut tagged = RawConfig::default();
+                tagged.insert("tags", tags.clone(), test.span.clone());
+                test.config.merge(tagged);
             }
             out.push(test);
         }
@@ -239,7 +240,8 @@ fn parse_entry(
     if let Some(key) = kwargs.keys().find(|k| !is_identifier(k)) {
         return Err(invalid(format!("`{key}` is not a valid argument name")));
     }
-    if config.get("enabled").and_then(Value::as_bool) == Some(false) {
+    let config = RawConfig::from_values(config, |_| span.clone());
+    if !config.enabled() {
         return Ok(None);
     }
 
@@ -393,7 +395,7 @@ pub fn singular_test(project: &str, test_dirs: &[String], file: SourceFile) -> D
         path: file.path.clone(),
         span: Some(Span::file(&file.path)),
         kind: TestKind::Singular { file },
-        config: Map::new(),
+        config: RawConfig::default(),
         fqn,
         description: String::new(),
     }

@@ -20,9 +20,9 @@ use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 use url::Url;
 
-use crate::diagnostic::{Diagnostic, Span, did_you_mean};
+use crate::config::RawConfig;
+use crate::diagnostic::{Diagnostic, Span};
 use crate::parallel;
-pub use config::KNOWN_CONFIG_KEYS;
 use config::{ConfigTree, DbtProjectFile, EtlProjectFile, TargetSpec};
 pub use data_tests::{DataTest, TestKind, TestTarget};
 pub use properties::ColumnProperties;
@@ -132,7 +132,7 @@ pub struct Model {
     pub fqn: Vec<String>,
     /// Config from the project file and properties; `config()` calls in the
     /// SQL are merged over it when the model is rendered.
-    pub config: Map<String, Value>,
+    pub config: RawConfig,
     pub description: String,
     pub columns: Vec<ColumnProperties>,
     pub properties_file: Option<PathBuf>,
@@ -143,7 +143,7 @@ pub struct Seed {
     pub name: String,
     pub path: PathBuf,
     pub fqn: Vec<String>,
-    pub config: Map<String, Value>,
+    pub config: RawConfig,
     pub description: String,
     pub columns: Vec<ColumnProperties>,
 }
@@ -182,7 +182,7 @@ pub struct Source {
     pub options: BTreeMap<String, Value>,
     pub columns: Vec<ColumnProperties>,
     pub description: String,
-    pub config: Map<String, Value>,
+    pub config: RawConfig,
     pub fqn: Vec<String>,
     /// Where it is declared: the `name:` of the table in its properties file.
     pub span: Option<Span>,
@@ -648,58 +648,30 @@ fn fqn_of(project: &str, dirs: &[String], path: &Path) -> Vec<String> {
 
 /// The config the project file gives the node at `fqn`, merged from the
 /// root of the tree down to the node itself.
-fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[String]) -> Map<String, Value> {
-    let mut config = Map::new();
+fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[String]) -> RawConfig {
+    let mut config = RawConfig::default();
     let Some(mut level) = tree else { return config };
-    merge_config(&mut config, level.config());
+    let file = header.file.as_path();
+    config.merge(level.config(file));
     // dbt roots the tree at the project name; etl at the model folder,
     // optionally under the project name too.
     let path = &fqn[1..];
     if let Some(project_level) = level.folder(&header.name) {
         if header.flavor == Flavor::Dbt || !path.first().is_some_and(|p| p == &header.name) {
             level = project_level;
-            merge_config(&mut config, level.config());
+            config.merge(level.config(file));
         }
     }
     for part in path {
         match level.folder(part) {
             Some(next) => {
                 level = next;
-                merge_config(&mut config, level.config());
+                config.merge(level.config(file));
             }
             None => break,
         }
     }
     config
-}
-
-/// Merges `over` into `base`: tags accumulate, meta merges, the rest replaces.
-pub fn merge_config(base: &mut Map<String, Value>, over: Map<String, Value>) {
-    for (key, value) in over {
-        match (key.as_str(), base.get_mut(&key), value) {
-            ("tags", Some(existing), value) => {
-                let mut tags = as_string_list(existing);
-                for tag in as_string_list(&value) {
-                    if !tags.contains(&tag) {
-                        tags.push(tag);
-                    }
-                }
-                *existing = Value::from(tags);
-            }
-            ("meta", Some(Value::Object(existing)), Value::Object(more)) => existing.extend(more),
-            (_, _, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-pub fn as_string_list(value: &Value) -> Vec<String> {
-    match value {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Every folder named in a config tree must exist: a misspelt folder would
@@ -773,7 +745,7 @@ fn check_tree_paths<'a>(
 /// Where a properties entry lands on its node: config, description,
 /// columns and (models only) the properties file that described it.
 type PropsTarget<'a> = (
-    &'a mut Map<String, Value>,
+    &'a mut RawConfig,
     &'a mut String,
     &'a mut Vec<ColumnProperties>,
     Option<&'a mut Option<PathBuf>>,
@@ -809,7 +781,7 @@ fn unknown_node<'a>(
 fn apply_properties(file: &Path, props: ModelProperties, target: PropsTarget<'_>, errors: &mut Diagnostics) {
     let (config, description, columns, properties_file) = target;
     if let Some(config_map) = check_config(file, props.config, errors) {
-        merge_config(config, config_map);
+        config.merge(config_map);
     }
     if let Some(d) = props.description {
         *description = d;
@@ -820,34 +792,20 @@ fn apply_properties(file: &Path, props: ModelProperties, target: PropsTarget<'_>
     }
 }
 
-/// Turns a YAML config block into a map, rejecting keys that are one typo
-/// away from a key etl knows.
-fn check_config(file: &Path, config: ConfigMap, errors: &mut Diagnostics) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
+/// Turns a YAML config block into config, each key at its line,
+/// rejecting keys that are one typo away from a key etl knows.
+fn check_config(file: &Path, config: ConfigMap, errors: &mut Diagnostics) -> Option<RawConfig> {
+    let mut out = RawConfig::default();
     let mut ok = true;
     for (key, value) in config {
-        if let Some(diag) = config_key_typo(&key) {
-            let span = yaml::span(file, &value.referenced);
-            errors.push(diag.with_span(span));
+        let span = yaml::span(file, &value.referenced);
+        if let Some(diag) = crate::config::key_typo(&key) {
+            errors.push(diag.with_span(span.clone()));
             ok = false;
         }
-        out.insert(key, value.value);
+        out.insert(key, value.value, span);
     }
     ok.then_some(out)
-}
-
-/// A diagnostic when `key` is not a known config key but is close to one.
-pub fn config_key_typo(key: &str) -> Option<Diagnostic> {
-    let bare = key.trim_start_matches('+');
-    if KNOWN_CONFIG_KEYS.contains(&bare) {
-        return None;
-    }
-    let best =
-        did_you_mean(bare, KNOWN_CONFIG_KEYS.iter().copied()).filter(|best| strsim::levenshtein(bare, best) <= 2)?;
-    Some(
-        Diagnostic::error("unknown-config", format!("unknown config key `{bare}`"))
-            .with_help(format!("did you mean `{best}`?")),
-    )
 }
 
 fn load_source(
@@ -959,13 +917,13 @@ fn load_source(
         options.extend(table.options);
         let mut config = source_config.clone();
         if let Some(c) = check_config(file, table.config, errors) {
-            merge_config(&mut config, c);
+            config.merge(c);
         }
         // Tags written on the source and on the table apply to the table.
         for tags in [&source.tags, &table.tags].into_iter().flatten() {
-            let mut tagged = Map::new();
-            tagged.insert("tags".into(), tags.clone());
-            merge_config(&mut config, tagged);
+            let mut tagged = RawConfig::default();
+            tagged.insert("tags", tags.clone(), span.clone());
+            config.merge(tagged);
         }
         // Freshness is written beside the tables (dbt's older spelling) or
         // in their config; a table's own setting wins, `freshness: null`
@@ -975,8 +933,8 @@ fn load_source(
             ("freshness", &source.freshness, &table.freshness),
         ] {
             if let Some(v) = table_value.as_ref().or(source_value.as_ref()) {
-                if !config.contains_key(key) || table_value.is_some() {
-                    config.insert(key.to_owned(), v.clone());
+                if !config.contains(key) || table_value.is_some() {
+                    config.insert(key, v.clone(), span.clone());
                 }
             }
         }
@@ -1143,10 +1101,10 @@ mod tests {
         let p = load(dir.path(), &LoadOptions::default()).unwrap();
         let a = p.models.iter().find(|m| m.name == "a").unwrap();
         assert_eq!(a.fqn, vec!["shop", "silver", "a"]);
-        assert_eq!(a.config["materialized"], "table");
-        assert_eq!(a.config["tags"], serde_json::json!(["all", "silver"]));
+        assert_eq!(a.config.materialized(), Some("table"));
+        assert_eq!(a.config.value("tags"), Some(&serde_json::json!(["all", "silver"])));
         let b = p.models.iter().find(|m| m.name == "b").unwrap();
-        assert_eq!(b.config.get("materialized"), None);
+        assert_eq!(b.config.materialized(), None);
         assert_eq!(p.target.name, "dev");
         assert!(p.target.lake.as_str().ends_with("/lake/"));
     }
@@ -1194,7 +1152,7 @@ mod tests {
         assert_eq!(p.flavor, Flavor::Dbt);
         assert_eq!(p.vars["x"], 1);
         assert_eq!(p.vars["y"], 3);
-        assert_eq!(p.models[0].config["materialized"], "table");
+        assert_eq!(p.models[0].config.materialized(), Some("table"));
     }
 
     #[test]

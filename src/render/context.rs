@@ -12,6 +12,7 @@ use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Map;
 
+use crate::config::RawConfig;
 use crate::diagnostic::did_you_mean;
 use crate::lake::Relation;
 
@@ -36,7 +37,7 @@ pub struct Scope {
     pub this: Option<Relation>,
     pub is_incremental: bool,
     /// Config the node has before its own `config()` calls.
-    pub base_config: Map<String, serde_json::Value>,
+    pub base_config: RawConfig,
     pub recorded: Mutex<Recorded>,
 }
 
@@ -45,7 +46,9 @@ pub struct Recorded {
     /// `(package, name, rendered text)` of every `ref()`.
     pub refs: Vec<(Option<String>, String, String)>,
     pub sources: Vec<(String, String)>,
-    pub config: Map<String, serde_json::Value>,
+    /// What `config()` calls set; placed in the template afterwards
+    /// (see `config_span`).
+    pub config: RawConfig,
     pub logs: Vec<String>,
     pub uses_is_incremental: bool,
 }
@@ -295,7 +298,7 @@ impl Object for ConfigObject {
                 // dbt also accepts a dict: config({'materialized': 'table'}).
                 if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(arg) {
                     check_keys(map.keys())?;
-                    crate::project::merge_config(&mut recorded.config, map);
+                    recorded.config.merge(RawConfig::from_values(map, |_| None));
                     continue;
                 }
                 return Err(failure(
@@ -313,7 +316,7 @@ impl Object for ConfigObject {
                     .map_err(|e| failure("invalid-config", format!("config `{key}` cannot be stored: {e}"), None))?;
                 map.insert(key, json);
             }
-            crate::project::merge_config(&mut recorded.config, map);
+            recorded.config.merge(RawConfig::from_values(map, |_| None));
         }
         Ok(Value::from(""))
     }
@@ -324,8 +327,8 @@ impl Object for ConfigObject {
             let recorded = self.0.recorded.lock().expect("render scope poisoned");
             recorded
                 .config
-                .get(&key)
-                .or_else(|| self.0.base_config.get(&key))
+                .value(&key)
+                .or_else(|| self.0.base_config.value(&key))
                 .cloned()
         };
         match method {
@@ -349,7 +352,7 @@ impl Object for ConfigObject {
 
 fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), Error> {
     for key in keys {
-        if let Some(diag) = crate::project::config_key_typo(key) {
+        if let Some(diag) = crate::config::key_typo(key) {
             return Err(failure("unknown-config", diag.message, diag.help.into_iter().next()));
         }
     }
@@ -418,4 +421,42 @@ impl Object for Timestamp {
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0.format("%Y-%m-%d %H:%M:%S%.6f+00:00"))
     }
+}
+
+/// Where a template's `config()` call sets `key`: the key's name inside
+/// the call (`materialized` in `config(materialized='table')`, or in a
+/// dict argument).
+pub fn config_span(file: &std::path::Path, template: &str, key: &str) -> Option<crate::diagnostic::Span> {
+    let mut from = 0;
+    while let Some(found) = template[from..].find("config(") {
+        let start = from + found + "config(".len();
+        // The call's arguments: up to the parenthesis that closes it.
+        let mut depth = 1;
+        let mut end = template.len();
+        for (i, c) in template[start..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = start + i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let args = &template[start..end];
+        let word = |i: usize| {
+            let before = args[..i].chars().next_back();
+            let after = args[i + key.len()..].chars().next();
+            let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+            !is_word(before) && !is_word(after)
+        };
+        if let Some((i, _)) = args.match_indices(key).find(|(i, _)| word(*i)) {
+            return Some(crate::diagnostic::Span::at_offset(file, template, start + i, key.chars().count()));
+        }
+        from = end.max(start);
+    }
+    None
 }

@@ -14,7 +14,7 @@ use minijinja::{Environment, Value};
 use super::context::{self, Globals, Recorded, Scope};
 use super::{Call, Macros, RenderedModel, find_call, relation_of, render_one};
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::project::{DataTest, Model, Project, TestKind, TestTarget, merge_config};
+use crate::project::{DataTest, Model, Project, TestKind, TestTarget};
 
 /// Where failing rows go when `store_failures` is set: dbt's audit schema.
 pub fn audit_schema(target_schema: &str) -> String {
@@ -42,7 +42,9 @@ pub(super) fn render_test(
             };
             let (sql, recorded) = render_one(env, &model, globals, &project.target.schema, macros, project)?;
             let mut config = test.config.clone();
-            merge_config(&mut config, recorded.config.clone());
+            let mut own = recorded.config.clone();
+            own.locate(|key| super::context::config_span(&file.path, &file.text, key));
+            config.merge(own);
             let refs = calls(&recorded, |name| find_call(&file.path, &file.text, "ref", name));
             Ok(RenderedModel {
                 name: test.name.clone(),
@@ -135,7 +137,7 @@ fn render_generic(
             rel.clone()
         }
     };
-    let model_value = match test.config.get("where").and_then(serde_json::Value::as_str) {
+    let model_value = match test.config.filter() {
         Some(filter) => Value::from(format!(
             "(select * from {} where {filter}) dbt_subquery",
             relation.sql()
@@ -198,7 +200,7 @@ fn render_generic(
         .to_owned();
     let recorded = scope.recorded.lock().expect("render scope poisoned").clone();
     let mut config = test.config.clone();
-    merge_config(&mut config, recorded.config.clone());
+    config.merge(recorded.config.clone());
     let refs = calls(&recorded, |_| test.span.clone());
     Ok(RenderedModel {
         name: test.name.clone(),

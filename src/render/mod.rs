@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value};
-use serde_json::Map;
 
 use crate::lake::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
@@ -25,7 +24,8 @@ pub use sourcemap::LineMap;
 
 use crate::diagnostic::{Diagnostic, Span};
 use crate::parallel;
-use crate::project::{Model, Project, SourceFile, TestKind, merge_config};
+use crate::config::RawConfig;
+use crate::project::{Model, Project, SourceFile, TestKind};
 
 #[derive(Debug, Clone)]
 pub struct RenderOptions {
@@ -67,24 +67,12 @@ pub struct RenderedModel {
     /// `(source, table)` pairs.
     pub sources: Vec<(String, String)>,
     /// Project, properties and in-file config, merged.
-    pub config: Map<String, serde_json::Value>,
+    pub config: RawConfig,
     pub relation: Relation,
     pub uses_is_incremental: bool,
     pub logs: Vec<String>,
 }
 
-impl RenderedModel {
-    pub fn materialized(&self) -> &str {
-        self.config
-            .get("materialized")
-            .and_then(|v| v.as_str())
-            .unwrap_or("view")
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.config.get("enabled").and_then(|v| v.as_bool()).unwrap_or(true)
-    }
-}
 
 /// The relations of seeds and sources, which are known without rendering.
 #[derive(Debug, Clone, Default)]
@@ -194,7 +182,9 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
     let mut configs = Vec::with_capacity(outputs.len());
     for (model, (_, recorded)) in project.models.iter().zip(&outputs) {
         let mut config = model.config.clone();
-        merge_config(&mut config, recorded.config.clone());
+        let mut own = recorded.config.clone();
+        own.locate(|key| context::config_span(&model.file.path, &model.file.text, key));
+        config.merge(own);
         finals.insert(
             model.name.clone(),
             relation_of(&model.name, &config, &project.target.schema),
@@ -371,12 +361,11 @@ fn render_one(
 }
 
 /// The relation a node gets from its config: `schema` and `alias`.
-pub fn relation_of(name: &str, config: &Map<String, serde_json::Value>, default_schema: &str) -> Relation {
-    let get = |k: &str| config.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+pub fn relation_of(name: &str, config: &RawConfig, default_schema: &str) -> Relation {
     Relation {
-        schema: get("schema").unwrap_or(default_schema).to_owned(),
-        identifier: get("alias").unwrap_or(name).to_owned(),
-        ephemeral: get("materialized") == Some("ephemeral"),
+        schema: config.schema().unwrap_or(default_schema).to_owned(),
+        identifier: config.alias().unwrap_or(name).to_owned(),
+        ephemeral: config.materialized() == Some("ephemeral"),
     }
 }
 
@@ -656,7 +645,11 @@ mod tests {
         assert_eq!(b.refs[0].span.as_ref().unwrap().col, 18);
         assert_eq!(b.sources, vec![("raw".to_owned(), "t".to_owned())]);
         let a = r.models.iter().find(|m| m.name == "a").unwrap();
-        assert_eq!(a.materialized(), "table");
+        assert_eq!(a.config.materialized(), Some("table"));
+        // Where it was set: the key inside the template's `config()` call.
+        let span = a.config.span("materialized").unwrap();
+        assert_eq!((span.line, span.col, span.len), (1, 11, "materialized".len()));
+        assert_eq!(span.file, std::path::Path::new("models/a.sql"));
     }
 
     #[test]

@@ -200,6 +200,41 @@ fn ref_cycle_is_an_error_printing_the_cycle() {
 }
 
 #[test]
+fn wrong_config_values_are_reported_by_compile_each_at_the_line_that_set_it() {
+    // See: issue 27. Set in a `config()` call, a properties file and the
+    // project file's tree; all reported at once, before anything runs.
+    let dir = fixture("bad_config");
+    let (code, stdout, stderr) = etl(dir.path(), &["compile"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    let expected = [
+        ("error[invalid-config]: unknown incremental_strategy `merg`", "models/orders.sql:3:5"),
+        (
+            "error[invalid-config]: `unique_key` must list names, and `1` is not one",
+            "models/orders.sql:4:5",
+        ),
+        ("error[invalid-config]: `audit` is true or false, not `\"yes\"`", "models/properties.yml:5:14"),
+        (
+            "error[invalid-config]: model `customers`: unknown `parquet_compression` `lz5` (did you mean `lz4`?)",
+            "models/properties.yml:6:28",
+        ),
+        ("error[invalid-config]: unknown export format `xlsx`", "project.yaml:9:5"),
+    ];
+    for (message, at) in expected {
+        let found = stderr.find(message).unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
+        let location = stderr[found..].lines().nth(1).unwrap_or_default();
+        assert_eq!(location, format!(" --> {at}"), "{stderr}");
+    }
+    assert_eq!(stderr.matches("error[").count(), expected.len(), "{stderr}");
+    assert!(stderr.contains("help: did you mean `merge`?"), "{stderr}");
+
+    let (code, _, stderr) = etl(dir.path(), &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = etl(dir.path(), &["build"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!dir.path().join("lake").exists(), "nothing was built");
+}
+
+#[test]
 fn unknown_ref_names_file_line_and_the_closest_model() {
     let dir = fixture("unknown_ref");
     let (code, _, stderr) = etl(dir.path(), &["build"]);
@@ -791,12 +826,7 @@ fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
         ),
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("models/v.sql"),
-        "{{ config(materialized='view', sql_header='set datafusion.execution.batch_size = 10') }}\nselect 1 as x\n",
-    )
-    .unwrap();
-    let (code, stdout, stderr) = etl(dir.path(), &["build", "--select", "plain", "v"]);
+    let (code, stdout, stderr) = etl(dir.path(), &["build", "--select", "plain"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
         stderr.contains(
@@ -806,10 +836,21 @@ fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
         "{stderr}"
     );
     assert!(stderr.contains("--> models/plain.sql:1:33"), "{stderr}");
+
+    // A header on a view has no query to apply to: a config error, which
+    // `compile` reports too, at the key (see: issue 27).
+    std::fs::write(
+        dir.path().join("models/v.sql"),
+        "{{ config(materialized='view', sql_header='set datafusion.execution.batch_size = 10') }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(dir.path(), &["compile"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("model `v`: `sql_header` applies to the query of a table or incremental model"),
         "{stderr}"
     );
+    assert!(stderr.contains("--> models/v.sql:1:32"), "{stderr}");
     assert_eq!(rows(dir.path(), "main", "plain"), before);
     assert_eq!(rows(dir.path(), "main", "ids"), ["1", "2", "3"]);
 }

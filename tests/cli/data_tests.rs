@@ -193,12 +193,15 @@ fn a_malformed_threshold_is_an_error_on_the_test() {
     let yml = dir.path().join("models/schema.yml");
     let text = std::fs::read_to_string(&yml).unwrap();
     std::fs::write(&yml, text.replace("error_if: \">1\"", "error_if: \"more than one\"")).unwrap();
+    // A bad config stops the project before anything runs (see: issue 27).
     let (code, _, stderr) = etl(dir.path(), &["build"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("`error_if: more than one` is not a threshold"),
+        stderr.contains("error[invalid-config]: `error_if: more than one` is not a threshold"),
         "{stderr}"
     );
+    assert!(stderr.contains("--> models/schema.yml:37:13"), "{stderr}");
+    assert!(!dir.path().join("lake/warehouse").exists(), "nothing was built");
 }
 
 #[test]

@@ -249,9 +249,9 @@ fn source_files_takes_all_or_new_and_new_needs_a_file_source() {
     let text = std::fs::read_to_string(&yml).unwrap();
     std::fs::write(&yml, text.replace("source_files: new", "source_files: latest")).unwrap();
     let (code, stdout, stderr) = etl(p, &["build"]);
-    assert_eq!(code, 1, "{stdout}");
+    assert_eq!(code, 2, "{stdout}");
     assert!(
-        stderr.contains("error[invalid-test-config]")
+        stderr.contains("error[invalid-config]")
             && stderr.contains(
                 "`source_files` is `all` (the default) or `new` (the files this build ingests), not `latest`"
             )
@@ -537,11 +537,12 @@ fn microbatch_config_and_ranges_are_checked() {
     let sql = std::fs::read_to_string(&model).unwrap();
     std::fs::write(&model, sql.replace("batch_size='day'", "batch_size='week'")).unwrap();
     let (code, _, stderr) = etl(p, &["build", "--event-time-end", "2024-01-03"]);
-    assert_eq!(code, 1);
+    assert_eq!(code, 2);
     assert!(
         stderr.contains("error[invalid-config]: unknown batch_size `week`"),
         "{stderr}"
     );
+    assert!(stderr.contains("--> models/versions.sql:2:11"), "{stderr}");
     assert!(!table_dir(p, "main", "versions").exists(), "nothing written");
 }
 
@@ -751,14 +752,14 @@ fn a_target_file_size_that_is_not_a_size_is_an_error() {
     let sql = std::fs::read_to_string(&model).unwrap();
     std::fs::write(&model, sql.replace("'1MiB'", "'1 parsec'")).unwrap();
     let (code, _, stderr) = etl(dir.path(), &["build", "--vars", "{round: 2}"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains(
             "error[invalid-config]: model `by_round`: `target_file_size`: unknown size unit `parsec` in `1 parsec`"
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("--> models/by_round.sql"), "{stderr}");
+    assert!(stderr.contains("--> models/by_round.sql:1:33"), "{stderr}");
     // The table keeps its previous version.
     assert_eq!(
         query(dir.path(), &["main.by_round"], "select * from main_by_round"),
@@ -966,10 +967,11 @@ fn parquet_compression_sets_the_codec_of_every_file_a_model_writes() {
         ["21000|21000"]
     );
 
-    // An unknown codec is an error on the model, which keeps its table.
+    // An unknown codec is an error at its key, before anything runs: the
+    // model keeps its table.
     set("by_round", "'ZSTD(5)'", "'lz5'");
     let (code, _, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 2}"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains(
             "error[invalid-config]: model `by_round`: unknown `parquet_compression` `lz5` (did you mean `lz4`?); \
@@ -977,13 +979,13 @@ fn parquet_compression_sets_the_codec_of_every_file_a_model_writes() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("--> models/by_round.sql"), "{stderr}");
+    assert!(stderr.contains("--> models/by_round.sql:1:58"), "{stderr}");
     assert_eq!(
         query(p, &["main.by_round"], "select * from main_by_round order by round"),
         ["0|19000", "1|1000"]
     );
     set("by_round", "'lz5'", "'zstd(99)'");
     let (code, _, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 2}"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`parquet_compression` `zstd(99)`"), "{stderr}");
 }

@@ -1,0 +1,97 @@
+//! `export`: files a model's table is also written to after each build
+//! (CSV, Parquet or JSON lines), for tools that read files, not tables.
+
+use serde_json::Value;
+
+use super::Checker;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+    Json,
+}
+
+impl ExportFormat {
+    pub fn parse(name: &str) -> Option<ExportFormat> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "csv" => ExportFormat::Csv,
+            "parquet" => ExportFormat::Parquet,
+            "json" | "ndjson" | "jsonl" => ExportFormat::Json,
+            _ => return None,
+        })
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::Json => "jsonl",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub format: ExportFormat,
+    /// Relative to the lake root, or a URL; `exports/<alias>.<ext>` when
+    /// not given.
+    pub location: Option<String>,
+    /// SQL `order by` expressions.
+    pub order_by: Option<String>,
+}
+
+/// The exports `export` asks for: `csv`, `[csv, parquet]`, or
+/// `{format: csv, location: exports/x.csv, order_by: "day"}` (or a list).
+pub(super) fn exports(c: &mut Checker<'_>) -> Option<Vec<ExportConfig>> {
+    let value = match c.raw.value("export") {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(value) => value.clone(),
+    };
+    let help = "write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`";
+    let items: Vec<&Value> = match &value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let parsed = export(item);
+        match parsed {
+            Ok(export) => out.push(export),
+            Err(message) => {
+                c.fail_with_help("export", message, help);
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn export(item: &Value) -> Result<ExportConfig, String> {
+    let (format_name, location, order_by) = match item {
+        Value::String(f) => (f.clone(), None, None),
+        Value::Object(map) => {
+            if let Some(key) = map
+                .keys()
+                .find(|k| !matches!(k.as_str(), "format" | "location" | "order_by"))
+            {
+                return Err(format!("unknown key `{key}` in `export`"));
+            }
+            let text = |key: &str| match map.get(key) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(format!("`{key}` must be a string, not `{other}`")),
+            };
+            let format = text("format")?.unwrap_or_else(|| "csv".into());
+            (format, text("location")?, text("order_by")?)
+        }
+        other => return Err(format!("`export` cannot be `{other}`")),
+    };
+    let format = ExportFormat::parse(&format_name)
+        .ok_or_else(|| format!("unknown export format `{format_name}`; use csv, parquet or json"))?;
+    Ok(ExportConfig {
+        format,
+        location,
+        order_by,
+    })
+}
