@@ -2,12 +2,20 @@
 //!
 //! The pipeline, one module per stage, each consuming the previous one's
 //! output: [`project`] loads the files, [`render`] turns templates into SQL,
-//! [`graph`] builds the DAG and selects nodes, [`plan`] owns the DataFusion
-//! session and turns SQL into plans, [`materialize`] builds nodes into the
-//! [`lake`], and [`artifacts`] records what happened. The library never
-//! prints: it returns results and [`diagnostic::Diagnostic`]s.
+//! [`graph`] builds the DAG, checks each node's [`config`] and selects
+//! nodes, [`plan`] owns the DataFusion session and turns SQL into plans,
+//! [`materialize`] builds nodes into the [`lake`], and [`artifacts`]
+//! records what happened. [`build()`] runs them all for the commands that
+//! build. The library never prints: it returns results and
+//! [`diagnostic::Diagnostic`]s.
+//!
+//! Foundations sit below the stages and use none of them: [`diagnostic`],
+//! [`lake`] (storage, Delta tables, relations) and [`config`] (node config,
+//! typed). A stage uses foundations and the stages before it, never one
+//! after: `tests/layers.rs` fails on a circle.
 
 pub mod artifacts;
+mod build;
 pub mod config;
 pub mod diagnostic;
 pub mod graph;
@@ -17,6 +25,8 @@ mod parallel;
 pub mod plan;
 pub mod project;
 pub mod render;
+
+pub use build::{BuildOptions, Mode, Outcome, Progress, Selecting, build, select, session};
 
 use diagnostic::Diagnostic;
 
@@ -28,6 +38,14 @@ pub struct Prepared {
     pub dag: graph::Dag,
     /// Seconds each stage took: `load`, `render`, `graph`.
     pub timings: Vec<(&'static str, f64)>,
+    /// What it was prepared from, to prepare it again.
+    inputs: Inputs,
+}
+
+struct Inputs {
+    dir: std::path::PathBuf,
+    load: project::LoadOptions,
+    render: render::RenderOptions,
 }
 
 /// Loads, renders and builds the DAG of the project at `dir`.
@@ -52,5 +70,25 @@ pub fn prepare(
         rendered,
         dag,
         timings,
+        inputs: Inputs {
+            dir: dir.to_path_buf(),
+            load: load.clone(),
+            render: render.clone(),
+        },
     })
+}
+
+impl Prepared {
+    /// The id of this invocation, as its artifacts and commits carry it.
+    pub fn invocation_id(&self) -> String {
+        self.inputs.render.invocation_id.clone()
+    }
+
+    /// The same project prepared again with `is_incremental()` true for
+    /// the models in `incremental`.
+    pub fn again_with_incremental(&self, incremental: std::collections::BTreeSet<String>) -> Result<Prepared, Vec<Diagnostic>> {
+        let mut render = self.inputs.render.clone();
+        render.incremental = incremental;
+        prepare(&self.inputs.dir, &self.inputs.load, &render)
+    }
 }

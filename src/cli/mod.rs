@@ -145,10 +145,10 @@ pub fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match &cli.command {
-            Command::Build => build::run(&cli.global, &out, build::Mode::Build).await,
-            Command::Run => build::run(&cli.global, &out, build::Mode::Run).await,
-            Command::Seed => build::run(&cli.global, &out, build::Mode::Seed).await,
-            Command::Test => build::run(&cli.global, &out, build::Mode::Test).await,
+            Command::Build => build::run(&cli.global, &out, etl::Mode::Build).await,
+            Command::Run => build::run(&cli.global, &out, etl::Mode::Run).await,
+            Command::Seed => build::run(&cli.global, &out, etl::Mode::Seed).await,
+            Command::Test => build::run(&cli.global, &out, etl::Mode::Test).await,
             Command::Compile => compile::run(&cli.global, &out),
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
@@ -177,21 +177,6 @@ impl Global {
         }
     }
 
-    /// Prepares again with `is_incremental()` true for `incremental`.
-    fn prepare_incremental(
-        &self,
-        out: &Output,
-        invocation_id: &str,
-        incremental: std::collections::BTreeSet<String>,
-    ) -> Result<etl::Prepared, u8> {
-        let mut render = self.render_options(invocation_id);
-        render.incremental = incremental;
-        etl::prepare(&self.project_dir, &self.load_options(), &render).map_err(|diags| {
-            out.fatal(&diags, Some(&self.project_dir));
-            2
-        })
-    }
-
     /// Loads, renders and builds the DAG, printing diagnostics on failure.
     fn prepare(&self, out: &Output, invocation_id: &str) -> Result<etl::Prepared, u8> {
         etl::prepare(
@@ -207,34 +192,24 @@ impl Global {
 }
 
 impl Global {
-    /// Resolves `--select`, `--exclude`, `--selector` against the project,
-    /// printing warnings; a malformed selector is a usage error (exit 2).
-    fn selection(&self, prepared: &etl::Prepared, out: &Output) -> Result<Vec<petgraph::graph::NodeIndex>, u8> {
-        let root = &prepared.project.root;
-        let state = match &self.state {
-            Some(dir) => match etl::artifacts::read_state(dir) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    out.fatal(&[Diagnostic::error("invalid-state", e)], Some(root));
-                    return Err(2);
-                }
-            },
-            None => None,
-        };
-        let compiled = |i| etl::artifacts::compiled_code(&prepared.dag, i, &prepared.rendered);
-        let cx = etl::graph::SelectContext {
-            dag: &prepared.dag,
-            project: &prepared.project,
-            indirect: etl::graph::IndirectSelection::parse(&self.indirect_selection).unwrap_or_default(),
-            state: state.as_ref(),
-            compiled: &compiled,
-        };
-        let args = etl::graph::SelectArgs {
+    /// What `--select`, `--exclude`, `--selector`, `--indirect-selection`
+    /// and `--state` ask for.
+    fn selecting(&self) -> etl::Selecting {
+        etl::Selecting {
             select: self.select.clone(),
             exclude: self.exclude.clone(),
             selector: self.selector.clone(),
-        };
-        match etl::graph::select(&cx, &args) {
+            indirect_selection: self.indirect_selection.clone(),
+            state: self.state.clone(),
+            only: None,
+        }
+    }
+
+    /// Resolves the selection against the project, printing warnings; a
+    /// malformed selector is a usage error (exit 2).
+    fn selection(&self, prepared: &etl::Prepared, out: &Output) -> Result<Vec<petgraph::graph::NodeIndex>, u8> {
+        let root = &prepared.project.root;
+        match etl::select(prepared, &self.selecting()) {
             Ok(selection) => {
                 out.warnings(&selection.warnings, root);
                 Ok(selection.nodes)
@@ -244,6 +219,18 @@ impl Global {
                 Err(2)
             }
         }
+    }
+
+    /// The project's DataFusion session, printing why when there is none.
+    fn session(
+        &self,
+        project: &etl::project::Project,
+        out: &Output,
+    ) -> Result<datafusion::prelude::SessionContext, u8> {
+        etl::session(project, self.memory_limit.as_deref()).map_err(|diag| {
+            out.fatal(&[diag], Some(&project.root));
+            2
+        })
     }
 }
 

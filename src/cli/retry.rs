@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use etl::diagnostic::Diagnostic;
 
-use super::build::{Mode, run_only};
+use etl::Mode;
+
+use super::build::run_only;
 use super::{Global, Output};
 
 pub async fn run(global: &Global, out: &Output) -> u8 {

@@ -37,7 +37,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         out.fatal(&[diag], Some(&root));
         return 2;
     };
-    let ctx = match super::build::session(global, &prepared.project, out) {
+    let ctx = match global.session(&prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };

@@ -30,7 +30,7 @@ pub async fn run(global: &Global, command: &SourceCommand, out: &Output) -> u8 {
         Ok(nodes) => nodes,
         Err(code) => return code,
     };
-    let ctx = match super::build::session(global, &prepared.project, out) {
+    let ctx = match global.session(&prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };

@@ -181,6 +181,42 @@ pub struct Build {
 }
 
 impl Build {
+    /// A build of `dag`'s nodes from `project`, with nothing run yet.
+    /// `full_build_sql`: the SQL each incremental model updated in place
+    /// has as a full build.
+    pub fn new(
+        project: Project,
+        dag: Dag,
+        rendered: crate::render::Rendered,
+        registry: Arc<Registry>,
+        options: RunOptions,
+        full_build_sql: HashMap<String, String>,
+    ) -> Build {
+        Build {
+            project: Arc::new(project),
+            dag: Arc::new(dag),
+            models: Arc::new(rendered.models),
+            tests: Arc::new(rendered.tests),
+            registry,
+            options,
+            audited: Default::default(),
+            versions: Default::default(),
+            commit_times: Default::default(),
+            expected: Default::default(),
+            fingerprints: Default::default(),
+            full_build_sql,
+            ingests: Default::default(),
+            to_ingest: Default::default(),
+            plan_times: Default::default(),
+            sessions: Default::default(),
+            parsed: Default::default(),
+            memory_gate: Default::default(),
+            plain: Default::default(),
+        }
+    }
+}
+
+impl Build {
     /// Whether the node at `index` runs without etl's rewrites.
     pub fn without_rewrites(&self, index: NodeIndex) -> bool {
         self.plain.lock().expect("plain nodes poisoned").contains(&index)

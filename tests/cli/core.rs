@@ -200,6 +200,71 @@ fn ref_cycle_is_an_error_printing_the_cycle() {
 }
 
 #[test]
+fn the_library_builds_a_project_as_the_cli_does() {
+    // See: issue 27. `etl::build` is the whole build; the CLI only prints.
+    let dir = fixture("basic");
+    let render = etl::render::RenderOptions {
+        invocation_id: "library-test".into(),
+        ..Default::default()
+    };
+    let prepared = etl::prepare(dir.path(), &Default::default(), &render).unwrap();
+    let options = etl::BuildOptions {
+        mode: etl::Mode::Build,
+        selecting: etl::Selecting {
+            select: vec!["+revenue_by_region".into()],
+            indirect_selection: "eager".into(),
+            ..Default::default()
+        },
+        threads: Some(2),
+        memory_limit: None,
+        full_refresh: false,
+        force: false,
+        event_time_start: None,
+        event_time_end: None,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut started = None;
+    let mut reported = Vec::new();
+    let outcome = runtime
+        .block_on(etl::build(prepared, &options, |progress| match progress {
+            etl::Progress::Started { nodes, threads, .. } => started = Some((nodes, threads)),
+            etl::Progress::Node { result, .. } => reported.push(result.unique_id.clone()),
+            etl::Progress::Warnings(w) => assert!(w.is_empty(), "{w:?}"),
+        }))
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    assert!(!outcome.failed());
+    assert_eq!(started, Some((4, 2)));
+    reported.sort();
+    assert_eq!(
+        reported,
+        [
+            "model.basic.orders_with_region",
+            "model.basic.revenue_by_region",
+            "model.basic.stg_orders",
+            "seed.basic.countries",
+        ]
+    );
+    assert_eq!(
+        rows(dir.path(), "marts", "revenue_by_region"),
+        vec!["Americas|1|3.0", "Europe|2|17.75"]
+    );
+    let results = artifact(dir.path(), "run_results.json");
+    assert_eq!(results["metadata"]["invocation_id"], "library-test");
+    assert_eq!(results["results"].as_array().unwrap().len(), 4);
+
+    // The lake's lock is let go once the build is done: its one record
+    // says so.
+    let records: Vec<_> = std::fs::read_dir(dir.path().join("lake/_etl/lock"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1);
+    let record: serde_json::Value = serde_json::from_str(&records[0]).unwrap();
+    assert_eq!(record["released"], true, "{record}");
+    assert_eq!(record["invocation_id"], "library-test", "{record}");
+}
+
+#[test]
 fn wrong_config_values_are_reported_by_compile_each_at_the_line_that_set_it() {
     // See: issue 27. Set in a `config()` call, a properties file and the
     // project file's tree; all reported at once, before anything runs.

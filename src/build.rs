@@ -1,0 +1,352 @@
+//! The commands that build (`build`, `run`, `seed`, `test`, `retry`), as
+//! the library runs them: a DataFusion session on the target's stores, the
+//! lake's lock, the project prepared again for the incremental models whose
+//! tables exist, the selection, `manifest.json`, every node in DAG order,
+//! and `run_results.json`. The CLI parses arguments, prints what
+//! [`Progress`] reports and the [`Outcome`], and picks the exit code.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use datafusion::prelude::SessionContext;
+use petgraph::graph::NodeIndex;
+
+use crate::config::{ResourceType, parse_size};
+use crate::diagnostic::Diagnostic;
+use crate::lake::lock::{Holder, LakeLock, LockError, acquire, describe};
+use crate::materialize::{self, Build, NodeResult, Rejected, RunOptions, RunResults};
+use crate::plan::{Registry, SessionOptions, new_session};
+use crate::project::Project;
+use crate::{Prepared, artifacts, graph};
+
+/// Which nodes a command builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Build,
+    Run,
+    Seed,
+    Test,
+}
+
+impl Mode {
+    /// The mode a run_results.json's `args.which` names.
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Some(match name {
+            "build" => Mode::Build,
+            "run" => Mode::Run,
+            "seed" => Mode::Seed,
+            "test" => Mode::Test,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Build => "build",
+            Mode::Run => "run",
+            Mode::Seed => "seed",
+            Mode::Test => "test",
+        }
+    }
+
+    fn includes(self, resource_type: ResourceType) -> bool {
+        match self {
+            Mode::Build => resource_type != ResourceType::Source,
+            Mode::Run => resource_type == ResourceType::Model,
+            Mode::Seed => resource_type == ResourceType::Seed,
+            Mode::Test => resource_type == ResourceType::Test,
+        }
+    }
+}
+
+/// `--select`, `--exclude`, `--selector`, `--indirect-selection` and
+/// `--state`, or the unique_ids `etl retry` runs again.
+#[derive(Debug, Clone, Default)]
+pub struct Selecting {
+    pub select: Vec<String>,
+    pub exclude: Vec<String>,
+    pub selector: Option<String>,
+    pub indirect_selection: String,
+    /// The folder of the artifacts `state:` compares with.
+    pub state: Option<PathBuf>,
+    /// Exactly these nodes, instead of a selection.
+    pub only: Option<BTreeSet<String>>,
+}
+
+/// What the command line sets for a build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub mode: Mode,
+    pub selecting: Selecting,
+    pub threads: Option<usize>,
+    /// A size such as `4GiB`; the target's when not given.
+    pub memory_limit: Option<String>,
+    pub full_refresh: bool,
+    pub force: bool,
+    pub event_time_start: Option<NaiveDateTime>,
+    pub event_time_end: Option<NaiveDateTime>,
+}
+
+/// What a build reports while it runs.
+pub enum Progress<'a> {
+    /// The nodes are chosen and about to run.
+    Started {
+        project: &'a Project,
+        nodes: usize,
+        threads: usize,
+    },
+    /// Selection warnings (a selector that matched nothing, ...).
+    Warnings(&'a [Diagnostic]),
+    /// A node finished: the `done`-th of `total`.
+    Node {
+        result: &'a NodeResult,
+        done: usize,
+        total: usize,
+    },
+}
+
+/// A build that ran: every node's result, the rows models rejected, and
+/// what else went wrong without stopping it.
+pub struct Outcome {
+    pub results: RunResults,
+    pub rejected: Vec<Rejected>,
+    /// Problems that did not stop the build (counting rejected rows).
+    pub problems: Vec<Diagnostic>,
+    /// Seconds each stage before the nodes took.
+    pub timings: Vec<(&'static str, f64)>,
+    pub threads: usize,
+    pub root: PathBuf,
+}
+
+impl Outcome {
+    /// Whether any node errored or any test failed.
+    pub fn failed(&self) -> bool {
+        self.results.count(materialize::Status::Error) + self.results.count(materialize::Status::Fail) > 0
+    }
+}
+
+/// Builds the nodes `options` selects from `prepared`, one build per lake
+/// at a time. `Err` when the build could not run at all (a bad argument,
+/// the lake held by another build, an artifact that cannot be written):
+/// nothing in the lake has changed then.
+pub async fn build(
+    prepared: Prepared,
+    options: &BuildOptions,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<Outcome, Vec<Diagnostic>> {
+    if let (Some(start), Some(end)) = (options.event_time_start, options.event_time_end) {
+        if start >= end {
+            return Err(vec![Diagnostic::error(
+                "invalid-argument",
+                format!("--event-time-start ({start}) must come before --event-time-end ({end})"),
+            )]);
+        }
+    }
+    let mut prepared = prepared;
+    let mut timings = std::mem::take(&mut prepared.timings);
+    let session_started = std::time::Instant::now();
+    let ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
+    // Held from before anything reads the lake until the results are
+    // written: one build at a time per lake.
+    let lock = lock_lake(&ctx, &prepared.project, options.mode, &prepared.invocation_id()).await?;
+    let outcome = build_locked(prepared, options, &mut timings, session_started, ctx, &mut progress).await;
+    lock.release().await;
+    let mut outcome = outcome?;
+    let mut stages = timings;
+    for (stage, seconds) in std::mem::take(&mut outcome.timings) {
+        match stages.iter_mut().find(|(s, _)| *s == stage) {
+            Some(entry) => entry.1 += seconds,
+            None => stages.push((stage, seconds)),
+        }
+    }
+    outcome.timings = stages;
+    Ok(outcome)
+}
+
+async fn build_locked(
+    prepared: Prepared,
+    options: &BuildOptions,
+    timings: &mut Vec<(&'static str, f64)>,
+    session_started: std::time::Instant,
+    ctx: SessionContext,
+    progress: &mut impl FnMut(Progress<'_>),
+) -> Result<Outcome, Vec<Diagnostic>> {
+    // Incremental models whose table exists render with is_incremental()
+    // true, which can change their SQL and refs: prepare again for them.
+    let incremental = materialize::incremental_models(&ctx, &prepared, options.full_refresh).await;
+    timings.push(("session", session_started.elapsed().as_secs_f64()));
+    let full_build_sql: HashMap<String, String> = prepared
+        .dag
+        .order
+        .iter()
+        .filter(|&&i| {
+            let node = prepared.dag.node(i);
+            node.resource_type == ResourceType::Model && incremental.contains(&node.name)
+        })
+        .map(|&i| {
+            let sql = crate::plan::compile(&prepared.dag, i, &prepared.rendered.models).sql;
+            (prepared.dag.node(i).name.clone(), sql)
+        })
+        .collect();
+    let prepared = if incremental.is_empty() {
+        prepared
+    } else {
+        prepared.again_with_incremental(incremental.clone())?
+    };
+    let selected = match &options.selecting.only {
+        Some(ids) => prepared
+            .dag
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| ids.contains(&prepared.dag.node(i).unique_id))
+            .collect(),
+        None => {
+            let selection = select(&prepared, &options.selecting).map_err(|d| vec![d])?;
+            progress(Progress::Warnings(&selection.warnings));
+            selection.nodes
+        }
+    };
+    let invocation = prepared.invocation_id();
+    let Prepared {
+        project,
+        rendered,
+        dag,
+        timings: prepare_timings,
+        ..
+    } = prepared;
+    let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
+    artifacts::write_json(&project, "manifest.json", &manifest)
+        .map_err(|e| vec![Diagnostic::error("io", format!("cannot write target/manifest.json: {e}"))])?;
+    let nodes: Vec<NodeIndex> = selected
+        .into_iter()
+        .filter(|&i| options.mode.includes(dag.node(i).resource_type))
+        .collect();
+    let threads = options
+        .threads
+        .or(project.target.threads)
+        .unwrap_or_else(num_cpus::get)
+        .max(1);
+    progress(Progress::Started {
+        project: &project,
+        nodes: nodes.len(),
+        threads,
+    });
+    let root = project.root.clone();
+    let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
+    let run_options = RunOptions {
+        threads,
+        full_refresh: options.full_refresh,
+        invocation_id: invocation.clone(),
+        incremental,
+        force: options.force,
+        event_time_start: options.event_time_start,
+        event_time_end: options.event_time_end,
+    };
+    let build = Arc::new(Build::new(
+        project,
+        dag,
+        rendered,
+        registry,
+        run_options,
+        full_build_sql,
+    ));
+    let results = materialize::run(build.clone(), &nodes, |result, done, total| {
+        progress(Progress::Node { result, done, total })
+    })
+    .await;
+    let mut problems = Vec::new();
+    let rejected = match materialize::rejected_rows(&build, &results).await {
+        Ok(r) => r,
+        Err(diag) => {
+            problems.push(diag);
+            Vec::new()
+        }
+    };
+    let run_results = artifacts::run_results(&results, &rejected, &invocation, options.mode.name());
+    artifacts::write_json(&build.project, "run_results.json", &run_results)
+        .map_err(|e| vec![Diagnostic::error("io", format!("cannot write target/run_results.json: {e}"))])?;
+    Ok(Outcome {
+        results,
+        rejected,
+        problems,
+        timings: prepare_timings,
+        threads,
+        root,
+    })
+}
+
+/// Takes the lock of the project's lake, or says who holds it.
+async fn lock_lake(
+    ctx: &SessionContext,
+    project: &Project,
+    mode: Mode,
+    invocation: &str,
+) -> Result<LakeLock, Vec<Diagnostic>> {
+    let lake = &project.target.lake;
+    match acquire(ctx, lake, Holder::this_process(mode.name(), invocation)).await {
+        Ok(lock) => Ok(lock),
+        Err(LockError::Held(holder)) => Err(vec![
+            Diagnostic::error(
+                "lake-locked",
+                format!("another etl process is building the lake at `{lake}`: nothing was run"),
+            )
+            .with_note(describe(&holder))
+            .with_help(
+                "run again once it has finished; a process that was killed frees the lake at once on its \
+                 own machine, and a minute after its last sign of life seen from another",
+            ),
+        ]),
+        Err(LockError::Store(e)) => Err(vec![Diagnostic::error(
+            "lake-lock",
+            format!("cannot take the lock of the lake at `{lake}`: {e}"),
+        )]),
+    }
+}
+
+/// The nodes `selecting` picks, with the selector's warnings.
+pub fn select(prepared: &Prepared, selecting: &Selecting) -> Result<graph::Selection, Diagnostic> {
+    let state = match &selecting.state {
+        Some(dir) => Some(artifacts::read_state(dir).map_err(|e| Diagnostic::error("invalid-state", e))?),
+        None => None,
+    };
+    let compiled = |i| artifacts::compiled_code(&prepared.dag, i, &prepared.rendered);
+    let cx = graph::SelectContext {
+        dag: &prepared.dag,
+        project: &prepared.project,
+        indirect: graph::IndirectSelection::parse(&selecting.indirect_selection).unwrap_or_default(),
+        state: state.as_ref(),
+        compiled: &compiled,
+    };
+    let args = graph::SelectArgs {
+        select: selecting.select.clone(),
+        exclude: selecting.exclude.clone(),
+        selector: selecting.selector.clone(),
+    };
+    graph::select(&cx, &args)
+}
+
+/// A DataFusion session for the project, with `memory_limit` (or the
+/// target's), reaching the lake's and the sources' buckets with the
+/// target's storage options.
+pub fn session(project: &Project, memory_limit: Option<&str>) -> Result<SessionContext, Diagnostic> {
+    let memory_limit = memory_limit
+        .or(project.target.memory_limit.as_deref())
+        .map(parse_size)
+        .transpose()
+        .map_err(|e| Diagnostic::error("invalid-memory-limit", e))?;
+    let ctx = new_session(&SessionOptions {
+        target_partitions: None,
+        memory_limit,
+    })
+    .map_err(|e| Diagnostic::error("session", format!("cannot start DataFusion: {e}")))?;
+    let sources = project
+        .sources
+        .iter()
+        .filter_map(|s| crate::lake::parse_location(&s.location).ok());
+    let locations: Vec<_> = std::iter::once(project.target.lake.clone()).chain(sources).collect();
+    crate::lake::connect(&ctx, &project.target.options, &locations).map_err(|e| Diagnostic::error("storage", e))?;
+    Ok(ctx)
+}
