@@ -14,7 +14,7 @@ use datafusion::prelude::SessionContext;
 use petgraph::graph::NodeIndex;
 
 use crate::config::{ResourceType, parse_size};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::lake::lock::{Holder, LakeLock, LockError, acquire, describe};
 use crate::materialize::{self, Build, NodeResult, Rejected, RunOptions, RunResults};
 use crate::plan::{Registry, SessionOptions, new_session};
@@ -139,7 +139,7 @@ pub async fn build(
     if let (Some(start), Some(end)) = (options.event_time_start, options.event_time_end) {
         if start >= end {
             return Err(vec![Diagnostic::error(
-                "invalid-argument",
+                Code::InvalidArgument,
                 format!("--event-time-start ({start}) must come before --event-time-end ({end})"),
             )]);
         }
@@ -219,7 +219,7 @@ async fn build_locked(
     } = prepared;
     let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
     artifacts::write_json(&project, "manifest.json", &manifest)
-        .map_err(|e| vec![Diagnostic::error("io", format!("cannot write target/manifest.json: {e}"))])?;
+        .map_err(|e| vec![Diagnostic::error(Code::Io, format!("cannot write target/manifest.json: {e}"))])?;
     let nodes: Vec<NodeIndex> = selected
         .into_iter()
         .filter(|&i| options.mode.includes(dag.node(i).resource_type))
@@ -267,7 +267,7 @@ async fn build_locked(
     };
     let run_results = artifacts::run_results(&results, &rejected, &invocation, options.mode.name());
     artifacts::write_json(&build.project, "run_results.json", &run_results)
-        .map_err(|e| vec![Diagnostic::error("io", format!("cannot write target/run_results.json: {e}"))])?;
+        .map_err(|e| vec![Diagnostic::error(Code::Io, format!("cannot write target/run_results.json: {e}"))])?;
     Ok(Outcome {
         results,
         rejected,
@@ -290,7 +290,7 @@ async fn lock_lake(
         Ok(lock) => Ok(lock),
         Err(LockError::Held(holder)) => Err(vec![
             Diagnostic::error(
-                "lake-locked",
+                Code::LakeLocked,
                 format!("another etl process is building the lake at `{lake}`: nothing was run"),
             )
             .with_note(describe(&holder))
@@ -300,7 +300,7 @@ async fn lock_lake(
             ),
         ]),
         Err(LockError::Store(e)) => Err(vec![Diagnostic::error(
-            "lake-lock",
+            Code::LakeLock,
             format!("cannot take the lock of the lake at `{lake}`: {e}"),
         )]),
     }
@@ -309,7 +309,7 @@ async fn lock_lake(
 /// The nodes `selecting` picks, with the selector's warnings.
 pub fn select(prepared: &Prepared, selecting: &Selecting) -> Result<graph::Selection, Diagnostic> {
     let state = match &selecting.state {
-        Some(dir) => Some(artifacts::read_state(dir).map_err(|e| Diagnostic::error("invalid-state", e))?),
+        Some(dir) => Some(artifacts::read_state(dir).map_err(|e| Diagnostic::error(Code::InvalidState, e))?),
         None => None,
     };
     let compiled = |i| artifacts::compiled_code(&prepared.dag, i, &prepared.rendered);
@@ -336,17 +336,17 @@ pub fn session(project: &Project, memory_limit: Option<&str>) -> Result<SessionC
         .or(project.target.memory_limit.as_deref())
         .map(parse_size)
         .transpose()
-        .map_err(|e| Diagnostic::error("invalid-memory-limit", e))?;
+        .map_err(|e| Diagnostic::error(Code::InvalidMemoryLimit, e))?;
     let ctx = new_session(&SessionOptions {
         target_partitions: None,
         memory_limit,
     })
-    .map_err(|e| Diagnostic::error("session", format!("cannot start DataFusion: {e}")))?;
+    .map_err(|e| Diagnostic::error(Code::Session, format!("cannot start DataFusion: {e}")))?;
     let sources = project
         .sources
         .iter()
         .filter_map(|s| crate::lake::parse_location(&s.location).ok());
     let locations: Vec<_> = std::iter::once(project.target.lake.clone()).chain(sources).collect();
-    crate::lake::connect(&ctx, &project.target.options, &locations).map_err(|e| Diagnostic::error("storage", e))?;
+    crate::lake::connect(&ctx, &project.target.options, &locations).map_err(|e| Diagnostic::error(Code::Storage, e))?;
     Ok(ctx)
 }

@@ -94,7 +94,7 @@ pub enum Severity {
 pub struct Diagnostic {
     pub severity: Severity,
     /// A short kebab-case code, stable across releases (`unknown-ref`).
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub span: Option<Span>,
     /// The label under the underlined source, when it adds something.
@@ -105,6 +105,294 @@ pub struct Diagnostic {
     /// a node can be run again for (see [`Cause`]).
     #[serde(skip)]
     pub cause: Option<Cause>,
+}
+
+/// What kind of problem a diagnostic reports: the `code` in
+/// `error[code]`, one per kind, each listed with an example in
+/// `docs/diagnostics.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    Audit,
+    CompilerError,
+    Contract,
+    Cycle,
+    DisabledRef,
+    DuplicateName,
+    DuplicateRelation,
+    DuplicateSource,
+    DuplicateTest,
+    EmptyFile,
+    Execution,
+    Export,
+    Freshness,
+    Internal,
+    InvalidArgument,
+    InvalidConfig,
+    InvalidFormat,
+    InvalidLake,
+    InvalidLocation,
+    InvalidMemoryLimit,
+    InvalidOption,
+    InvalidRef,
+    InvalidSelector,
+    InvalidState,
+    InvalidStorageOption,
+    InvalidTest,
+    InvalidTestConfig,
+    InvalidThreads,
+    InvalidType,
+    InvalidVars,
+    InvalidYaml,
+    Io,
+    Jinja,
+    JinjaSyntax,
+    Lake,
+    LakeLock,
+    LakeLocked,
+    Microbatch,
+    MissingConfig,
+    MissingDataFiles,
+    MissingEnvVar,
+    MissingFormat,
+    MissingKey,
+    MissingLocation,
+    MissingSource,
+    MissingState,
+    MissingVar,
+    NoFreshness,
+    NoPreviousRun,
+    NoProject,
+    NotBuilt,
+    NothingSelected,
+    ObjectStore,
+    Plan,
+    Register,
+    RejectSummary,
+    RewriteFailed,
+    RewrittenFile,
+    Runtime,
+    SchemaChange,
+    Seed,
+    SelectorOverrides,
+    Session,
+    Source,
+    SourceColumns,
+    SourceSchema,
+    Sql,
+    SqlSyntax,
+    StaleView,
+    Storage,
+    Test,
+    UnknownColumn,
+    UnknownConfig,
+    UnknownConfigPath,
+    UnknownFormat,
+    UnknownKey,
+    UnknownMaterialization,
+    UnknownNode,
+    UnknownOption,
+    UnknownPackage,
+    UnknownRef,
+    UnknownSelector,
+    UnknownSource,
+    UnknownTarget,
+    UnknownTest,
+    UnreadableTable,
+}
+
+impl Code {
+    /// Every code, in the order `docs/diagnostics.md` lists them.
+    pub const ALL: &[Code] = &[
+        Code::Audit,
+        Code::CompilerError,
+        Code::Contract,
+        Code::Cycle,
+        Code::DisabledRef,
+        Code::DuplicateName,
+        Code::DuplicateRelation,
+        Code::DuplicateSource,
+        Code::DuplicateTest,
+        Code::EmptyFile,
+        Code::Execution,
+        Code::Export,
+        Code::Freshness,
+        Code::Internal,
+        Code::InvalidArgument,
+        Code::InvalidConfig,
+        Code::InvalidFormat,
+        Code::InvalidLake,
+        Code::InvalidLocation,
+        Code::InvalidMemoryLimit,
+        Code::InvalidOption,
+        Code::InvalidRef,
+        Code::InvalidSelector,
+        Code::InvalidState,
+        Code::InvalidStorageOption,
+        Code::InvalidTest,
+        Code::InvalidTestConfig,
+        Code::InvalidThreads,
+        Code::InvalidType,
+        Code::InvalidVars,
+        Code::InvalidYaml,
+        Code::Io,
+        Code::Jinja,
+        Code::JinjaSyntax,
+        Code::Lake,
+        Code::LakeLock,
+        Code::LakeLocked,
+        Code::Microbatch,
+        Code::MissingConfig,
+        Code::MissingDataFiles,
+        Code::MissingEnvVar,
+        Code::MissingFormat,
+        Code::MissingKey,
+        Code::MissingLocation,
+        Code::MissingSource,
+        Code::MissingState,
+        Code::MissingVar,
+        Code::NoFreshness,
+        Code::NoPreviousRun,
+        Code::NoProject,
+        Code::NotBuilt,
+        Code::NothingSelected,
+        Code::ObjectStore,
+        Code::Plan,
+        Code::Register,
+        Code::RejectSummary,
+        Code::RewriteFailed,
+        Code::RewrittenFile,
+        Code::Runtime,
+        Code::SchemaChange,
+        Code::Seed,
+        Code::SelectorOverrides,
+        Code::Session,
+        Code::Source,
+        Code::SourceColumns,
+        Code::SourceSchema,
+        Code::Sql,
+        Code::SqlSyntax,
+        Code::StaleView,
+        Code::Storage,
+        Code::Test,
+        Code::UnknownColumn,
+        Code::UnknownConfig,
+        Code::UnknownConfigPath,
+        Code::UnknownFormat,
+        Code::UnknownKey,
+        Code::UnknownMaterialization,
+        Code::UnknownNode,
+        Code::UnknownOption,
+        Code::UnknownPackage,
+        Code::UnknownRef,
+        Code::UnknownSelector,
+        Code::UnknownSource,
+        Code::UnknownTarget,
+        Code::UnknownTest,
+        Code::UnreadableTable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Audit => "audit",
+            Code::CompilerError => "compiler-error",
+            Code::Contract => "contract",
+            Code::Cycle => "cycle",
+            Code::DisabledRef => "disabled-ref",
+            Code::DuplicateName => "duplicate-name",
+            Code::DuplicateRelation => "duplicate-relation",
+            Code::DuplicateSource => "duplicate-source",
+            Code::DuplicateTest => "duplicate-test",
+            Code::EmptyFile => "empty-file",
+            Code::Execution => "execution",
+            Code::Export => "export",
+            Code::Freshness => "freshness",
+            Code::Internal => "internal",
+            Code::InvalidArgument => "invalid-argument",
+            Code::InvalidConfig => "invalid-config",
+            Code::InvalidFormat => "invalid-format",
+            Code::InvalidLake => "invalid-lake",
+            Code::InvalidLocation => "invalid-location",
+            Code::InvalidMemoryLimit => "invalid-memory-limit",
+            Code::InvalidOption => "invalid-option",
+            Code::InvalidRef => "invalid-ref",
+            Code::InvalidSelector => "invalid-selector",
+            Code::InvalidState => "invalid-state",
+            Code::InvalidStorageOption => "invalid-storage-option",
+            Code::InvalidTest => "invalid-test",
+            Code::InvalidTestConfig => "invalid-test-config",
+            Code::InvalidThreads => "invalid-threads",
+            Code::InvalidType => "invalid-type",
+            Code::InvalidVars => "invalid-vars",
+            Code::InvalidYaml => "invalid-yaml",
+            Code::Io => "io",
+            Code::Jinja => "jinja",
+            Code::JinjaSyntax => "jinja-syntax",
+            Code::Lake => "lake",
+            Code::LakeLock => "lake-lock",
+            Code::LakeLocked => "lake-locked",
+            Code::Microbatch => "microbatch",
+            Code::MissingConfig => "missing-config",
+            Code::MissingDataFiles => "missing-data-files",
+            Code::MissingEnvVar => "missing-env-var",
+            Code::MissingFormat => "missing-format",
+            Code::MissingKey => "missing-key",
+            Code::MissingLocation => "missing-location",
+            Code::MissingSource => "missing-source",
+            Code::MissingState => "missing-state",
+            Code::MissingVar => "missing-var",
+            Code::NoFreshness => "no-freshness",
+            Code::NoPreviousRun => "no-previous-run",
+            Code::NoProject => "no-project",
+            Code::NotBuilt => "not-built",
+            Code::NothingSelected => "nothing-selected",
+            Code::ObjectStore => "object-store",
+            Code::Plan => "plan",
+            Code::Register => "register",
+            Code::RejectSummary => "reject-summary",
+            Code::RewriteFailed => "rewrite-failed",
+            Code::RewrittenFile => "rewritten-file",
+            Code::Runtime => "runtime",
+            Code::SchemaChange => "schema-change",
+            Code::Seed => "seed",
+            Code::SelectorOverrides => "selector-overrides",
+            Code::Session => "session",
+            Code::Source => "source",
+            Code::SourceColumns => "source-columns",
+            Code::SourceSchema => "source-schema",
+            Code::Sql => "sql",
+            Code::SqlSyntax => "sql-syntax",
+            Code::StaleView => "stale-view",
+            Code::Storage => "storage",
+            Code::Test => "test",
+            Code::UnknownColumn => "unknown-column",
+            Code::UnknownConfig => "unknown-config",
+            Code::UnknownConfigPath => "unknown-config-path",
+            Code::UnknownFormat => "unknown-format",
+            Code::UnknownKey => "unknown-key",
+            Code::UnknownMaterialization => "unknown-materialization",
+            Code::UnknownNode => "unknown-node",
+            Code::UnknownOption => "unknown-option",
+            Code::UnknownPackage => "unknown-package",
+            Code::UnknownRef => "unknown-ref",
+            Code::UnknownSelector => "unknown-selector",
+            Code::UnknownSource => "unknown-source",
+            Code::UnknownTarget => "unknown-target",
+            Code::UnknownTest => "unknown-test",
+            Code::UnreadableTable => "unreadable-table",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Failures of the query engine that are not the user's SQL or data, and
@@ -144,7 +432,7 @@ impl Cause {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -168,7 +456,7 @@ impl Diagnostic {
         self.cause == Some(cause)
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message)
@@ -272,6 +560,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_code_is_listed_in_the_docs_and_the_docs_list_no_other() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/diagnostics.md")).unwrap();
+        let listed: Vec<&str> = docs
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once("` |").map(|(code, _)| code))
+            .collect();
+        let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        let missing: Vec<_> = codes.iter().filter(|c| !listed.contains(c)).collect();
+        assert!(missing.is_empty(), "not in docs/diagnostics.md: {missing:?}");
+        let unknown: Vec<_> = listed.iter().filter(|c| !codes.contains(c)).collect();
+        assert!(unknown.is_empty(), "docs/diagnostics.md lists codes etl does not have: {unknown:?}");
+        let mut unique = listed.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), listed.len(), "a code is listed twice");
+    }
+
+    #[test]
     fn did_you_mean_picks_the_closest_name() {
         let names = ["stg_orders", "stg_customers", "kpis"];
         assert_eq!(did_you_mean("stg_order", names), Some("stg_orders"));
@@ -289,7 +595,7 @@ mod tests {
     fn render_underlines_the_span_and_prints_help() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.sql"), "select *\nfrom {{ ref('stg_order') }}\n").unwrap();
-        let diag = Diagnostic::error("unknown-ref", "`ref('stg_order')` does not match any model or seed")
+        let diag = Diagnostic::error(Code::UnknownRef, "`ref('stg_order')` does not match any model or seed")
             .with_span(Some(Span::new("m.sql", 2, 9, 16)))
             .with_help("did you mean `stg_orders`?");
         let text = diag.render(dir.path());

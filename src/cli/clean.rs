@@ -1,6 +1,6 @@
 //! `etl clean`: remove target/. The lake is data, never cleaned by etl.
 
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 use etl::project;
 
 use super::{Global, Output};
@@ -26,7 +26,7 @@ pub fn run(global: &Global, out: &Output) -> u8 {
         Err(e) => {
             out.fatal(
                 &[Diagnostic::error(
-                    "io",
+                    Code::Io,
                     format!("cannot remove `{}`: {e}", target.display()),
                 )],
                 Some(&project.root),

@@ -1,7 +1,7 @@
 //! `etl compile`: render every selected model to target/compiled/, run nothing.
 
 use etl::artifacts;
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 use etl::graph::ResourceType;
 
 use super::{Global, Output, invocation_id};
@@ -43,7 +43,7 @@ pub fn run(global: &Global, out: &Output) -> u8 {
         }
         Err(e) => {
             out.fatal(
-                &[Diagnostic::error("io", format!("cannot write target/: {e}"))],
+                &[Diagnostic::error(Code::Io, format!("cannot write target/: {e}"))],
                 Some(&root),
             );
             2

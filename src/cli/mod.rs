@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 use etl::project::LoadOptions;
 use etl::render::RenderOptions;
 pub use output::Output;
@@ -135,7 +135,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             out.fatal(
                 &[Diagnostic::error(
-                    "runtime",
+                    Code::Runtime,
                     format!("cannot start the async runtime: {e}"),
                 )],
                 None,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 
 use etl::Mode;
 
@@ -21,7 +21,7 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
         Err(e) => {
             out.fatal(
                 &[
-                    Diagnostic::error("no-previous-run", format!("cannot read `{}`: {e}", path.display()))
+                    Diagnostic::error(Code::NoPreviousRun, format!("cannot read `{}`: {e}", path.display()))
                         .with_help("`etl retry` re-runs what the last build, run, seed or test left undone"),
                 ],
                 None,
@@ -33,7 +33,7 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
     let Some(mode) = Mode::from_name(which) else {
         out.fatal(
             &[Diagnostic::error(
-                "no-previous-run",
+                Code::NoPreviousRun,
                 format!("the last command, `{which}`, cannot be retried"),
             )],
             None,

@@ -5,7 +5,7 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 use etl::graph::Materialization;
 use etl::plan::{Registry, compile, plan_model};
 
@@ -30,7 +30,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
     let Some(index) = dag.find(&args.node) else {
         let names: Vec<String> = dag.order.iter().map(|&i| dag.node(i).name.clone()).collect();
         let diag = Diagnostic::error(
-            "unknown-node",
+            Code::UnknownNode,
             format!("`{}` is not a model, seed or source of this project", args.node),
         )
         .with_suggestion(&args.node, names.iter().map(String::as_str));
@@ -55,7 +55,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
                 .ctx
                 .sql(&sql)
                 .await
-                .map_err(|e| Diagnostic::error("sql", e.to_string()))?
+                .map_err(|e| Diagnostic::error(Code::Sql, e.to_string()))?
                 .into_unoptimized_plan()
         };
         Ok::<_, Diagnostic>(datafusion::dataframe::DataFrame::new(registry.ctx.state(), plan))
@@ -77,7 +77,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         Err(e) => {
             out.fatal(
                 &[Diagnostic::error(
-                    "execution",
+                    Code::Execution,
                     format!("reading `{}` failed: {e}", node.name),
                 )],
                 Some(&root),

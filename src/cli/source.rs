@@ -6,7 +6,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use etl::artifacts;
-use etl::diagnostic::Diagnostic;
+use etl::diagnostic::{Code, Diagnostic};
 use etl::materialize::{FreshnessStatus, check_freshness};
 use etl::plan::Registry;
 
@@ -39,7 +39,7 @@ pub async fn run(global: &Global, command: &SourceCommand, out: &Output) -> u8 {
     if results.is_empty() {
         out.diagnostics(
             &[
-                Diagnostic::warning("no-freshness", "no selected source declares a `freshness`").with_help(
+                Diagnostic::warning(Code::NoFreshness, "no selected source declares a `freshness`").with_help(
                     "give a source `loaded_at_field` and `freshness: {warn_after: {count: 1, period: day}}`",
                 ),
             ],
@@ -80,7 +80,7 @@ pub async fn run(global: &Global, command: &SourceCommand, out: &Output) -> u8 {
     if let Err(e) = artifacts::write_json(&prepared.project, "sources.json", &sources) {
         out.fatal(
             &[Diagnostic::error(
-                "io",
+                Code::Io,
                 format!("cannot write target/sources.json: {e}"),
             )],
             Some(&root),

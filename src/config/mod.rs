@@ -23,7 +23,7 @@ pub use export::{ExportConfig, ExportFormat};
 pub use incremental::{BatchSize, Incremental, MicrobatchConfig, OnSchemaChange, Strategy, parse_time};
 pub use raw::{RawConfig, string_list};
 
-use crate::diagnostic::{Diagnostic, Span, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::lake::Layout;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -280,12 +280,12 @@ impl Checker<'_> {
     }
 
     fn fail(&mut self, key: &str, message: String) {
-        let diag = Diagnostic::error("invalid-config", message).with_span(Some(self.span(key)));
+        let diag = Diagnostic::error(Code::InvalidConfig, message).with_span(Some(self.span(key)));
         self.errors.push(diag);
     }
 
     fn fail_with_help(&mut self, key: &str, message: String, help: &str) {
-        let diag = Diagnostic::error("invalid-config", message)
+        let diag = Diagnostic::error(Code::InvalidConfig, message)
             .with_span(Some(self.span(key)))
             .with_help(help);
         self.errors.push(diag);
@@ -351,7 +351,7 @@ impl Checker<'_> {
         if let Some(found) = choices.iter().find(|c| **c == text) {
             return Some(Some(*found));
         }
-        let mut diag = Diagnostic::error("invalid-config", format!("unknown {key} `{text}`"))
+        let mut diag = Diagnostic::error(Code::InvalidConfig, format!("unknown {key} `{text}`"))
             .with_span(Some(self.span(key)))
             .with_note(format!("`{key}` is one of: {}", choices.join(", ")));
         if let Some(best) = did_you_mean(&text, choices.iter().copied()) {
@@ -383,7 +383,7 @@ impl Checker<'_> {
         }
         let model = self.name;
         let diag = Diagnostic::error(
-            "unknown-materialization",
+            Code::UnknownMaterialization,
             format!("unknown materialization `{name}` for model `{model}`"),
         )
         .with_span(Some(self.span("materialized")))
@@ -638,7 +638,7 @@ pub fn key_typo(key: &str) -> Option<Diagnostic> {
     }
     let best = did_you_mean(bare, KNOWN_KEYS.iter().copied()).filter(|best| strsim::levenshtein(bare, best) <= 2)?;
     Some(
-        Diagnostic::error("unknown-config", format!("unknown config key `{bare}`"))
+        Diagnostic::error(Code::UnknownConfig, format!("unknown config key `{bare}`"))
             .with_help(format!("did you mean `{best}`?")),
     )
 }

@@ -13,7 +13,7 @@ use petgraph::visit::EdgeRef;
 
 pub use crate::config::{Materialization, ResourceType};
 use crate::config::{Config, RawConfig, Scope};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::project::Project;
 use crate::lake::Relation;
 use crate::render::Rendered;
@@ -228,7 +228,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
                 }
                 None => errors.push(
                     Diagnostic::error(
-                        "disabled-ref",
+                        Code::DisabledRef,
                         format!("model `{}` refers to `{}`, which is disabled", model.name, call.name),
                     )
                     .with_span(call.span.clone().or_else(|| Some(Span::file(&model.path))))
@@ -328,7 +328,7 @@ fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic
         if let Some(first) = seen.insert(key, node) {
             errors.push(
                 Diagnostic::error(
-                    "duplicate-relation",
+                    Code::DuplicateRelation,
                     format!(
                         "`{}` and `{}` would both be written as `{}.{}`",
                         first.unique_id, node.unique_id, node.relation.schema, node.relation.identifier
@@ -349,7 +349,7 @@ fn cycle_error(graph: &DiGraph<Node, ()>, rendered: &Rendered) -> Diagnostic {
         .find(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
         .unwrap_or_default();
     let Some(&start) = scc.iter().min_by_key(|&&i| graph[i].name.clone()) else {
-        return Diagnostic::error("cycle", "the models form a cycle");
+        return Diagnostic::error(Code::Cycle, "the models form a cycle");
     };
     // Walk forward inside the component until we come back to the start.
     let mut path = vec![start];
@@ -379,7 +379,7 @@ fn cycle_error(graph: &DiGraph<Node, ()>, rendered: &Rendered) -> Diagnostic {
         .find(|m| m.name == closing_child.name)
         .and_then(|m| m.refs.iter().find(|r| r.name == closing_parent.name))
         .and_then(|r| r.span.clone());
-    Diagnostic::error("cycle", format!("the models form a cycle: {}", names.join(" -> ")))
+    Diagnostic::error(Code::Cycle, format!("the models form a cycle: {}", names.join(" -> ")))
         .with_span(span)
         .with_label(format!(
             "`{}` refers to `{}`, which depends on it",

@@ -16,7 +16,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
 use super::{Dag, Node, ResourceType};
-use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::project::{Project, SelectorDefinition, TestKind};
 
 /// How tests follow the nodes they test (dbt's `--indirect-selection`).
@@ -88,7 +88,7 @@ pub fn select(cx: &SelectContext, args: &SelectArgs) -> Result<Selection, Diagno
         // As in dbt, a named selector replaces --select and --exclude.
         if !args.select.is_empty() || !args.exclude.is_empty() {
             warnings.push(Diagnostic::warning(
-                "selector-overrides",
+                Code::SelectorOverrides,
                 format!("--selector `{name}` is used alone: --select and --exclude are ignored"),
             ));
         }
@@ -207,7 +207,7 @@ fn position_error(flag: &str, arg: &str, at: usize, len: usize, message: String)
         Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
         None => (message, None),
     };
-    let mut diag = Diagnostic::error("invalid-selector", message).with_note(format!("{lead}{arg}\n{caret}"));
+    let mut diag = Diagnostic::error(Code::InvalidSelector, message).with_note(format!("{lead}{arg}\n{caret}"));
     if let Some(h) = help {
         diag = diag.with_help(h);
     }
@@ -415,7 +415,7 @@ fn find_selector<'p>(project: &'p Project, name: &str) -> Result<&'p SelectorDef
     project.selectors.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<&str> = project.selectors.iter().map(|s| s.name.as_str()).collect();
         let mut d = Diagnostic::error(
-            "unknown-selector",
+            Code::UnknownSelector,
             format!("no selector named `{name}` in selectors.yml"),
         );
         if let Some(best) = did_you_mean(name, names.iter().copied()) {
@@ -433,7 +433,7 @@ fn find_selector<'p>(project: &'p Project, name: &str) -> Result<&'p SelectorDef
 /// mapping (`method`, `value`, `parents`, `children`, ...), or `union` /
 /// `intersection` lists whose items may be `exclude: [...]`.
 fn parse_definition(project: &Project, def: &Value, stack: &mut Vec<String>) -> Result<Spec, Diagnostic> {
-    let invalid = |m: String| Diagnostic::error("invalid-selector", m).with_note("in selectors.yml");
+    let invalid = |m: String| Diagnostic::error(Code::InvalidSelector, m).with_note("in selectors.yml");
     match def {
         Value::String(s) => parse_cli(std::slice::from_ref(s), "selectors.yml:"),
         Value::Object(map) => {
@@ -558,7 +558,7 @@ fn resolve(
             let direct = criterion_nodes(cx, c)?;
             if direct.is_empty() {
                 warnings.push(
-                    Diagnostic::warning("nothing-selected", format!("the selector `{}` matches no node", c.raw))
+                    Diagnostic::warning(Code::NothingSelected, format!("the selector `{}` matches no node", c.raw))
                         .with_suggestion(&c.value, name_candidates(cx.dag).iter().map(String::as_str)),
                 );
             }
@@ -643,7 +643,7 @@ impl Matcher {
             .literal_separator(false)
             .build()
             .map(|g| Matcher::Glob(g.compile_matcher()))
-            .map_err(|e| Diagnostic::error("invalid-selector", format!("`{value}` is not a valid pattern: {e}")))
+            .map_err(|e| Diagnostic::error(Code::InvalidSelector, format!("`{value}` is not a valid pattern: {e}")))
     }
 
     fn is_match(&self, text: &str) -> bool {
@@ -758,14 +758,14 @@ fn method_matches(cx: &SelectContext, index: NodeIndex, c: &Criterion, m: &Match
         Method::Package => c.value == "this" || m.is_match(&project.name),
         Method::State => {
             let state = cx.state.ok_or_else(|| {
-                Diagnostic::error("missing-state", format!("`{}` needs `--state DIR`", c.raw))
+                Diagnostic::error(Code::MissingState, format!("`{}` needs `--state DIR`", c.raw))
                     .with_help("point --state at the target/ folder of an earlier run (its manifest.json)")
             })?;
             state_matches(cx, state, index, node, &c.value)
         }
         Method::Result => {
             let state = cx.state.ok_or_else(|| {
-                Diagnostic::error("missing-state", format!("`{}` needs `--state DIR`", c.raw))
+                Diagnostic::error(Code::MissingState, format!("`{}` needs `--state DIR`", c.raw))
                     .with_help("point --state at the target/ folder of an earlier run (its run_results.json)")
             })?;
             state.results.get(&node.unique_id).is_some_and(|s| m.is_match(s))

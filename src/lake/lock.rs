@@ -153,7 +153,7 @@ impl Record {
 
 /// Takes the lock of the lake at `root` for `holder`.
 pub async fn acquire(ctx: &SessionContext, root: &Url, holder: Holder) -> Result<LakeLock, LockError> {
-    let store = super::store_for(ctx, root).map_err(LockError::Store)?;
+    let store = super::store_for(ctx, root).map_err(|e| LockError::Store(e.to_string()))?;
     let folder =
         StorePath::from_url_path(format!("{}_etl/lock/", root.path())).map_err(|e| LockError::Store(e.to_string()))?;
     let held = |record: Record| {

@@ -28,6 +28,8 @@ pub mod lock;
 mod observed;
 mod ordered;
 pub use ordered::leaf;
+mod error;
+pub use error::LakeError;
 mod relation;
 pub use relation::{Relation, relation_location};
 mod storage;
@@ -80,7 +82,7 @@ async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTa
 
 /// A handle on the table at `url`, not loaded yet.
 fn table_handle(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
-    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     deltalake::DeltaTableBuilder::from_url(url.clone())?
         .with_storage_backend(store, url.clone())
         .build()
@@ -151,18 +153,11 @@ pub async fn current_version(ctx: &SessionContext, url: &Url) -> Option<u64> {
 /// of four; bench/RESULTS.md). The file skipping on Delta statistics is
 /// the same either way. DataFusion's default leaves it off;
 /// `DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true` turns it on.
-pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn TableProvider>, String> {
-    let table = open_table(ctx, url)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no Delta table at `{url}`"))?;
+pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn TableProvider>, LakeError> {
+    let table = open_table(ctx, url).await?.ok_or_else(|| LakeError::NoTable(url.clone()))?;
     let state = ctx.state();
-    table.update_datafusion_session(&state).map_err(|e| e.to_string())?;
-    table
-        .table_provider()
-        .with_session(Arc::new(state))
-        .await
-        .map_err(|e| e.to_string())
+    table.update_datafusion_session(&state)?;
+    Ok(table.table_provider().with_session(Arc::new(state)).await?)
 }
 
 /// What a write left behind.
@@ -304,7 +299,7 @@ async fn same_writer_since(
     read: i64,
     now: i64,
 ) -> Result<bool, DeltaTableError> {
-    let store = store_for(ctx, url).map_err(DeltaTableError::Generic)?;
+    let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     for version in read + 1..=now {
         // Cleaned up since (a checkpoint covers it): take it as ours.
         let Some(text) = read_commit(store.as_ref(), url, version).await? else {
@@ -599,9 +594,9 @@ const VIEW_FILE: &str = "_etl_view.json";
 
 /// A failed request for the object at `url` + `name`, as the user reads
 /// it: the object's URL, then the cause.
-fn failed_at(url: &Url, name: impl std::fmt::Display) -> impl FnOnce(object_store::Error) -> String {
+fn failed_at(url: &Url, name: impl std::fmt::Display) -> impl FnOnce(object_store::Error) -> LakeError {
     let object = format!("{url}{name}");
-    move |e| format!("`{object}`: {}", with_root_cause(&e))
+    move |e| LakeError::request(object, &e)
 }
 
 /// The URL of `path`, an object's path in the store of `url`'s bucket.
@@ -610,27 +605,40 @@ fn object_url(url: &Url, path: &StorePath) -> String {
 }
 
 /// The session's store for the bucket (or local disk) `url` is in.
-fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, String> {
-    let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| e.to_string())?;
+fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, LakeError> {
+    let no_store = |reason: String| LakeError::NoStore {
+        url: url.to_string(),
+        reason,
+    };
+    let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath]).map_err(|e| no_store(e.to_string()))?;
     ctx.runtime_env()
         .object_store(store_url)
-        .map_err(|e| format!("no object store for `{url}`: {e}"))
+        .map_err(|e| no_store(e.to_string()))
 }
 
-fn store_path(url: &Url, file: &str) -> Result<StorePath, String> {
-    StorePath::from_url_path(format!("{}{file}", url.path())).map_err(|e| e.to_string())
+fn store_path(url: &Url, file: &str) -> Result<StorePath, LakeError> {
+    path_of(&format!("{}{file}", url.path()))
+}
+
+/// A store path from a URL's path.
+fn path_of(url_path: &str) -> Result<StorePath, LakeError> {
+    StorePath::from_url_path(url_path).map_err(|e| LakeError::Location(e.to_string()))
 }
 
 /// Writes a view definition (one object put: atomic on every store) and
 /// removes a Delta table left at the same place by an earlier build.
-pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) -> Result<(), String> {
+pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) -> Result<(), LakeError> {
     let store = store_for(ctx, url)?;
-    let body = serde_json::to_vec_pretty(view).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec_pretty(view).map_err(|e| LakeError::Corrupt {
+        what: "view definition",
+        at: url.to_string(),
+        reason: e.to_string(),
+    })?;
     store
         .put(&store_path(url, VIEW_FILE)?, PutPayload::from(body))
         .await
         .map_err(failed_at(url, VIEW_FILE))?;
-    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let prefix = path_of(url.path())?;
     let stale: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
@@ -642,7 +650,7 @@ pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) 
             store
                 .delete(&object.location)
                 .await
-                .map_err(|e| format!("`{at}`: {}", with_root_cause(&e)))?;
+                .map_err(|e| LakeError::request(at, &e))?;
         }
     }
     Ok(())
@@ -651,10 +659,9 @@ pub async fn write_view(ctx: &SessionContext, url: &Url, view: &ViewDefinition) 
 /// The data files of `table`'s current version (at `url`) that are not in
 /// the store: deleted or lost outside of etl. Such a table cannot be read,
 /// nor built on.
-pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTable) -> Result<Vec<String>, String> {
+pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTable) -> Result<Vec<String>, LakeError> {
     let expected: Vec<StorePath> = table
-        .snapshot()
-        .map_err(|e| e.to_string())?
+        .snapshot()?
         .log_data()
         .into_iter()
         .map(|file| file.object_store_path())
@@ -663,7 +670,7 @@ pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTa
         return Ok(Vec::new());
     }
     let store = store_for(ctx, url)?;
-    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let prefix = path_of(url.path())?;
     let present: std::collections::HashSet<String> = store
         .list(Some(&prefix))
         .map_ok(|meta| relative_path(&prefix, &meta.location))
@@ -740,25 +747,29 @@ pub async fn explain_unreadable(ctx: &SessionContext, url: &Url, err: &DeltaTabl
 }
 
 /// The size of the object at `url`; `None` when there is none.
-pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>, String> {
+pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>, LakeError> {
     let store = store_for(ctx, url)?;
-    let path = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let path = path_of(url.path())?;
     match store.head(&path).await {
         Ok(meta) => Ok(Some(meta.size)),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(format!("`{url}`: {}", with_root_cause(&e))),
+        Err(e) => Err(LakeError::request(url, &e)),
     }
 }
 
 /// Reads the view stored at `url`, if any.
-pub async fn read_view(ctx: &SessionContext, url: &Url) -> Result<Option<ViewDefinition>, String> {
+pub async fn read_view(ctx: &SessionContext, url: &Url) -> Result<Option<ViewDefinition>, LakeError> {
     let store = store_for(ctx, url)?;
     match store.get(&store_path(url, VIEW_FILE)?).await {
         Ok(result) => {
             let bytes = result.bytes().await.map_err(failed_at(url, VIEW_FILE))?;
             serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| format!("corrupt view definition at `{url}`: {e}"))
+                .map_err(|e| LakeError::Corrupt {
+                    what: "view definition",
+                    at: url.to_string(),
+                    reason: e.to_string(),
+                })
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(failed_at(url, VIEW_FILE)(e)),
@@ -766,7 +777,7 @@ pub async fn read_view(ctx: &SessionContext, url: &Url) -> Result<Option<ViewDef
 }
 
 /// Removes a view definition once a table has replaced it.
-pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> {
+pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), LakeError> {
     let store = store_for(ctx, url)?;
     match store.delete(&store_path(url, VIEW_FILE)?).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -776,8 +787,8 @@ pub async fn remove_view(ctx: &SessionContext, url: &Url) -> Result<(), String> 
 
 /// A small JSON document etl keeps in the lake beside the data (the last
 /// result of each data test): `<root>/_etl/<kind>/<name>.json`.
-fn state_path(root: &Url, kind: &str, name: &str) -> Result<StorePath, String> {
-    StorePath::from_url_path(format!("{}_etl/{kind}/{name}.json", root.path())).map_err(|e| e.to_string())
+fn state_path(root: &Url, kind: &str, name: &str) -> Result<StorePath, LakeError> {
+    path_of(&format!("{}_etl/{kind}/{name}.json", root.path()))
 }
 
 pub async fn read_state(ctx: &SessionContext, root: &Url, kind: &str, name: &str) -> Option<serde_json::Value> {
@@ -799,9 +810,13 @@ pub async fn write_state(
     kind: &str,
     name: &str,
     value: &serde_json::Value,
-) -> Result<(), String> {
+) -> Result<(), LakeError> {
     let store = store_for(ctx, root)?;
-    let body = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec_pretty(value).map_err(|e| LakeError::Corrupt {
+        what: "state document",
+        at: format!("{root}_etl/{kind}/{name}.json"),
+        reason: e.to_string(),
+    })?;
     store
         .put(&state_path(root, kind, name)?, PutPayload::from(body))
         .await
@@ -822,9 +837,9 @@ pub fn staging_location(root: &Url, relation: &Relation) -> Url {
 
 /// Deletes every object under `url` (a staged table once published or
 /// rejected).
-pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String> {
+pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), LakeError> {
     let store = store_for(ctx, url)?;
-    let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+    let prefix = path_of(url.path())?;
     let objects: Vec<_> = store
         .list(Some(&prefix))
         .try_collect()
@@ -833,13 +848,7 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), String
     for object in objects {
         match store.delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(format!(
-                    "`{}`: {}",
-                    object_url(url, &object.location),
-                    with_root_cause(&e)
-                ));
-            }
+            Err(e) => return Err(LakeError::request(object_url(url, &object.location), &e)),
         }
     }
     if url.scheme() == "file" {
@@ -893,7 +902,7 @@ pub async fn added_files(
     since: i64,
     now: i64,
     merge_keys: Option<&[String]>,
-) -> Result<Option<Vec<String>>, String> {
+) -> Result<Option<Vec<String>>, LakeError> {
     if now < since {
         return Ok(None);
     }
@@ -902,11 +911,15 @@ pub async fn added_files(
     for version in since + 1..=now {
         let Some(text) = read_commit(store.as_ref(), url, version)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| LakeError::request(format!("{url}_delta_log/ version {version}"), &e))?
         else {
             return Ok(None);
         };
-        let actions = commit_actions(&text).map_err(|e| format!("commit {version}: {e}"))?;
+        let actions = commit_actions(&text).map_err(|e| LakeError::Corrupt {
+            what: "commit",
+            at: format!("{url}_delta_log/ version {version}"),
+            reason: e.to_string(),
+        })?;
         let info = actions.iter().find_map(|a| a.get("commitInfo"));
         let operation = info.and_then(|i| i["operation"].as_str()).unwrap_or_default();
         let deleted_none = info

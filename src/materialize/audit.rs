@@ -19,7 +19,7 @@ use url::Url;
 use super::Build;
 use super::added_rows::Increment;
 use super::nodes::{commit_metadata, execution_error, lake_error};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::ResourceType;
 use crate::lake::{self, Written};
 
@@ -38,7 +38,7 @@ pub struct Staged {
 impl Staged {
     /// Reads the staged rows.
     pub fn plan(&self, build: &Build) -> Result<LogicalPlan, Diagnostic> {
-        let node_error = |e: datafusion::error::DataFusionError| Diagnostic::error("lake", e.to_string());
+        let node_error = |e: datafusion::error::DataFusionError| Diagnostic::error(Code::Lake, e.to_string());
         Ok(build
             .registry
             .ctx
@@ -165,7 +165,7 @@ pub async fn audit(
     }
     let _ = lake::remove_prefix(&registry.ctx, &staged.location).await;
     let mut diag = Diagnostic::error(
-        "audit",
+        Code::Audit,
         format!(
             "`{}` failed its audit: {} test{} failed on the new data",
             node.name,

@@ -24,7 +24,7 @@ use super::added_rows::Narrowed;
 use super::ingest::NewFiles;
 use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::config::Threshold;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake;
 use crate::plan::{CompiledSql, compile_with, replace_scans, semi_join_scans, sql_diagnostic};
@@ -162,7 +162,7 @@ pub async fn run_narrowed(build: &Build, index: NodeIndex, narrowed: Option<Narr
             if full.status != Status::Error {
                 full.warnings.push(
                     Diagnostic::warning(
-                        "rewrite-failed",
+                        Code::RewriteFailed,
                         format!(
                             "`{}`: reading only what its tables gained (etl's `narrowed read`) failed: {why}",
                             build.dag.node(index).name
@@ -229,14 +229,14 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
         .config
         .test
         .as_ref()
-        .ok_or_else(|| Diagnostic::error("internal", format!("test `{}` has no test config", test.name)))?;
+        .ok_or_else(|| Diagnostic::error(Code::Internal, format!("test `{}` has no test config", test.name)))?;
     let compiled = compile_with(&build.dag, index, &build.models, rendered);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let readers = if config.new_files_only {
         let readers = super::ingest::new_file_readers(build, index).await?;
         if readers.is_empty() {
             return Err(Diagnostic::error(
-                "invalid-test-config",
+                Code::InvalidTestConfig,
                 format!(
                     "test `{}` has `source_files: new` but reads no file source, directly or through ephemeral models",
                     test.name
@@ -264,7 +264,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
 
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
-            .ok_or_else(|| Diagnostic::error("internal", format!("test `{}` has no tested relation", test.name)))?;
+            .ok_or_else(|| Diagnostic::error(Code::Internal, format!("test `{}` has no tested relation", test.name)))?;
         let filter = config.filter.as_ref().map(|w| format!(" where {w}")).unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
         Some(scalar(&build.session(index), &sql, &readers, &compiled, test).await?)
@@ -408,7 +408,7 @@ async fn scalar(
     }
     let as_float = datafusion::arrow::compute::cast(&column, &DataType::Float64).map_err(|e| {
         Diagnostic::error(
-            "test",
+            Code::Test,
             format!("test `{}`: `fail_calc` is not a number: {e}", test.name),
         )
         .with_span(test.span.clone())
@@ -449,7 +449,7 @@ async fn store_failures(
     lake::overwrite_table(ctx, &location, plan, metadata)
         .await
         .map_err(|e| {
-            Diagnostic::error("lake", format!("storing the failures of `{}` failed: {e}", test.name))
+            Diagnostic::error(Code::Lake, format!("storing the failures of `{}` failed: {e}", test.name))
                 .with_span(test.span.clone().or_else(|| Some(Span::file(&test.path))))
         })?;
     Ok(location.to_string())

@@ -103,7 +103,7 @@ pub async fn write_all(
             .map_err(|e| (export.clone(), e))?;
         let size = crate::lake::object_size(ctx, &url)
             .await
-            .map_err(|e| (export.clone(), e))?
+            .map_err(|e| (export.clone(), e.to_string()))?
             .unwrap_or_default();
         files.push(ExportedFile {
             url: url.to_string(),
@@ -119,7 +119,7 @@ pub async fn write_all(
     let value = serde_json::to_value(&exported).map_err(|e| (exports[0].clone(), e.to_string()))?;
     crate::lake::write_state(ctx, lake, STATE_KIND, unique_id, &value)
         .await
-        .map_err(|e| (exports[0].clone(), e))?;
+        .map_err(|e| (exports[0].clone(), e.to_string()))?;
     Ok(urls)
 }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Freshness;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::graph::{Dag, ResourceType};
 use crate::plan::Registry;
 use crate::project::{Project, Source};
@@ -106,11 +106,11 @@ async fn check_one(
     freshness: &Freshness,
     now: DateTime<Utc>,
 ) -> Result<Checked, Diagnostic> {
-    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
+    let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
     let name = format!("{}.{}", source.source_name, source.name);
     let field = dag.node(index).config.loaded_at_field.as_deref().ok_or_else(|| {
             fail(
-                "freshness",
+                Code::Freshness,
                 format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
             )
         })?;
@@ -122,7 +122,7 @@ async fn check_one(
     let sql = format!("select max(cast({field} as timestamp)) from {relation}{filter}");
     let query_error = |e: datafusion::error::DataFusionError| {
         fail(
-            "freshness",
+            Code::Freshness,
             format!("checking the freshness of `{name}`: {}", e.find_root()),
         )
     };

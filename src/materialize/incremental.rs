@@ -31,7 +31,7 @@ use super::Build;
 use super::added_rows::Increment;
 use super::audit;
 use crate::config::{Incremental, MicrobatchConfig, OnSchemaChange, Strategy};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, TableWrite, Written};
 use crate::plan::{Window, window_predicate};
@@ -82,7 +82,7 @@ impl IncrementalConfig {
     /// The settings of the incremental model `node`.
     pub fn of(node: &Node) -> Result<IncrementalConfig, Diagnostic> {
         let settings = node.config.incremental.clone().ok_or_else(|| {
-            Diagnostic::error("internal", format!("`{}` is not an incremental model", node.name))
+            Diagnostic::error(Code::Internal, format!("`{}` is not an incremental model", node.name))
                 .with_span(Some(Span::file(&node.path)))
         })?;
         Ok(IncrementalConfig {
@@ -186,7 +186,7 @@ pub async fn apply(
     let ctx = &build.session(index);
     let url = registry.location(&node.relation);
     let failed = |e: String| {
-        Diagnostic::error("execution", format!("building `{}` failed: {e}", node.name))
+        Diagnostic::error(Code::Execution, format!("building `{}` failed: {e}", node.name))
             .with_span(Some(Span::file(&node.path)))
             .with_note("the table keeps its previous version")
     };
@@ -428,7 +428,7 @@ fn conform(
     let shaped = |fields: Vec<Field>| {
         reshape(DataFrame::new(ctx.state(), plan.clone()), &fields)
             .map(DataFrame::into_unoptimized_plan)
-            .map_err(|e| Diagnostic::error("execution", e.find_root().to_string()))
+            .map_err(|e| Diagnostic::error(Code::Execution, e.find_root().to_string()))
     };
     let table_fields: Vec<Field> = table.fields().iter().map(|f| f.as_ref().clone()).collect();
     if config.settings.on_schema_change == OnSchemaChange::SyncAllColumns
@@ -444,7 +444,7 @@ fn conform(
     match config.settings.on_schema_change {
         OnSchemaChange::Fail => {
             let mut d = Diagnostic::error(
-                "schema-change",
+                Code::SchemaChange,
                 format!("the columns of incremental model `{}` changed", node.name),
             )
             .with_span(Some(Span::file(&node.path)))

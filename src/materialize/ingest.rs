@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use super::Build;
 use crate::config::{IngestMode, Strategy};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 use crate::graph::{Materialization, ResourceType};
 use crate::lake;
 use crate::lake::Relation;
@@ -301,7 +301,7 @@ async fn sort_files(
         match consumed.get(&relative) {
             Some(record) if record.size != meta.size => warnings.push(
                 Diagnostic::warning(
-                    "rewritten-file",
+                    Code::RewrittenFile,
                     format!(
                         "source `{key}`: `{}` changed since `{model}` read it ({} bytes, now {}): \
                          its new content is not read",
@@ -318,7 +318,7 @@ async fn sort_files(
             Some(_) => {}
             None if empty_now.iter().any(|e| e.location == meta.location) => {
                 warnings.push(Diagnostic::warning(
-                    "empty-file",
+                    Code::EmptyFile,
                     format!(
                         "source `{key}`: `{}` has no rows: not ingested; rows written to it later will be",
                         crate::plan::shown_file(source, &meta.location)
@@ -392,7 +392,7 @@ pub async fn new_file_readers(build: &Build, index: NodeIndex) -> Result<Vec<New
     }
     let Some(to_ingest) = build.to_ingest.get() else {
         return Err(Diagnostic::error(
-            "internal",
+            Code::Internal,
             "the files to ingest were not listed before the build began",
         ));
     };
@@ -624,7 +624,7 @@ impl ParsedFiles {
         let ctx = &build.registry.ctx;
         let failed = |e: datafusion::error::DataFusionError| {
             Diagnostic::error(
-                "execution",
+                Code::Execution,
                 format!(
                     "reading the new files of source `{}` failed: {}",
                     source_key(source),
@@ -745,7 +745,7 @@ fn read_failed(
         _ => format!("{} new files", files.len()),
     };
     Diagnostic::error(
-        "execution",
+        Code::Execution,
         format!(
             "reading {which} of source `{}` failed: {}",
             source_key(source),

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::Build;
 use super::incremental::{Applied, Change, IncrementalConfig, apply};
 use crate::config::{BatchSize, MicrobatchConfig};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::lake::{self, Written};
 use crate::plan::{Window, filter_scans};
 
@@ -122,7 +122,7 @@ pub async fn build_microbatch(
         for (relation, column) in &filtered {
             plan = filter_scans(plan, relation, column, window).map_err(|e| {
                 Diagnostic::error(
-                    "invalid-config",
+                    Code::InvalidConfig,
                     format!("filtering {} to a batch: {e}", relation.sql()),
                 )
                 .with_span(Some(Span::file(&node.path)))
@@ -197,7 +197,7 @@ pub async fn build_microbatch(
     let first = failures[0].0;
     let end = failures[failed - 1].0.end;
     let mut diag = Diagnostic::error(
-        "microbatch",
+        Code::Microbatch,
         format!("`{}`: {failed} of {count} batch{} failed", node.name, plural(count)),
     )
     .with_span(Some(Span::file(&node.path)));

@@ -27,7 +27,7 @@ use petgraph::graph::NodeIndex;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::diagnostic::{Cause, Diagnostic};
+use crate::diagnostic::{Cause, Code, Diagnostic};
 use crate::graph::{Dag, Materialization, ResourceType};
 use crate::plan::Registry;
 use crate::project::Project;
@@ -297,7 +297,7 @@ async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
     }
     second.warnings.push(
         Diagnostic::warning(
-            "rewrite-failed",
+            Code::RewriteFailed,
             format!(
                 "`{}` failed with an error of DataFusion's own on the plan etl rewrote, and passed without \
                  etl's rewrites ({}): {why}",
@@ -391,7 +391,7 @@ pub async fn run(
                 if !finished.contains_key(&i) {
                     let node = build.dag.node(i);
                     let diag = Diagnostic::error(
-                        "internal",
+                        Code::Internal,
                         format!(
                             "`{}` never became ready to run: its dependencies form a cycle",
                             node.name
@@ -412,7 +412,7 @@ pub async fn run(
                 // instead of taking the whole build down.
                 let index = task_nodes[&err.id()];
                 let node = build.dag.node(index);
-                let diag = Diagnostic::error("internal", format!("building `{}` crashed: {err}", node.name))
+                let diag = Diagnostic::error(Code::Internal, format!("building `{}` crashed: {err}", node.name))
                     .with_help("this is a bug in etl: please report it with the model's SQL");
                 (index, nodes::error_result(node, diag, 0.0))
             }
@@ -571,7 +571,7 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
         );
         let failed = |e: datafusion::error::DataFusionError| {
             Diagnostic::error(
-                "reject-summary",
+                Code::RejectSummary,
                 format!("cannot count the rejected rows of `{}`: {}", node.name, e.find_root()),
             )
             .with_span(Some(crate::diagnostic::Span::file(&node.path)))

@@ -6,7 +6,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
 use super::{Build, NodeResult, Phases, Status};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition, Written};
 use datafusion::prelude::SessionContext;
@@ -45,7 +45,7 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     // build's session (and its header, if any, applies to that).
     let plain = if build.without_rewrites(index) {
         let plain = crate::plan::without_etl_rules(&build.registry.ctx)
-            .map_err(|e| Diagnostic::error("session", format!("cannot start a plain session: {e}")))?;
+            .map_err(|e| Diagnostic::error(Code::Session, format!("cannot start a plain session: {e}")))?;
         Some(plain)
     } else {
         None
@@ -175,7 +175,7 @@ fn missing_files_error(build: &Build, index: NodeIndex, missing: &[String]) -> O
     let shown: Vec<String> = missing.iter().take(3).map(|f| format!("`{url}{f}`")).collect();
     let more = missing.len() - shown.len();
     let diag = Diagnostic::error(
-        "missing-data-files",
+        Code::MissingDataFiles,
         format!(
             "table `{}`: {} data file{} of its current version {} gone: {}{}",
             node.name,
@@ -283,7 +283,7 @@ pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> 
 }
 
 pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
-    Diagnostic::error("lake", format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
+    Diagnostic::error(Code::Lake, format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
 }
 
 pub(super) async fn write_and_register(
@@ -355,7 +355,7 @@ async fn write_exports(
     .await
     .map_err(|(export, e)| {
         Diagnostic::error(
-            "export",
+            Code::Export,
             format!("exporting `{}` to `{}` failed: {e}", node.name, export.location),
         )
         .with_span(Some(Span::file(&node.path)))
@@ -404,7 +404,7 @@ async fn exports_made_again(
 /// Errors while executing a plan: DataFusion's message, on the model file.
 pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
     let text = lake::describe_error(&err);
-    Diagnostic::error("execution", format!("building `{}` failed: {text}", node.name))
+    Diagnostic::error(Code::Execution, format!("building `{}` failed: {text}", node.name))
         .with_span(Some(Span::file(&node.path)))
         .with_note("the table keeps its previous version")
         .with_cause(lake::cause_of(&err))
@@ -421,13 +421,13 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let df = ctx
             .table(temp.as_str())
             .await
-            .map_err(|e| Diagnostic::error("seed", e.to_string()))?;
+            .map_err(|e| Diagnostic::error(Code::Seed, e.to_string()))?;
         let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
         let types = &node.config.column_types;
         for name in types.keys() {
             if !columns.contains(name) {
                 return Err(Diagnostic::error(
-                    "unknown-column",
+                    Code::UnknownColumn,
                     format!(
                         "`column_types` names `{name}`, which seed `{}` does not have",
                         node.name
@@ -455,7 +455,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             .sql(&sql)
             .await
             .map_err(|e| {
-                Diagnostic::error("seed", format!("seed `{}`: {}", node.name, e.find_root()))
+                Diagnostic::error(Code::Seed, format!("seed `{}`: {}", node.name, e.find_root()))
                     .with_span(Some(Span::file(&seed.path)))
             })?
             .into_unoptimized_plan();
@@ -510,7 +510,7 @@ async fn plan_with_inputs(
     let mut plan = plan_model(&session, &compiled).await?;
     for files in new_files {
         plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
-            Diagnostic::error("plan", format!("reading the new files of {}: {e}", files.source.sql()))
+            Diagnostic::error(Code::Plan, format!("reading the new files of {}: {e}", files.source.sql()))
                 .with_span(Some(Span::file(&node.path)))
         })?;
     }

@@ -15,7 +15,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::{Value, json};
 
 use super::Build;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, ResourceType};
 use crate::lake;
 
@@ -37,7 +37,7 @@ pub async fn fingerprint_and_inputs(
         ResourceType::Seed => {
             let seed = &build.project.seeds[node.index];
             let bytes = std::fs::read(build.project.root.join(&seed.path)).map_err(|e| {
-                Diagnostic::error("io", format!("cannot read seed `{}`: {e}", seed.path.display()))
+                Diagnostic::error(Code::Io, format!("cannot read seed `{}`: {e}", seed.path.display()))
                     .with_span(Some(Span::file(&seed.path)))
             })?;
             json!({"csv": hex(&md5::Md5::digest(&bytes))})
@@ -130,7 +130,7 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     let source = &build.project.sources[build.dag.node(index).index];
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
-            .map_err(|m| Diagnostic::error("invalid-location", m).with_span(source.span.clone()))?;
+            .map_err(|m| Diagnostic::error(Code::InvalidLocation, m).with_span(source.span.clone()))?;
         return Ok(match lake::current_version(&build.registry.ctx, &url).await {
             Some(version) => {
                 let version = version as i64;
@@ -186,7 +186,7 @@ pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnosti
         }
         Err(e) => {
             let (message, notes) = lake::explain_unreadable(ctx, &url, &e).await;
-            let mut diag = Diagnostic::error("unreadable-table", format!("table `{}`: {message}", node.name))
+            let mut diag = Diagnostic::error(Code::UnreadableTable, format!("table `{}`: {message}", node.name))
                 .with_span(Some(Span::file(&node.path)));
             for note in notes {
                 diag = diag.with_note(note);
@@ -196,7 +196,7 @@ pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnosti
     };
     let version = lake::Expected::of(table.version());
     let missing = lake::missing_data_files(ctx, &url, &table).await.map_err(|e| {
-        Diagnostic::error("lake", format!("cannot list the files of `{}`: {e}", node.name))
+        Diagnostic::error(Code::Lake, format!("cannot list the files of `{}`: {e}", node.name))
             .with_span(Some(Span::file(&node.path)))
     })?;
     let fingerprint = async {

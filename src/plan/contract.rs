@@ -8,7 +8,7 @@ use datafusion::common::DFSchema;
 use datafusion::prelude::SessionContext;
 
 use super::sql_type;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::project::Model;
 
 /// Compares the plan's schema with the model's declared columns.
@@ -16,7 +16,7 @@ pub async fn check_contract(ctx: &SessionContext, model: &Model, schema: &DFSche
     let span = Some(Span::file(model.properties_file.as_ref().unwrap_or(&model.file.path)));
     if model.columns.is_empty() {
         return Err(Diagnostic::error(
-            "contract",
+            Code::Contract,
             format!("model `{}` enforces a contract but declares no columns", model.name),
         )
         .with_span(span)
@@ -30,7 +30,7 @@ pub async fn check_contract(ctx: &SessionContext, model: &Model, schema: &DFSche
         };
         let expected = sql_type(ctx, declared).await.map_err(|e| {
             Diagnostic::error(
-                "invalid-type",
+                Code::InvalidType,
                 format!("column `{}` of `{}`: {e}", column.name, model.name),
             )
             .with_span(span.clone())
@@ -62,7 +62,7 @@ pub async fn check_contract(ctx: &SessionContext, model: &Model, schema: &DFSche
         return Ok(());
     }
     let mut diag = Diagnostic::error(
-        "contract",
+        Code::Contract,
         format!(
             "model `{}` breaks its contract: {} column{} differ{}",
             model.name,

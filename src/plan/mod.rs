@@ -33,7 +33,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 
 /// Plans a model's compiled SQL. Only queries are allowed: a model is a
 /// `select`, never DDL or DML.
@@ -67,9 +67,9 @@ pub fn sql_diagnostic(err: &DataFusionError, compiled: &CompiledSql) -> Diagnost
                 ParserError::ParserError(text) | ParserError::TokenizerError(text) => text.clone(),
                 other => other.to_string(),
             };
-            ("sql-syntax", text)
+            (Code::SqlSyntax, text)
         }
-        _ => ("sql", message),
+        _ => (Code::Sql, message),
     };
     Diagnostic::error(code, message).with_span(span.or_else(|| Some(Span::file(&compiled.path))))
 }

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::row_counts::RowCounts;
 use super::sources::source_provider;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Dag, Materialization, ResourceType};
 use crate::lake;
 use crate::project::Project;
@@ -122,7 +122,7 @@ impl Registry {
             return Ok(());
         }
         let not_built = |detail: String| {
-            Diagnostic::error("not-built", format!("`{}` has not been built yet: {detail}", node.name))
+            Diagnostic::error(Code::NotBuilt, format!("`{}` has not been built yet: {detail}", node.name))
                 .with_span(Some(Span::file(&node.path)))
                 .with_help(format!("build it first: `etl build --select {}`", node.name))
         };
@@ -132,7 +132,7 @@ impl Registry {
                 let location = self.location(&node.relation);
                 let view = lake::read_view(&self.ctx, &location)
                     .await
-                    .map_err(|e| Diagnostic::error("lake", e))?
+                    .map_err(|e| Diagnostic::error(Code::Lake, e.to_string()))?
                     .ok_or_else(|| not_built(format!("no view at `{location}`")))?;
                 drop(_guard);
                 Box::pin(self.ensure_parents(dag, project, index)).await?;
@@ -142,22 +142,24 @@ impl Registry {
                     .await
                     .map_err(|e| {
                         Diagnostic::error(
-                            "stale-view",
+                            Code::StaleView,
                             format!("the stored view `{}` no longer plans: {}", node.name, e.find_root()),
                         )
                     })?
                     .into_unoptimized_plan();
                 return self
                     .register_view(index, &node.relation, plan, view.sql)
-                    .map_err(|e| Diagnostic::error("register", e));
+                    .map_err(|e| Diagnostic::error(Code::Register, e));
             }
             _ => {
                 let location = self.location(&node.relation);
-                lake::delta_provider(&self.ctx, &location).await.map_err(not_built)?
+                lake::delta_provider(&self.ctx, &location)
+                    .await
+                    .map_err(|e| not_built(e.to_string()))?
             }
         };
         self.register(index, &node.relation, provider)
-            .map_err(|e| Diagnostic::error("register", e))
+            .map_err(|e| Diagnostic::error(Code::Register, e))
     }
 }
 

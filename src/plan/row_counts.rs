@@ -104,7 +104,9 @@ impl RowCounts {
                 files: counts.files.lock().expect("row counts poisoned").clone(),
             };
             let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-            lake::write_state(ctx, &self.lake, "row_counts", &counts.name, &value).await?;
+            lake::write_state(ctx, &self.lake, "row_counts", &counts.name, &value)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::DFParser;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
 
 use super::distinct::{COUNT_BESIDE_DISTINCT_RULE, CountBesideDistinct, SINGLE_DISTINCT_RULE};
 use super::shared::ShareRepeatedSubplans;
@@ -146,7 +146,7 @@ pub fn spill_joins(ctx: &SessionContext) -> bool {
 /// `datafusion.runtime.*` options: memory and spilling are the build's
 /// (`--memory-limit`).
 pub async fn session_with_header(ctx: &SessionContext, header: &str) -> Result<SessionContext, Diagnostic> {
-    let invalid = |message: String| Diagnostic::error("invalid-config", message);
+    let invalid = |message: String| Diagnostic::error(Code::InvalidConfig, message);
     let state = SessionStateBuilder::new_from_existing(ctx.state()).build();
     let statements = {
         let dialect = &state.config().options().sql_parser.dialect;

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use serde_json::Value;
 
 use super::row_counts::{self, CountingFormat, RowCounts};
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::project::{Source, SourceFormat};
 
 const CSV_OPTIONS: &[&str] = &[
@@ -61,12 +61,12 @@ async fn source_provider_of(
     only: Option<&[object_store::ObjectMeta]>,
 ) -> Result<Arc<dyn TableProvider>, Diagnostic> {
     let span = source.span.clone();
-    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(span.clone());
+    let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(span.clone());
     if source.format == SourceFormat::Delta {
-        let url = crate::lake::parse_location(&source.location).map_err(|m| fail("invalid-location", m))?;
+        let url = crate::lake::parse_location(&source.location).map_err(|m| fail(Code::InvalidLocation, m))?;
         return crate::lake::delta_provider(ctx, &url).await.map_err(|e| {
             fail(
-                "missing-source",
+                Code::MissingSource,
                 format!("source `{}.{}`: {e}", source.source_name, source.name),
             )
         });
@@ -79,7 +79,7 @@ async fn source_provider_of(
     for key in source.options.keys() {
         if !allowed.contains(&key.as_str()) {
             return Err(fail(
-                "unknown-option",
+                Code::UnknownOption,
                 format!("unknown option `{key}` for a {:?} source", source.format).to_lowercase(),
             )
             .with_suggestion(key, allowed.iter().copied())
@@ -98,7 +98,7 @@ async fn source_provider_of(
             Some(s) if s.len() == 1 => Ok(Some(s.as_bytes()[0])),
             Some(s) if s == "\\t" => Ok(Some(b'\t')),
             Some(s) => Err(fail(
-                "invalid-option",
+                Code::InvalidOption,
                 format!("option `{k}` must be one character, not `{s}`"),
             )),
         }
@@ -107,7 +107,7 @@ async fn source_provider_of(
         None => compression_of(&source.location),
         Some(c) => c.parse::<FileCompressionType>().map_err(|_| {
             fail(
-                "invalid-option",
+                Code::InvalidOption,
                 format!("unknown compression `{c}`; use gzip, bzip2, xz, zstd or uncompressed"),
             )
         })?,
@@ -168,20 +168,20 @@ async fn source_provider_of(
             default_ext.to_owned()
         }
     });
-    let url = listing_url(&location).map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let url = listing_url(&location).map_err(|e| fail(Code::InvalidLocation, format!("`{}`: {e}", source.location)))?;
     let options = ListingOptions::new(format).with_file_extension(ext.clone());
 
     let state = ctx.state();
     let store = state.runtime_env().object_store(url.object_store()).map_err(|e| {
         fail(
-            "object-store",
+            Code::ObjectStore,
             format!("no object store for `{}`: {e}", source.location),
         )
     })?;
     let files = list_source_files(ctx, source).await?;
     if files.is_empty() {
         return Err(fail(
-            "missing-source",
+            Code::MissingSource,
             format!(
                 "source `{}.{}`: no files match `{}`",
                 source.source_name, source.name, source.location
@@ -207,7 +207,7 @@ async fn source_provider_of(
                     .await
                     .map_err(|e| {
                         fail(
-                            "source-schema",
+                            Code::SourceSchema,
                             format!("cannot read the header of `{}`: {}", files[0].location, e.find_root()),
                         )
                     })?;
@@ -215,7 +215,7 @@ async fn source_provider_of(
                 let in_file: Vec<&str> = found.fields().iter().map(|f| f.name().as_str()).collect();
                 if declared != in_file {
                     return Err(fail(
-                        "source-columns",
+                        Code::SourceColumns,
                         format!(
                             "the declared columns of `{}.{}` do not match the header of `{}`",
                             source.source_name, source.name, files[0].location
@@ -232,7 +232,7 @@ async fn source_provider_of(
             Ok(config) => config,
             Err(e) => {
                 let mut diag = fail(
-                    "source-schema",
+                    Code::SourceSchema,
                     format!("cannot read the schema of `{}`: {}", source.location, e.find_root()),
                 );
                 // Name the file: infer each one alone until one fails.
@@ -257,29 +257,29 @@ async fn source_provider_of(
         let schema = config
             .file_schema
             .clone()
-            .ok_or_else(|| fail("source-schema", format!("no schema for `{}`", source.location)))?;
+            .ok_or_else(|| fail(Code::SourceSchema, format!("no schema for `{}`", source.location)))?;
         if only.is_empty() {
             let empty = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
-                .map_err(|e| fail("source", e.to_string()))?;
+                .map_err(|e| fail(Code::Source, e.to_string()))?;
             return Ok(Arc::new(empty));
         }
         let paths = only
             .iter()
             .map(|f| ListingTableUrl::parse(format!("{}{}", store_url.as_str(), f.location)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| fail("invalid-location", e.to_string()))?;
+            .map_err(|e| fail(Code::InvalidLocation, e.to_string()))?;
         let listing = config
             .options
             .clone()
-            .ok_or_else(|| fail("source", format!("no listing options for `{}`", source.location)))?;
+            .ok_or_else(|| fail(Code::Source, format!("no listing options for `{}`", source.location)))?;
         let files_config = ListingTableConfig::new_with_multi_paths(paths)
             .with_listing_options(listing.with_file_extension(""))
             .with_schema(schema);
         let table =
-            ListingTable::try_new(files_config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
+            ListingTable::try_new(files_config).map_err(|e| fail(Code::Source, format!("{}: {e}", source.location)))?;
         return Ok(Arc::new(table));
     }
-    let table = ListingTable::try_new(config).map_err(|e| fail("source", format!("{}: {e}", source.location)))?;
+    let table = ListingTable::try_new(config).map_err(|e| fail(Code::Source, format!("{}: {e}", source.location)))?;
     Ok(Arc::new(table))
 }
 
@@ -306,7 +306,7 @@ pub async fn list_source_files(
     ctx: &SessionContext,
     source: &Source,
 ) -> Result<Vec<object_store::ObjectMeta>, Diagnostic> {
-    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
+    let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
     let location = listing_location(&source.location);
     let has_glob = location.contains(['*', '?', '[']);
     let default_ext = match source.format {
@@ -319,11 +319,11 @@ pub async fn list_source_files(
         _ if has_glob => String::new(),
         _ => default_ext.to_owned(),
     };
-    let url = listing_url(&location).map_err(|e| fail("invalid-location", format!("`{}`: {e}", source.location)))?;
+    let url = listing_url(&location).map_err(|e| fail(Code::InvalidLocation, format!("`{}`: {e}", source.location)))?;
     let state = ctx.state();
     let store = state.runtime_env().object_store(url.object_store()).map_err(|e| {
         fail(
-            "object-store",
+            Code::ObjectStore,
             format!("no object store for `{}`: {e}", source.location),
         )
     })?;
@@ -332,13 +332,13 @@ pub async fn list_source_files(
         .await
         .map_err(|e| {
             let cause = crate::lake::with_root_cause(&e);
-            fail("missing-source", format!("cannot list `{}`: {cause}", source.location))
+            fail(Code::MissingSource, format!("cannot list `{}`: {cause}", source.location))
         })?
         .try_collect()
         .await
         .map_err(|e| {
             let cause = crate::lake::with_root_cause(&e);
-            fail("missing-source", format!("cannot list `{}`: {cause}", source.location))
+            fail(Code::MissingSource, format!("cannot list `{}`: {cause}", source.location))
         })?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
@@ -350,7 +350,7 @@ pub async fn list_source_files(
 /// it, which stays the same when the lake or the project is moved.
 pub fn source_root(source: &Source) -> Result<object_store::path::Path, Diagnostic> {
     let url = listing_url(&listing_location(&source.location)).map_err(|e| {
-        Diagnostic::error("invalid-location", format!("`{}`: {e}", source.location)).with_span(source.span.clone())
+        Diagnostic::error(Code::InvalidLocation, format!("`{}`: {e}", source.location)).with_span(source.span.clone())
     })?;
     Ok(url.prefix().clone())
 }
@@ -396,7 +396,7 @@ async fn declared_schema(ctx: &SessionContext, source: &Source) -> Result<Option
         let type_name = column.data_type.as_deref().unwrap_or_default();
         let data_type = sql_type(ctx, type_name).await.map_err(|e| {
             Diagnostic::error(
-                "invalid-type",
+                Code::InvalidType,
                 format!(
                     "column `{}` of `{}.{}`: {e}",
                     column.name, source.source_name, source.name
@@ -433,7 +433,7 @@ pub async fn register_csv_file(
         .schema_infer_max_records(100_000);
     ctx.register_csv(name, path.to_string_lossy().as_ref(), options)
         .await
-        .map_err(|e| Diagnostic::error("seed", format!("cannot read seed: {}", e.find_root())).with_span(Some(span)))
+        .map_err(|e| Diagnostic::error(Code::Seed, format!("cannot read seed: {}", e.find_root())).with_span(Some(span)))
 }
 
 /// A location DataFusion can list: an existing local directory gets its

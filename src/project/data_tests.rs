@@ -13,7 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::{SourceFile, yaml};
 use crate::config::RawConfig;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 
 /// Keys of a test entry that configure the test rather than being arguments
 /// of its macro.
@@ -163,7 +163,7 @@ fn parse_entry(
 ) -> Result<Option<DataTest>, Diagnostic> {
     let span = yaml::span(file, &entry.referenced);
     let invalid = |message: String| {
-        Diagnostic::error("invalid-test", message)
+        Diagnostic::error(Code::InvalidTest, message)
             .with_span(span.clone())
             .with_help("write `- unique`, or `- accepted_values: {values: [a, b]}` with the test's arguments")
     };

@@ -21,7 +21,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::config::RawConfig;
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::parallel;
 use config::{ConfigTree, DbtProjectFile, EtlProjectFile, TargetSpec};
 pub use data_tests::{DataTest, TestKind, TestTarget};
@@ -92,7 +92,7 @@ fn read_selectors(root: &Path, errors: &mut Diagnostics) -> Vec<SelectorDefiniti
         Ok(file) => {
             if file.selectors.iter().filter(|s| s.default).count() > 1 {
                 errors.push(
-                    Diagnostic::error("invalid-selector", "more than one selector sets `default: true`")
+                    Diagnostic::error(Code::InvalidSelector, "more than one selector sets `default: true`")
                         .with_span(Some(Span::file(&path))),
                 );
             }
@@ -455,7 +455,7 @@ fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
     }
     Err(vec![
         Diagnostic::error(
-            "no-project",
+            Code::NoProject,
             format!("no `project.yaml` or `dbt_project.yml` in `{}`", root.display()),
         )
         .with_help("run etl from a project directory, or pass `--project-dir DIR`"),
@@ -488,7 +488,7 @@ fn resolve_target(
                 .filter(|_| requested.is_none())
                 .and_then(|t| yaml::span_of(&header.file, t));
             let known: Vec<&str> = header.targets.keys().map(String::as_str).collect();
-            let mut diag = Diagnostic::error("unknown-target", format!("target `{name}` is not defined"))
+            let mut diag = Diagnostic::error(Code::UnknownTarget, format!("target `{name}` is not defined"))
                 .with_span(span)
                 .with_suggestion(&name, known.iter().copied());
             if !known.is_empty() {
@@ -508,13 +508,13 @@ fn resolve_target(
     let scope = settings::SettingScope { vars, target: None };
     let lake = settings::render(&spec.lake, &scope)
         .and_then(|lake| crate::lake::folder_url(&resolve_location(root, &lake)))
-        .map_err(|message| Diagnostic::error("invalid-lake", message).with_span(span.clone()))?;
+        .map_err(|message| Diagnostic::error(Code::InvalidLake, message).with_span(span.clone()))?;
     let mut options = BTreeMap::new();
     for (key, value) in spec.options {
         let value = settings::render(&value, &scope)
             .and_then(|value| crate::lake::check_option(&lake, &key).map(|()| value))
             .map_err(|message| {
-                Diagnostic::error("invalid-storage-option", message)
+                Diagnostic::error(Code::InvalidStorageOption, message)
                     .with_span(span.clone())
                     .with_help("see docs/storage.md for the options of each object store")
             })?;
@@ -522,7 +522,7 @@ fn resolve_target(
     }
     if spec.threads == Some(0) {
         return Err(Diagnostic::error(
-            "invalid-threads",
+            Code::InvalidThreads,
             format!("target `{name}` sets `threads: 0`: a build needs at least one"),
         )
         .with_span(span)
@@ -553,7 +553,7 @@ fn merge_cli_vars(mut vars: Map<String, Value>, cli: Option<&str>) -> Result<Map
     let parsed: Map<String, Value> = yaml::parse(Path::new("--vars"), text).map_err(|mut e| {
         e.span = None;
         e.message = format!("`--vars` is not a YAML mapping: {}", e.message);
-        e.code = "invalid-vars";
+        e.code = Code::InvalidVars;
         e
     })?;
     vars.extend(parsed);
@@ -572,7 +572,7 @@ fn discover(root: &Path, dirs: &[String], exts: &[&str], errors: &mut Diagnostic
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    errors.push(Diagnostic::error("io", format!("cannot read `{}`: {e}", abs.display())));
+                    errors.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", abs.display())));
                     continue;
                 }
             };
@@ -625,7 +625,7 @@ fn read_all(root: &Path, paths: Vec<PathBuf>, errors: &mut Diagnostics) -> Vec<(
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
-    Diagnostic::error("io", format!("cannot read `{}`: {e}", path.display())).with_span(Some(Span::file(path)))
+    Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display())).with_span(Some(Span::file(path)))
 }
 
 /// `[project, folder..., name]` for a file under one of `dirs`.
@@ -712,7 +712,7 @@ fn check_tree_paths<'a>(
                 });
                 errors.push(
                     Diagnostic::error(
-                        "unknown-config-path",
+                        Code::UnknownConfigPath,
                         format!("`{}` matches no folder or file", path.join(".")),
                     )
                     .with_span(span)
@@ -768,7 +768,7 @@ fn unknown_node<'a>(
     names: impl Iterator<Item = &'a str>,
 ) -> Diagnostic {
     Diagnostic::error(
-        "unknown-node",
+        Code::UnknownNode,
         format!(
             "properties for {kind} `{}`, but the project has no {kind} of that name",
             props.name.value
@@ -852,7 +852,7 @@ fn load_source(
             Ok(location) => location,
             Err(message) => {
                 errors.push(
-                    Diagnostic::error("invalid-location", message)
+                    Diagnostic::error(Code::InvalidLocation, message)
                         .with_span(location_span.or(span))
                         .with_help(
                             "a location may use `{{ target.lake }}`, `{{ env_var('NAME') }}` and `{{ var('name') }}`",
@@ -864,7 +864,7 @@ fn load_source(
         let Some(location) = location else {
             errors.push(
                 Diagnostic::error(
-                    "missing-location",
+                    Code::MissingLocation,
                     format!(
                         "source table `{}.{}` has no `location`",
                         source.name.value, table.name.value
@@ -884,7 +884,7 @@ fn load_source(
                 Some(format) => format,
                 None => {
                     errors.push(
-                        Diagnostic::error("unknown-format", format!("unknown source format `{}`", f.value))
+                        Diagnostic::error(Code::UnknownFormat, format!("unknown source format `{}`", f.value))
                             .with_span(yaml::span_of(file, f))
                             .with_suggestion(&f.value, SourceFormat::NAMES.iter().copied())
                             .with_note("formats: parquet, csv, json (newline-delimited), delta"),
@@ -897,7 +897,7 @@ fn load_source(
                 None => {
                     errors.push(
                         Diagnostic::error(
-                            "missing-format",
+                            Code::MissingFormat,
                             format!(
                                 "cannot tell the format of source table `{}.{}`",
                                 source.name.value, table.name.value
@@ -975,7 +975,7 @@ fn check_unique_names(models: &[Model], seeds: &[Seed], sources: &[Source], erro
     for (name, path) in nodes {
         if let Some(first) = seen.insert(name, path) {
             errors.push(
-                Diagnostic::error("duplicate-name", format!("two nodes are named `{name}`"))
+                Diagnostic::error(Code::DuplicateName, format!("two nodes are named `{name}`"))
                     .with_span(Some(Span::file(path)))
                     .with_note(format!("`{}` has the same name", first.display()))
                     .with_help("`ref()` needs names to be unique: rename one of the files"),
@@ -987,7 +987,7 @@ fn check_unique_names(models: &[Model], seeds: &[Seed], sources: &[Source], erro
         if !seen_sources.insert((&s.source_name, &s.name)) {
             errors.push(
                 Diagnostic::error(
-                    "duplicate-source",
+                    Code::DuplicateSource,
                     format!("source table `{}.{}` is declared twice", s.source_name, s.name),
                 )
                 .with_span(s.span.clone()),
@@ -1024,7 +1024,7 @@ fn check_unique_tests(tests: &[DataTest], errors: &mut Diagnostics) {
     for test in tests {
         if let Some(first) = seen.insert(&test.name, test) {
             errors.push(
-                Diagnostic::error("duplicate-test", format!("two data tests are named `{}`", test.name))
+                Diagnostic::error(Code::DuplicateTest, format!("two data tests are named `{}`", test.name))
                     .with_span(test.span.clone())
                     .with_note(format!(
                         "the other is declared in `{}`",
@@ -1123,7 +1123,7 @@ mod tests {
             ],
         );
         let errs = load(dir.path(), &LoadOptions::default()).unwrap_err();
-        assert_eq!(errs[0].code, "unknown-config-path");
+        assert_eq!(errs[0].code, Code::UnknownConfigPath);
         assert_eq!(errs[0].span.as_ref().unwrap().line, 3);
         assert_eq!(errs[0].help, vec!["did you mean `silver`?".to_owned()]);
     }
@@ -1170,7 +1170,7 @@ mod tests {
             ],
         );
         let errs = load(dir.path(), &LoadOptions::default()).unwrap_err();
-        assert_eq!(errs[0].code, "unknown-config");
+        assert_eq!(errs[0].code, Code::UnknownConfig);
         assert_eq!(errs[0].span.as_ref().unwrap().line, 5);
     }
 
@@ -1192,7 +1192,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(errs[0].code, "unknown-target");
+        assert_eq!(errs[0].code, Code::UnknownTarget);
         assert_eq!(errs[0].help, vec!["did you mean `prod`?".to_owned()]);
     }
 }

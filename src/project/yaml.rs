@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_saphyr::{Location, Spanned};
 
-use crate::diagnostic::{Diagnostic, Span, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 
 /// Parses `text` (the content of `file`, a project-relative path) as `T`.
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Diagnostic> {
@@ -41,7 +41,7 @@ fn yaml_diagnostic(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
                 s.len = field.chars().count();
                 s
             });
-            let diag = Diagnostic::error("unknown-key", format!("unknown key `{field}`"))
+            let diag = Diagnostic::error(Code::UnknownKey, format!("unknown key `{field}`"))
                 .with_span(span)
                 .with_label("not a known key here");
             match did_you_mean(field, expected.iter().copied()) {
@@ -53,11 +53,11 @@ fn yaml_diagnostic(file: &Path, err: &serde_saphyr::Error) -> Diagnostic {
             }
         }
         serde_saphyr::Error::SerdeMissingField { field, .. } => {
-            Diagnostic::error("missing-key", format!("missing required key `{field}`")).with_span(span)
+            Diagnostic::error(Code::MissingKey, format!("missing required key `{field}`")).with_span(span)
         }
         _ => {
             let message = plain_message(err);
-            Diagnostic::error("invalid-yaml", message).with_span(span)
+            Diagnostic::error(Code::InvalidYaml, message).with_span(span)
         }
     }
 }
@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn unknown_key_points_at_the_key_and_suggests_the_close_one() {
         let err = parse::<Model>(Path::new("p.yml"), "name: a\nmaterialised: table\n").unwrap_err();
-        assert_eq!(err.code, "unknown-key");
+        assert_eq!(err.code, Code::UnknownKey);
         assert_eq!(err.message, "unknown key `materialised`");
         let span = err.span.unwrap();
         assert_eq!((span.line, span.col), (2, 1));
@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn malformed_yaml_keeps_its_line() {
         let err = parse::<Model>(Path::new("p.yml"), "name: a\n  bad: [unclosed\n").unwrap_err();
-        assert_eq!(err.code, "invalid-yaml");
+        assert_eq!(err.code, Code::InvalidYaml);
         assert!(err.span.unwrap().line >= 2);
     }
 }

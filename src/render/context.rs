@@ -13,7 +13,7 @@ use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Map;
 
 use crate::config::RawConfig;
-use crate::diagnostic::did_you_mean;
+use crate::diagnostic::{Code, did_you_mean};
 use crate::lake::Relation;
 
 /// What every render can see: the names of all relations, vars, target.
@@ -57,7 +57,7 @@ pub struct Recorded {
 /// minijinja so that the template position is kept.
 #[derive(Debug, Clone)]
 pub struct RenderFailure {
-    pub code: &'static str,
+    pub code: Code,
     pub message: String,
     pub help: Option<String>,
 }
@@ -70,7 +70,7 @@ impl fmt::Display for RenderFailure {
 
 impl std::error::Error for RenderFailure {}
 
-fn failure(code: &'static str, message: String, help: Option<String>) -> Error {
+fn failure(code: Code, message: String, help: Option<String>) -> Error {
     let failure = RenderFailure {
         code,
         message: message.clone(),
@@ -143,7 +143,7 @@ fn ref_fn(state: &State, args: Rest<String>, kwargs: Kwargs) -> Result<Value, Er
         [package, name] => (Some(package.clone()), name.clone()),
         _ => {
             return Err(failure(
-                "invalid-ref",
+                Code::InvalidRef,
                 format!(
                     "`ref()` takes a model name, or a package and a model name; got {} arguments",
                     args.0.len()
@@ -156,7 +156,7 @@ fn ref_fn(state: &State, args: Rest<String>, kwargs: Kwargs) -> Result<Value, Er
     if let Some(pkg) = &package {
         if pkg != &globals.project {
             return Err(failure(
-                "unknown-package",
+                Code::UnknownPackage,
                 format!("`ref('{pkg}', '{name}')` names package `{pkg}`, which is not installed"),
                 Some(format!(
                     "this project is `{}`; packages are not supported yet",
@@ -169,7 +169,7 @@ fn ref_fn(state: &State, args: Rest<String>, kwargs: Kwargs) -> Result<Value, Er
         let help =
             did_you_mean(&name, globals.models.keys().map(String::as_str)).map(|b| format!("did you mean `{b}`?"));
         return Err(failure(
-            "unknown-ref",
+            Code::UnknownRef,
             format!("`ref('{name}')` does not match any model or seed"),
             help,
         ));
@@ -195,7 +195,7 @@ fn source_fn(state: &State, source: String, table: String) -> Result<Value, Erro
             format!("did you mean `source('{s}', '{t}')`?")
         });
         return Err(failure(
-            "unknown-source",
+            Code::UnknownSource,
             format!("`source('{source}', '{table}')` does not match any declared source table"),
             help,
         ));
@@ -211,7 +211,7 @@ fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, 
         Some(v) => Ok(Value::from(minijinja::value::Serde(v))),
         None => default.ok_or_else(|| {
             failure(
-                "missing-var",
+                Code::MissingVar,
                 format!("required var `{name}` is not set"),
                 Some(format!(
                     "set it under `vars:` in the project file, or pass `--vars '{{{name}: ...}}'`"
@@ -226,7 +226,7 @@ fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
         Ok(v) => Ok(Value::from(v)),
         Err(_) => default.ok_or_else(|| {
             failure(
-                "missing-env-var",
+                Code::MissingEnvVar,
                 format!("environment variable `{name}` is not set and has no default"),
                 Some(format!(
                     "export `{name}`, or give a default: `env_var('{name}', 'value')`"
@@ -302,7 +302,7 @@ impl Object for ConfigObject {
                     continue;
                 }
                 return Err(failure(
-                    "invalid-config",
+                    Code::InvalidConfig,
                     "`config()` takes keyword arguments".into(),
                     None,
                 ));
@@ -313,7 +313,7 @@ impl Object for ConfigObject {
             for key in keys {
                 let value: Value = kwargs.get(&key)?;
                 let json = serde_json::to_value(&value)
-                    .map_err(|e| failure("invalid-config", format!("config `{key}` cannot be stored: {e}"), None))?;
+                    .map_err(|e| failure(Code::InvalidConfig, format!("config `{key}` cannot be stored: {e}"), None))?;
                 map.insert(key, json);
             }
             recorded.config.merge(RawConfig::from_values(map, |_| None));
@@ -340,7 +340,7 @@ impl Object for ConfigObject {
                 .map(|v| Value::from(minijinja::value::Serde(&v)))
                 .ok_or_else(|| {
                     failure(
-                        "missing-config",
+                        Code::MissingConfig,
                         format!("config `{key}` is required but not set"),
                         None,
                     )
@@ -353,7 +353,7 @@ impl Object for ConfigObject {
 fn check_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Result<(), Error> {
     for key in keys {
         if let Some(diag) = crate::config::key_typo(key) {
-            return Err(failure("unknown-config", diag.message, diag.help.into_iter().next()));
+            return Err(failure(Code::UnknownConfig, diag.message, diag.help.into_iter().next()));
         }
     }
     Ok(())
@@ -367,7 +367,7 @@ impl Object for Exceptions {
     fn call_method(self: &Arc<Self>, state: &mut State<'_, '_>, method: &str, args: &[Value]) -> Result<Value, Error> {
         let message = args.first().map(|v| v.to_string()).unwrap_or_default();
         match method {
-            "raise_compiler_error" => Err(failure("compiler-error", message, None)),
+            "raise_compiler_error" => Err(failure(Code::CompilerError, message, None)),
             "warn" => {
                 let scope = scope(state)?;
                 scope
@@ -395,7 +395,7 @@ impl Object for Timestamp {
                 let items: Vec<_> = chrono::format::StrftimeItems::new(format).collect();
                 if items.iter().any(|i| matches!(i, chrono::format::Item::Error)) {
                     return Err(failure(
-                        "invalid-format",
+                        Code::InvalidFormat,
                         format!("`{format}` is not a valid strftime format"),
                         None,
                     ));

@@ -13,7 +13,7 @@ use minijinja::{Environment, Value};
 
 use super::context::{self, Globals, Recorded, Scope};
 use super::{Call, Macros, RenderedModel, find_call, relation_of, render_one};
-use crate::diagnostic::{Diagnostic, did_you_mean};
+use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::project::{DataTest, Model, Project, TestKind, TestTarget};
 
 /// Where failing rows go when `store_failures` is set: dbt's audit schema.
@@ -98,11 +98,11 @@ fn render_generic(
     project: &Project,
     audit_schema: &str,
 ) -> Result<RenderedModel, Diagnostic> {
-    let fail = |code: &'static str, message: String| Diagnostic::error(code, message).with_span(test.span.clone());
+    let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(test.span.clone());
     let macro_name = format!("test_{}", call.test_name);
     if !macros.names.contains(&macro_name) {
         let known: Vec<&str> = macros.names.iter().filter_map(|n| n.strip_prefix("test_")).collect();
-        let mut diag = fail("unknown-test", format!("unknown generic test `{}`", call.test_name))
+        let mut diag = fail(Code::UnknownTest, format!("unknown generic test `{}`", call.test_name))
             .with_note(format!("generic tests: {}", known.join(", ")));
         if let Some(best) = did_you_mean(call.test_name, known.iter().copied()) {
             diag = diag.with_help(format!("did you mean `{best}`?"));
@@ -118,7 +118,7 @@ fn render_generic(
         TestTarget::Model(name) | TestTarget::Seed(name) => {
             let Some(rel) = globals.models.get(name) else {
                 return Err(fail(
-                    "unknown-node",
+                    Code::UnknownNode,
                     format!("test on `{name}`, which is not a model or seed"),
                 ));
             };
@@ -129,7 +129,7 @@ fn render_generic(
             let key = (source.clone(), table.clone());
             let Some(rel) = globals.sources.get(&key) else {
                 return Err(fail(
-                    "unknown-source",
+                    Code::UnknownSource,
                     format!("test on unknown source `{source}.{table}`"),
                 ));
             };

@@ -22,7 +22,7 @@ use crate::lake::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
 pub use sourcemap::LineMap;
 
-use crate::diagnostic::{Diagnostic, Span};
+use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::parallel;
 use crate::config::RawConfig;
 use crate::project::{Model, Project, SourceFile, TestKind};
@@ -481,9 +481,9 @@ impl Macros {
                     .map(str::to_owned)
                     .unwrap_or_else(|| err.kind().to_string());
                 let code = if matches!(err.kind(), minijinja::ErrorKind::SyntaxError) {
-                    "jinja-syntax"
+                    Code::JinjaSyntax
                 } else {
-                    "jinja"
+                    Code::Jinja
                 };
                 (code, format!("{}: {detail}", err.kind()), None)
             }
@@ -681,7 +681,7 @@ mod tests {
             ("models/m.sql", "select *\nfrom {{ ref('stg_order') }}\n"),
         ]);
         let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
-        assert_eq!(errs[0].code, "unknown-ref");
+        assert_eq!(errs[0].code, Code::UnknownRef);
         let span = errs[0].span.as_ref().unwrap();
         assert_eq!(
             (span.file.to_str().unwrap(), span.line, span.col),
@@ -702,7 +702,7 @@ mod tests {
         ]);
         let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].code, "missing-env-var");
+        assert_eq!(errs[0].code, Code::MissingEnvVar);
         assert!(errs[0].message.contains("ETL_TEST_SURELY_UNSET"));
         assert_eq!(errs[0].span.as_ref().unwrap().file, PathBuf::from("models/b.sql"));
     }
@@ -718,7 +718,7 @@ mod tests {
             ("models/a.sql", "select 1 {{ guard() }}"),
         ]);
         let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
-        assert_eq!(errs[0].code, "compiler-error");
+        assert_eq!(errs[0].code, Code::CompilerError);
         assert_eq!(errs[0].message, "nope");
         let span = errs[0].span.as_ref().unwrap();
         assert_eq!((span.file.to_str().unwrap(), span.line), ("macros/guard.sql", 2));
@@ -731,7 +731,7 @@ mod tests {
             ("models/a.sql", "select 1\n{% if %}\n"),
         ]);
         let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
-        assert_eq!(errs[0].code, "jinja-syntax");
+        assert_eq!(errs[0].code, Code::JinjaSyntax);
         assert_eq!(errs[0].span.as_ref().unwrap().line, 2);
     }
 }
