@@ -218,8 +218,12 @@ async fn build_locked(
         ..
     } = prepared;
     let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
-    artifacts::write_json(&project, "manifest.json", &manifest)
-        .map_err(|e| vec![Diagnostic::error(Code::Io, format!("cannot write target/manifest.json: {e}"))])?;
+    artifacts::write_json(&project, "manifest.json", &manifest).map_err(|e| {
+        vec![Diagnostic::error(
+            Code::Io,
+            format!("cannot write target/manifest.json: {e}"),
+        )]
+    })?;
     let nodes: Vec<NodeIndex> = selected
         .into_iter()
         .filter(|&i| options.mode.includes(dag.node(i).resource_type))
@@ -266,8 +270,12 @@ async fn build_locked(
         }
     };
     let run_results = artifacts::run_results(&results, &rejected, &invocation, options.mode.name());
-    artifacts::write_json(&build.project, "run_results.json", &run_results)
-        .map_err(|e| vec![Diagnostic::error(Code::Io, format!("cannot write target/run_results.json: {e}"))])?;
+    artifacts::write_json(&build.project, "run_results.json", &run_results).map_err(|e| {
+        vec![Diagnostic::error(
+            Code::Io,
+            format!("cannot write target/run_results.json: {e}"),
+        )]
+    })?;
     Ok(Outcome {
         results,
         rejected,

@@ -570,7 +570,10 @@ mod tests {
         let missing: Vec<_> = codes.iter().filter(|c| !listed.contains(c)).collect();
         assert!(missing.is_empty(), "not in docs/diagnostics.md: {missing:?}");
         let unknown: Vec<_> = listed.iter().filter(|c| !codes.contains(c)).collect();
-        assert!(unknown.is_empty(), "docs/diagnostics.md lists codes etl does not have: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "docs/diagnostics.md lists codes etl does not have: {unknown:?}"
+        );
         let mut unique = listed.clone();
         unique.sort();
         unique.dedup();

@@ -86,7 +86,10 @@ impl Prepared {
 
     /// The same project prepared again with `is_incremental()` true for
     /// the models in `incremental`.
-    pub fn again_with_incremental(&self, incremental: std::collections::BTreeSet<String>) -> Result<Prepared, Vec<Diagnostic>> {
+    pub fn again_with_incremental(
+        &self,
+        incremental: std::collections::BTreeSet<String>,
+    ) -> Result<Prepared, Vec<Diagnostic>> {
         let mut render = self.inputs.render.clone();
         render.incremental = incremental;
         prepare(&self.inputs.dir, &self.inputs.load, &render)

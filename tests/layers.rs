@@ -47,7 +47,10 @@ fn uses(src: &Path, modules: &[String]) -> BTreeMap<String, BTreeSet<String>> {
             let text = std::fs::read_to_string(&file).unwrap();
             for (at, _) in text.match_indices("crate::") {
                 let rest = &text[at + "crate::".len()..];
-                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
                 // `use crate::{a, b}` names several.
                 let names: Vec<String> = if rest.starts_with('{') {
                     let group = &rest[1..rest.find('}').unwrap_or(rest.len())];
@@ -111,7 +114,11 @@ fn top_level_modules_form_no_circle() {
         .filter_map(|m| circle(&uses, m))
         .map(|c| c.join(" -> "))
         .collect();
-    assert!(circles.is_empty(), "modules that use each other:\n{}", circles.join("\n"));
+    assert!(
+        circles.is_empty(),
+        "modules that use each other:\n{}",
+        circles.join("\n")
+    );
 }
 
 #[test]
@@ -120,7 +127,10 @@ fn foundations_use_no_stage() {
     let uses = uses(&src, &top_modules(&src));
     let foundations = ["diagnostic", "parallel", "lake"];
     for module in foundations {
-        let above: Vec<_> = uses[module].iter().filter(|m| !foundations.contains(&m.as_str())).collect();
+        let above: Vec<_> = uses[module]
+            .iter()
+            .filter(|m| !foundations.contains(&m.as_str()))
+            .collect();
         assert!(above.is_empty(), "`{module}` is a foundation but uses {above:?}");
     }
 }

@@ -115,7 +115,10 @@ pub(super) fn incremental(c: &mut Checker<'_>) -> Option<Incremental> {
     if matches!(strategy, Strategy::Merge | Strategy::DeleteInsert) && unique_key.is_empty() {
         c.fail(
             "incremental_strategy",
-            format!("model `{name}`: the `{}` strategy needs a `unique_key`", strategy.as_str()),
+            format!(
+                "model `{name}`: the `{}` strategy needs a `unique_key`",
+                strategy.as_str()
+            ),
         );
         return None;
     }
@@ -174,7 +177,10 @@ fn microbatch(c: &mut Checker<'_>) -> Option<MicrobatchConfig> {
         },
         Some(other) => {
             let other = other.clone();
-            c.fail("begin", format!("`begin` must be a date such as \"2024-01-01\", not {other}"));
+            c.fail(
+                "begin",
+                format!("`begin` must be a date such as \"2024-01-01\", not {other}"),
+            );
             return None;
         }
         None => {

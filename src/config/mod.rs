@@ -487,12 +487,18 @@ impl Checker<'_> {
                     .map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
                     .collect();
                 if types.is_none() {
-                    self.fail("column_types", "`column_types` must map column names to SQL types".into());
+                    self.fail(
+                        "column_types",
+                        "`column_types` must map column names to SQL types".into(),
+                    );
                 }
                 types
             }
             Some(_) => {
-                self.fail("column_types", "`column_types` must map column names to SQL types".into());
+                self.fail(
+                    "column_types",
+                    "`column_types` must map column names to SQL types".into(),
+                );
                 None
             }
         }
@@ -727,7 +733,10 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].message, "unknown incremental_strategy `merg`");
         assert_eq!(errors[0].help, ["did you mean `merge`?"]);
-        assert_eq!(errors[0].span.as_ref().map(|s| s.col), Some("incremental_strategy".len()));
+        assert_eq!(
+            errors[0].span.as_ref().map(|s| s.col),
+            Some("incremental_strategy".len())
+        );
     }
 
     #[test]

@@ -104,11 +104,17 @@ impl RawConfig {
 
     /// `schema` and `alias`, which make a node's relation while rendering.
     pub fn schema(&self) -> Option<&str> {
-        self.values.get("schema").and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.values
+            .get("schema")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     pub fn alias(&self) -> Option<&str> {
-        self.values.get("alias").and_then(Value::as_str).filter(|s| !s.is_empty())
+        self.values
+            .get("alias")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// `where`: a generic test's filter, which shapes its SQL while rendering.

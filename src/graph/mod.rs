@@ -11,11 +11,11 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
-pub use crate::config::{Materialization, ResourceType};
 use crate::config::{Config, RawConfig, Scope};
+pub use crate::config::{Materialization, ResourceType};
 use crate::diagnostic::{Code, Diagnostic, Span};
-use crate::project::Project;
 use crate::lake::Relation;
+use crate::project::Project;
 use crate::render::Rendered;
 pub use select::{IndirectSelection, PreviousState, SelectArgs, SelectContext, Selection, select};
 
@@ -165,7 +165,10 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         let scope = Scope {
             resource: ResourceType::Source,
             name: &name,
-            fallback: source.span.clone().unwrap_or_else(|| Span::file(&source.properties_file)),
+            fallback: source
+                .span
+                .clone()
+                .unwrap_or_else(|| Span::file(&source.properties_file)),
             generic_test: false,
         };
         let Some(config) = checked(&source.config, &scope, &mut errors) else {

@@ -558,8 +558,11 @@ fn resolve(
             let direct = criterion_nodes(cx, c)?;
             if direct.is_empty() {
                 warnings.push(
-                    Diagnostic::warning(Code::NothingSelected, format!("the selector `{}` matches no node", c.raw))
-                        .with_suggestion(&c.value, name_candidates(cx.dag).iter().map(String::as_str)),
+                    Diagnostic::warning(
+                        Code::NothingSelected,
+                        format!("the selector `{}` matches no node", c.raw),
+                    )
+                    .with_suggestion(&c.value, name_candidates(cx.dag).iter().map(String::as_str)),
                 );
             }
             expand_selection(cx.dag, direct, indirect)
@@ -845,8 +848,8 @@ fn state_matches(cx: &SelectContext, state: &PreviousState, index: NodeIndex, no
     let current_config = node.config.manifest_value();
     let body = old_sql.as_deref() != (cx.compiled)(index).as_deref();
     let configs = strip_contract(old_config) != strip_contract(&current_config);
-    let contract = old_config.get("contract") != current_config.get("contract")
-        || (node.config.contract_enforced && body);
+    let contract =
+        old_config.get("contract") != current_config.get("contract") || (node.config.contract_enforced && body);
     match value {
         "modified.body" => body,
         "modified.configs" => configs,

@@ -22,7 +22,11 @@ pub enum LakeError {
     NoTable(Url),
     /// A document etl keeps in the lake (a view, a commit) does not parse.
     #[error("corrupt {what} at `{at}`: {reason}")]
-    Corrupt { what: &'static str, at: String, reason: String },
+    Corrupt {
+        what: &'static str,
+        at: String,
+        reason: String,
+    },
     #[error(transparent)]
     Delta(#[from] DeltaTableError),
     #[error(transparent)]

@@ -131,7 +131,7 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
         return None;
     }
     let node = build.dag.node(index);
-    let last = lake::read_state(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
+    let last = lake::read_document(&build.registry.ctx, &build.registry.lake, "tests", &node.unique_id).await?;
     passed_clean(build, index, &last).await?;
     let (model, reads) = reads(build, index)?;
     let stored = &last["inputs"];
@@ -380,7 +380,11 @@ async fn gained(
     if !matches!(
         table.materialized,
         Materialization::Table | Materialization::Incremental
-    ) || table.config.incremental.as_ref().is_some_and(|i| !i.partition_by.is_empty())
+    ) || table
+        .config
+        .incremental
+        .as_ref()
+        .is_some_and(|i| !i.partition_by.is_empty())
     {
         return None;
     }

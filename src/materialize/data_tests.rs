@@ -30,7 +30,6 @@ use crate::lake;
 use crate::plan::{CompiledSql, compile_with, replace_scans, semi_join_scans, sql_diagnostic};
 use crate::project::{DataTest, TestTarget};
 
-
 /// What a finished test reports.
 pub struct TestOutcome {
     pub status: Status,
@@ -50,7 +49,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
     let last = match (skips, &fingerprint) {
         (true, Some(_)) => {
             let lake = &build.registry.lake;
-            lake::read_state(&build.registry.ctx, lake, "tests", &node.unique_id).await
+            lake::read_document(&build.registry.ctx, lake, "tests", &node.unique_id).await
         }
         _ => None,
     };
@@ -133,7 +132,7 @@ async fn store_result(
         "definition": definition(build, index),
     });
     // Losing this record only costs running the test again next time.
-    let _ = lake::write_state(
+    let _ = lake::write_document(
         &build.registry.ctx,
         &build.registry.lake,
         "tests",
@@ -265,7 +264,11 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
             .ok_or_else(|| Diagnostic::error(Code::Internal, format!("test `{}` has no tested relation", test.name)))?;
-        let filter = config.filter.as_ref().map(|w| format!(" where {w}")).unwrap_or_default();
+        let filter = config
+            .filter
+            .as_ref()
+            .map(|w| format!(" where {w}"))
+            .unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
         Some(scalar(&build.session(index), &sql, &readers, &compiled, test).await?)
     } else {
@@ -449,8 +452,11 @@ async fn store_failures(
     lake::overwrite_table(ctx, &location, plan, metadata)
         .await
         .map_err(|e| {
-            Diagnostic::error(Code::Lake, format!("storing the failures of `{}` failed: {e}", test.name))
-                .with_span(test.span.clone().or_else(|| Some(Span::file(&test.path))))
+            Diagnostic::error(
+                Code::Lake,
+                format!("storing the failures of `{}` failed: {e}", test.name),
+            )
+            .with_span(test.span.clone().or_else(|| Some(Span::file(&test.path))))
         })?;
     Ok(location.to_string())
 }

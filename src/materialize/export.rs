@@ -47,9 +47,10 @@ pub fn exports_of(node: &Node) -> Vec<Export> {
         .iter()
         .map(|e| Export {
             format: e.format,
-            location: e.location.clone().unwrap_or_else(|| {
-                format!("exports/{}.{}", node.relation.identifier, e.format.extension())
-            }),
+            location: e
+                .location
+                .clone()
+                .unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, e.format.extension())),
             order_by: e.order_by.clone(),
         })
         .collect()
@@ -117,7 +118,7 @@ pub async fn write_all(
         files,
     };
     let value = serde_json::to_value(&exported).map_err(|e| (exports[0].clone(), e.to_string()))?;
-    crate::lake::write_state(ctx, lake, STATE_KIND, unique_id, &value)
+    crate::lake::write_document(ctx, lake, STATE_KIND, unique_id, &value)
         .await
         .map_err(|e| (exports[0].clone(), e.to_string()))?;
     Ok(urls)
@@ -133,7 +134,7 @@ pub async fn up_to_date(
     version: i64,
     committed_at: Option<i64>,
 ) -> bool {
-    let Some(kept) = crate::lake::read_state(ctx, lake, STATE_KIND, unique_id)
+    let Some(kept) = crate::lake::read_document(ctx, lake, STATE_KIND, unique_id)
         .await
         .and_then(|v| serde_json::from_value::<Exported>(v).ok())
     else {

@@ -109,13 +109,17 @@ async fn check_one(
     let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
     let name = format!("{}.{}", source.source_name, source.name);
     let field = dag.node(index).config.loaded_at_field.as_deref().ok_or_else(|| {
-            fail(
-                Code::Freshness,
-                format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
-            )
-        })?;
+        fail(
+            Code::Freshness,
+            format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
+        )
+    })?;
     let (warn_after, error_after) = (freshness.warn_after, freshness.error_after);
-    let filter = freshness.filter.as_ref().map(|f| format!(" where {f}")).unwrap_or_default();
+    let filter = freshness
+        .filter
+        .as_ref()
+        .map(|f| format!(" where {f}"))
+        .unwrap_or_default();
 
     registry.ensure(dag, project, index).await?;
     let relation = dag.node(index).relation.sql();

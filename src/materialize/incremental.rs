@@ -190,8 +190,9 @@ pub async fn apply(
             .with_span(Some(Span::file(&node.path)))
             .with_note("the table keeps its previous version")
     };
-    let engine_failed =
-        |e: datafusion::error::DataFusionError| failed(e.find_root().to_string()).with_cause(crate::diagnostic::Cause::of(&e));
+    let engine_failed = |e: datafusion::error::DataFusionError| {
+        failed(e.find_root().to_string()).with_cause(crate::diagnostic::Cause::of(&e))
+    };
     let write_failed = |e: deltalake::DeltaTableError| failed(lake::describe_error(&e)).with_cause(lake::cause_of(&e));
     let audits = audit::audits(build, index);
     if let Change::Replace = change {

@@ -113,7 +113,7 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
     let before = last_record(build, index).await;
     let node = build.dag.node(index);
     let empty_before: BTreeMap<String, Consumed> =
-        lake::read_state(&build.registry.ctx, &build.registry.lake, STATE_KIND, &node.unique_id)
+        lake::read_document(&build.registry.ctx, &build.registry.lake, STATE_KIND, &node.unique_id)
             .await
             .and_then(|state| serde_json::from_value(state["empty_files"].clone()).ok())
             .unwrap_or_default();
@@ -153,7 +153,7 @@ pub async fn remember_empty_files(build: &Build, index: NodeIndex, ingest: &Inge
     }
     let node = build.dag.node(index);
     let state = serde_json::json!({"empty_files": ingest.empty});
-    if let Err(e) = lake::write_state(
+    if let Err(e) = lake::write_document(
         &build.registry.ctx,
         &build.registry.lake,
         STATE_KIND,

@@ -18,7 +18,6 @@ mod state;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;

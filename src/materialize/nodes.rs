@@ -58,7 +58,12 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     let session = crate::plan::session_with_header(&base, header).await;
     session.map(Some).map_err(|mut diag| {
         diag.message = format!("model `{}`: {}", node.name, diag.message);
-        let span = node.config.raw().span("sql_header").cloned().unwrap_or_else(|| Span::file(&node.path));
+        let span = node
+            .config
+            .raw()
+            .span("sql_header")
+            .cloned()
+            .unwrap_or_else(|| Span::file(&node.path));
         diag.with_span(Some(span))
     })
 }
@@ -283,7 +288,8 @@ pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> 
 }
 
 pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
-    Diagnostic::error(Code::Lake, format!("{what} `{}` failed: {err}", node.name)).with_span(Some(Span::file(&node.path)))
+    Diagnostic::error(Code::Lake, format!("{what} `{}` failed: {err}", node.name))
+        .with_span(Some(Span::file(&node.path)))
 }
 
 pub(super) async fn write_and_register(
@@ -434,7 +440,11 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                     ),
                 )
                 .with_span(Some(
-                    node.config.raw().span("column_types").cloned().unwrap_or_else(|| Span::file(&seed.path)),
+                    node.config
+                        .raw()
+                        .span("column_types")
+                        .cloned()
+                        .unwrap_or_else(|| Span::file(&seed.path)),
                 ))
                 .with_suggestion(name, columns.iter().map(String::as_str))
                 .with_note(format!("its columns: {}", columns.join(", "))));
@@ -510,8 +520,11 @@ async fn plan_with_inputs(
     let mut plan = plan_model(&session, &compiled).await?;
     for files in new_files {
         plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
-            Diagnostic::error(Code::Plan, format!("reading the new files of {}: {e}", files.source.sql()))
-                .with_span(Some(Span::file(&node.path)))
+            Diagnostic::error(
+                Code::Plan,
+                format!("reading the new files of {}: {e}", files.source.sql()),
+            )
+            .with_span(Some(Span::file(&node.path)))
         })?;
     }
     if node.config.contract_enforced {

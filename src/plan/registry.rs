@@ -20,8 +20,8 @@ use super::sources::source_provider;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Dag, Materialization, ResourceType};
 use crate::lake;
-use crate::project::Project;
 use crate::lake::Relation;
+use crate::project::Project;
 
 pub struct Registry {
     pub ctx: SessionContext,
@@ -122,9 +122,12 @@ impl Registry {
             return Ok(());
         }
         let not_built = |detail: String| {
-            Diagnostic::error(Code::NotBuilt, format!("`{}` has not been built yet: {detail}", node.name))
-                .with_span(Some(Span::file(&node.path)))
-                .with_help(format!("build it first: `etl build --select {}`", node.name))
+            Diagnostic::error(
+                Code::NotBuilt,
+                format!("`{}` has not been built yet: {detail}", node.name),
+            )
+            .with_span(Some(Span::file(&node.path)))
+            .with_help(format!("build it first: `etl build --select {}`", node.name))
         };
         let provider: Arc<dyn TableProvider> = match node.resource_type {
             ResourceType::Source => source_provider(&self.ctx, &self.row_counts, &project.sources[node.index]).await?,

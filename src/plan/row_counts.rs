@@ -75,7 +75,7 @@ impl RowCounts {
         if let Some(counts) = sources.get(name).filter(|c| c.reading == reading) {
             return counts.clone();
         }
-        let stored = lake::read_state(ctx, &self.lake, "row_counts", name)
+        let stored = lake::read_document(ctx, &self.lake, "row_counts", name)
             .await
             .and_then(|doc| serde_json::from_value::<Document>(doc).ok())
             .filter(|doc| doc.reading == reading)
@@ -104,7 +104,7 @@ impl RowCounts {
                 files: counts.files.lock().expect("row counts poisoned").clone(),
             };
             let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-            lake::write_state(ctx, &self.lake, "row_counts", &counts.name, &value)
+            lake::write_document(ctx, &self.lake, "row_counts", &counts.name, &value)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -281,7 +281,6 @@ mod tests {
 
     use super::*;
 
-
     #[tokio::test]
     async fn a_group_by_over_rows_joined_on_one_of_its_keys_is_not_shuffled_again() {
         use datafusion::physical_plan::displayable;

@@ -332,13 +332,19 @@ pub async fn list_source_files(
         .await
         .map_err(|e| {
             let cause = crate::lake::with_root_cause(&e);
-            fail(Code::MissingSource, format!("cannot list `{}`: {cause}", source.location))
+            fail(
+                Code::MissingSource,
+                format!("cannot list `{}`: {cause}", source.location),
+            )
         })?
         .try_collect()
         .await
         .map_err(|e| {
             let cause = crate::lake::with_root_cause(&e);
-            fail(Code::MissingSource, format!("cannot list `{}`: {cause}", source.location))
+            fail(
+                Code::MissingSource,
+                format!("cannot list `{}`: {cause}", source.location),
+            )
         })?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(files)
@@ -363,7 +369,6 @@ pub fn shown_file(source: &Source, file: &object_store::path::Path) -> String {
         _ => format!("/{file}"),
     }
 }
-
 
 /// The compression a location's file suffix says: `orders/*.jsonl.gz` is
 /// gzip. Without a suffix, files are read as they are.
@@ -433,7 +438,9 @@ pub async fn register_csv_file(
         .schema_infer_max_records(100_000);
     ctx.register_csv(name, path.to_string_lossy().as_ref(), options)
         .await
-        .map_err(|e| Diagnostic::error(Code::Seed, format!("cannot read seed: {}", e.find_root())).with_span(Some(span)))
+        .map_err(|e| {
+            Diagnostic::error(Code::Seed, format!("cannot read seed: {}", e.find_root())).with_span(Some(span))
+        })
 }
 
 /// A location DataFusion can list: an existing local directory gets its

@@ -572,7 +572,10 @@ fn discover(root: &Path, dirs: &[String], exts: &[&str], errors: &mut Diagnostic
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    errors.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", abs.display())));
+                    errors.push(Diagnostic::error(
+                        Code::Io,
+                        format!("cannot read `{}`: {e}", abs.display()),
+                    ));
                     continue;
                 }
             };

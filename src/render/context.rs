@@ -312,8 +312,13 @@ impl Object for ConfigObject {
             let mut map = Map::new();
             for key in keys {
                 let value: Value = kwargs.get(&key)?;
-                let json = serde_json::to_value(&value)
-                    .map_err(|e| failure(Code::InvalidConfig, format!("config `{key}` cannot be stored: {e}"), None))?;
+                let json = serde_json::to_value(&value).map_err(|e| {
+                    failure(
+                        Code::InvalidConfig,
+                        format!("config `{key}` cannot be stored: {e}"),
+                        None,
+                    )
+                })?;
                 map.insert(key, json);
             }
             recorded.config.merge(RawConfig::from_values(map, |_| None));
@@ -454,7 +459,12 @@ pub fn config_span(file: &std::path::Path, template: &str, key: &str) -> Option<
             !is_word(before) && !is_word(after)
         };
         if let Some((i, _)) = args.match_indices(key).find(|(i, _)| word(*i)) {
-            return Some(crate::diagnostic::Span::at_offset(file, template, start + i, key.chars().count()));
+            return Some(crate::diagnostic::Span::at_offset(
+                file,
+                template,
+                start + i,
+                key.chars().count(),
+            ));
         }
         from = end.max(start);
     }

@@ -22,9 +22,9 @@ use crate::lake::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
 pub use sourcemap::LineMap;
 
+use crate::config::RawConfig;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::parallel;
-use crate::config::RawConfig;
 use crate::project::{Model, Project, SourceFile, TestKind};
 
 #[derive(Debug, Clone)]
@@ -72,7 +72,6 @@ pub struct RenderedModel {
     pub uses_is_incremental: bool,
     pub logs: Vec<String>,
 }
-
 
 /// The relations of seeds and sources, which are known without rendering.
 #[derive(Debug, Clone, Default)]

@@ -272,20 +272,31 @@ fn wrong_config_values_are_reported_by_compile_each_at_the_line_that_set_it() {
     let (code, stdout, stderr) = etl(dir.path(), &["compile"]);
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     let expected = [
-        ("error[invalid-config]: unknown incremental_strategy `merg`", "models/orders.sql:3:5"),
+        (
+            "error[invalid-config]: unknown incremental_strategy `merg`",
+            "models/orders.sql:3:5",
+        ),
         (
             "error[invalid-config]: `unique_key` must list names, and `1` is not one",
             "models/orders.sql:4:5",
         ),
-        ("error[invalid-config]: `audit` is true or false, not `\"yes\"`", "models/properties.yml:5:14"),
+        (
+            "error[invalid-config]: `audit` is true or false, not `\"yes\"`",
+            "models/properties.yml:5:14",
+        ),
         (
             "error[invalid-config]: model `customers`: unknown `parquet_compression` `lz5` (did you mean `lz4`?)",
             "models/properties.yml:6:28",
         ),
-        ("error[invalid-config]: unknown export format `xlsx`", "project.yaml:9:5"),
+        (
+            "error[invalid-config]: unknown export format `xlsx`",
+            "project.yaml:9:5",
+        ),
     ];
     for (message, at) in expected {
-        let found = stderr.find(message).unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
+        let found = stderr
+            .find(message)
+            .unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
         let location = stderr[found..].lines().nth(1).unwrap_or_default();
         assert_eq!(location, format!(" --> {at}"), "{stderr}");
     }
