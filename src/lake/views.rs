@@ -11,7 +11,7 @@ pub struct ViewDefinition {
     pub unique_id: String,
     pub sql: String,
     pub parents: Vec<String>,
-    /// What the view was built from (see `materialize::state`).
+    /// What the view was built from (see `materialize::fingerprint`).
     #[serde(default)]
     pub fingerprint: Option<String>,
 }

@@ -140,7 +140,7 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     let at = build.dag.find(&model).filter(|&at| at == increment.model)?;
     let table = build.dag.node(at);
     // It passed on the version the change applies to.
-    if stored[&table.unique_id]["version"].as_i64()? != super::state::table_version(build, at).await?
+    if stored[&table.unique_id]["version"].as_i64()? != super::fingerprint::table_version(build, at).await?
         || !same_table(
             build,
             &stored[&table.unique_id],
@@ -364,7 +364,7 @@ async fn same_table(build: &Build, stored: &Value, url: &url::Url) -> bool {
     let (Some(version), Some(time)) = (stored["version"].as_i64(), stored["committed_at"].as_i64()) else {
         return false;
     };
-    super::state::commit_time(build, url, version).await == Some(time)
+    super::fingerprint::commit_time(build, url, version).await == Some(time)
 }
 
 /// The table of model `name`, and the files it gained since the version
@@ -389,7 +389,7 @@ async fn gained(
         return None;
     }
     let since = stored[&table.unique_id]["version"].as_i64()?;
-    let now = super::state::table_version(build, at).await?;
+    let now = super::fingerprint::table_version(build, at).await?;
     let url = build.registry.location(&table.relation);
     if !same_table(build, &stored[&table.unique_id], &url).await {
         return None;

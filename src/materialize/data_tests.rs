@@ -45,7 +45,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
     let started = Instant::now();
     let node = build.dag.node(index);
     let skips = !(build.options.full_refresh || build.options.force);
-    let fingerprint = super::state::fingerprint_and_inputs(build, index).await.ok();
+    let fingerprint = super::fingerprint::fingerprint_and_inputs(build, index).await.ok();
     let last = match (skips, &fingerprint) {
         (true, Some(_)) => {
             let lake = &build.registry.lake;
@@ -101,7 +101,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
 /// Keeps the result of a test that ran during an audit, now that the data
 /// it ran on is published.
 pub async fn remember(build: &Build, index: NodeIndex, result: &NodeResult) {
-    if let Ok((fp, inputs)) = super::state::fingerprint_and_inputs(build, index).await {
+    if let Ok((fp, inputs)) = super::fingerprint::fingerprint_and_inputs(build, index).await {
         store_result(build, index, &fp, &inputs, result).await;
     }
 }

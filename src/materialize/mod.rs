@@ -12,9 +12,9 @@ mod ingest;
 mod microbatch;
 
 pub use incremental::incremental_models;
+mod fingerprint;
 mod nodes;
 mod probe;
-mod state;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
@@ -147,7 +147,7 @@ pub struct Build {
     /// was left at.
     pub versions: std::sync::Mutex<HashMap<NodeIndex, i64>>,
     /// When each table's commit of a version was made (by location and
-    /// version), read once per build: see [`state::commit_time`].
+    /// version), read once per build: see [`fingerprint::commit_time`].
     pub commit_times: std::sync::Mutex<HashMap<(String, i64), Option<i64>>>,
     /// The version of its table each node found when it started, which
     /// its commit must still find (see `lake::Expected`).

@@ -117,7 +117,7 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     if !eligible {
         return Ok(None);
     }
-    let stored = super::state::stored(build, index).await?;
+    let stored = super::fingerprint::stored(build, index).await?;
     build
         .expected
         .lock()
@@ -140,7 +140,7 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     // Built anyway under --full-refresh or --force, but with its
     // fingerprint, so that the next build can find it up to date.
     let forced = build.options.full_refresh || build.options.force;
-    let fingerprint = super::state::fingerprint(build, index).await?;
+    let fingerprint = super::fingerprint::fingerprint(build, index).await?;
     let version = match stored.version {
         lake::Expected::Version(v) => Some(v),
         _ => None,
@@ -348,7 +348,7 @@ async fn write_exports(
     let node = build.dag.node(index);
     let registry = &build.registry;
     let location = registry.location(&node.relation);
-    let committed_at = super::state::commit_time(build, &location, version).await;
+    let committed_at = super::fingerprint::commit_time(build, &location, version).await;
     super::export::write_all(
         &registry.ctx,
         &registry.lake,
@@ -385,7 +385,7 @@ async fn exports_made_again(
     };
     let registry = &build.registry;
     let location = registry.location(&node.relation);
-    let committed_at = super::state::commit_time(build, &location, version).await;
+    let committed_at = super::fingerprint::commit_time(build, &location, version).await;
     if super::export::up_to_date(
         &registry.ctx,
         &registry.lake,

@@ -1,0 +1,203 @@
+//! Source tables declared in properties files: where their files are,
+//! in which format, with which options, columns, tests and freshness.
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Parquet,
+    Csv,
+    Json,
+    Delta,
+}
+
+impl SourceFormat {
+    const NAMES: &[&str] = &["parquet", "csv", "json", "ndjson", "jsonl", "delta"];
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "parquet" => SourceFormat::Parquet,
+            "csv" => SourceFormat::Csv,
+            "json" | "ndjson" | "jsonl" => SourceFormat::Json,
+            "delta" => SourceFormat::Delta,
+            _ => return None,
+        })
+    }
+}
+
+/// An external table declared under `sources:`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub source_name: String,
+    pub name: String,
+    /// A URL, or an absolute path; globs allowed.
+    pub location: String,
+    pub format: SourceFormat,
+    pub options: BTreeMap<String, Value>,
+    pub columns: Vec<ColumnProperties>,
+    pub description: String,
+    pub config: RawConfig,
+    pub fqn: Vec<String>,
+    /// Where it is declared: the `name:` of the table in its properties file.
+    pub span: Option<Span>,
+    pub properties_file: PathBuf,
+}
+
+pub(super) fn load_source(
+    root: &Path,
+    header: &Header,
+    scope: &settings::SettingScope,
+    file: &Path,
+    source: SourceProperties,
+    data_tests: &mut Vec<DataTest>,
+    errors: &mut Diagnostics,
+) -> Vec<Source> {
+    let project = header.name.as_str();
+    let source_config = check_config(file, source.config, errors).unwrap_or_default();
+    let mut out = Vec::new();
+    for mut table in source.tables {
+        let span = yaml::span_of(file, &table.name);
+        let target = TestTarget::Source(source.name.value.clone(), table.name.value.clone());
+        let node_tests: Vec<_> = std::mem::take(&mut table.tests)
+            .into_iter()
+            .chain(std::mem::take(&mut table.data_tests))
+            .collect();
+        data_tests.extend(data_tests::generic_tests(
+            project,
+            file,
+            &header.model_paths,
+            &target,
+            node_tests,
+            &mut table.columns,
+            errors,
+        ));
+        let external = table.external;
+        let written = table
+            .location
+            .or_else(|| external.as_ref().and_then(|e| e.location.clone()));
+        let location_span = written.as_ref().and_then(|l| yaml::span_of(file, l));
+        let location = written.map(|l| l.value).or_else(|| {
+            let identifier = table.identifier.clone().unwrap_or_else(|| table.name.value.clone());
+            source
+                .location
+                .as_ref()
+                .map(|base| format!("{}/{identifier}", base.value.trim_end_matches('/')))
+        });
+        let location = match location.map(|l| settings::render(&l, scope)).transpose() {
+            Ok(location) => location,
+            Err(message) => {
+                errors.push(
+                    Diagnostic::error(Code::InvalidLocation, message)
+                        .with_span(location_span.or(span))
+                        .with_help(
+                            "a location may use `{{ target.lake }}`, `{{ env_var('NAME') }}` and `{{ var('name') }}`",
+                        ),
+                );
+                continue;
+            }
+        };
+        let Some(location) = location else {
+            errors.push(
+                Diagnostic::error(
+                    Code::MissingLocation,
+                    format!(
+                        "source table `{}.{}` has no `location`",
+                        source.name.value, table.name.value
+                    ),
+                )
+                .with_span(span)
+                .with_help("give the table (or its source) a `location:` path or URL, globs allowed"),
+            );
+            continue;
+        };
+        let format_value = table
+            .format
+            .or_else(|| external.as_ref().and_then(|e| e.file_format.clone()))
+            .or_else(|| source.format.clone());
+        let format = match &format_value {
+            Some(f) => match SourceFormat::parse(&f.value) {
+                Some(format) => format,
+                None => {
+                    errors.push(
+                        Diagnostic::error(Code::UnknownFormat, format!("unknown source format `{}`", f.value))
+                            .with_span(yaml::span_of(file, f))
+                            .with_suggestion(&f.value, SourceFormat::NAMES.iter().copied())
+                            .with_note("formats: parquet, csv, json (newline-delimited), delta"),
+                    );
+                    continue;
+                }
+            },
+            None => match guess_format(&location) {
+                Some(format) => format,
+                None => {
+                    errors.push(
+                        Diagnostic::error(
+                            Code::MissingFormat,
+                            format!(
+                                "cannot tell the format of source table `{}.{}`",
+                                source.name.value, table.name.value
+                            ),
+                        )
+                        .with_span(span)
+                        .with_help("add `format: parquet|csv|json|delta`"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let mut options = source.options.clone();
+        if let Some(e) = &external {
+            options.extend(e.options.clone());
+        }
+        options.extend(table.options);
+        let mut config = source_config.clone();
+        if let Some(c) = check_config(file, table.config, errors) {
+            config.merge(c);
+        }
+        // Tags written on the source and on the table apply to the table.
+        for tags in [&source.tags, &table.tags].into_iter().flatten() {
+            let mut tagged = RawConfig::default();
+            tagged.insert("tags", tags.clone(), span.clone());
+            config.merge(tagged);
+        }
+        // Freshness is written beside the tables (dbt's older spelling) or
+        // in their config; a table's own setting wins, `freshness: null`
+        // turns it off.
+        for (key, source_value, table_value) in [
+            ("loaded_at_field", &source.loaded_at_field, &table.loaded_at_field),
+            ("freshness", &source.freshness, &table.freshness),
+        ] {
+            if let Some(v) = table_value.as_ref().or(source_value.as_ref()) {
+                if !config.contains(key) || table_value.is_some() {
+                    config.insert(key, v.clone(), span.clone());
+                }
+            }
+        }
+        out.push(Source {
+            source_name: source.name.value.clone(),
+            name: table.name.value.clone(),
+            location: resolve_location(root, &location),
+            format,
+            options,
+            columns: table.columns,
+            description: table.description.unwrap_or_default(),
+            config,
+            fqn: vec![project.to_owned(), source.name.value.clone(), table.name.value.clone()],
+            span,
+            properties_file: file.to_path_buf(),
+        });
+    }
+    out
+}
+
+pub(super) fn guess_format(location: &str) -> Option<SourceFormat> {
+    let lower = location.to_ascii_lowercase();
+    // `orders/*.jsonl.gz`: the format is before the compression suffix.
+    let lower = [".gz", ".bz2", ".xz", ".zst"]
+        .iter()
+        .find_map(|ext| lower.strip_suffix(ext))
+        .unwrap_or(&lower);
+    let ext = lower.rsplit('.').next()?;
+    SourceFormat::parse(ext)
+}

@@ -1,0 +1,188 @@
+//! The project file read into its header (name, paths, vars, config
+//! trees) and the target a build runs against: its lake, schema, threads,
+//! memory limit and storage options.
+
+use super::*;
+
+/// The target a build runs against.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    /// The lake root, always a URL ending in `/`.
+    pub lake: Url,
+    pub schema: String,
+    pub threads: Option<usize>,
+    pub memory_limit: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// What both project file formats boil down to.
+pub(super) struct Header {
+    pub(super) name: String,
+    pub(super) flavor: Flavor,
+    pub(super) file: PathBuf,
+    pub(super) model_paths: Vec<String>,
+    pub(super) seed_paths: Vec<String>,
+    pub(super) macro_paths: Vec<String>,
+    pub(super) test_paths: Vec<String>,
+    pub(super) default_target: Option<Spanned<String>>,
+    pub(super) targets: BTreeMap<String, Spanned<TargetSpec>>,
+    pub(super) vars: Map<String, Value>,
+    pub(super) models: Option<ConfigTree>,
+    pub(super) seeds: Option<ConfigTree>,
+}
+
+pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
+    let etl = root.join("project.yaml");
+    let etl_yml = root.join("project.yml");
+    let dbt = root.join("dbt_project.yml");
+    let strings = |v: Option<Vec<String>>, default: &str| v.unwrap_or_else(|| vec![default.to_owned()]);
+    if etl.exists() || etl_yml.exists() {
+        let rel = PathBuf::from(if etl.exists() { "project.yaml" } else { "project.yml" });
+        let text = std::fs::read_to_string(root.join(&rel)).map_err(|e| vec![io_error(&rel, &e)])?;
+        let file: EtlProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
+        let paths = file.paths.unwrap_or_default();
+        return Ok(Header {
+            name: file.name.value,
+            flavor: Flavor::Etl,
+            file: rel,
+            model_paths: strings(paths.models, "models"),
+            seed_paths: strings(paths.seeds, "seeds"),
+            macro_paths: strings(paths.macros, "macros"),
+            test_paths: strings(paths.tests, "tests"),
+            default_target: file.target,
+            targets: file.targets,
+            vars: file.vars,
+            models: file.models,
+            seeds: file.seeds,
+        });
+    }
+    if dbt.exists() {
+        let rel = PathBuf::from("dbt_project.yml");
+        let text = std::fs::read_to_string(&dbt).map_err(|e| vec![io_error(&rel, &e)])?;
+        let file: DbtProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
+        let name = file.name.value;
+        // dbt scopes vars by project: `vars: {my_project: {x: 1}}`.
+        let mut vars = Map::new();
+        for (k, v) in file.vars {
+            match v {
+                Value::Object(scoped) if k == name => vars.extend(scoped),
+                other => {
+                    vars.insert(k, other);
+                }
+            }
+        }
+        return Ok(Header {
+            name,
+            flavor: Flavor::Dbt,
+            file: rel,
+            model_paths: strings(file.model_paths, "models"),
+            seed_paths: strings(file.seed_paths, "seeds"),
+            macro_paths: strings(file.macro_paths, "macros"),
+            test_paths: strings(file.test_paths, "tests"),
+            default_target: None,
+            targets: BTreeMap::new(),
+            vars,
+            models: file.models,
+            seeds: file.seeds,
+        });
+    }
+    Err(vec![
+        Diagnostic::error(
+            Code::NoProject,
+            format!("no `project.yaml` or `dbt_project.yml` in `{}`", root.display()),
+        )
+        .with_help("run etl from a project directory, or pass `--project-dir DIR`"),
+    ])
+}
+
+pub(super) fn resolve_target(
+    root: &Path,
+    header: &Header,
+    vars: &Map<String, Value>,
+    requested: Option<&str>,
+) -> Result<Target, Diagnostic> {
+    let name = requested
+        .map(str::to_owned)
+        .or_else(|| header.default_target.as_ref().map(|t| t.value.clone()))
+        .unwrap_or_else(|| "dev".to_owned());
+    let spec = match header.targets.get(&name) {
+        Some(spec) => spec.value.clone(),
+        None if name == "dev" && header.targets.is_empty() => TargetSpec {
+            lake: "./lake".to_owned(),
+            schema: None,
+            threads: None,
+            memory_limit: None,
+            options: BTreeMap::new(),
+        },
+        None => {
+            let span = header
+                .default_target
+                .as_ref()
+                .filter(|_| requested.is_none())
+                .and_then(|t| yaml::span_of(&header.file, t));
+            let known: Vec<&str> = header.targets.keys().map(String::as_str).collect();
+            let mut diag = Diagnostic::error(Code::UnknownTarget, format!("target `{name}` is not defined"))
+                .with_span(span)
+                .with_suggestion(&name, known.iter().copied());
+            if !known.is_empty() {
+                diag = diag.with_note(format!(
+                    "the targets of `{}` are: {}",
+                    header.file.display(),
+                    known.join(", ")
+                ));
+            }
+            return Err(diag);
+        }
+    };
+    let span = header
+        .targets
+        .get(&name)
+        .and_then(|t| yaml::span(&header.file, &t.referenced));
+    let scope = settings::SettingScope { vars, target: None };
+    let lake = settings::render(&spec.lake, &scope)
+        .and_then(|lake| crate::lake::folder_url(&resolve_location(root, &lake)))
+        .map_err(|message| Diagnostic::error(Code::InvalidLake, message).with_span(span.clone()))?;
+    let mut options = BTreeMap::new();
+    for (key, value) in spec.options {
+        let value = settings::render(&value, &scope)
+            .and_then(|value| crate::lake::check_option(&lake, &key).map(|()| value))
+            .map_err(|message| {
+                Diagnostic::error(Code::InvalidStorageOption, message)
+                    .with_span(span.clone())
+                    .with_help("see docs/storage.md for the options of each object store")
+            })?;
+        options.insert(key, value);
+    }
+    if spec.threads == Some(0) {
+        return Err(Diagnostic::error(
+            Code::InvalidThreads,
+            format!("target `{name}` sets `threads: 0`: a build needs at least one"),
+        )
+        .with_span(span)
+        .with_help("leave `threads` out to use one per core"));
+    }
+    Ok(Target {
+        name,
+        lake,
+        schema: spec.schema.unwrap_or_else(|| "main".to_owned()),
+        threads: spec.threads,
+        memory_limit: spec.memory_limit,
+        options,
+    })
+}
+
+pub(super) fn merge_cli_vars(
+    mut vars: Map<String, Value>,
+    cli: Option<&str>,
+) -> Result<Map<String, Value>, Diagnostic> {
+    let Some(text) = cli else { return Ok(vars) };
+    let parsed: Map<String, Value> = yaml::parse(Path::new("--vars"), text).map_err(|mut e| {
+        e.span = None;
+        e.message = format!("`--vars` is not a YAML mapping: {}", e.message);
+        e.code = Code::InvalidVars;
+        e
+    })?;
+    vars.extend(parsed);
+    Ok(vars)
+}
