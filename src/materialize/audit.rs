@@ -17,8 +17,8 @@ use petgraph::graph::NodeIndex;
 use url::Url;
 
 use super::Build;
-use super::added_rows::Increment;
-use super::nodes::{commit_metadata, execution_error, lake_error};
+use super::data_tests::added_rows::Increment;
+use super::write::{commit_metadata, execution_error, lake_error};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::ResourceType;
 use crate::lake::{self, Written};
@@ -136,7 +136,7 @@ pub async fn audit(
         }
         let narrowed = match increment {
             Some(_) if build.without_rewrites(index) => None,
-            Some(increment) => super::added_rows::in_audit(build, test, increment).await,
+            Some(increment) => super::data_tests::added_rows::in_audit(build, test, increment).await,
             None => None,
         };
         let result = super::data_tests::run_narrowed(build, test, narrowed).await;

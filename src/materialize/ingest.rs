@@ -424,7 +424,7 @@ pub fn sources_of_new_file_tests(build: &Build) -> BTreeSet<NodeIndex> {
         .iter()
         .filter(|&&i| {
             let node = build.dag.node(i);
-            node.resource_type == ResourceType::Test && super::data_tests::reads_new_files_only(node)
+            node.resource_type == ResourceType::Test && reads_new_files_only(node)
         })
         .flat_map(|&i| file_sources(build, i))
         .collect()
@@ -694,7 +694,7 @@ fn new_file_sources(build: &Build, index: NodeIndex) -> Vec<String> {
     let node = build.dag.node(index);
     let reads_new = match node.resource_type {
         ResourceType::Model => ingests(node),
-        ResourceType::Test => super::data_tests::reads_new_files_only(node),
+        ResourceType::Test => reads_new_files_only(node),
         _ => false,
     };
     if !reads_new {
@@ -764,4 +764,10 @@ fn shrink(batch: RecordBatch) -> Result<RecordBatch, datafusion::error::DataFusi
     }
     let options = datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(schema, columns, &options)?)
+}
+
+/// Whether the test reads only the files the build ingests from its file
+/// sources (`source_files: new`).
+fn reads_new_files_only(node: &crate::graph::Node) -> bool {
+    node.config.test.as_ref().is_some_and(|t| t.new_files_only)
 }

@@ -2,19 +2,18 @@
 //! ephemeral models, independent nodes concurrently. A node that fails marks
 //! its descendants skipped while the rest of the DAG goes on.
 
-mod added_rows;
 mod audit;
 mod data_tests;
 mod export;
 mod freshness;
 mod incremental;
 mod ingest;
-mod microbatch;
 
 pub use incremental::incremental_models;
 mod fingerprint;
 mod nodes;
 mod probe;
+mod write;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
@@ -27,7 +26,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::diagnostic::{Cause, Code, Diagnostic};
-use crate::graph::{Dag, Materialization, ResourceType};
+use crate::graph::{Dag, Materialization, Node, ResourceType};
 use crate::plan::Registry;
 use crate::project::Project;
 use crate::render::RenderedModel;
@@ -177,6 +176,30 @@ pub struct Build {
     /// subplans, its optimizer rules, narrowed reads), after an error of
     /// the query engine's own.
     pub plain: std::sync::Mutex<HashSet<NodeIndex>>,
+}
+
+impl NodeResult {
+    /// The result of a node that errored with `diag`.
+    pub fn error(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
+        NodeResult {
+            unique_id: node.unique_id.clone(),
+            name: node.name.clone(),
+            resource_type: node.resource_type,
+            materialized: node.materialized,
+            status: Status::Error,
+            execution_time: elapsed,
+            rows_affected: None,
+            failures: None,
+            up_to_date: false,
+            message: diag.to_string(),
+            location: None,
+            relation: node.relation.sql(),
+            version: None,
+            phases: Phases::default(),
+            diagnostic: Some(diag),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl Build {
@@ -398,7 +421,7 @@ pub async fn run(
                     )
                     .with_help("this is a bug in etl: please report it with the project's DAG");
                     finished.insert(i, Status::Error);
-                    results.push(nodes::error_result(node, diag, 0.0));
+                    results.push(NodeResult::error(node, diag, 0.0));
                     on_result(results.last().expect("just pushed"), results.len(), total);
                 }
             }
@@ -413,7 +436,7 @@ pub async fn run(
                 let node = build.dag.node(index);
                 let diag = Diagnostic::error(Code::Internal, format!("building `{}` crashed: {err}", node.name))
                     .with_help("this is a bug in etl: please report it with the model's SQL");
-                (index, nodes::error_result(node, diag, 0.0))
+                (index, NodeResult::error(node, diag, 0.0))
             }
         };
         finished.insert(index, result.status);

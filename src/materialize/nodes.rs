@@ -5,10 +5,11 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
+use super::write::{commit_of, lake_error, register_written, write_and_register};
 use super::{Build, NodeResult, Phases, Status};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
-use crate::lake::{self, ViewDefinition, Written};
+use crate::lake::{self, ViewDefinition};
 use datafusion::prelude::SessionContext;
 
 use crate::plan::{check_contract, compile, plan_model, register_csv_file, replace_scans};
@@ -30,7 +31,7 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
             build.sessions.lock().expect("sessions poisoned").insert(index, session);
         }
         Ok(None) => {}
-        Err(diag) => return error_result(node, diag, started.elapsed().as_secs_f64()),
+        Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     }
     let result = build_in_session(build, index, started).await;
     build.sessions.lock().expect("sessions poisoned").remove(&index);
@@ -73,7 +74,7 @@ async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> 
     match up_to_date(build, index).await {
         Ok(Some(outcome)) => return success(build, node, outcome, started.elapsed().as_secs_f64()),
         Ok(None) => {}
-        Err(diag) => return error_result(node, diag, started.elapsed().as_secs_f64()),
+        Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     }
     let outcome = match node.materialized {
         Materialization::Seed => seed(build, index).await,
@@ -92,7 +93,7 @@ async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> 
     let elapsed = started.elapsed().as_secs_f64();
     let mut result = match outcome {
         Ok(outcome) => success(build, node, outcome, elapsed),
-        Err(diag) => error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
+        Err(diag) => NodeResult::error(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     };
     result.phases = Phases {
         plan: build
@@ -226,114 +227,6 @@ fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeRe
     }
 }
 
-pub fn error_result(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
-    NodeResult {
-        unique_id: node.unique_id.clone(),
-        name: node.name.clone(),
-        resource_type: node.resource_type,
-        materialized: node.materialized,
-        status: Status::Error,
-        execution_time: elapsed,
-        rows_affected: None,
-        failures: None,
-        up_to_date: false,
-        message: diag.to_string(),
-        location: None,
-        relation: node.relation.sql(),
-        version: None,
-        phases: Phases::default(),
-        diagnostic: Some(diag),
-        warnings: Vec::new(),
-    }
-}
-
-/// What the node's write commits beside its rows: etl's metadata, the
-/// version of its table the node started from, and an application
-/// transaction naming the model (`etl/<unique_id>`, numbered by the
-/// version it writes), so that another build's commit of the same model
-/// since this one read the table refuses it (see `lake::Expected`).
-pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
-    let node = build.dag.node(index);
-    let expected_version = build
-        .expected
-        .lock()
-        .expect("expected versions poisoned")
-        .get(&index)
-        .copied()
-        .unwrap_or_default();
-    let writes = match expected_version {
-        lake::Expected::Version(v) => v + 1,
-        _ => 0,
-    };
-    lake::Commit {
-        expected_version,
-        app_transaction: Some((format!("etl/{}", node.unique_id), writes)),
-        ..lake::Commit::from(commit_metadata(build, node))
-    }
-}
-
-pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
-    let mut etl = Map::new();
-    etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
-    etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
-    etl.insert("materialized".into(), Value::from(node.materialized.as_str()));
-    if let Some(index) = build.dag.by_id.get(&node.unique_id) {
-        if let Some(fp) = build.fingerprints.lock().expect("fingerprints poisoned").get(index) {
-            etl.insert("fingerprint".into(), Value::from(fp.clone()));
-        }
-    }
-    let mut map = Map::new();
-    map.insert("etl".into(), Value::Object(etl));
-    map
-}
-
-pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
-    Diagnostic::error(Code::Lake, format!("{what} `{}` failed: {err}", node.name))
-        .with_span(Some(Span::file(&node.path)))
-}
-
-pub(super) async fn write_and_register(
-    build: &Build,
-    index: NodeIndex,
-    plan: datafusion::logical_expr::LogicalPlan,
-    layout: &lake::Layout,
-) -> Result<Written, Diagnostic> {
-    let node = build.dag.node(index);
-    let registry = &build.registry;
-    let location = registry.location(&node.relation);
-    let how = lake::TableWrite::Overwrite {
-        partition_by: Vec::new(),
-    };
-    let written = lake::write_table(
-        &build.session(index),
-        &location,
-        plan,
-        how,
-        layout,
-        commit_of(build, index),
-    )
-    .await
-    .map_err(|e| execution_error(node, e))?;
-    register_written(build, index).await?;
-    Ok(written)
-}
-
-/// Makes the table just written the relation's current data.
-pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
-    let node = build.dag.node(index);
-    let registry = &build.registry;
-    let location = registry.location(&node.relation);
-    lake::remove_view(&registry.ctx, &location)
-        .await
-        .map_err(|e| lake_error(node, "cleaning the old view of", e))?;
-    let provider = lake::delta_provider(&registry.ctx, &location)
-        .await
-        .map_err(|e| lake_error(node, "reading back", e))?;
-    registry
-        .register(index, &node.relation, provider)
-        .map_err(|e| lake_error(node, "registering", e))
-}
-
 /// Writes the model's exports from its table at `version` (registered as
 /// its relation), and keeps what they were made from.
 async fn write_exports(
@@ -405,15 +298,6 @@ async fn exports_made_again(
         "; its export did not match version {version} and was written again: {}",
         urls.join(", ")
     )))
-}
-
-/// Errors while executing a plan: DataFusion's message, on the model file.
-pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
-    let text = lake::describe_error(&err);
-    Diagnostic::error(Code::Execution, format!("building `{}` failed: {text}", node.name))
-        .with_span(Some(Span::file(&node.path)))
-        .with_note("the table keeps its previous version")
-        .with_cause(lake::cause_of(&err))
 }
 
 async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
@@ -574,7 +458,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
         let applied = if config.microbatch().is_some() {
-            super::microbatch::build_microbatch(build, index, &config, plan, commit).await
+            super::incremental::microbatch::build_microbatch(build, index, &config, plan, commit).await
         } else {
             super::incremental::build_incremental(build, index, &config, plan, commit).await
         };

@@ -7,6 +7,7 @@ mod by_key;
 mod compile;
 mod contract;
 mod distinct;
+mod options;
 mod registry;
 mod rewrite;
 mod row_counts;

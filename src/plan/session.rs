@@ -7,7 +7,6 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::common::config::{ConfigExtension, ConfigOptions, ExtensionOptions};
-use datafusion::common::extensions_options;
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -21,23 +20,8 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use crate::diagnostic::{Code, Diagnostic};
 
 use super::distinct::{COUNT_BESIDE_DISTINCT_RULE, CountBesideDistinct, SINGLE_DISTINCT_RULE};
+use super::options::EtlOptions;
 use super::shared::ShareRepeatedSubplans;
-
-extensions_options! {
-    /// etl's own query options, beside DataFusion's and set the same ways:
-    /// `ETL_SHARE_REPEATED_SUBPLANS=false` in the environment, or
-    /// `SET etl.share_repeated_subplans = false` in a model's `sql_header`.
-    pub struct EtlOptions {
-        /// Run a part of a query that appears in several places, identical
-        /// and holding an aggregate or a window (a CTE read twice), once
-        /// for all its readers.
-        pub share_repeated_subplans: bool, default = true
-    }
-}
-
-impl ConfigExtension for EtlOptions {
-    const PREFIX: &'static str = "etl";
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {

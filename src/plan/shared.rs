@@ -54,7 +54,7 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Pla
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 
-use super::session::EtlOptions;
+use super::options::EtlOptions;
 
 /// Operators whose result is a function of their inputs and expressions
 /// alone: a subplan made of these (and nothing else) can be run once for

@@ -11,6 +11,8 @@
 //! build ingests (see `ingest::files_to_ingest`): a reject rate then judges
 //! what arrived, not the whole history again.
 
+pub(super) mod added_rows;
+
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray};
@@ -20,15 +22,14 @@ use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
-use super::added_rows::Narrowed;
 use super::ingest::NewFiles;
 use super::{Build, NodeResult, Phases, Status, thousands};
 use crate::config::Threshold;
 use crate::diagnostic::{Code, Diagnostic, Span};
-use crate::graph::Node;
 use crate::lake;
 use crate::plan::{CompiledSql, compile_with, replace_scans, semi_join_scans, sql_diagnostic};
 use crate::project::{DataTest, TestTarget};
+use added_rows::Narrowed;
 
 /// What a finished test reports.
 pub struct TestOutcome {
@@ -88,7 +89,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
     // what it gained is read (the failing rows are the same).
     let narrowed = match &last {
         Some(_) if build.without_rewrites(index) => None,
-        Some(last) => super::added_rows::since_last_pass(build, index, last).await,
+        Some(last) => added_rows::since_last_pass(build, index, last).await,
         None => None,
     };
     let result = run_narrowed(build, index, narrowed).await;
@@ -216,7 +217,7 @@ async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narr
             diagnostic: None,
             warnings: Vec::new(),
         },
-        Err(diag) => super::nodes::error_result(node, super::probe::name_the_file(build, index, diag).await, elapsed),
+        Err(diag) => NodeResult::error(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     }
 }
 
@@ -331,12 +332,6 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
         message,
         location,
     })
-}
-
-/// Whether the test reads only the files the build ingests from its file
-/// sources (`source_files: new`).
-pub fn reads_new_files_only(node: &Node) -> bool {
-    node.config.test.as_ref().is_some_and(|t| t.new_files_only)
 }
 
 fn threshold_text(t: &Threshold) -> String {

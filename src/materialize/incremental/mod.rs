@@ -20,6 +20,8 @@
 //! With `audit: true` the new rows are staged and the model's tests run on
 //! what the table would become before anything is committed.
 
+pub(super) mod microbatch;
+
 use std::collections::BTreeSet;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
@@ -28,8 +30,8 @@ use datafusion::logical_expr::{LogicalPlan, cast, lit};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, concat_ws, in_list};
 
 use super::Build;
-use super::added_rows::Increment;
 use super::audit;
+use super::data_tests::added_rows::Increment;
 use crate::config::{Incremental, MicrobatchConfig, OnSchemaChange, Strategy};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};

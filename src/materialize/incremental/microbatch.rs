@@ -18,11 +18,11 @@ use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
-use super::Build;
-use super::incremental::{Applied, Change, IncrementalConfig, apply};
+use super::{Applied, Change, IncrementalConfig, apply};
 use crate::config::{BatchSize, MicrobatchConfig};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::lake::{self, Written};
+use crate::materialize::Build;
 use crate::plan::{Window, filter_scans};
 
 /// The start of the batch `t` falls in.

@@ -39,10 +39,10 @@ use datafusion::logical_expr::LogicalPlan;
 use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
-use super::Build;
-use super::ingest::NewFiles;
 use crate::graph::{Materialization, ResourceType};
 use crate::lake;
+use crate::materialize::Build;
+use crate::materialize::ingest::NewFiles;
 use crate::project::{TestKind, TestTarget};
 
 /// How a test reads the rows its model gained.
@@ -140,7 +140,8 @@ pub async fn in_audit(build: &Build, index: NodeIndex, increment: &Increment) ->
     let at = build.dag.find(&model).filter(|&at| at == increment.model)?;
     let table = build.dag.node(at);
     // It passed on the version the change applies to.
-    if stored[&table.unique_id]["version"].as_i64()? != super::fingerprint::table_version(build, at).await?
+    if stored[&table.unique_id]["version"].as_i64()?
+        != crate::materialize::fingerprint::table_version(build, at).await?
         || !same_table(
             build,
             &stored[&table.unique_id],
@@ -205,7 +206,7 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<L
     let node = build.dag.node(index);
     if last["status"].as_str() != Some("pass")
         || last["failures"].as_u64() != Some(0)
-        || last["definition"].as_str() != Some(super::data_tests::definition(build, index).as_str())
+        || last["definition"].as_str() != Some(super::definition(build, index).as_str())
     {
         return None;
     }
@@ -364,7 +365,7 @@ async fn same_table(build: &Build, stored: &Value, url: &url::Url) -> bool {
     let (Some(version), Some(time)) = (stored["version"].as_i64(), stored["committed_at"].as_i64()) else {
         return false;
     };
-    super::fingerprint::commit_time(build, url, version).await == Some(time)
+    crate::materialize::fingerprint::commit_time(build, url, version).await == Some(time)
 }
 
 /// The table of model `name`, and the files it gained since the version
@@ -389,7 +390,7 @@ async fn gained(
         return None;
     }
     let since = stored[&table.unique_id]["version"].as_i64()?;
-    let now = super::fingerprint::table_version(build, at).await?;
+    let now = crate::materialize::fingerprint::table_version(build, at).await?;
     let url = build.registry.location(&table.relation);
     if !same_table(build, &stored[&table.unique_id], &url).await {
         return None;

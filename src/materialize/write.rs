@@ -1,0 +1,107 @@
+//! Writing a node's table: the commit that carries etl's metadata and the
+//! version the node started from, making what was written the relation's
+//! data for the nodes after it, and the errors writes end in.
+
+use petgraph::graph::NodeIndex;
+use serde_json::{Map, Value};
+
+use super::Build;
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::graph::Node;
+use crate::lake::{self, Written};
+
+/// What the node's write commits beside its rows: etl's metadata, the
+/// version of its table the node started from, and an application
+/// transaction naming the model (`etl/<unique_id>`, numbered by the
+/// version it writes), so that another build's commit of the same model
+/// since this one read the table refuses it (see `lake::Expected`).
+pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
+    let node = build.dag.node(index);
+    let expected_version = build
+        .expected
+        .lock()
+        .expect("expected versions poisoned")
+        .get(&index)
+        .copied()
+        .unwrap_or_default();
+    let writes = match expected_version {
+        lake::Expected::Version(v) => v + 1,
+        _ => 0,
+    };
+    lake::Commit {
+        expected_version,
+        app_transaction: Some((format!("etl/{}", node.unique_id), writes)),
+        ..lake::Commit::from(commit_metadata(build, node))
+    }
+}
+
+pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
+    let mut etl = Map::new();
+    etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
+    etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
+    etl.insert("materialized".into(), Value::from(node.materialized.as_str()));
+    if let Some(index) = build.dag.by_id.get(&node.unique_id) {
+        if let Some(fp) = build.fingerprints.lock().expect("fingerprints poisoned").get(index) {
+            etl.insert("fingerprint".into(), Value::from(fp.clone()));
+        }
+    }
+    let mut map = Map::new();
+    map.insert("etl".into(), Value::Object(etl));
+    map
+}
+
+pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -> Diagnostic {
+    Diagnostic::error(Code::Lake, format!("{what} `{}` failed: {err}", node.name))
+        .with_span(Some(Span::file(&node.path)))
+}
+
+pub(super) async fn write_and_register(
+    build: &Build,
+    index: NodeIndex,
+    plan: datafusion::logical_expr::LogicalPlan,
+    layout: &lake::Layout,
+) -> Result<Written, Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
+    let how = lake::TableWrite::Overwrite {
+        partition_by: Vec::new(),
+    };
+    let written = lake::write_table(
+        &build.session(index),
+        &location,
+        plan,
+        how,
+        layout,
+        commit_of(build, index),
+    )
+    .await
+    .map_err(|e| execution_error(node, e))?;
+    register_written(build, index).await?;
+    Ok(written)
+}
+
+/// Makes the table just written the relation's current data.
+pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    let location = registry.location(&node.relation);
+    lake::remove_view(&registry.ctx, &location)
+        .await
+        .map_err(|e| lake_error(node, "cleaning the old view of", e))?;
+    let provider = lake::delta_provider(&registry.ctx, &location)
+        .await
+        .map_err(|e| lake_error(node, "reading back", e))?;
+    registry
+        .register(index, &node.relation, provider)
+        .map_err(|e| lake_error(node, "registering", e))
+}
+
+/// Errors while executing a plan: DataFusion's message, on the model file.
+pub(super) fn execution_error(node: &Node, err: deltalake::DeltaTableError) -> Diagnostic {
+    let text = lake::describe_error(&err);
+    Diagnostic::error(Code::Execution, format!("building `{}` failed: {text}", node.name))
+        .with_span(Some(Span::file(&node.path)))
+        .with_note("the table keeps its previous version")
+        .with_cause(lake::cause_of(&err))
+}
