@@ -41,11 +41,13 @@ pub async fn run_only(global: &Global, out: &Output, mode: Mode, only: Option<&B
         } => {
             if !out.json() {
                 out.line(&format!(
-                    "etl {} `{}`: {nodes} nodes selected, target `{}` at {}, {threads} threads",
+                    "etl {} `{}`: {nodes} node{} selected, target `{}` at {}, {threads} thread{}",
                     mode.name(),
                     project.name,
+                    if nodes == 1 { "" } else { "s" },
                     project.target.name,
-                    project.target.lake
+                    project.target.lake,
+                    if threads == 1 { "" } else { "s" }
                 ));
             }
         }

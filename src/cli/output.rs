@@ -100,7 +100,7 @@ impl Output {
         let width = total.to_string().len();
         let rows = match (result.rows_affected, result.failures) {
             _ if result.up_to_date => "up to date".to_owned(),
-            (Some(r), _) => format!("{} rows", thousands(r)),
+            (Some(r), _) => format!("{} row{}", thousands(r), if r == 1 { "" } else { "s" }),
             (None, Some(f)) if f > 0 => format!("{} failing", thousands(f)),
             _ => String::new(),
         };

@@ -113,7 +113,8 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
     }
     out.line(&table.to_string());
     out.line(&format!(
-        "{rows} rows of `{}` ({})",
+        "{rows} row{} of `{}` ({})",
+        if rows == 1 { "" } else { "s" },
         node.name,
         node.materialized.as_str()
     ));

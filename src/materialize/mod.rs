@@ -630,6 +630,11 @@ pub async fn rejected_rows(build: &Build, results: &RunResults) -> Result<Vec<Re
 }
 
 /// 1234567 -> "1,234,567": counts as people read them.
+/// `1 row`, `2 rows`.
+pub fn rows_text(n: u64) -> String {
+    format!("{n} row{}", if n == 1 { "" } else { "s" })
+}
+
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);

@@ -361,7 +361,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     Ok(Outcome {
         rows: Some(written.rows),
         version: Some(written.version),
-        message: format!("seed: {} rows", written.rows),
+        message: format!("seed: {}", super::rows_text(written.rows)),
         up_to_date: false,
         warnings: Vec::new(),
     })
@@ -489,11 +489,11 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let commit = commit_of(build, index);
         let written = super::audit::audited_write(build, index, plan, how, layout, commit).await?;
         register_written(build, index).await?;
-        let message = format!("table: {} rows, audited before publishing", written.rows);
+        let message = format!("table: {}, audited before publishing", super::rows_text(written.rows));
         (written, message)
     } else {
         let written = write_and_register(build, index, plan, layout).await?;
-        let message = format!("table: {} rows", written.rows);
+        let message = format!("table: {}", super::rows_text(written.rows));
         (written, message)
     };
     let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();

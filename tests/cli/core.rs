@@ -878,7 +878,7 @@ fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
             .unwrap()
             .to_owned()
     };
-    assert_eq!(message("pairs"), "table: 1 rows");
+    assert_eq!(message("pairs"), "table: 1 row");
     // Identifiers keep their case in `cased` only, and still do when it
     // merges new rows into its table.
     assert_eq!(columns(dir.path(), "main", "cased"), ["id", "TenTimes"]);

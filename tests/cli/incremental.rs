@@ -159,7 +159,7 @@ fn files_are_ingested_exactly_once() {
     etl_ok(p, &["build"]);
     assert_eq!(
         results(p),
-        ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
+        ["model.ingest.clicks: incremental (append): 1 row, 1 new file ingested"]
     );
     assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/", "4|/checkout"]);
     // A consumed file delivered again (same name, touched) is not read again.
@@ -493,7 +493,7 @@ fn a_failed_microbatch_leaves_the_other_batches_committed_and_is_retried_alone()
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(
         messages(p),
-        ["model.mb.versions: microbatch: 1 batch (2024-01-02 to 2024-01-02), 1 rows"]
+        ["model.mb.versions: microbatch: 1 batch (2024-01-02 to 2024-01-02), 1 row"]
     );
     let retried = rows(p, "main", "versions");
     etl(
@@ -795,7 +795,7 @@ fn a_table_made_incremental_is_built_in_full_once_not_appended_to() {
     etl_ok(p, &["build"]);
     assert_eq!(
         results(p),
-        ["model.ingest.clicks: incremental (append): 1 rows, 1 new file ingested"]
+        ["model.ingest.clicks: incremental (append): 1 row, 1 new file ingested"]
     );
 }
 

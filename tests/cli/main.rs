@@ -5,6 +5,7 @@ mod core;
 mod data_tests;
 mod incremental;
 mod nightly;
+mod outputs;
 mod reference;
 mod s3_server;
 mod selection;

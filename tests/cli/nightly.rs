@@ -66,7 +66,7 @@ fn a_project_copied_elsewhere_reads_only_the_files_that_are_new() {
     etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
-        "incremental (append): 1 rows, 1 new file ingested"
+        "incremental (append): 1 row, 1 new file ingested"
     );
     assert_eq!(rows(p, "main", "clicks"), ["1|/", "2|/cart", "3|/", "4|/checkout"]);
 }
@@ -94,7 +94,7 @@ fn a_lake_an_earlier_etl_recorded_by_absolute_path_is_read_where_it_is_now() {
     etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
-        "incremental (append): 1 rows, 1 new file ingested"
+        "incremental (append): 1 row, 1 new file ingested"
     );
     assert_eq!(rows(p, "main", "clicks").len(), 4);
     // And the new commit records them the new way.
@@ -113,7 +113,7 @@ fn an_empty_file_is_named_and_read_once_rows_are_written_to_it() {
     let (_, stderr) = etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
-        "incremental (append): 1 rows, 1 new file ingested"
+        "incremental (append): 1 row, 1 new file ingested"
     );
     assert_eq!(warning_codes(p, "model.ingest.clicks"), ["empty-file", "empty-file"]);
     let day_3 = p.join("data/2024-01-03.jsonl");
@@ -151,7 +151,7 @@ fn an_empty_file_is_named_and_read_once_rows_are_written_to_it() {
     etl_ok(p, &["build"]);
     assert_eq!(
         message(p, "model.ingest.clicks"),
-        "incremental (append): 1 rows, 1 new file ingested"
+        "incremental (append): 1 row, 1 new file ingested"
     );
     assert_eq!(clicks_and_ids(p), ["6|6"]);
 }

@@ -189,7 +189,11 @@ pub async fn build_microbatch(
             }
         };
         return Ok(Applied {
-            message: format!("microbatch: {count} batch{}{span}, {rows} rows", plural(count)),
+            message: format!(
+                "microbatch: {count} batch{}{span}, {}",
+                plural(count),
+                crate::materialize::rows_text(rows)
+            ),
             written,
         });
     }

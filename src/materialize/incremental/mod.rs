@@ -144,7 +144,7 @@ pub async fn build_incremental(
             "first build"
         };
         return Ok(Applied {
-            message: format!("incremental ({why}): {} rows", written.rows),
+            message: format!("incremental ({why}): {}", super::rows_text(written.rows)),
             written,
         });
     }
@@ -166,7 +166,11 @@ pub async fn build_incremental(
         Strategy::Microbatch(_) => unreachable!("microbatch models are built batch by batch"),
     };
     let written = apply(build, index, config, plan, change, commit).await?;
-    let mut message = format!("incremental ({}): {} rows", settings.strategy.as_str(), written.rows);
+    let mut message = format!(
+        "incremental ({}): {}",
+        settings.strategy.as_str(),
+        super::rows_text(written.rows)
+    );
     if build.options.full_refresh {
         message.push_str("; `full_refresh: false` kept it from being rebuilt");
     }
