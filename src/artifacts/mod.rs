@@ -27,7 +27,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         let node = dag.node(index);
         let location = (!matches!(node.materialized, Materialization::Ephemeral | Materialization::Test)).then(|| {
             match node.materialized {
-                Materialization::External => project.sources[node.index].location.clone(),
+                Materialization::External => node.source(project).location.clone(),
                 _ => lake::relation_location(&project.target.lake, &node.relation).to_string(),
             }
         });
@@ -49,7 +49,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         });
         match node.materialized {
             Materialization::External => {
-                let s = &project.sources[node.index];
+                let s = node.source(project);
                 entry["source_name"] = json!(s.source_name);
                 entry["description"] = json!(s.description);
                 entry["format"] = json!(s.format);
@@ -57,7 +57,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
                 sources.insert(node.unique_id.clone(), entry);
             }
             Materialization::Seed => {
-                let s = &project.seeds[node.index];
+                let s = node.seed(project);
                 entry["description"] = json!(s.description);
                 entry["columns"] = columns(&s.columns);
                 nodes.insert(node.unique_id.clone(), entry);
@@ -67,7 +67,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
                 if node.resource_type == ResourceType::Test {
                     test_entry(&mut entry, project, dag, node);
                 } else {
-                    let pm = &project.models[node.index];
+                    let pm = node.model(project);
                     entry["description"] = json!(pm.description);
                     entry["columns"] = columns(&pm.columns);
                     entry["raw_code"] = json!(m.template);
@@ -103,8 +103,8 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
 /// The rendered SQL of a model or data test.
 fn sql_body<'a>(node: &Node, rendered: &'a Rendered) -> &'a RenderedModel {
     match node.resource_type {
-        ResourceType::Test => &rendered.tests[node.index],
-        _ => &rendered.models[node.index],
+        ResourceType::Test => node.rendered(&rendered.models, &rendered.tests),
+        _ => node.rendered(&rendered.models, &rendered.tests),
     }
 }
 
@@ -169,7 +169,7 @@ fn compiled_path(node: &Node) -> PathBuf {
 /// dbt's fields for a data test: `test_metadata`, `column_name`,
 /// `attached_node`.
 fn test_entry(entry: &mut Value, project: &Project, dag: &Dag, node: &Node) {
-    let test = &project.data_tests[node.index];
+    let test = node.test(project);
     entry["description"] = json!(test.description);
     match &test.kind {
         TestKind::Generic {

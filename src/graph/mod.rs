@@ -16,7 +16,7 @@ pub use crate::config::{Materialization, ResourceType};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::lake::Relation;
 use crate::project::Project;
-use crate::render::Rendered;
+use crate::render::{Rendered, RenderedModel};
 pub use select::{IndirectSelection, PreviousState, SelectArgs, SelectContext, Selection, select};
 
 #[derive(Debug, Clone)]
@@ -32,14 +32,72 @@ pub struct Node {
     pub config: Config,
     /// Rendered SQL, for models.
     pub sql: Option<String>,
-    /// Index into `Project::models`, `seeds`, `sources` or `data_tests`
-    /// (and the rendered models or tests).
-    pub index: usize,
+    /// Where it is defined in the project (and, for models and tests, in
+    /// the rendered ones).
+    pub defined: Defined,
+}
+
+/// Where a node is defined: its place in the project's list of its kind
+/// (`Project::seeds`, `sources`, `models`, `data_tests`), which is also its
+/// place in the rendered models or tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defined {
+    Seed(usize),
+    Source(usize),
+    Model(usize),
+    Test(usize),
 }
 
 impl Node {
     pub fn tags(&self) -> &[String] {
         &self.config.tags
+    }
+
+    // A node's kind is fixed when the DAG is built: asking a node for a
+    // definition of another kind is a bug of etl's, and says so.
+    fn wrong_kind(&self, wanted: &str) -> ! {
+        panic!(
+            "`{}` is a {}, not a {wanted}",
+            self.unique_id,
+            self.resource_type.as_str()
+        )
+    }
+
+    pub fn seed<'p>(&self, project: &'p Project) -> &'p crate::project::Seed {
+        match self.defined {
+            Defined::Seed(i) => &project.seeds[i],
+            _ => self.wrong_kind("seed"),
+        }
+    }
+
+    pub fn source<'p>(&self, project: &'p Project) -> &'p crate::project::Source {
+        match self.defined {
+            Defined::Source(i) => &project.sources[i],
+            _ => self.wrong_kind("source"),
+        }
+    }
+
+    pub fn model<'p>(&self, project: &'p Project) -> &'p crate::project::Model {
+        match self.defined {
+            Defined::Model(i) => &project.models[i],
+            _ => self.wrong_kind("model"),
+        }
+    }
+
+    pub fn test<'p>(&self, project: &'p Project) -> &'p crate::project::DataTest {
+        match self.defined {
+            Defined::Test(i) => &project.data_tests[i],
+            _ => self.wrong_kind("data test"),
+        }
+    }
+
+    /// The rendered SQL of a model (from `models`) or a test (from `tests`).
+    pub fn rendered<'r>(&self, models: &'r [RenderedModel], tests: &'r [RenderedModel]) -> &'r RenderedModel {
+        match self.defined {
+            Defined::Model(i) => &models[i],
+            Defined::Test(i) => &tests[i],
+            _ => self.wrong_kind("model or test"),
+        }
     }
 }
 
@@ -154,7 +212,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             fqn: seed.fqn.clone(),
             config,
             sql: None,
-            index: i,
+            defined: Defined::Seed(i),
         };
         let id = graph.add_node(node);
         by_name.insert(seed.name.clone(), id);
@@ -184,7 +242,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             fqn: source.fqn.clone(),
             config,
             sql: None,
-            index: i,
+            defined: Defined::Source(i),
         };
         let id = graph.add_node(node);
         by_source.insert(key, id);
@@ -214,7 +272,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             fqn: project.models[i].fqn.clone(),
             config,
             sql: Some(model.sql.clone()),
-            index: i,
+            defined: Defined::Model(i),
         };
         let id = graph.add_node(node);
         by_name.insert(model.name.clone(), id);
@@ -307,7 +365,7 @@ fn add_tests(
             fqn: test.fqn.clone(),
             config,
             sql: Some(sql.sql.clone()),
-            index: i,
+            defined: Defined::Test(i),
         };
         let id = graph.add_node(node);
         for parent in parents {

@@ -35,7 +35,7 @@ pub async fn fingerprint_and_inputs(
     let node = build.dag.node(index);
     let own = match node.resource_type {
         ResourceType::Seed => {
-            let seed = &build.project.seeds[node.index];
+            let seed = node.seed(&build.project);
             let bytes = std::fs::read(build.project.root.join(&seed.path)).map_err(|e| {
                 Diagnostic::error(Code::Io, format!("cannot read seed `{}`: {e}", seed.path.display()))
                     .with_span(Some(Span::file(&seed.path)))
@@ -43,7 +43,7 @@ pub async fn fingerprint_and_inputs(
             json!({"csv": hex(&md5::Md5::digest(&bytes))})
         }
         ResourceType::Test => {
-            let rendered = &build.tests[node.index];
+            let rendered = node.rendered(&build.models, &build.tests);
             json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, rendered).sql})
         }
         // An incremental model updated in place is judged by the SQL it
@@ -127,7 +127,7 @@ pub async fn commit_time(build: &Build, url: &url::Url, version: i64) -> Option<
 /// A file source's files (path, size, last modified), or a Delta source's
 /// version.
 async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnostic> {
-    let source = &build.project.sources[build.dag.node(index).index];
+    let source = build.dag.node(index).source(&build.project);
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
             .map_err(|m| Diagnostic::error(Code::InvalidLocation, m).with_span(source.span.clone()))?;

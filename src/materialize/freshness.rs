@@ -62,7 +62,7 @@ pub async fn check_freshness(
         if node.resource_type != ResourceType::Source {
             continue;
         }
-        let source = &project.sources[node.index];
+        let source = node.source(project);
         let Some(freshness) = &node.config.freshness else {
             continue;
         };

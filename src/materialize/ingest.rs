@@ -100,12 +100,7 @@ pub async fn prepare(build: &Build, index: NodeIndex) -> Result<Option<(Ingest, 
     }
     let sources: Vec<(&Relation, &crate::project::Source)> = file_sources(build, index)
         .into_iter()
-        .map(|p| {
-            (
-                &build.dag.node(p).relation,
-                &build.project.sources[build.dag.node(p).index],
-            )
-        })
+        .map(|p| (&build.dag.node(p).relation, build.dag.node(p).source(&build.project)))
         .collect();
     if sources.is_empty() {
         return Ok(None);
@@ -189,7 +184,7 @@ fn file_sources(build: &Build, index: NodeIndex) -> Vec<NodeIndex> {
         .filter(|&p| {
             let node = build.dag.node(p);
             node.resource_type == ResourceType::Source
-                && build.project.sources[node.index].format != crate::project::SourceFormat::Delta
+                && node.source(&build.project).format != crate::project::SourceFormat::Delta
         })
         .collect()
 }
@@ -364,7 +359,7 @@ pub async fn files_to_ingest(
     }
     let mut out = HashMap::new();
     for &index in sources {
-        let source = &build.project.sources[dag.node(index).index];
+        let source = dag.node(index).source(&build.project);
         let key = source_key(source);
         let files = listed(build, source).await?;
         // Consumed by every ingesting model, so read by none in this build.
@@ -401,10 +396,7 @@ pub async fn new_file_readers(build: &Build, index: NodeIndex) -> Result<Vec<New
     for source in sources {
         let node = build.dag.node(source);
         let files = to_ingest.get(&source).map(Vec::as_slice).unwrap_or_default();
-        let provider = build
-            .parsed
-            .provider(build, &build.project.sources[node.index], files)
-            .await?;
+        let provider = build.parsed.provider(build, node.source(&build.project), files).await?;
         readers.push(NewFiles {
             keys: Vec::new(),
             source: node.relation.clone(),
@@ -702,7 +694,7 @@ fn new_file_sources(build: &Build, index: NodeIndex) -> Vec<String> {
     }
     file_sources(build, index)
         .into_iter()
-        .map(|s| source_key(&build.project.sources[build.dag.node(s).index]))
+        .map(|s| source_key(build.dag.node(s).source(&build.project)))
         .collect()
 }
 

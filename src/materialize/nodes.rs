@@ -303,7 +303,7 @@ async fn exports_made_again(
 async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     let node = build.dag.node(index);
     let project = &build.project;
-    let seed = &project.seeds[node.index];
+    let seed = node.seed(project);
     let ctx = &build.registry.ctx;
     let temp = format!("__etl_seed_{}", node.name);
     register_csv_file(ctx, &temp, &project.root.join(&seed.path), Span::file(&seed.path)).await?;
@@ -412,7 +412,7 @@ async fn plan_with_inputs(
         })?;
     }
     if node.config.contract_enforced {
-        check_contract(&session, &build.project.models[node.index], plan.schema()).await?;
+        check_contract(&session, node.model(&build.project), plan.schema()).await?;
     }
     Ok((plan, compiled.sql))
 }

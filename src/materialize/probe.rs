@@ -38,7 +38,7 @@ pub async fn name_the_file(build: &Build, index: NodeIndex, diag: Diagnostic) ->
         .collect();
     sources.sort();
     for s in sources {
-        let source = &build.project.sources[dag.node(s).index];
+        let source = dag.node(s).source(&build.project);
         if source.format == crate::project::SourceFormat::Delta {
             continue;
         }

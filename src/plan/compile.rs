@@ -40,7 +40,7 @@ impl Segment {
 
 /// Compiles the model at `index`.
 pub fn compile(dag: &Dag, index: NodeIndex, models: &[RenderedModel]) -> CompiledSql {
-    compile_with(dag, index, models, &models[dag.node(index).index])
+    compile_with(dag, index, models, dag.node(index).rendered(models, &[]))
 }
 
 /// Compiles `body` (the rendered SQL of the node at `index`, a model or a
@@ -63,8 +63,9 @@ pub fn compile_with(dag: &Dag, index: NodeIndex, models: &[RenderedModel], body:
         let lead = if n == 0 { "with" } else { "), " };
         sql.push_str(&format!("{lead} __dbt__cte__{} as (\n", eph.relation.identifier));
         line += 1;
-        let body = models[eph.index].sql.trim_end();
-        segments.push((line, Segment::of(&models[eph.index])));
+        let rendered = eph.rendered(models, &[]);
+        let body = rendered.sql.trim_end();
+        segments.push((line, Segment::of(rendered)));
         sql.push_str(body);
         sql.push('\n');
         line += body.matches('\n').count() + 1;

@@ -130,7 +130,7 @@ impl Registry {
             .with_help(format!("build it first: `etl build --select {}`", node.name))
         };
         let provider: Arc<dyn TableProvider> = match node.resource_type {
-            ResourceType::Source => source_provider(&self.ctx, &self.row_counts, &project.sources[node.index]).await?,
+            ResourceType::Source => source_provider(&self.ctx, &self.row_counts, node.source(project)).await?,
             _ if node.materialized == Materialization::View => {
                 let location = self.location(&node.relation);
                 let view = lake::read_view(&self.ctx, &location)

@@ -120,7 +120,7 @@ pub(super) fn method_matches(
         Method::ResourceType => m.is_match(node.resource_type.as_str()),
         Method::TestType => {
             node.resource_type == ResourceType::Test && {
-                let generic = project.data_tests[node.index].is_generic();
+                let generic = node.test(project).is_generic();
                 match c.value.as_str() {
                     "generic" | "schema" => generic,
                     "singular" => !generic,
@@ -132,7 +132,7 @@ pub(super) fn method_matches(
         }
         Method::TestName => {
             node.resource_type == ResourceType::Test
-                && match &project.data_tests[node.index].kind {
+                && match &node.test(project).kind {
                     TestKind::Generic {
                         test_name, namespace, ..
                     } => {
@@ -218,7 +218,7 @@ pub(super) fn path_matches(value: &str, paths: &[String]) -> bool {
 pub(super) fn node_paths(cx: &SelectContext, node: &Node) -> Vec<String> {
     let mut paths = vec![node.path.to_string_lossy().replace('\\', "/")];
     if node.resource_type == ResourceType::Model {
-        if let Some(props) = &cx.project.models[node.index].properties_file {
+        if let Some(props) = &node.model(cx.project).properties_file {
             paths.push(props.to_string_lossy().replace('\\', "/"));
         }
     }

@@ -68,7 +68,7 @@ pub struct Narrowed {
 /// when it must run in full.
 pub async fn since_last_pass(build: &Build, index: NodeIndex, last: &Value) -> Option<Narrowed> {
     let plan = passed_clean(build, index, last).await?;
-    let test = &build.project.data_tests[build.dag.node(index).index];
+    let test = build.dag.node(index).test(&build.project);
     if matches!(test.kind, TestKind::Singular { .. }) {
         return by_key(build, index, last, plan).await;
     }
@@ -222,7 +222,13 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<L
         .ensure_parents(&build.dag, &build.project, index)
         .await
         .ok()?;
-    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.tests[node.index]).sql;
+    let sql = crate::plan::compile_with(
+        &build.dag,
+        index,
+        &build.models,
+        node.rendered(&build.models, &build.tests),
+    )
+    .sql;
     let plan = build.registry.ctx.state().create_logical_plan(&sql).await.ok()?;
     // A row that passed yesterday may fail today without changing when the
     // SQL (its `where` included) compares with `now()` or `current_date`.
@@ -233,7 +239,7 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<L
 /// model gained.
 fn reads(build: &Build, index: NodeIndex) -> Option<(String, Reads)> {
     let node = build.dag.node(index);
-    let test = &build.project.data_tests[node.index];
+    let test = node.test(&build.project);
     let TestKind::Generic {
         test_name,
         target: TestTarget::Model(model),

@@ -181,7 +181,7 @@ pub async fn run_narrowed(build: &Build, index: NodeIndex, narrowed: Option<Narr
 /// for a test to read only what its model gained.
 pub fn definition(build: &Build, index: NodeIndex) -> String {
     let node = build.dag.node(index);
-    let rendered = &build.tests[node.index];
+    let rendered = node.rendered(&build.models, &build.tests);
     let sql = compile_with(&build.dag, index, &build.models, rendered).sql;
     let whole = serde_json::json!({"sql": sql, "config": node.config.raw()});
     use md5::Digest;
@@ -223,8 +223,8 @@ async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narr
 
 async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Result<TestOutcome, Diagnostic> {
     let node = build.dag.node(index);
-    let test = &build.project.data_tests[node.index];
-    let rendered = &build.tests[node.index];
+    let test = node.test(&build.project);
+    let rendered = node.rendered(&build.models, &build.tests);
     let config = node
         .config
         .test
