@@ -16,9 +16,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use petgraph::graph::NodeIndex;
 use url::Url;
 
-use super::Build;
 use super::data_tests::added_rows::Increment;
 use super::write::{commit_metadata, execution_error, lake_error};
+use super::{Build, NodeRun};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::ResourceType;
 use crate::lake::{self, Written};
@@ -54,15 +54,15 @@ impl Staged {
 
 /// Writes the result of `plan` to the model's staging table (replacing
 /// whatever a killed build left there).
-pub async fn stage(build: &Build, index: NodeIndex, plan: LogicalPlan) -> Result<Staged, Diagnostic> {
-    let node = build.dag.node(index);
+pub async fn stage(build: &Build, run: &NodeRun, plan: LogicalPlan) -> Result<Staged, Diagnostic> {
+    let node = build.dag.node(run.index);
     let registry = &build.registry;
-    let ctx = &build.session(index);
+    let ctx = &run.session;
     let location = lake::staging_location(&registry.lake, &node.relation);
     lake::remove_prefix(ctx, &location)
         .await
         .map_err(|e| lake_error(node, "clearing the staging table of", e))?;
-    lake::overwrite_table(ctx, &location, plan, commit_metadata(build, node))
+    lake::overwrite_table(ctx, &location, plan, commit_metadata(build, run))
         .await
         .map_err(|e| execution_error(node, e))?;
     let provider = lake::delta_provider(ctx, &location)
@@ -187,14 +187,15 @@ pub async fn audit(
 /// the published table.
 pub async fn audited_write(
     build: &Build,
-    index: NodeIndex,
+    run: &NodeRun,
     plan: LogicalPlan,
     how: lake::TableWrite,
     layout: &lake::Layout,
     commit: lake::Commit,
 ) -> Result<Written, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
-    let staged = stage(build, index, plan).await?;
+    let staged = stage(build, run, plan).await?;
     audit(build, index, staged.provider.clone(), None, &staged).await?;
     let registry = &build.registry;
     let location = registry.location(&node.relation);

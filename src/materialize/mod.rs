@@ -130,6 +130,21 @@ impl RunResults {
     }
 }
 
+/// One node's build, carried from step to step.
+pub struct NodeRun {
+    pub index: NodeIndex,
+    /// The session it plans and writes in: its own when its `sql_header`
+    /// sets options, a plain one when it runs again without etl's
+    /// rewrites, otherwise the build's.
+    pub session: datafusion::prelude::SessionContext,
+    /// The fingerprint it is built with, written in its commit.
+    pub fingerprint: Option<String>,
+    /// The files it ingests, written in its commit.
+    pub ingest: Option<ingest::Ingest>,
+    /// Seconds spent planning, summed over its plans.
+    pub plan_seconds: f64,
+}
+
 /// Everything a node's build needs, shared between concurrent tasks.
 pub struct Build {
     pub project: Arc<Project>,
@@ -151,22 +166,13 @@ pub struct Build {
     /// The version of its table each node found when it started, which
     /// its commit must still find (see `lake::Expected`).
     pub expected: std::sync::Mutex<HashMap<NodeIndex, crate::lake::Expected>>,
-    /// The fingerprint each node is being built with, written in its commit.
-    pub fingerprints: std::sync::Mutex<HashMap<NodeIndex, String>>,
     /// Incremental models updated in place -> the compiled SQL they have as
     /// a full build. Their fingerprint uses it, so that the flip of
     /// `is_incremental()` after a first build does not count as a change.
     pub full_build_sql: HashMap<String, String>,
-    /// The files each ingesting model consumes, written in its commit.
-    pub ingests: std::sync::Mutex<HashMap<NodeIndex, ingest::Ingest>>,
     /// The files this build ingests, by file source, listed before its first
     /// commit when a test with `source_files: new` is to run.
     pub to_ingest: std::sync::OnceLock<Result<HashMap<NodeIndex, Vec<object_store::ObjectMeta>>, Diagnostic>>,
-    /// Seconds each node spent planning, summed over its plans.
-    pub plan_times: std::sync::Mutex<HashMap<NodeIndex, f64>>,
-    /// The sessions of the models being built whose `sql_header` sets
-    /// DataFusion options (see [`Build::session`]).
-    pub sessions: std::sync::Mutex<HashMap<NodeIndex, datafusion::prelude::SessionContext>>,
     /// The new files of file sources, parsed once for all their readers.
     pub parsed: ingest::ParsedFiles,
     /// Held shared by every node while it runs, and alone by a node run
@@ -225,12 +231,8 @@ impl Build {
             versions: Default::default(),
             commit_times: Default::default(),
             expected: Default::default(),
-            fingerprints: Default::default(),
             full_build_sql,
-            ingests: Default::default(),
             to_ingest: Default::default(),
-            plan_times: Default::default(),
-            sessions: Default::default(),
             parsed: Default::default(),
             memory_gate: Default::default(),
             plain: Default::default(),
@@ -244,12 +246,10 @@ impl Build {
         self.plain.lock().expect("plain nodes poisoned").contains(&index)
     }
 
-    /// The session a model is planned and written in: its own when its
-    /// `sql_header` sets options, otherwise the build's.
-    pub fn session(&self, index: NodeIndex) -> datafusion::prelude::SessionContext {
-        if let Some(session) = self.sessions.lock().expect("sessions poisoned").get(&index) {
-            return session.clone();
-        }
+    /// The session the node at `index` plans in when it has none of its
+    /// own (see [`NodeRun::session`]): a plain one when it runs without
+    /// etl's rewrites, otherwise the build's.
+    pub fn base_session(&self, index: NodeIndex) -> datafusion::prelude::SessionContext {
         if self.without_rewrites(index) {
             if let Ok(plain) = crate::plan::without_etl_rules(&self.registry.ctx) {
                 return plain;

@@ -6,7 +6,7 @@ use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
 use super::write::{commit_of, lake_error, register_written, write_and_register};
-use super::{Build, NodeResult, Phases, Status};
+use super::{Build, NodeResult, NodeRun, Phases, Status};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition};
@@ -26,16 +26,19 @@ struct Outcome {
 pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
-    match header_session(build, index).await {
-        Ok(Some(session)) => {
-            build.sessions.lock().expect("sessions poisoned").insert(index, session);
-        }
-        Ok(None) => {}
+    let session = match header_session(build, index).await {
+        Ok(Some(session)) => session,
+        Ok(None) => build.base_session(index),
         Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
-    }
-    let result = build_in_session(build, index, started).await;
-    build.sessions.lock().expect("sessions poisoned").remove(&index);
-    result
+    };
+    let mut run = NodeRun {
+        index,
+        session,
+        fingerprint: None,
+        ingest: None,
+        plan_seconds: 0.0,
+    };
+    build_in_session(build, &mut run, started).await
 }
 
 /// A session of the model's own when its `sql_header` sets DataFusion
@@ -69,18 +72,19 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     })
 }
 
-async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> NodeResult {
+async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) -> NodeResult {
+    let index = run.index;
     let node = build.dag.node(index);
-    match up_to_date(build, index).await {
+    match up_to_date(build, run).await {
         Ok(Some(outcome)) => return success(build, node, outcome, started.elapsed().as_secs_f64()),
         Ok(None) => {}
         Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     }
     let outcome = match node.materialized {
-        Materialization::Seed => seed(build, index).await,
-        Materialization::Table | Materialization::Incremental => table(build, index).await,
-        Materialization::View => view(build, index).await,
-        Materialization::Ephemeral => ephemeral(build, index).await,
+        Materialization::Seed => seed(build, run).await,
+        Materialization::Table | Materialization::Incremental => table(build, run).await,
+        Materialization::View => view(build, run).await,
+        Materialization::Ephemeral => ephemeral(build, run).await,
         Materialization::Test => return super::data_tests::run_test_unless_up_to_date(build, index).await,
         Materialization::External => Ok(Outcome {
             rows: None,
@@ -96,12 +100,7 @@ async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> 
         Err(diag) => NodeResult::error(node, super::probe::name_the_file(build, index, diag).await, elapsed),
     };
     result.phases = Phases {
-        plan: build
-            .plan_times
-            .lock()
-            .expect("plan times poisoned")
-            .remove(&index)
-            .unwrap_or_default(),
+        plan: run.plan_seconds,
         commit: lake::take_commit_time(&build.registry.ctx, &build.registry.location(&node.relation)),
     };
     result
@@ -109,7 +108,8 @@ async fn build_in_session(build: &Build, index: NodeIndex, started: Instant) -> 
 
 /// `Some` when the node's data was written from exactly what it would be
 /// built from now: same compiled SQL, config and inputs (see `state`).
-async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, Diagnostic> {
+async fn up_to_date(build: &Build, run: &mut NodeRun) -> Result<Option<Outcome>, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
     let eligible = matches!(
         node.materialized,
@@ -163,11 +163,7 @@ async fn up_to_date(build: &Build, index: NodeIndex) -> Result<Option<Outcome>, 
     if missing.is_some() {
         tracing::warn!(node = %node.name, "data files of its table are gone: it is rebuilt in full");
     }
-    build
-        .fingerprints
-        .lock()
-        .expect("fingerprints poisoned")
-        .insert(index, fingerprint);
+    run.fingerprint = Some(fingerprint);
     Ok(None)
 }
 
@@ -300,7 +296,8 @@ async fn exports_made_again(
     )))
 }
 
-async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
+async fn seed(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
     let project = &build.project;
     let seed = node.seed(project);
@@ -353,7 +350,7 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                     .with_span(Some(Span::file(&seed.path)))
             })?
             .into_unoptimized_plan();
-        write_and_register(build, index, plan, &node.config.layout).await
+        write_and_register(build, run, plan, &node.config.layout).await
     }
     .await;
     let _ = ctx.deregister_table(temp.as_str());
@@ -369,29 +366,25 @@ async fn seed(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
 
 async fn planned(
     build: &Build,
-    index: NodeIndex,
+    run: &mut NodeRun,
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
     let started = Instant::now();
-    let planned = plan_with_inputs(build, index).await;
-    *build
-        .plan_times
-        .lock()
-        .expect("plan times poisoned")
-        .entry(index)
-        .or_default() += started.elapsed().as_secs_f64();
+    let planned = plan_with_inputs(build, run).await;
+    run.plan_seconds += started.elapsed().as_secs_f64();
     planned
 }
 
 async fn plan_with_inputs(
     build: &Build,
-    index: NodeIndex,
+    run: &mut NodeRun,
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
+    let index = run.index;
     let compiled = compile(&build.dag, index, &build.models);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let node = build.dag.node(index);
     let new_files = match super::ingest::prepare(build, index).await? {
         Some((ingest, readers)) => {
-            build.ingests.lock().expect("ingests poisoned").insert(index, ingest);
+            run.ingest = Some(ingest);
             readers
         }
         None => Vec::new(),
@@ -400,8 +393,8 @@ async fn plan_with_inputs(
         // `{{ this }}`: an incremental model reads its own current table.
         build.registry.ensure(&build.dag, &build.project, index).await?;
     }
-    let session = build.session(index);
-    let mut plan = plan_model(&session, &compiled).await?;
+    let session = &run.session;
+    let mut plan = plan_model(session, &compiled).await?;
     for files in new_files {
         plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
             Diagnostic::error(
@@ -412,20 +405,21 @@ async fn plan_with_inputs(
         })?;
     }
     if node.config.contract_enforced {
-        check_contract(&session, node.model(&build.project), plan.schema()).await?;
+        check_contract(session, node.model(&build.project), plan.schema()).await?;
     }
     Ok((plan, compiled.sql))
 }
 
-async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
+async fn table(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
     let exports = super::export::exports_of(node);
-    let (plan, _) = planned(build, index).await?;
+    let (plan, _) = planned(build, run).await?;
     let layout = &node.config.layout;
     let audit = super::audit::audits(build, index);
     let (written, mut message) = if node.materialized == Materialization::Incremental {
         let config = super::incremental::IncrementalConfig::of(node)?;
-        let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
+        let ingest = run.ingest.clone();
         let incremental = build.options.incremental.contains(&node.name);
         if let Some(ingest) = ingest.as_ref().filter(|i| incremental && i.new_files == 0) {
             // Replaying consumed files is a no-op: nothing to commit.
@@ -448,7 +442,7 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
                 warnings: ingest.warnings.clone(),
             });
         }
-        let mut commit = commit_of(build, index);
+        let mut commit = commit_of(build, run);
         if let Some(ingest) = &ingest {
             let etl = commit
                 .metadata
@@ -458,9 +452,9 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
         let applied = if config.microbatch().is_some() {
-            super::incremental::microbatch::build_microbatch(build, index, &config, plan, commit).await
+            super::incremental::microbatch::build_microbatch(build, run, &config, plan, commit).await
         } else {
-            super::incremental::build_incremental(build, index, &config, plan, commit).await
+            super::incremental::build_incremental(build, run, &config, plan, commit).await
         };
         // Batches that committed before one failed are readable. The
         // write's own error comes first: a first build that failed has no
@@ -486,17 +480,17 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
         let how = lake::TableWrite::Overwrite {
             partition_by: Vec::new(),
         };
-        let commit = commit_of(build, index);
-        let written = super::audit::audited_write(build, index, plan, how, layout, commit).await?;
+        let commit = commit_of(build, run);
+        let written = super::audit::audited_write(build, run, plan, how, layout, commit).await?;
         register_written(build, index).await?;
         let message = format!("table: {}, audited before publishing", super::rows_text(written.rows));
         (written, message)
     } else {
-        let written = write_and_register(build, index, plan, layout).await?;
+        let written = write_and_register(build, run, plan, layout).await?;
         let message = format!("table: {}", super::rows_text(written.rows));
         (written, message)
     };
-    let ingest = build.ingests.lock().expect("ingests poisoned").get(&index).cloned();
+    let ingest = run.ingest.take();
     if let Some(ingest) = &ingest {
         super::ingest::remember_empty_files(build, index, ingest).await;
     }
@@ -515,16 +509,12 @@ async fn table(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     })
 }
 
-async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
+async fn view(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
-    let (plan, sql) = planned(build, index).await?;
+    let (plan, sql) = planned(build, run).await?;
     let registry = &build.registry;
-    let fingerprint = build
-        .fingerprints
-        .lock()
-        .expect("fingerprints poisoned")
-        .get(&index)
-        .cloned();
+    let fingerprint = run.fingerprint.clone();
     let definition = ViewDefinition {
         fingerprint,
         unique_id: node.unique_id.clone(),
@@ -551,9 +541,9 @@ async fn view(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
     })
 }
 
-async fn ephemeral(build: &Build, index: NodeIndex) -> Result<Outcome, Diagnostic> {
+async fn ephemeral(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
     // Nothing is written: planning checks the SQL before dependents inline it.
-    planned(build, index).await?;
+    planned(build, run).await?;
     Ok(Outcome {
         rows: None,
         version: None,

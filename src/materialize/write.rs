@@ -5,7 +5,7 @@
 use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
-use super::Build;
+use super::{Build, NodeRun};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::Node;
 use crate::lake::{self, Written};
@@ -15,7 +15,8 @@ use crate::lake::{self, Written};
 /// transaction naming the model (`etl/<unique_id>`, numbered by the
 /// version it writes), so that another build's commit of the same model
 /// since this one read the table refuses it (see `lake::Expected`).
-pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
+pub(super) fn commit_of(build: &Build, run: &NodeRun) -> lake::Commit {
+    let index = run.index;
     let node = build.dag.node(index);
     let expected_version = build
         .expected
@@ -31,19 +32,20 @@ pub(super) fn commit_of(build: &Build, index: NodeIndex) -> lake::Commit {
     lake::Commit {
         expected_version,
         app_transaction: Some((format!("etl/{}", node.unique_id), writes)),
-        ..lake::Commit::from(commit_metadata(build, node))
+        ..lake::Commit::from(commit_metadata(build, run))
     }
 }
 
-pub(super) fn commit_metadata(build: &Build, node: &Node) -> Map<String, Value> {
+/// etl's metadata in a node's commit: which node and build wrote it, how,
+/// and the fingerprint it was built with.
+pub(super) fn commit_metadata(build: &Build, run: &NodeRun) -> Map<String, Value> {
+    let node = build.dag.node(run.index);
     let mut etl = Map::new();
     etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
     etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
     etl.insert("materialized".into(), Value::from(node.materialized.as_str()));
-    if let Some(index) = build.dag.by_id.get(&node.unique_id) {
-        if let Some(fp) = build.fingerprints.lock().expect("fingerprints poisoned").get(index) {
-            etl.insert("fingerprint".into(), Value::from(fp.clone()));
-        }
+    if let Some(fp) = &run.fingerprint {
+        etl.insert("fingerprint".into(), Value::from(fp.clone()));
     }
     let mut map = Map::new();
     map.insert("etl".into(), Value::Object(etl));
@@ -57,26 +59,20 @@ pub(super) fn lake_error(node: &Node, what: &str, err: impl std::fmt::Display) -
 
 pub(super) async fn write_and_register(
     build: &Build,
-    index: NodeIndex,
+    run: &NodeRun,
     plan: datafusion::logical_expr::LogicalPlan,
     layout: &lake::Layout,
 ) -> Result<Written, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
     let registry = &build.registry;
     let location = registry.location(&node.relation);
     let how = lake::TableWrite::Overwrite {
         partition_by: Vec::new(),
     };
-    let written = lake::write_table(
-        &build.session(index),
-        &location,
-        plan,
-        how,
-        layout,
-        commit_of(build, index),
-    )
-    .await
-    .map_err(|e| execution_error(node, e))?;
+    let written = lake::write_table(&run.session, &location, plan, how, layout, commit_of(build, run))
+        .await
+        .map_err(|e| execution_error(node, e))?;
     register_written(build, index).await?;
     Ok(written)
 }

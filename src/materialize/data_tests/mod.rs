@@ -260,7 +260,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
         "select {} as failures from (\n{failing_sql}\n) dbt_internal_test",
         config.fail_calc
     );
-    let failures = scalar(&build.session(index), &count_sql, &readers, &compiled, test).await?;
+    let failures = scalar(&build.base_session(index), &count_sql, &readers, &compiled, test).await?;
 
     let total = if config.warn_if.percent || config.error_if.percent {
         let relation = tested_relation(build, test)
@@ -271,7 +271,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
             .map(|w| format!(" where {w}"))
             .unwrap_or_default();
         let sql = format!("select count(*) from {relation}{filter}");
-        Some(scalar(&build.session(index), &sql, &readers, &compiled, test).await?)
+        Some(scalar(&build.base_session(index), &sql, &readers, &compiled, test).await?)
     } else {
         None
     };
@@ -436,7 +436,7 @@ async fn store_failures(
     test: &DataTest,
 ) -> Result<String, Diagnostic> {
     let node = build.dag.node(index);
-    let ctx = &build.session(index);
+    let ctx = &build.base_session(index);
     let plan = test_plan(ctx, failing_sql, readers, compiled, test).await?;
     let location = build.registry.location(&node.relation);
     let mut metadata = serde_json::Map::new();

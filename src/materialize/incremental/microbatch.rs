@@ -15,14 +15,13 @@
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use datafusion::logical_expr::LogicalPlan;
-use petgraph::graph::NodeIndex;
 use serde_json::Value;
 
 use super::{Applied, Change, IncrementalConfig, apply};
 use crate::config::{BatchSize, MicrobatchConfig};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::lake::{self, Written};
-use crate::materialize::Build;
+use crate::materialize::{Build, NodeRun};
 use crate::plan::{Window, filter_scans};
 
 /// The start of the batch `t` falls in.
@@ -90,11 +89,12 @@ fn label(window: Window, size: BatchSize) -> String {
 /// Builds a microbatch model batch by batch.
 pub async fn build_microbatch(
     build: &Build,
-    index: NodeIndex,
+    run: &NodeRun,
     config: &IncrementalConfig,
     base: LogicalPlan,
     commit: lake::Commit,
 ) -> Result<Applied, Diagnostic> {
+    let index = run.index;
     let dag = &build.dag;
     let node = dag.node(index);
     let batch = config.microbatch().expect("a microbatch model has its config");
@@ -150,7 +150,7 @@ pub async fn build_microbatch(
         } else {
             Change::Replace
         };
-        match apply(build, index, config, plan, change, commit).await {
+        match apply(build, run, config, plan, change, commit).await {
             Ok(written) => {
                 rows += written.rows;
                 last = Some(written);

@@ -29,9 +29,9 @@ use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::logical_expr::{LogicalPlan, cast, lit};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, col, concat_ws, in_list};
 
-use super::Build;
 use super::audit;
 use super::data_tests::added_rows::Increment;
+use super::{Build, NodeRun};
 use crate::config::{Incremental, MicrobatchConfig, OnSchemaChange, Strategy};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
@@ -130,14 +130,14 @@ pub enum Change {
 /// time, else with its strategy.
 pub async fn build_incremental(
     build: &Build,
-    index: petgraph::graph::NodeIndex,
+    run: &NodeRun,
     config: &IncrementalConfig,
     plan: LogicalPlan,
     commit: lake::Commit,
 ) -> Result<Applied, Diagnostic> {
-    let node = build.dag.node(index);
+    let node = build.dag.node(run.index);
     if !build.options.incremental.contains(&node.name) {
-        let written = apply(build, index, config, plan, Change::Replace, commit).await?;
+        let written = apply(build, run, config, plan, Change::Replace, commit).await?;
         let why = if build.options.full_refresh {
             "full refresh"
         } else {
@@ -165,7 +165,7 @@ pub async fn build_incremental(
         },
         Strategy::Microbatch(_) => unreachable!("microbatch models are built batch by batch"),
     };
-    let written = apply(build, index, config, plan, change, commit).await?;
+    let written = apply(build, run, config, plan, change, commit).await?;
     let mut message = format!(
         "incremental ({}): {}",
         settings.strategy.as_str(),
@@ -181,15 +181,16 @@ pub async fn build_incremental(
 /// commit, after an audit when the model asks for one.
 pub async fn apply(
     build: &Build,
-    index: petgraph::graph::NodeIndex,
+    run: &NodeRun,
     config: &IncrementalConfig,
     plan: LogicalPlan,
     change: Change,
     commit: lake::Commit,
 ) -> Result<Written, Diagnostic> {
+    let index = run.index;
     let node = build.dag.node(index);
     let registry = &build.registry;
-    let ctx = &build.session(index);
+    let ctx = &run.session;
     let url = registry.location(&node.relation);
     let failed = |e: String| {
         Diagnostic::error(Code::Execution, format!("building `{}` failed: {e}", node.name))
@@ -206,7 +207,7 @@ pub async fn apply(
             partition_by: config.settings.partition_by.clone(),
         };
         if audits {
-            return audit::audited_write(build, index, plan, how, &config.layout, commit).await;
+            return audit::audited_write(build, run, plan, how, &config.layout, commit).await;
         }
         return lake::write_table(ctx, &url, plan, how, &config.layout, commit)
             .await
@@ -222,7 +223,7 @@ pub async fn apply(
     // new rows in memory.
     let stages = audits || matches!(change, Change::Upsert { merge: false, .. });
     let staged = if stages {
-        Some(audit::stage(build, index, plan.clone()).await?)
+        Some(audit::stage(build, run, plan.clone()).await?)
     } else {
         None
     };
