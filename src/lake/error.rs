@@ -10,6 +10,9 @@ pub enum LakeError {
     /// the store cannot take.
     #[error("{0}")]
     Location(String),
+    /// A target's storage options that cannot configure its store.
+    #[error("{0}")]
+    Options(String),
     /// The session has no store for the location's bucket.
     #[error("no object store for `{url}`: {reason}")]
     NoStore { url: String, reason: String },

@@ -55,17 +55,18 @@ pub fn relative_path(root: &object_store::path::Path, file: &object_store::path:
 }
 
 /// A URL for a location written as an absolute path or a URL.
-pub fn parse_location(location: &str) -> Result<Url, String> {
+pub fn parse_location(location: &str) -> Result<Url, LakeError> {
     if location.contains("://") {
-        Url::parse(location).map_err(|e| format!("`{location}` is not a valid URL: {e}"))
+        Url::parse(location).map_err(|e| LakeError::Location(format!("`{location}` is not a valid URL: {e}")))
     } else {
-        Url::from_directory_path(location).map_err(|()| format!("`{location}` is not an absolute path"))
+        Url::from_directory_path(location)
+            .map_err(|()| LakeError::Location(format!("`{location}` is not an absolute path")))
     }
 }
 
 /// A folder's URL, ending in `/`: the lake root, from a location as
 /// [`parse_location`] takes it.
-pub fn folder_url(location: &str) -> Result<Url, String> {
+pub fn folder_url(location: &str) -> Result<Url, LakeError> {
     let mut url = parse_location(location)?;
     if !url.path().ends_with('/') {
         let path = format!("{}/", url.path());

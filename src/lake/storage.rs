@@ -22,6 +22,8 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, RetryConfig};
+
+use super::LakeError;
 use url::Url;
 
 use super::observed::{self, CommitClock};
@@ -55,7 +57,7 @@ const RETRY_OPTIONS: &[&str] = &["max_retries", "retry_timeout"];
 /// Checks one `options` key of a target whose lake is at `lake`: unknown
 /// keys are errors, so that a misspelt endpoint never sends a build to the
 /// provider's default one.
-pub fn check_option(lake: &Url, key: &str) -> Result<(), String> {
+pub fn check_option(lake: &Url, key: &str) -> Result<(), LakeError> {
     let lower = key.to_ascii_lowercase();
     if RETRY_OPTIONS.contains(&lower.as_str()) {
         return Ok(());
@@ -65,16 +67,19 @@ pub fn check_option(lake: &Url, key: &str) -> Result<(), String> {
         Some(Provider::Gcs) => lower.parse::<GoogleConfigKey>().is_ok(),
         Some(Provider::Azure) => lower.parse::<AzureConfigKey>().is_ok(),
         None => {
-            return Err(format!(
+            return Err(LakeError::Options(format!(
                 "storage option `{key}` has no use with a lake at `{lake}`: options configure object stores ({})",
                 Provider::SCHEMES.join("://, ") + "://"
-            ));
+            )));
         }
     };
     if known {
         Ok(())
     } else {
-        Err(format!("unknown storage option `{key}` for `{}://`", lake.scheme()))
+        Err(LakeError::Options(format!(
+            "unknown storage option `{key}` for `{}://`",
+            lake.scheme()
+        )))
     }
 }
 
@@ -105,18 +110,18 @@ pub fn connect<'a>(
     let file = Url::parse("file:///").expect("a valid URL");
     ctx.register_object_store(&file, observed::wrap(Arc::new(LocalFileSystem::new()), clock));
     for url in locations {
-        ensure_store(ctx, url)?;
+        ensure_store(ctx, url).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// Registers the store of `url`'s bucket on `ctx` unless it has one.
-pub fn ensure_store(ctx: &SessionContext, url: &Url) -> Result<(), String> {
+pub fn ensure_store(ctx: &SessionContext, url: &Url) -> Result<(), LakeError> {
     let Some(provider) = Provider::of(url) else {
         return Ok(());
     };
     let bucket = bucket_url(url)?;
-    let key = ObjectStoreUrl::parse(bucket.as_str()).map_err(|e| e.to_string())?;
+    let key = ObjectStoreUrl::parse(bucket.as_str()).map_err(|e| LakeError::Location(e.to_string()))?;
     if ctx.runtime_env().object_store(&key).is_ok() {
         return Ok(());
     }
@@ -143,30 +148,35 @@ pub fn take_commit_time(ctx: &SessionContext, url: &Url) -> f64 {
 }
 
 /// `scheme://bucket/`: the key DataFusion's registry files a store under.
-fn bucket_url(url: &Url) -> Result<Url, String> {
+fn bucket_url(url: &Url) -> Result<Url, LakeError> {
     let bucket = url
         .host_str()
         .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("`{url}` names no bucket"))?;
-    Url::parse(&format!("{}://{bucket}/", url.scheme())).map_err(|e| format!("`{url}`: {e}"))
+        .ok_or_else(|| LakeError::Location(format!("`{url}` names no bucket")))?;
+    Url::parse(&format!("{}://{bucket}/", url.scheme())).map_err(|e| LakeError::Location(format!("`{url}`: {e}")))
 }
 
 fn bucket_store(
     provider: Provider,
     bucket: &Url,
     options: &BTreeMap<String, String>,
-) -> Result<Arc<dyn ObjectStore>, String> {
+) -> Result<Arc<dyn ObjectStore>, LakeError> {
     let retry = retry_config(options)?;
     let provider_options = options
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .filter(|(k, _)| !RETRY_OPTIONS.contains(&k.as_str()));
-    let failed = |e: object_store::Error| format!("cannot open `{bucket}`: {e}");
+    let failed = |e: object_store::Error| LakeError::NoStore {
+        url: bucket.to_string(),
+        reason: e.to_string(),
+    };
     let store: Arc<dyn ObjectStore> = match provider {
         Provider::S3 => {
             let mut builder = AmazonS3Builder::from_env().with_url(bucket.as_str()).with_retry(retry);
             for (key, value) in provider_options {
-                let key = key.parse::<AmazonS3ConfigKey>().map_err(|e| e.to_string())?;
+                let key = key
+                    .parse::<AmazonS3ConfigKey>()
+                    .map_err(|e| LakeError::Options(e.to_string()))?;
                 builder = builder.with_config(key, value);
             }
             Arc::new(builder.build().map_err(failed)?)
@@ -176,7 +186,9 @@ fn bucket_store(
                 .with_url(bucket.as_str())
                 .with_retry(retry);
             for (key, value) in provider_options {
-                let key = key.parse::<GoogleConfigKey>().map_err(|e| e.to_string())?;
+                let key = key
+                    .parse::<GoogleConfigKey>()
+                    .map_err(|e| LakeError::Options(e.to_string()))?;
                 builder = builder.with_config(key, value);
             }
             Arc::new(builder.build().map_err(failed)?)
@@ -186,7 +198,9 @@ fn bucket_store(
                 .with_url(bucket.as_str())
                 .with_retry(retry);
             for (key, value) in provider_options {
-                let key = key.parse::<AzureConfigKey>().map_err(|e| e.to_string())?;
+                let key = key
+                    .parse::<AzureConfigKey>()
+                    .map_err(|e| LakeError::Options(e.to_string()))?;
                 builder = builder.with_config(key, value);
             }
             Arc::new(builder.build().map_err(failed)?)
@@ -195,18 +209,21 @@ fn bucket_store(
     Ok(store)
 }
 
-fn retry_config(options: &BTreeMap<String, String>) -> Result<RetryConfig, String> {
+fn retry_config(options: &BTreeMap<String, String>) -> Result<RetryConfig, LakeError> {
     let mut retry = RetryConfig::default();
     for (key, value) in options {
         match key.to_ascii_lowercase().as_str() {
             "max_retries" => {
                 retry.max_retries = value
                     .parse()
-                    .map_err(|_| format!("`max_retries` must be a number, not `{value}`"))?;
+                    .map_err(|_| LakeError::Options(format!("`max_retries` must be a number, not `{value}`")))?;
             }
             "retry_timeout" => {
-                retry.retry_timeout = humantime::parse_duration(value)
-                    .map_err(|e| format!("`retry_timeout` must be a duration such as `30s`, not `{value}`: {e}"))?;
+                retry.retry_timeout = humantime::parse_duration(value).map_err(|e| {
+                    LakeError::Options(format!(
+                        "`retry_timeout` must be a duration such as `30s`, not `{value}`: {e}"
+                    ))
+                })?;
             }
             _ => {}
         }
@@ -251,17 +268,21 @@ mod tests {
     #[test]
     fn options_are_checked_against_the_lake_provider() {
         let s3 = Url::parse("s3://lake/shop/").unwrap();
-        assert_eq!(check_option(&s3, "AWS_ENDPOINT_URL"), Ok(()));
-        assert_eq!(check_option(&s3, "aws_allow_http"), Ok(()));
-        assert_eq!(check_option(&s3, "retry_timeout"), Ok(()));
-        assert_eq!(
-            check_option(&s3, "aws_endpont_url"),
-            Err("unknown storage option `aws_endpont_url` for `s3://`".to_owned())
-        );
+        assert!(check_option(&s3, "AWS_ENDPOINT_URL").is_ok());
+        assert!(check_option(&s3, "aws_allow_http").is_ok());
+        assert!(check_option(&s3, "retry_timeout").is_ok());
+        let err = check_option(&s3, "aws_endpont_url").unwrap_err();
+        assert!(matches!(err, LakeError::Options(_)), "{err:?}");
+        assert_eq!(err.to_string(), "unknown storage option `aws_endpont_url` for `s3://`");
         let gs = Url::parse("gs://lake/").unwrap();
-        assert_eq!(check_option(&gs, "google_service_account"), Ok(()));
+        assert!(check_option(&gs, "google_service_account").is_ok());
         let local = Url::parse("file:///data/lake/").unwrap();
-        assert!(check_option(&local, "region").unwrap_err().contains("has no use"));
+        assert!(
+            check_option(&local, "region")
+                .unwrap_err()
+                .to_string()
+                .contains("has no use")
+        );
     }
 
     #[test]
@@ -275,7 +296,7 @@ mod tests {
         assert_eq!(retry.retry_timeout, Duration::from_millis(1500));
         let bad: BTreeMap<String, String> = [("max_retries".to_owned(), "many".to_owned())].into();
         assert_eq!(
-            retry_config(&bad).unwrap_err(),
+            retry_config(&bad).unwrap_err().to_string(),
             "`max_retries` must be a number, not `many`"
         );
     }

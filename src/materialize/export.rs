@@ -162,7 +162,7 @@ pub async fn up_to_date(
 /// returns its URL.
 pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export: &Export) -> Result<Url, String> {
     let url = export_url(lake, export)?;
-    crate::lake::ensure_store(ctx, &url)?;
+    crate::lake::ensure_store(ctx, &url).map_err(|e| e.to_string())?;
     if url.scheme() == "file" {
         if let Some(parent) = url
             .to_file_path()

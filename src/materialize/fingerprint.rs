@@ -130,7 +130,7 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
     let source = build.dag.node(index).source(&build.project);
     if source.format == crate::project::SourceFormat::Delta {
         let url = lake::parse_location(&source.location)
-            .map_err(|m| Diagnostic::error(Code::InvalidLocation, m).with_span(source.span.clone()))?;
+            .map_err(|e| Diagnostic::error(Code::InvalidLocation, e.to_string()).with_span(source.span.clone()))?;
         return Ok(match lake::current_version(&build.registry.ctx, &url).await {
             Some(version) => {
                 let version = version as i64;

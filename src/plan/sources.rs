@@ -63,7 +63,8 @@ async fn source_provider_of(
     let span = source.span.clone();
     let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(span.clone());
     if source.format == SourceFormat::Delta {
-        let url = crate::lake::parse_location(&source.location).map_err(|m| fail(Code::InvalidLocation, m))?;
+        let url =
+            crate::lake::parse_location(&source.location).map_err(|e| fail(Code::InvalidLocation, e.to_string()))?;
         return crate::lake::delta_provider(ctx, &url).await.map_err(|e| {
             fail(
                 Code::MissingSource,

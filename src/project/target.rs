@@ -141,12 +141,16 @@ pub(super) fn resolve_target(
         .and_then(|t| yaml::span(&header.file, &t.referenced));
     let scope = settings::SettingScope { vars, target: None };
     let lake = settings::render(&spec.lake, &scope)
-        .and_then(|lake| crate::lake::folder_url(&resolve_location(root, &lake)))
+        .and_then(|lake| crate::lake::folder_url(&resolve_location(root, &lake)).map_err(|e| e.to_string()))
         .map_err(|message| Diagnostic::error(Code::InvalidLake, message).with_span(span.clone()))?;
     let mut options = BTreeMap::new();
     for (key, value) in spec.options {
         let value = settings::render(&value, &scope)
-            .and_then(|value| crate::lake::check_option(&lake, &key).map(|()| value))
+            .and_then(|value| {
+                crate::lake::check_option(&lake, &key)
+                    .map(|()| value)
+                    .map_err(|e| e.to_string())
+            })
             .map_err(|message| {
                 Diagnostic::error(Code::InvalidStorageOption, message)
                     .with_span(span.clone())
