@@ -703,6 +703,7 @@ const KNOWN_KEYS: &[&str] = &[
     "location",
     "audit",
     "source_files",
+    "external_location",
 ];
 
 #[cfg(test)]

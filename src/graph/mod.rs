@@ -190,6 +190,8 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     let mut by_name: BTreeMap<String, NodeIndex> = BTreeMap::new();
     let mut by_source: BTreeMap<(String, String), NodeIndex> = BTreeMap::new();
     let mut by_id = BTreeMap::new();
+    // Sources read from the lake's relation of their schema and name.
+    let mut in_lake: Vec<(NodeIndex, (String, String))> = Vec::new();
 
     for (i, seed) in project.seeds.iter().enumerate() {
         let relation = rendered.relations.seeds[&seed.name].clone();
@@ -246,6 +248,9 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         };
         let id = graph.add_node(node);
         by_source.insert(key, id);
+        if let Some(relation) = &source.in_lake {
+            in_lake.push((id, relation.clone()));
+        }
     }
     let mut disabled = BTreeMap::new();
     for (i, model) in rendered.models.iter().enumerate() {
@@ -308,6 +313,42 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
                 graph.update_edge(parent, child, ());
             }
         }
+    }
+
+    // A source that is the lake table a seed or model of the project
+    // writes is read after it is built.
+    for (source, (schema, identifier)) in in_lake {
+        let writer = graph.node_indices().find(|&i| {
+            let n = &graph[i];
+            matches!(n.resource_type, ResourceType::Seed | ResourceType::Model)
+                && n.relation.schema == schema
+                && n.relation.identifier == identifier
+        });
+        let Some(writer) = writer else { continue };
+        let node = &graph[writer];
+        if matches!(node.materialized, Materialization::View | Materialization::Ephemeral) {
+            let source_node = &graph[source];
+            errors.push(
+                Diagnostic::error(
+                    Code::MissingLocation,
+                    format!(
+                        "source `{}` has no `location`, and the lake's `{schema}.{identifier}` is {} `{}`, \
+                         which writes no table",
+                        source_node.fqn[1..].join("."),
+                        if node.materialized == Materialization::View {
+                            "the view"
+                        } else {
+                            "the ephemeral model"
+                        },
+                        node.name
+                    ),
+                )
+                .with_span(Some(Span::file(&source_node.path)))
+                .with_help(format!("materialize `{}` as a table, or `ref()` it instead", node.name)),
+            );
+            continue;
+        }
+        graph.update_edge(writer, source, ());
     }
 
     add_tests(project, rendered, &mut graph, &by_name, &by_source, &mut errors);

@@ -428,6 +428,7 @@ mod tests {
             fqn: vec![],
             span: None,
             properties_file: dir.join("sources.yml"),
+            in_lake: None,
         }
     }
 

@@ -42,6 +42,10 @@ pub struct Source {
     /// Where it is declared: the `name:` of the table in its properties file.
     pub span: Option<Span>,
     pub properties_file: PathBuf,
+    /// `(schema, identifier)` when it names no location and is read from
+    /// the lake's relation of that name: a seed or model of the project
+    /// loaded there, or a Delta table another tool wrote.
+    pub in_lake: Option<(String, String)>,
 }
 
 pub(super) fn load_source(
@@ -54,6 +58,18 @@ pub(super) fn load_source(
     errors: &mut Diagnostics,
 ) -> Vec<Source> {
     let project = header.name.as_str();
+    let source_external = source
+        .config
+        .get("external_location")
+        .and_then(|v| v.value.as_str())
+        .or_else(|| {
+            source
+                .meta
+                .as_ref()
+                .and_then(|m| m.get("external_location"))
+                .and_then(Value::as_str)
+        })
+        .map(str::to_owned);
     let source_config = check_config(file, source.config, errors).unwrap_or_default();
     let mut out = Vec::new();
     for mut table in source.tables {
@@ -97,25 +113,59 @@ pub(super) fn load_source(
                 continue;
             }
         };
-        let Some(location) = location else {
-            errors.push(
-                Diagnostic::error(
-                    Code::MissingLocation,
-                    format!(
-                        "source table `{}.{}` has no `location`",
-                        source.name.value, table.name.value
-                    ),
-                )
-                .with_span(span)
-                .with_help("give the table (or its source) a `location:` path or URL, globs allowed"),
-            );
-            continue;
+        let identifier = table.identifier.clone().unwrap_or_else(|| table.name.value.clone());
+        // As dbt-duckdb reads a source with no location: its
+        // `external_location`, else the relation of the same schema and
+        // name in the lake.
+        let mut in_lake = None;
+        let location = match location {
+            Some(location) => location,
+            None => match external_location(
+                &table.config,
+                table.meta.as_ref(),
+                &table.name.value,
+                &identifier,
+                source_external.as_deref(),
+            ) {
+                Some(location) => location,
+                None => {
+                    let schema = match &source.schema {
+                        Some(Value::String(schema)) => schema.clone(),
+                        _ => source.name.value.clone(),
+                    };
+                    let lake = scope.target.map(|(_, lake)| lake).unwrap_or_default();
+                    let location = format!("{lake}warehouse/{schema}/{identifier}/");
+                    in_lake = Some((schema, identifier.clone()));
+                    location
+                }
+            },
         };
+        if in_lake.is_some() {
+            let given = table.format.as_ref().or(source.format.as_ref());
+            if let Some(f) = given.filter(|f| SourceFormat::parse(&f.value) != Some(SourceFormat::Delta)) {
+                errors.push(
+                    Diagnostic::error(
+                        Code::MissingLocation,
+                        format!(
+                            "source table `{}.{}` is `{}` files but has no `location`",
+                            source.name.value, table.name.value, f.value
+                        ),
+                    )
+                    .with_span(yaml::span_of(file, f).or(span))
+                    .with_help(
+                        "give it a `location:` path or URL (globs allowed); without one a source is the lake's \
+                         table of the same schema and name",
+                    ),
+                );
+                continue;
+            }
+        }
         let format_value = table
             .format
             .or_else(|| external.as_ref().and_then(|e| e.file_format.clone()))
             .or_else(|| source.format.clone());
         let format = match &format_value {
+            _ if in_lake.is_some() => SourceFormat::Delta,
             Some(f) => match SourceFormat::parse(&f.value) {
                 Some(format) => format,
                 None => {
@@ -186,9 +236,27 @@ pub(super) fn load_source(
             fqn: vec![project.to_owned(), source.name.value.clone(), table.name.value.clone()],
             span,
             properties_file: file.to_path_buf(),
+            in_lake,
         });
     }
     out
+}
+
+/// dbt-duckdb's `external_location`, in the table's config or meta, else
+/// its source's (`of_source`), with `{name}` and `{identifier}` filled in.
+fn external_location(
+    config: &ConfigMap,
+    meta: Option<&Value>,
+    name: &str,
+    identifier: &str,
+    of_source: Option<&str>,
+) -> Option<String> {
+    let found = config
+        .get("external_location")
+        .and_then(|v| v.value.as_str())
+        .or_else(|| meta.and_then(|m| m.get("external_location")).and_then(Value::as_str))
+        .or(of_source)?;
+    Some(found.replace("{name}", name).replace("{identifier}", identifier))
 }
 
 pub(super) fn guess_format(location: &str) -> Option<SourceFormat> {

@@ -265,6 +265,62 @@ fn the_library_builds_a_project_as_the_cli_does() {
 }
 
 #[test]
+fn sources_without_a_location_read_the_lake_or_their_external_location() {
+    // See: issue 24. As a dbt-duckdb project declares them: the seed loaded
+    // with `+schema: raw` is the source `jaffle.raw_customers`, and
+    // `payments` names its file in `meta.external_location`.
+    let dir = fixture("sources_on_seeds");
+    let p = dir.path();
+    // Nothing needs to exist to list or compile.
+    let (ls, _) = etl_ok(p, &["ls", "--resource-type", "source"]);
+    assert_eq!(
+        ls,
+        "source:on_seeds.jaffle.payments\nsource:on_seeds.jaffle.raw_customers\n"
+    );
+    etl_ok(p, &["compile"]);
+    // The seed is built before the model that reads it through the source.
+    let (stdout, _) = etl_ok(p, &["build", "--threads", "1"]);
+    let order: Vec<&str> = stdout.lines().filter(|l| l.contains(" OK ")).collect();
+    assert!(
+        order[0].contains("seed raw_customers") && order[1].contains("table customers"),
+        "{stdout}"
+    );
+    assert_eq!(rows(p, "main", "customers"), ["1|Ana|1750", "2|Bo|0", "3|Cy|2000"]);
+    let manifest = artifact(p, "manifest.json");
+    let location = manifest["sources"]["source.on_seeds.jaffle.raw_customers"]["relation"]["location"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(location.ends_with("/lake/warehouse/raw/raw_customers/"), "{location}");
+
+    // A new seed row reaches the model through the source.
+    let seed = p.join("seeds/raw_customers.csv");
+    let text = std::fs::read_to_string(&seed).unwrap();
+    std::fs::write(&seed, format!("{text}4,Di\n")).unwrap();
+    etl_ok(p, &["build", "--threads", "1"]);
+    assert_eq!(rows(p, "main", "customers").len(), 4);
+
+    // A view writes no table for a source to read: said, not ignored.
+    std::fs::write(
+        p.join("models/raw_view.sql"),
+        "{{ config(materialized='view', schema='raw') }}\nselect 1 as id\n",
+    )
+    .unwrap();
+    let yml = p.join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, format!("{text}      - name: raw_view\n")).unwrap();
+    let (code, _, stderr) = etl(p, &["compile"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[missing-location]: source `jaffle.raw_view` has no `location`, and the lake's `raw.raw_view` is \
+             the view `raw_view`, which writes no table"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn wrong_config_values_are_reported_by_compile_each_at_the_line_that_set_it() {
     // See: issue 27. Set in a `config()` call, a properties file and the
     // project file's tree; all reported at once, before anything runs.
