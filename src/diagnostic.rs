@@ -198,6 +198,7 @@ pub enum Code {
     UnknownTarget,
     UnknownTest,
     UnreadableTable,
+    Unsupported,
 }
 
 impl Code {
@@ -289,6 +290,7 @@ impl Code {
         Code::UnknownTarget,
         Code::UnknownTest,
         Code::UnreadableTable,
+        Code::Unsupported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -379,6 +381,7 @@ impl Code {
             Code::UnknownTarget => "unknown-target",
             Code::UnknownTest => "unknown-test",
             Code::UnreadableTable => "unreadable-table",
+            Code::Unsupported => "unsupported",
         }
     }
 }

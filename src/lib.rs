@@ -79,6 +79,17 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// What the project sets that etl accepts but does not act on: files,
+    /// then config, each said once.
+    pub fn warnings(&self) -> Vec<Diagnostic> {
+        self.project
+            .warnings
+            .iter()
+            .chain(&self.dag.warnings)
+            .cloned()
+            .collect()
+    }
+
     /// The id of this invocation, as its artifacts and commits carry it.
     pub fn invocation_id(&self) -> String {
         self.inputs.render.invocation_id.clone()

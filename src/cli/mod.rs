@@ -177,9 +177,10 @@ impl Global {
         }
     }
 
-    /// Loads, renders and builds the DAG, printing diagnostics on failure.
+    /// Loads, renders and builds the DAG, printing its warnings, or the
+    /// diagnostics it failed with.
     fn prepare(&self, out: &Output, invocation_id: &str) -> Result<etl::Prepared, u8> {
-        etl::prepare(
+        let prepared = etl::prepare(
             &self.project_dir,
             &self.load_options(),
             &self.render_options(invocation_id),
@@ -187,7 +188,9 @@ impl Global {
         .map_err(|diags| {
             out.fatal(&diags, Some(&self.project_dir));
             2
-        })
+        })?;
+        out.warnings(&prepared.warnings(), &prepared.project.root);
+        Ok(prepared)
     }
 }
 

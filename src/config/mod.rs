@@ -137,6 +137,9 @@ pub struct Config {
     /// Set for sources that declare one.
     pub freshness: Option<Freshness>,
     pub loaded_at_field: Option<String>,
+    /// dbt keys set here that etl accepts but does not act on, each at
+    /// its key.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// What a config is checked for.
@@ -159,7 +162,9 @@ impl Config {
             name: scope.name,
             fallback: scope.fallback.clone(),
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
+        c.unsupported();
         let materialized = match scope.resource {
             ResourceType::Seed => Some(Materialization::Seed),
             ResourceType::Source => Some(Materialization::External),
@@ -191,7 +196,7 @@ impl Config {
         };
         let freshness = c.freshness();
         let loaded_at_field = c.string("loaded_at_field");
-        let errors = c.errors;
+        let (errors, warnings) = (c.errors, c.warnings);
         let (
             Some(materialized),
             Some(tags),
@@ -230,6 +235,11 @@ impl Config {
         else {
             return Err(errors);
         };
+        // Problems that leave every value readable (a refused key) still
+        // stop the node.
+        if !errors.is_empty() {
+            return Err(errors);
+        }
         Ok(Config {
             raw,
             materialized,
@@ -248,6 +258,7 @@ impl Config {
             test,
             freshness,
             loaded_at_field,
+            warnings,
         })
     }
 
@@ -272,9 +283,64 @@ pub(crate) struct Checker<'a> {
     name: &'a str,
     fallback: Span,
     errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
+/// dbt config keys etl does not act on yet: skipping them would change
+/// what is built, so they are errors.
+const REFUSED_KEYS: &[(&str, &str)] = &[
+    ("pre-hook", "hooks are not run by etl yet"),
+    ("post-hook", "hooks are not run by etl yet"),
+    ("pre_hook", "hooks are not run by etl yet"),
+    ("post_hook", "hooks are not run by etl yet"),
+    (
+        "incremental_predicates",
+        "etl's merge does not take `incremental_predicates` yet: every key of the new rows is matched",
+    ),
+    (
+        "merge_update_columns",
+        "etl's merge updates every column of a matched row; `merge_update_columns` is not supported yet",
+    ),
+    (
+        "merge_exclude_columns",
+        "etl's merge updates every column of a matched row; `merge_exclude_columns` is not supported yet",
+    ),
+];
+
+/// dbt config keys that change nothing in a lake etl writes: said once, at
+/// the key.
+const IGNORED_KEYS: &[(&str, &str)] = &[
+    ("grants", "a lake has no grants: `grants` is ignored"),
+    (
+        "persist_docs",
+        "descriptions are kept in the manifest; `persist_docs` is ignored",
+    ),
+    ("database", "etl writes one lake: `database` is ignored"),
+    ("quoting", "etl quotes every name it writes: `quoting` is ignored"),
+];
+
 impl Checker<'_> {
+    /// dbt's keys that etl refuses or ignores, each said at its key.
+    fn unsupported(&mut self) {
+        let set = |key: &str| {
+            self.raw
+                .value(key)
+                .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]))
+        };
+        let refused: Vec<_> = REFUSED_KEYS.iter().filter(|(k, _)| set(k)).collect();
+        let ignored: Vec<_> = IGNORED_KEYS.iter().filter(|(k, _)| set(k)).collect();
+        for (key, why) in refused {
+            let diag = Diagnostic::error(Code::Unsupported, format!("`{key}`: {why}"))
+                .with_span(Some(self.span(key)))
+                .with_help("remove it; the model must not count on it");
+            self.errors.push(diag);
+        }
+        for (key, why) in ignored {
+            let diag = Diagnostic::warning(Code::Unsupported, why.to_string()).with_span(Some(self.span(key)));
+            self.warnings.push(diag);
+        }
+    }
+
     fn span(&self, key: &str) -> Span {
         self.raw.span(key).cloned().unwrap_or_else(|| self.fallback.clone())
     }
@@ -704,6 +770,9 @@ const KNOWN_KEYS: &[&str] = &[
     "audit",
     "source_files",
     "external_location",
+    "incremental_predicates",
+    "merge_update_columns",
+    "merge_exclude_columns",
 ];
 
 #[cfg(test)]
@@ -799,6 +868,24 @@ mod tests {
         .unwrap();
         assert_eq!(config.materialized, Materialization::Table);
         assert_eq!(config.incremental, None);
+    }
+
+    #[test]
+    fn a_refused_dbt_key_is_an_error_and_an_ignored_one_a_warning() {
+        let errors = Config::check(
+            raw(serde_json::json!({"materialized": "table", "post-hook": "delete from t"})),
+            &scope(ResourceType::Model),
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].message, "`post-hook`: hooks are not run by etl yet");
+        let config = Config::check(
+            raw(serde_json::json!({"materialized": "table", "grants": {"select": ["bi"]}, "post-hook": []})),
+            &scope(ResourceType::Model),
+        )
+        .unwrap();
+        assert_eq!(config.warnings.len(), 1);
+        assert_eq!(config.warnings[0].message, "a lake has no grants: `grants` is ignored");
     }
 
     #[test]

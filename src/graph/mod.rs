@@ -107,6 +107,9 @@ pub struct Dag {
     /// Every node in an order where parents come before children.
     pub order: Vec<NodeIndex>,
     pub by_id: BTreeMap<String, NodeIndex>,
+    /// What the nodes' config sets that etl accepts but does not act on,
+    /// each said once.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Dag {
@@ -353,6 +356,8 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
 
     add_tests(project, rendered, &mut graph, &by_name, &by_source, &mut errors);
     check_relations_unique(&graph, &mut errors);
+    // A key set for a folder is checked on every node below it: said once.
+    dedup(&mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -363,7 +368,14 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     for &i in &order {
         by_id.insert(graph[i].unique_id.clone(), i);
     }
-    Ok(Dag { graph, order, by_id })
+    let mut warnings: Vec<Diagnostic> = graph.node_weights().flat_map(|n| n.config.warnings.clone()).collect();
+    dedup(&mut warnings);
+    Ok(Dag {
+        graph,
+        order,
+        by_id,
+        warnings,
+    })
 }
 
 /// Data tests are nodes whose parents are what they test and what they
@@ -413,6 +425,18 @@ fn add_tests(
             graph.update_edge(parent, id, ());
         }
     }
+}
+
+/// `diags` without repeats, in their first order.
+fn dedup(diags: &mut Vec<Diagnostic>) {
+    let mut seen = Vec::new();
+    diags.retain(|d| {
+        let first = !seen.contains(d);
+        if first {
+            seen.push(d.clone());
+        }
+        first
+    });
 }
 
 /// A node's config, checked; its problems go to `errors`.

@@ -68,6 +68,8 @@ pub struct Project {
     pub data_tests: Vec<DataTest>,
     /// Named selections from `selectors.yml`.
     pub selectors: Vec<SelectorDefinition>,
+    /// What the project's files set that etl accepts but does not act on.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// A file read from the project, with its project-relative path.
@@ -106,8 +108,9 @@ type Diagnostics = Vec<Diagnostic>;
 /// Loads the project at `dir`.
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let root = absolute(dir);
-    let header = read_project_file(&root)?;
+    let mut header = read_project_file(&root)?;
     let mut errors = Vec::new();
+    let mut warnings = std::mem::take(&mut header.warnings);
 
     let vars = match merge_cli_vars(header.vars.clone(), options.vars.as_deref()) {
         Ok(vars) => vars,
@@ -199,6 +202,50 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 continue;
             }
         };
+        for (key, what, value) in [
+            ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
+            ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
+            ("exposures", "exposures are not listed by etl yet", &file.exposures),
+            ("analyses", "analyses are not compiled by etl yet", &file.analyses),
+            ("metrics", "metrics are not read by etl", &file.metrics),
+            (
+                "semantic_models",
+                "semantic models are not read by etl",
+                &file.semantic_models,
+            ),
+            (
+                "saved_queries",
+                "saved queries are not read by etl",
+                &file.saved_queries,
+            ),
+        ] {
+            if let Some(value) = present(value) {
+                warnings.push(
+                    Diagnostic::warning(Code::Unsupported, format!("`{key}`: {what}"))
+                        .with_span(yaml::span(&path, &value.referenced)),
+                );
+            }
+        }
+        for props in &file.models {
+            for (key, what, value) in [
+                ("versions", "model versions are not built by etl yet", &props.versions),
+                (
+                    "constraints",
+                    "constraints are not enforced by etl yet",
+                    &props.constraints,
+                ),
+            ] {
+                if let Some(value) = present(value) {
+                    warnings.push(
+                        Diagnostic::warning(
+                            Code::Unsupported,
+                            format!("model `{}`: `{key}`: {what}", props.name.value),
+                        )
+                        .with_span(yaml::span(&path, &value.referenced)),
+                    );
+                }
+            }
+        }
         for mut props in file.models {
             let target = TestTarget::Model(props.name.value.clone());
             data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
@@ -291,6 +338,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         macro_files,
         data_tests,
         selectors,
+        warnings,
     })
 }
 

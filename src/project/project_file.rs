@@ -73,9 +73,10 @@ pub struct TargetSpec {
     pub options: BTreeMap<String, String>,
 }
 
-/// `dbt_project.yml`, with every key dbt accepts. Keys etl has no use for
-/// (profile, analysis paths, hooks, ...) are accepted and ignored, as they
-/// are meaningful to dbt.
+/// `dbt_project.yml`, with every key dbt accepts. Keys that only mean
+/// something to dbt (profile, paths of other tools) are accepted; features
+/// etl does not act on yet (hooks, snapshots, unit tests) are said where
+/// the project loads.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -126,17 +127,17 @@ pub struct DbtProjectFile {
     #[serde(default)]
     pub sources: Option<ConfigTree>,
     #[serde(default)]
-    pub snapshots: Option<Value>,
+    pub snapshots: Option<Spanned<Value>>,
     #[serde(default)]
     pub analyses: Option<Value>,
     #[serde(default)]
-    pub unit_tests: Option<Value>,
+    pub unit_tests: Option<Spanned<Value>>,
     #[serde(default)]
     pub functions: Option<Value>,
     #[serde(default, rename = "on-run-start")]
-    pub on_run_start: Option<Value>,
+    pub on_run_start: Option<Spanned<Value>>,
     #[serde(default, rename = "on-run-end")]
-    pub on_run_end: Option<Value>,
+    pub on_run_end: Option<Spanned<Value>>,
     #[serde(default)]
     pub quoting: Option<Value>,
     #[serde(default)]

@@ -27,21 +27,21 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub macros: Option<Value>,
     #[serde(default)]
-    pub snapshots: Option<Value>,
+    pub snapshots: Option<Spanned<Value>>,
     #[serde(default)]
-    pub analyses: Option<Value>,
+    pub analyses: Option<Spanned<Value>>,
     #[serde(default)]
-    pub exposures: Option<Value>,
+    pub exposures: Option<Spanned<Value>>,
     #[serde(default)]
-    pub metrics: Option<Value>,
+    pub metrics: Option<Spanned<Value>>,
     #[serde(default)]
-    pub semantic_models: Option<Value>,
+    pub semantic_models: Option<Spanned<Value>>,
     #[serde(default)]
-    pub saved_queries: Option<Value>,
+    pub saved_queries: Option<Spanned<Value>>,
     #[serde(default)]
     pub groups: Option<Value>,
     #[serde(default)]
-    pub unit_tests: Option<Value>,
+    pub unit_tests: Option<Spanned<Value>>,
     #[serde(default)]
     pub data_tests: Option<Value>,
     #[serde(default)]
@@ -80,9 +80,9 @@ pub struct ModelProperties {
     #[serde(default)]
     pub latest_version: Option<Value>,
     #[serde(default)]
-    pub versions: Option<Value>,
+    pub versions: Option<Spanned<Value>>,
     #[serde(default)]
-    pub constraints: Option<Value>,
+    pub constraints: Option<Spanned<Value>>,
     #[serde(default)]
     pub deprecation_date: Option<Value>,
     #[serde(default)]

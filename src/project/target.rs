@@ -30,6 +30,8 @@ pub(super) struct Header {
     pub(super) vars: Map<String, Value>,
     pub(super) models: Option<ConfigTree>,
     pub(super) seeds: Option<ConfigTree>,
+    /// What the project file sets that etl does not act on.
+    pub(super) warnings: Vec<Diagnostic>,
 }
 
 pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
@@ -55,6 +57,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars: file.vars,
             models: file.models,
             seeds: file.seeds,
+            warnings: Vec::new(),
         });
     }
     if dbt.exists() {
@@ -62,6 +65,31 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let text = std::fs::read_to_string(&dbt).map_err(|e| vec![io_error(&rel, &e)])?;
         let file: DbtProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
         let name = file.name.value;
+        let mut errors = Vec::new();
+        for (key, hooks) in [("on-run-start", &file.on_run_start), ("on-run-end", &file.on_run_end)] {
+            if let Some(hooks) = present(hooks) {
+                errors.push(
+                    Diagnostic::error(Code::Unsupported, format!("`{key}` hooks are not run by etl yet"))
+                        .with_span(yaml::span(&rel, &hooks.referenced))
+                        .with_help("remove them; the project must not count on them"),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut warnings = Vec::new();
+        for (key, what, value) in [
+            ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
+            ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
+        ] {
+            if let Some(value) = present(value) {
+                warnings.push(
+                    Diagnostic::warning(Code::Unsupported, format!("`{key}`: {what}"))
+                        .with_span(yaml::span(&rel, &value.referenced)),
+                );
+            }
+        }
         // dbt scopes vars by project: `vars: {my_project: {x: 1}}`.
         let mut vars = Map::new();
         for (k, v) in file.vars {
@@ -85,6 +113,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars,
             models: file.models,
             seeds: file.seeds,
+            warnings,
         });
     }
     Err(vec![
@@ -189,4 +218,14 @@ pub(super) fn merge_cli_vars(
     })?;
     vars.extend(parsed);
     Ok(vars)
+}
+
+/// A value that says something: not null, not an empty list or mapping.
+pub(super) fn present(value: &Option<Spanned<Value>>) -> Option<&Spanned<Value>> {
+    value.as_ref().filter(|v| match &v.value {
+        Value::Null => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+        _ => true,
+    })
 }

@@ -321,6 +321,68 @@ fn sources_without_a_location_read_the_lake_or_their_external_location() {
 }
 
 #[test]
+fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
+    // See: issue 24. What changes nothing etl writes is a warning at its
+    // line, and the project builds.
+    let dir = fixture("dbt_unsupported");
+    let p = dir.path();
+    let (code, stdout, stderr) = etl(p, &["build", "--threads", "1"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for (message, at) in [
+        (
+            "`unit_tests`: unit tests are not run by etl yet",
+            "models/properties.yml:8:3",
+        ),
+        (
+            "`exposures`: exposures are not listed by etl yet",
+            "models/properties.yml:15:3",
+        ),
+        (
+            "model `orders`: `constraints`: constraints are not enforced by etl yet",
+            "models/properties.yml:5:7",
+        ),
+        ("a lake has no grants: `grants` is ignored", "dbt_project.yml:11:5"),
+        (
+            "descriptions are kept in the manifest; `persist_docs` is ignored",
+            "dbt_project.yml:9:5",
+        ),
+    ] {
+        let found = stderr
+            .find(&format!("warning[unsupported]: {message}"))
+            .unwrap_or_else(|| panic!("no `{message}` in:\n{stderr}"));
+        assert!(
+            stderr[found..].lines().nth(1).unwrap_or_default().ends_with(at),
+            "{stderr}"
+        );
+    }
+    assert_eq!(stderr.matches("warning[").count(), 5, "{stderr}");
+
+    // What would change what is built is refused, at its line, before
+    // anything runs.
+    std::fs::write(
+        p.join("models/audited.sql"),
+        "{{ config(post_hook=\"delete from main.orders\") }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["compile"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error[unsupported]: `post_hook`: hooks are not run by etl yet\n --> models/audited.sql:1:11"),
+        "{stderr}"
+    );
+    std::fs::remove_file(p.join("models/audited.sql")).unwrap();
+    let project = p.join("dbt_project.yml");
+    let text = std::fs::read_to_string(&project).unwrap();
+    std::fs::write(&project, format!("{text}on-run-end:\n  - \"{{{{ log('done') }}}}\"\n")).unwrap();
+    let (code, _, stderr) = etl(p, &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error[unsupported]: `on-run-end` hooks are not run by etl yet\n  --> dbt_project.yml:14:3"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn wrong_config_values_are_reported_by_compile_each_at_the_line_that_set_it() {
     // See: issue 27. Set in a `config()` call, a properties file and the
     // project file's tree; all reported at once, before anything runs.
