@@ -506,6 +506,19 @@ impl Macros {
             let (file, line, col) = self.locate(name, line, col, project)?;
             Some(Span::new(file, line, col, len))
         });
+        // A misspelt key of a `config()` call: at the key, not the call.
+        let span = match span {
+            Some(span) if code == Code::UnknownConfig => {
+                let key = message.split('`').nth(1);
+                let text = template_files(project)
+                    .find(|f| f.path == span.file)
+                    .map(|f| f.text.clone());
+                key.zip(text)
+                    .and_then(|(key, text)| context::config_span(&span.file, &text, key))
+                    .or(Some(span))
+            }
+            span => span,
+        };
         let mut diag = Diagnostic::error(code, message).with_span(span);
         if let Some(help) = help {
             diag = diag.with_help(help);
@@ -732,5 +745,21 @@ mod tests {
         let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
         assert_eq!(errs[0].code, Code::JinjaSyntax);
         assert_eq!(errs[0].span.as_ref().unwrap().line, 2);
+    }
+
+    #[test]
+    fn a_misspelt_config_key_points_at_the_key() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            (
+                "models/a.sql",
+                "-- daily\n{{ config(materialized='table', materialised='view') }}\nselect 1 as x",
+            ),
+        ]);
+        let errs = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(errs[0].code, Code::UnknownConfig);
+        assert_eq!(errs[0].help, ["did you mean `materialized`?"]);
+        let span = errs[0].span.as_ref().unwrap();
+        assert_eq!((span.line, span.col, span.len), (2, 33, "materialised".len()));
     }
 }
