@@ -44,6 +44,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let text = std::fs::read_to_string(root.join(&rel)).map_err(|e| vec![io_error(&rel, &e)])?;
         let file: EtlProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
         let paths = file.paths.unwrap_or_default();
+        let warnings = unapplied_trees(&rel, &file.tests, &file.sources);
         return Ok(Header {
             name: file.name.value,
             flavor: Flavor::Etl,
@@ -57,7 +58,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars: file.vars,
             models: file.models,
             seeds: file.seeds,
-            warnings: Vec::new(),
+            warnings,
         });
     }
     if dbt.exists() {
@@ -78,7 +79,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut warnings = Vec::new();
+        let mut warnings = unapplied_trees(&rel, &file.tests, &file.sources);
         for (key, what, value) in [
             ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
             ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
@@ -228,4 +229,22 @@ pub(super) fn present(value: &Option<Spanned<Value>>) -> Option<&Spanned<Value>>
         Value::Object(map) => !map.is_empty(),
         _ => true,
     })
+}
+
+/// The project file's `tests:` and `sources:` config trees, which etl does
+/// not apply yet: a warning at each.
+fn unapplied_trees(file: &Path, tests: &Option<ConfigTree>, sources: &Option<ConfigTree>) -> Vec<Diagnostic> {
+    [("tests", tests), ("sources", sources)]
+        .into_iter()
+        .filter_map(|(key, tree)| {
+            let (_, at, _) = tree.as_ref()?.entries.first()?;
+            Some(
+                Diagnostic::warning(
+                    Code::Unsupported,
+                    format!("the `{key}:` config tree is not applied by etl yet: set their config in properties files"),
+                )
+                .with_span(yaml::span(file, at)),
+            )
+        })
+        .collect()
 }

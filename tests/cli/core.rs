@@ -346,6 +346,10 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
             "descriptions are kept in the manifest; `persist_docs` is ignored",
             "dbt_project.yml:9:5",
         ),
+        (
+            "the `tests:` config tree is not applied by etl yet: set their config in properties files",
+            "dbt_project.yml:14:3",
+        ),
     ] {
         let found = stderr
             .find(&format!("warning[unsupported]: {message}"))
@@ -355,7 +359,7 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
             "{stderr}"
         );
     }
-    assert_eq!(stderr.matches("warning[").count(), 5, "{stderr}");
+    assert_eq!(stderr.matches("warning[").count(), 6, "{stderr}");
 
     // What would change what is built is refused, at its line, before
     // anything runs.
@@ -377,7 +381,7 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
     let (code, _, stderr) = etl(p, &["ls"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("error[unsupported]: `on-run-end` hooks are not run by etl yet\n  --> dbt_project.yml:14:3"),
+        stderr.contains("error[unsupported]: `on-run-end` hooks are not run by etl yet\n  --> dbt_project.yml:17:3"),
         "{stderr}"
     );
 }
