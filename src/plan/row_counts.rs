@@ -93,7 +93,7 @@ impl RowCounts {
 
     /// Writes the documents of the sources that learnt a count. Failing to
     /// is not an error of the build: the counts are learnt again.
-    pub async fn save(&self, ctx: &SessionContext) -> Result<(), String> {
+    pub async fn save(&self, ctx: &SessionContext) -> Result<(), lake::LakeError> {
         let sources: Vec<Arc<SourceCounts>> = self.sources.lock().await.values().cloned().collect();
         for counts in sources {
             if !counts.learnt.swap(false, Ordering::AcqRel) {
@@ -103,10 +103,12 @@ impl RowCounts {
                 reading: counts.reading.clone(),
                 files: counts.files.lock().expect("row counts poisoned").clone(),
             };
-            let value = serde_json::to_value(&doc).map_err(|e| e.to_string())?;
-            lake::write_document(ctx, &self.lake, "row_counts", &counts.name, &value)
-                .await
-                .map_err(|e| e.to_string())?;
+            let value = serde_json::to_value(&doc).map_err(|e| lake::LakeError::Corrupt {
+                what: "row counts",
+                at: counts.name.clone(),
+                reason: e.to_string(),
+            })?;
+            lake::write_document(ctx, &self.lake, "row_counts", &counts.name, &value).await?;
         }
         Ok(())
     }

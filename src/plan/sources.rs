@@ -416,16 +416,21 @@ async fn declared_schema(ctx: &SessionContext, source: &Source) -> Result<Option
 }
 
 /// The Arrow type DataFusion gives a SQL type name (`decimal(10,2)`, `varchar`).
-pub async fn sql_type(ctx: &SessionContext, name: &str) -> Result<DataType, String> {
+pub async fn sql_type(ctx: &SessionContext, name: &str) -> Result<DataType, UnknownType> {
     if name.contains([';', '(']) && !name.trim_end().ends_with(')') {
-        return Err(format!("`{name}` is not a SQL type"));
+        return Err(UnknownType(name.to_owned()));
     }
     let df = ctx
         .sql(&format!("select cast(null as {name}) as t"))
         .await
-        .map_err(|_| format!("`{name}` is not a SQL type DataFusion knows"))?;
+        .map_err(|_| UnknownType(name.to_owned()))?;
     Ok(df.schema().field(0).data_type().clone())
 }
+
+/// A declared column type DataFusion does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a SQL type DataFusion knows")]
+pub struct UnknownType(pub String);
 
 /// Registers a local CSV file (a seed) under `name`, types inferred.
 pub async fn register_csv_file(
