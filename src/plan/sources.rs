@@ -66,10 +66,17 @@ async fn source_provider_of(
         let url =
             crate::lake::parse_location(&source.location).map_err(|e| fail(Code::InvalidLocation, e.to_string()))?;
         return crate::lake::delta_provider(ctx, &url).await.map_err(|e| {
-            fail(
+            let diag = fail(
                 Code::MissingSource,
                 format!("source `{}.{}`: {e}", source.source_name, source.name),
-            )
+            );
+            match &source.in_lake {
+                Some((schema, identifier)) => diag.with_help(format!(
+                    "with no `location`, a source is the lake's table `{schema}.{identifier}`: load it first (a \
+                     seed or model with that schema and name), or give the source a `location:`"
+                )),
+                None => diag,
+            }
         });
     }
     let allowed = match source.format {

@@ -300,6 +300,25 @@ fn sources_without_a_location_read_the_lake_or_their_external_location() {
     etl_ok(p, &["build", "--threads", "1"]);
     assert_eq!(rows(p, "main", "customers").len(), 4);
 
+    // A source nobody loaded says what it stands for.
+    let yml = p.join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    std::fs::write(&yml, format!("{text}      - name: raw_orders\n")).unwrap();
+    std::fs::write(
+        p.join("models/orders.sql"),
+        "select * from {{ source('jaffle', 'raw_orders') }}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build", "--select", "orders"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[missing-source]: source `jaffle.raw_orders`: no Delta table at")
+            && stderr.contains("help: with no `location`, a source is the lake's table `raw.raw_orders`"),
+        "{stderr}"
+    );
+    std::fs::write(&yml, text).unwrap();
+    std::fs::remove_file(p.join("models/orders.sql")).unwrap();
+
     // A view writes no table for a source to read: said, not ignored.
     std::fs::write(
         p.join("models/raw_view.sql"),
