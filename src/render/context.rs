@@ -99,6 +99,9 @@ pub fn install(env: &mut Environment<'static>) {
     env.add_function("is_incremental", is_incremental_fn);
     env.add_function("log", log_fn);
     env.add_global("exceptions", Value::from_object(Exceptions));
+    // dbt renders twice, parsing with `execute` false and running with it
+    // true; etl renders once, for the SQL it runs.
+    env.add_global("execute", Value::from(true));
 }
 
 /// The values that differ per render.

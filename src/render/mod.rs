@@ -762,4 +762,17 @@ mod tests {
         let span = errs[0].span.as_ref().unwrap();
         assert_eq!((span.line, span.col, span.len), (2, 33, "materialised".len()));
     }
+
+    #[test]
+    fn execute_is_true_as_when_dbt_runs_a_model() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            (
+                "models/a.sql",
+                "{% if execute %}select 1 as x{% else %}select 2 as x{% endif %}",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(r.models[0].sql, "select 1 as x");
+    }
 }
