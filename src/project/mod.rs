@@ -319,6 +319,12 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             ));
         }
     }
+    // The project file's `tests:` tree, under each test's own config.
+    for test in &mut data_tests {
+        let mut config = tree_config(header.tests.as_ref(), &header, &test.fqn);
+        config.merge(std::mem::take(&mut test.config));
+        test.config = config;
+    }
     check_unique_tests(&data_tests, &mut errors);
     let selectors = read_selectors(&root, &mut errors);
 

@@ -30,6 +30,8 @@ pub(super) struct Header {
     pub(super) vars: Map<String, Value>,
     pub(super) models: Option<ConfigTree>,
     pub(super) seeds: Option<ConfigTree>,
+    /// Config for data tests, by folder.
+    pub(super) tests: Option<ConfigTree>,
     /// What the project file sets that etl does not act on.
     pub(super) warnings: Vec<Diagnostic>,
 }
@@ -44,7 +46,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let text = std::fs::read_to_string(root.join(&rel)).map_err(|e| vec![io_error(&rel, &e)])?;
         let file: EtlProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
         let paths = file.paths.unwrap_or_default();
-        let warnings = unapplied_trees(&rel, &file.tests, &file.sources);
+        let warnings = unapplied_trees(&rel, &file.sources);
         return Ok(Header {
             name: file.name.value,
             flavor: Flavor::Etl,
@@ -58,6 +60,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars: file.vars,
             models: file.models,
             seeds: file.seeds,
+            tests: file.tests,
             warnings,
         });
     }
@@ -79,7 +82,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut warnings = unapplied_trees(&rel, &file.tests, &file.sources);
+        let mut warnings = unapplied_trees(&rel, &file.sources);
         for (key, what, value) in [
             ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
             ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
@@ -114,6 +117,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars,
             models: file.models,
             seeds: file.seeds,
+            tests: file.tests,
             warnings,
         });
     }
@@ -231,10 +235,10 @@ pub(super) fn present(value: &Option<Spanned<Value>>) -> Option<&Spanned<Value>>
     })
 }
 
-/// The project file's `tests:` and `sources:` config trees, which etl does
-/// not apply yet: a warning at each.
-fn unapplied_trees(file: &Path, tests: &Option<ConfigTree>, sources: &Option<ConfigTree>) -> Vec<Diagnostic> {
-    [("tests", tests), ("sources", sources)]
+/// The project file's `sources:` config tree, which etl does not apply
+/// yet: a warning at it.
+fn unapplied_trees(file: &Path, sources: &Option<ConfigTree>) -> Vec<Diagnostic> {
+    [("sources", sources)]
         .into_iter()
         .filter_map(|(key, tree)| {
             let (_, at, _) = tree.as_ref()?.entries.first()?;

@@ -366,7 +366,7 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
             "dbt_project.yml:9:5",
         ),
         (
-            "the `tests:` config tree is not applied by etl yet: set their config in properties files",
+            "the `sources:` config tree is not applied by etl yet: set their config in properties files",
             "dbt_project.yml:14:3",
         ),
     ] {

@@ -805,3 +805,22 @@ fn a_table_deleted_and_built_again_is_not_taken_for_the_one_a_test_read() {
     );
     assert_eq!(rows(p, "main_dbt_test__audit", "orders_match_lines"), ["o2|99.0|5.0"]);
 }
+
+#[test]
+fn the_project_files_tests_tree_configures_the_tests_below_it() {
+    // See: issue 24. dbt's `tests:` tree in the project file, under each
+    // test's own config: here it turns the failing `unique` into a warning.
+    let dir = fixture("data_tests");
+    let p = dir.path();
+    etl_ok(p, &["seed"]);
+    etl_ok(p, &["run", "--select", "orders"]);
+    let (code, stdout, _) = etl(p, &["test", "--select", "unique_orders_order_id"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  test unique_orders_order_id"), "{stdout}");
+    let project = p.join("project.yaml");
+    let text = std::fs::read_to_string(&project).unwrap();
+    std::fs::write(&project, format!("{text}tests:\n  +severity: warn\n")).unwrap();
+    let (stdout, stderr) = etl_ok(p, &["test", "--select", "unique_orders_order_id"]);
+    assert!(stdout.contains("WARN  test unique_orders_order_id"), "{stdout}");
+    assert!(!stderr.contains("warning[unsupported]"), "{stderr}");
+}
