@@ -197,69 +197,34 @@ impl Config {
         let freshness = c.freshness();
         let loaded_at_field = c.string("loaded_at_field");
         let (errors, warnings) = (c.errors, c.warnings);
-        let (
-            Some(materialized),
-            Some(tags),
-            Some(full_refresh),
-            Some(incremental),
-            Some(layout),
-            Some(event_time),
-            Some(contract_enforced),
-            Some(sql_header),
-            Some(column_types),
-            Some(exports),
-            Some(reject_reason_column),
-            Some(ingest),
-            Some(audit),
-            Some(test),
-            Some(freshness),
-            Some(loaded_at_field),
-        ) = (
-            materialized,
-            tags,
-            full_refresh,
-            incremental,
-            layout,
-            event_time,
-            contract_enforced,
-            sql_header,
-            column_types,
-            exports,
-            reject_reason_column,
-            ingest,
-            audit,
-            test,
-            freshness,
-            loaded_at_field,
-        )
-        else {
-            return Err(errors);
-        };
-        // Problems that leave every value readable (a refused key) still
-        // stop the node.
-        if !errors.is_empty() {
-            return Err(errors);
+        // Each part is `None` only when it recorded why; problems that leave
+        // every value readable (a refused key) stop the node too.
+        let config = (move || {
+            Some(Config {
+                raw,
+                materialized: materialized?,
+                tags: tags?,
+                full_refresh: full_refresh?,
+                incremental: incremental?,
+                layout: layout?,
+                event_time: event_time?,
+                contract_enforced: contract_enforced?,
+                sql_header: sql_header?,
+                column_types: column_types?,
+                exports: exports?,
+                reject_reason_column: reject_reason_column?,
+                ingest: ingest?,
+                audit: audit?.unwrap_or(false),
+                test: test?,
+                freshness: freshness?,
+                loaded_at_field: loaded_at_field?,
+                warnings,
+            })
+        })();
+        match config {
+            Some(config) if errors.is_empty() => Ok(config),
+            _ => Err(errors),
         }
-        Ok(Config {
-            raw,
-            materialized,
-            tags,
-            full_refresh,
-            incremental,
-            layout,
-            event_time,
-            contract_enforced,
-            sql_header,
-            column_types,
-            exports,
-            reject_reason_column,
-            ingest,
-            audit: audit.unwrap_or(false),
-            test,
-            freshness,
-            loaded_at_field,
-            warnings,
-        })
     }
 
     /// The config as written: for the manifest, `config.get()` in

@@ -260,19 +260,7 @@ fn parse_entry(
         Some(custom) => (custom.clone(), custom),
         None => synthesize_name(&name_prefix, &target.name_part(), &name_args),
     };
-    let mut fqn = vec![project.to_owned()];
-    let rel = fqn_dirs
-        .iter()
-        .find_map(|d| file.strip_prefix(super::normalize(Path::new(d))).ok())
-        .unwrap_or(file);
-    if let Some(parent) = rel.parent() {
-        fqn.extend(
-            parent
-                .components()
-                .filter_map(|c| c.as_os_str().to_str().map(str::to_owned)),
-        );
-    }
-    fqn.push(name.clone());
+    let fqn = super::fqn_with(project, fqn_dirs, file, &name);
     Ok(Some(DataTest {
         name,
         alias,
@@ -376,19 +364,7 @@ pub fn singular_test(project: &str, test_dirs: &[String], file: SourceFile) -> D
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
-    let rel = test_dirs
-        .iter()
-        .find_map(|d| file.path.strip_prefix(super::normalize(Path::new(d))).ok())
-        .unwrap_or(&file.path);
-    let mut fqn = vec![project.to_owned()];
-    if let Some(parent) = rel.parent() {
-        fqn.extend(
-            parent
-                .components()
-                .filter_map(|c| c.as_os_str().to_str().map(str::to_owned)),
-        );
-    }
-    fqn.push(name.clone());
+    let fqn = super::fqn_with(project, test_dirs, &file.path, &name);
     DataTest {
         alias: name.clone(),
         name,

@@ -77,6 +77,12 @@ pub(super) fn io_error(path: &Path, e: &std::io::Error) -> Diagnostic {
 
 /// `[project, folder..., name]` for a file under one of `dirs`.
 pub(super) fn fqn_of(project: &str, dirs: &[String], path: &Path) -> Vec<String> {
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    fqn_with(project, dirs, path, name)
+}
+
+/// `[project, folder..., leaf]`: the folders of `path` under one of `dirs`.
+pub(super) fn fqn_with(project: &str, dirs: &[String], path: &Path, leaf: &str) -> Vec<String> {
     let rel = dirs
         .iter()
         .find_map(|d| path.strip_prefix(normalize(Path::new(d))).ok())
@@ -89,7 +95,7 @@ pub(super) fn fqn_of(project: &str, dirs: &[String], path: &Path) -> Vec<String>
                 .filter_map(|c| c.as_os_str().to_str().map(str::to_owned)),
         );
     }
-    fqn.push(rel.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned());
+    fqn.push(leaf.to_owned());
     fqn
 }
 
