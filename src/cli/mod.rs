@@ -41,6 +41,10 @@ pub struct Global {
     /// The target to build against (default: the project's, else `dev`).
     #[arg(long, global = true, env = "ETL_TARGET")]
     target: Option<String>,
+    /// The folder of a dbt project's profiles.yml (default: the project's,
+    /// else ~/.dbt).
+    #[arg(long, global = true, env = "DBT_PROFILES_DIR")]
+    profiles_dir: Option<PathBuf>,
     /// Vars as a YAML mapping, overriding the project's: `--vars '{day: 2024-01-31}'`.
     #[arg(long, global = true)]
     vars: Option<String>,
@@ -165,6 +169,7 @@ impl Global {
         LoadOptions {
             target: self.target.clone(),
             vars: self.vars.clone(),
+            profiles_dir: self.profiles_dir.clone(),
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod data_tests;
 mod discovery;
+mod profiles;
 mod project_file;
 mod properties;
 mod settings;
@@ -51,6 +52,8 @@ pub struct LoadOptions {
     pub target: Option<String>,
     /// `--vars`: a YAML mapping that overrides the project's vars.
     pub vars: Option<String>,
+    /// `--profiles-dir`: where dbt projects' `profiles.yml` is.
+    pub profiles_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +119,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         Ok(vars) => vars,
         Err(e) => return Err(vec![e]),
     };
-    let target = match resolve_target(&root, &header, &vars, options.target.as_deref()) {
+    let target = match resolve_target(&root, &header, &vars, options, &mut warnings) {
         Ok(t) => t,
         Err(e) => return Err(vec![e]),
     };

@@ -38,6 +38,10 @@ pub struct EtlProjectFile {
     pub tests: Option<ConfigTree>,
     #[serde(default)]
     pub sources: Option<ConfigTree>,
+    /// Whose SQL semantics models are written in: `datafusion` (the
+    /// default) or `duckdb`.
+    #[serde(default)]
+    pub sql_dialect: Option<Spanned<String>>,
 }
 
 /// Where each kind of file lives, relative to the project root.
@@ -87,7 +91,7 @@ pub struct DbtProjectFile {
     #[serde(default, rename = "config-version")]
     pub config_version: Option<Value>,
     #[serde(default)]
-    pub profile: Option<Value>,
+    pub profile: Option<Spanned<String>>,
     #[serde(default, rename = "model-paths", alias = "source-paths")]
     pub model_paths: Option<Vec<String>>,
     #[serde(default, rename = "seed-paths", alias = "data-paths")]

@@ -14,6 +14,37 @@ pub struct Target {
     pub threads: Option<usize>,
     pub memory_limit: Option<String>,
     pub options: BTreeMap<String, String>,
+    /// Whose SQL semantics the models are written in.
+    pub dialect: Dialect,
+}
+
+/// The SQL semantics models are planned with. A project moved from
+/// dbt-duckdb keeps DuckDB's: `/` on two integers gives a fraction, and
+/// DuckDB's functions resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    DataFusion,
+    DuckDb,
+}
+
+impl Dialect {
+    pub const NAMES: &[&str] = &["datafusion", "duckdb"];
+
+    pub fn parse(text: &str) -> Option<Dialect> {
+        match text {
+            "datafusion" => Some(Dialect::DataFusion),
+            "duckdb" => Some(Dialect::DuckDb),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::DataFusion => "datafusion",
+            Dialect::DuckDb => "duckdb",
+        }
+    }
 }
 
 /// What both project file formats boil down to.
@@ -26,6 +57,10 @@ pub(super) struct Header {
     pub(super) macro_paths: Vec<String>,
     pub(super) test_paths: Vec<String>,
     pub(super) default_target: Option<Spanned<String>>,
+    /// dbt's `profile:`: the profile of `profiles.yml` with the targets.
+    pub(super) profile: Option<Spanned<String>>,
+    /// etl's `sql_dialect:`.
+    pub(super) dialect: Option<Spanned<String>>,
     pub(super) targets: BTreeMap<String, Spanned<TargetSpec>>,
     pub(super) vars: Map<String, Value>,
     pub(super) models: Option<ConfigTree>,
@@ -56,6 +91,8 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             macro_paths: strings(paths.macros, "macros"),
             test_paths: strings(paths.tests, "tests"),
             default_target: file.target,
+            profile: None,
+            dialect: file.sql_dialect,
             targets: file.targets,
             vars: file.vars,
             models: file.models,
@@ -68,6 +105,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let rel = PathBuf::from("dbt_project.yml");
         let text = std::fs::read_to_string(&dbt).map_err(|e| vec![io_error(&rel, &e)])?;
         let file: DbtProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
+        let profile = Some(file.profile.unwrap_or_else(|| file.name.clone()));
         let name = file.name.value;
         let mut errors = Vec::new();
         for (key, hooks) in [("on-run-start", &file.on_run_start), ("on-run-end", &file.on_run_end)] {
@@ -113,6 +151,8 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             macro_paths: strings(file.macro_paths, "macros"),
             test_paths: strings(file.test_paths, "tests"),
             default_target: None,
+            profile,
+            dialect: None,
             targets: BTreeMap::new(),
             vars,
             models: file.models,
@@ -134,8 +174,23 @@ pub(super) fn resolve_target(
     root: &Path,
     header: &Header,
     vars: &Map<String, Value>,
-    requested: Option<&str>,
+    options: &LoadOptions,
+    warnings: &mut Diagnostics,
 ) -> Result<Target, Diagnostic> {
+    let requested = options.target.as_deref();
+    if let Some(profile) = &header.profile
+        && let Some(file) = profiles::find(root, options.profiles_dir.as_deref())
+    {
+        return profiles::target(root, &file, profile, &header.file, vars, requested, warnings);
+    }
+    let dialect = match &header.dialect {
+        None => Dialect::DataFusion,
+        Some(text) => Dialect::parse(&text.value).ok_or_else(|| {
+            Diagnostic::error(Code::InvalidConfig, format!("unknown `sql_dialect` `{}`", text.value))
+                .with_span(yaml::span_of(&header.file, text))
+                .with_suggestion(&text.value, Dialect::NAMES.iter().copied())
+        })?,
+    };
     let name = requested
         .map(str::to_owned)
         .or_else(|| header.default_target.as_ref().map(|t| t.value.clone()))
@@ -207,6 +262,7 @@ pub(super) fn resolve_target(
         threads: spec.threads,
         memory_limit: spec.memory_limit,
         options,
+        dialect,
     })
 }
 

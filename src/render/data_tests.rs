@@ -40,7 +40,8 @@ pub(super) fn render_test(
                 columns: Vec::new(),
                 properties_file: None,
             };
-            let (sql, recorded) = render_one(env, &model, globals, &project.target.schema, macros, project)?;
+            let this = relation_of(&test.name, &test.config, &project.target.schema);
+            let (sql, recorded) = render_one(env, &model, this, globals, macros, project)?;
             let mut config = test.config.clone();
             let mut own = recorded.config.clone();
             own.locate(|key| super::context::config_span(&file.path, &file.text, key));

@@ -9,6 +9,7 @@
 
 mod context;
 mod data_tests;
+mod naming;
 mod sourcemap;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::lake::Relation;
 use context::{Globals, Recorded, RenderFailure, Scope};
+use naming::{Naming, NodeRef};
 pub use sourcemap::LineMap;
 
 use crate::config::RawConfig;
@@ -101,12 +103,34 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         return Err(errors);
     }
 
+    let mut globals = Globals {
+        project: project.name.clone(),
+        models: BTreeMap::new(),
+        sources: BTreeMap::new(),
+        vars: project.vars.clone(),
+        target: target_value(project),
+        run_started_at: options.run_started_at,
+        invocation_id: options.invocation_id.clone(),
+        incremental: options.incremental.clone(),
+    };
+    let naming = Naming::new(project, &macros, Arc::new(clone_globals(&globals)))?;
+    let mut seeds = BTreeMap::new();
+    for seed in &project.seeds {
+        let node = NodeRef {
+            resource_type: "seed",
+            name: &seed.name,
+            fqn: &seed.fqn,
+            config: &seed.config,
+        };
+        match naming.relation(&node, &macros, project) {
+            Ok(relation) => {
+                seeds.insert(seed.name.clone(), relation);
+            }
+            Err(diag) => errors.push(diag),
+        }
+    }
     let relations = Relations {
-        seeds: project
-            .seeds
-            .iter()
-            .map(|s| (s.name.clone(), relation_of(&s.name, &s.config, &project.target.schema)))
-            .collect(),
+        seeds,
         sources: project
             .sources
             .iter()
@@ -120,21 +144,18 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
             })
             .collect(),
     };
-    let mut globals = Globals {
-        project: project.name.clone(),
-        models: relations.seeds.clone(),
-        sources: relations.sources.clone(),
-        vars: project.vars.clone(),
-        target: target_value(project),
-        run_started_at: options.run_started_at,
-        invocation_id: options.invocation_id.clone(),
-        incremental: options.incremental.clone(),
-    };
+    globals.models = relations.seeds.clone();
+    globals.sources = relations.sources.clone();
     for model in &project.models {
-        globals.models.insert(
-            model.name.clone(),
-            relation_of(&model.name, &model.config, &project.target.schema),
-        );
+        match naming.relation(&model_ref(model, &model.config), &macros, project) {
+            Ok(relation) => {
+                globals.models.insert(model.name.clone(), relation);
+            }
+            Err(diag) => errors.push(diag),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
 
     // Pass 1: config from the project files only. Models are compiled and
@@ -147,7 +168,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         let env = environment(&macros, project, models.iter().map(|m| &m.file))?;
         let outputs: Vec<_> = models
             .iter()
-            .map(|model| render_one(&env, model, &first, &project.target.schema, &macros, project))
+            .map(|model| render_one(&env, model, first.models[&model.name].clone(), &first, &macros, project))
             .collect();
         Ok::<_, Vec<Diagnostic>>((range, env, outputs))
     });
@@ -184,11 +205,16 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         let mut own = recorded.config.clone();
         own.locate(|key| context::config_span(&model.file.path, &model.file.text, key));
         config.merge(own);
-        finals.insert(
-            model.name.clone(),
-            relation_of(&model.name, &config, &project.target.schema),
-        );
+        match naming.relation(&model_ref(model, &config), &macros, project) {
+            Ok(relation) => {
+                finals.insert(model.name.clone(), relation);
+            }
+            Err(diag) => errors.push(diag),
+        }
         configs.push(config);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     let changed = finals.iter().any(|(name, rel)| first.models.get(name) != Some(rel));
     let second = if changed {
@@ -214,7 +240,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
                     .iter()
                     .find_map(|(range, env)| range.contains(&i).then_some(env))
                     .expect("every model is in one environment's share");
-                match render_one(env, model, second, &project.target.schema, &macros, project) {
+                match render_one(env, model, second.models[&model.name].clone(), second, &macros, project) {
                     Ok((s, r)) => (sql, recorded) = (s, r),
                     Err(diag) => {
                         errors.push(diag);
@@ -334,14 +360,14 @@ fn clone_globals(g: &Globals) -> Globals {
 fn render_one(
     env: &Environment<'static>,
     model: &Model,
+    this: Relation,
     globals: &Arc<Globals>,
-    default_schema: &str,
     macros: &Macros,
     project: &Project,
 ) -> Result<(String, Recorded), Diagnostic> {
     let scope = Arc::new(Scope {
         globals: globals.clone(),
-        this: Some(relation_of(&model.name, &model.config, default_schema)),
+        this: Some(this),
         is_incremental: globals.incremental.contains(&model.name),
         base_config: model.config.clone(),
         recorded: Mutex::new(Recorded::default()),
@@ -359,8 +385,17 @@ fn render_one(
     Ok((sql, recorded))
 }
 
-/// The relation a node gets from its config: `schema` and `alias`.
-pub fn relation_of(name: &str, config: &RawConfig, default_schema: &str) -> Relation {
+fn model_ref<'a>(model: &'a Model, config: &'a RawConfig) -> NodeRef<'a> {
+    NodeRef {
+        resource_type: "model",
+        name: &model.name,
+        fqn: &model.fqn,
+        config,
+    }
+}
+
+/// The relation a data test gets from its config: `schema` and `alias`.
+fn relation_of(name: &str, config: &RawConfig, default_schema: &str) -> Relation {
     Relation {
         schema: config.schema().unwrap_or(default_schema).to_owned(),
         identifier: config.alias().unwrap_or(name).to_owned(),
