@@ -348,6 +348,7 @@ pub fn session(project: &Project, memory_limit: Option<&str>) -> Result<SessionC
     let ctx = new_session(&SessionOptions {
         target_partitions: None,
         memory_limit,
+        dialect: project.target.dialect,
     })
     .map_err(|e| Diagnostic::error(Code::Session, format!("cannot start DataFusion: {e}")))?;
     let sources = project

@@ -6,6 +6,7 @@
 mod by_key;
 mod compile;
 mod contract;
+mod dialect;
 mod distinct;
 mod options;
 mod registry;

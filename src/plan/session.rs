@@ -19,9 +19,11 @@ use datafusion::sql::sqlparser::dialect::dialect_from_str;
 
 use crate::diagnostic::{Code, Diagnostic};
 
+use super::dialect;
 use super::distinct::{COUNT_BESIDE_DISTINCT_RULE, CountBesideDistinct, SINGLE_DISTINCT_RULE};
 use super::options::EtlOptions;
 use super::shared::ShareRepeatedSubplans;
+use crate::project::Dialect;
 
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -29,6 +31,8 @@ pub struct SessionOptions {
     pub target_partitions: Option<usize>,
     /// Bytes the build may hold in memory; operators spill to disk past it.
     pub memory_limit: Option<usize>,
+    /// Whose SQL semantics queries have.
+    pub dialect: Dialect,
 }
 
 pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
@@ -39,6 +43,9 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_create_default_catalog_and_schema(true)
         .with_option_extension(EtlOptions::default());
     config.options_mut().sql_parser.collect_spans = true;
+    if options.dialect == Dialect::DuckDb {
+        config.options_mut().set("datafusion.sql_parser.dialect", "duckdb")?;
+    }
     // DataFusion proves some CASE results non-null in the logical plan
     // (`case when a >= b then a else b end` with b non-null) but not in the
     // physical one, and an aggregate over such a column then fails its
@@ -87,7 +94,11 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         // Delta's writes and merges are custom plan nodes that need its planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
-    Ok(SessionContext::new_with_state(state))
+    let ctx = SessionContext::new_with_state(state);
+    if options.dialect == Dialect::DuckDb {
+        dialect::register_duckdb_functions(&ctx)?;
+    }
+    Ok(ctx)
 }
 
 /// The variable that pins DataFusion's choice of join (see
@@ -271,7 +282,7 @@ mod tests {
 
         let build = new_session(&SessionOptions {
             target_partitions: Some(2),
-            memory_limit: None,
+            ..SessionOptions::default()
         })
         .unwrap();
         // Enough rows on both sides for a partitioned hash join.

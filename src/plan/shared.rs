@@ -744,7 +744,7 @@ mod tests {
     async fn orders() -> SessionContext {
         let ctx = new_session(&SessionOptions {
             target_partitions: Some(2),
-            memory_limit: None,
+            ..SessionOptions::default()
         })
         .unwrap();
         ctx.sql(
