@@ -480,7 +480,21 @@ pub async fn run(
 fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -> HashMap<NodeIndex, Vec<NodeIndex>> {
     let mut edges: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
     for &i in runnable {
-        let kids: Vec<NodeIndex> = dag.children(i).filter(|c| selected.contains(c)).collect();
+        // A source is not run, but what reads it waits for what loads it:
+        // a seed or model writing the lake table a source names.
+        let mut kids: Vec<NodeIndex> = Vec::new();
+        let mut stack: Vec<NodeIndex> = dag.children(i).collect();
+        let mut seen = HashSet::new();
+        while let Some(child) = stack.pop() {
+            if !seen.insert(child) {
+                continue;
+            }
+            if dag.node(child).resource_type == ResourceType::Source {
+                stack.extend(dag.children(child));
+            } else if selected.contains(&child) && !kids.contains(&child) {
+                kids.push(child);
+            }
+        }
         if !kids.is_empty() {
             edges.insert(i, kids);
         }

@@ -278,8 +278,10 @@ fn sources_without_a_location_read_the_lake_or_their_external_location() {
         "source:on_seeds.jaffle.payments\nsource:on_seeds.jaffle.raw_customers\n"
     );
     etl_ok(p, &["compile"]);
-    // The seed is built before the model that reads it through the source.
-    let (stdout, _) = etl_ok(p, &["build", "--threads", "1"]);
+    // The seed is built before the model that reads it through the source,
+    // however many nodes run at once (with 4, the model used to start
+    // beside the seed and find no table).
+    let (stdout, _) = etl_ok(p, &["build", "--threads", "4"]);
     let order: Vec<&str> = stdout.lines().filter(|l| l.contains(" OK ")).collect();
     assert!(
         order[0].contains("seed raw_customers") && order[1].contains("table customers"),
@@ -297,7 +299,7 @@ fn sources_without_a_location_read_the_lake_or_their_external_location() {
     let seed = p.join("seeds/raw_customers.csv");
     let text = std::fs::read_to_string(&seed).unwrap();
     std::fs::write(&seed, format!("{text}4,Di\n")).unwrap();
-    etl_ok(p, &["build", "--threads", "1"]);
+    etl_ok(p, &["build", "--threads", "4"]);
     assert_eq!(rows(p, "main", "customers").len(), 4);
 
     // A source nobody loaded says what it stands for.
