@@ -668,6 +668,72 @@ mod tests {
     }
 
     #[test]
+    fn dbt_projects_name_schemas_as_dbt_and_etl_projects_as_written() {
+        let files = |project_file: (&'static str, &'static str)| {
+            [
+                project_file,
+                (
+                    "models/a.sql",
+                    "{{ config(schema='finance', alias='ledger') }}select 1 as x",
+                ),
+                ("models/b.sql", "select * from {{ ref('a') }}"),
+                ("seeds/s.csv", "x\n1\n"),
+            ]
+        };
+        let (_d, p) = project(&files(("dbt_project.yml", "name: shop\nconfig-version: 2\n")));
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(r.models[0].relation.sql(), "\"main_finance\".\"ledger\"");
+        assert!(
+            r.models[1].sql.contains("\"main_finance\".\"ledger\""),
+            "{}",
+            r.models[1].sql
+        );
+        assert_eq!(r.models[1].relation.sql(), "\"main\".\"b\"");
+        assert_eq!(r.relations.seeds["s"].sql(), "\"main\".\"s\"");
+        let (_d, p) = project(&files(("project.yaml", "name: shop\n")));
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(r.models[0].relation.sql(), "\"finance\".\"ledger\"");
+    }
+
+    #[test]
+    fn a_projects_own_generate_schema_name_names_each_node() {
+        let macro_text = "{% macro generate_schema_name(custom_schema_name, node) -%}\n\
+            {%- if node.resource_type == 'seed' %}{{ custom_schema_name }}\n\
+            {%- elif custom_schema_name is none %}{{ target.schema }}_{{ node.fqn[1] }}\n\
+            {%- else %}{{ custom_schema_name }}_{{ var('env') }}{% endif -%}\n\
+            {%- endmacro %}\n";
+        let (_d, p) = project(&[
+            (
+                "dbt_project.yml",
+                "name: shop\nconfig-version: 2\nvars:\n  env: dev\nseeds:\n  shop:\n    +schema: raw\n",
+            ),
+            ("macros/naming.sql", macro_text),
+            ("models/core/a.sql", "{{ config(schema='finance') }}select 1 as x"),
+            ("models/core/b.sql", "select * from {{ ref('a') }}"),
+            ("seeds/s.csv", "x\n1\n"),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(r.models[0].relation.schema, "finance_dev");
+        assert_eq!(r.models[1].relation.schema, "main_core");
+        assert_eq!(r.relations.seeds["s"].schema, "raw");
+
+        // A macro that names nothing is an error, not an empty schema.
+        let (_d, p) = project(&[
+            ("dbt_project.yml", "name: shop\nconfig-version: 2\n"),
+            (
+                "macros/naming.sql",
+                "{% macro generate_schema_name(custom_schema_name, node) %} {% endmacro %}",
+            ),
+            ("models/a.sql", "select 1 as x"),
+        ]);
+        let errors = render_project(&p, &RenderOptions::default()).err().unwrap();
+        assert_eq!(
+            errors[0].message,
+            "the project's `generate_schema_name` gave an empty name for model `a`"
+        );
+    }
+
+    #[test]
     fn refs_sources_and_config_are_recorded() {
         let (_d, p) = project(&[
             ("project.yaml", "name: shop\n"),

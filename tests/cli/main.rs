@@ -3,6 +3,7 @@
 
 mod core;
 mod data_tests;
+mod dbt_oracle;
 mod incremental;
 mod nightly;
 mod outputs;

@@ -1,0 +1,132 @@
+//! dbt-duckdb as the oracle: a dbt project of our own writing is built by
+//! dbt-core + dbt-duckdb (installed by `scripts/install-dbt-oracle`, pinned,
+//! from PyPI) and by etl, unchanged, and their tables are compared row by
+//! row: the same columns, the same values.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::support::{etl_ok, fixture, format_rows};
+
+/// The virtualenv's bin folder with `dbt` and `python`.
+fn oracle() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-dbt-oracle");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .expect("bash runs scripts/install-dbt-oracle");
+        assert!(
+            out.status.success(),
+            "scripts/install-dbt-oracle failed (it needs python3 and PyPI):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// Runs dbt in `dir` (its own profiles.yml), as a dbt user would: seeds
+/// first (dbt does not order a source after the seed that loads it).
+fn dbt(dir: &Path, args: &[&str]) {
+    let out = Command::new(oracle().join("dbt"))
+        .args(args)
+        .args(["--project-dir", ".", "--profiles-dir", "."])
+        .current_dir(dir)
+        .env("DO_NOT_TRACK", "1")
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .expect("dbt runs");
+    assert!(
+        out.status.success(),
+        "`dbt {}` failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Each of `tables` (`schema.table`) of the DuckDB file, as Parquet files
+/// `<dir>/oracle/<schema>.<table>.parquet`.
+fn export(dir: &Path, database: &str, tables: &[&str]) {
+    let script = format!(
+        "import duckdb, os\n\
+         con = duckdb.connect({database:?}, read_only=True)\n\
+         os.makedirs('oracle', exist_ok=True)\n\
+         for t in {tables:?}:\n    con.execute(f\"copy (select * from {{t}}) to 'oracle/{{t}}.parquet' (format parquet)\")\n"
+    );
+    let out = Command::new(oracle().join("python"))
+        .args(["-c", &script])
+        .current_dir(dir)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Column names and sorted rows of a table read by DataFusion.
+fn read(ctx: &SessionContext, sql_table: &str) -> (Vec<String>, Vec<String>) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let df = ctx.table(sql_table).await.unwrap();
+        let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let mut rows = format_rows(&df.collect().await.unwrap());
+        rows.sort();
+        (columns, rows)
+    })
+}
+
+/// Builds `fixture` with dbt and with etl and compares `tables`.
+fn same_as_dbt(fixture_name: &str, lake: &str, tables: &[&str]) {
+    let theirs = fixture(fixture_name);
+    dbt(theirs.path(), &["seed"]);
+    dbt(theirs.path(), &["build"]);
+    export(theirs.path(), "dev.duckdb", tables);
+
+    let ours = fixture(fixture_name);
+    etl_ok(ours.path(), &["build"]);
+
+    let ctx = SessionContext::new();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (i, table) in tables.iter().enumerate() {
+        let (schema, name) = table.split_once('.').unwrap();
+        runtime.block_on(async {
+            let parquet = theirs.path().join(format!("oracle/{table}.parquet"));
+            ctx.register_parquet(
+                format!("dbt_{i}"),
+                parquet.to_str().unwrap(),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .unwrap();
+            let dir = ours.path().join(lake).join("warehouse").join(schema).join(name);
+            let url = url::Url::from_directory_path(dir).unwrap();
+            let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
+            ctx.register_table(format!("etl_{i}"), provider).unwrap();
+        });
+        let (dbt_columns, dbt_rows) = read(&ctx, &format!("dbt_{i}"));
+        let (etl_columns, etl_rows) = read(&ctx, &format!("etl_{i}"));
+        assert_eq!(etl_columns, dbt_columns, "columns of {table}");
+        assert_eq!(etl_rows, dbt_rows, "rows of {table}");
+        assert!(!etl_rows.is_empty(), "{table} has rows to compare");
+    }
+}
+
+#[test]
+fn a_dbt_duckdb_project_gives_dbt_duckdbs_rows() {
+    // A duckdb profile, the project's own generate_schema_name, sources on
+    // seeds in `raw`, integer cents divided into dollars, `numeric` casts,
+    // `strftime`, `date_diff` and `//`.
+    same_as_dbt(
+        "dbt_duckdb",
+        "dev.lake",
+        &[
+            "raw.raw_orders",
+            "raw.raw_customers",
+            "main_marts.customers",
+            "main_marts.monthly",
+        ],
+    );
+}
