@@ -483,14 +483,19 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
         // A source is not run, but what reads it waits for what loads it:
         // a seed or model writing the lake table a source names.
         let mut kids: Vec<NodeIndex> = Vec::new();
+        // In the DAG's order of children (a stack of them reversed), so
+        // that ready nodes start in the same order as before.
         let mut stack: Vec<NodeIndex> = dag.children(i).collect();
+        stack.reverse();
         let mut seen = HashSet::new();
         while let Some(child) = stack.pop() {
             if !seen.insert(child) {
                 continue;
             }
             if dag.node(child).resource_type == ResourceType::Source {
-                stack.extend(dag.children(child));
+                let mut below: Vec<NodeIndex> = dag.children(child).collect();
+                below.reverse();
+                stack.extend(below);
             } else if selected.contains(&child) && !kids.contains(&child) {
                 kids.push(child);
             }
