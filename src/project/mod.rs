@@ -73,6 +73,9 @@ pub struct Project {
     pub selectors: Vec<SelectorDefinition>,
     /// What the project's files set that etl accepts but does not act on.
     pub warnings: Vec<Diagnostic>,
+    /// dbt's `dispatch:`: for a macro namespace, the packages searched for
+    /// its implementations, in order.
+    pub dispatch: BTreeMap<String, Vec<String>>,
 }
 
 /// A file read from the project, with its project-relative path.
@@ -348,6 +351,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         data_tests,
         selectors,
         warnings,
+        dispatch: header.dispatch,
     })
 }
 

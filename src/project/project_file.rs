@@ -147,7 +147,7 @@ pub struct DbtProjectFile {
     #[serde(default)]
     pub flags: Option<Value>,
     #[serde(default)]
-    pub dispatch: Option<Value>,
+    pub dispatch: Option<Spanned<Value>>,
     #[serde(default, rename = "query-comment")]
     pub query_comment: Option<Value>,
     #[serde(default, rename = "restrict-access")]

@@ -69,6 +69,8 @@ pub(super) struct Header {
     pub(super) tests: Option<ConfigTree>,
     /// What the project file sets that etl does not act on.
     pub(super) warnings: Vec<Diagnostic>,
+    /// dbt's `dispatch:`: the packages searched for a namespace's macros.
+    pub(super) dispatch: BTreeMap<String, Vec<String>>,
 }
 
 pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
@@ -99,6 +101,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             seeds: file.seeds,
             tests: file.tests,
             warnings,
+            dispatch: BTreeMap::new(),
         });
     }
     if dbt.exists() {
@@ -117,6 +120,15 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
                 );
             }
         }
+        let dispatch = match &file.dispatch {
+            None => BTreeMap::new(),
+            Some(value) => dispatch_config(&value.value).unwrap_or_else(|message| {
+                errors.push(
+                    Diagnostic::error(Code::InvalidConfig, message).with_span(yaml::span(&rel, &value.referenced)),
+                );
+                BTreeMap::new()
+            }),
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -159,6 +171,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             seeds: file.seeds,
             tests: file.tests,
             warnings,
+            dispatch,
         });
     }
     Err(vec![
@@ -307,4 +320,25 @@ fn unapplied_trees(file: &Path, sources: &Option<ConfigTree>) -> Vec<Diagnostic>
             )
         })
         .collect()
+}
+
+/// The namespaces a dbt project's `dispatch:` sets.
+fn dispatch_config(value: &Value) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = value.as_array() else {
+        return Err("`dispatch` is a list of `{macro_namespace, search_order}`".to_owned());
+    };
+    for entry in entries {
+        let namespace = entry.get("macro_namespace").and_then(|v| v.as_str());
+        let order = entry.get("search_order").and_then(|v| v.as_array());
+        match (namespace, order) {
+            (Some(ns), Some(order)) => {
+                let order: Option<Vec<String>> = order.iter().map(|v| v.as_str().map(str::to_owned)).collect();
+                let order = order.ok_or_else(|| format!("`search_order` of `{ns}` is a list of package names"))?;
+                out.insert(ns.to_owned(), order);
+            }
+            _ => return Err("each `dispatch` entry has `macro_namespace` and `search_order`".to_owned()),
+        }
+    }
+    Ok(out)
 }

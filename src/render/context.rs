@@ -39,6 +39,8 @@ pub struct Scope {
     /// Config the node has before its own `config()` calls.
     pub base_config: RawConfig,
     pub recorded: Mutex<Recorded>,
+    /// The macros this render calls.
+    pub macros: super::macros::MacroState,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -81,7 +83,7 @@ fn failure(code: Code, message: String, help: Option<String>) -> Error {
 
 pub const SCOPE_KEY: &str = "__etl_scope__";
 
-fn scope(state: &State) -> Result<Arc<Scope>, Error> {
+pub(super) fn scope(state: &State) -> Result<Arc<Scope>, Error> {
     state
         .lookup(SCOPE_KEY)
         .and_then(|v| v.downcast_object::<Scope>())

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use minijinja::{Environment, Value};
 
 use super::context::{self, Globals, Recorded, Scope};
-use super::{Call, Macros, RenderedModel, find_call, relation_of, render_one};
+use super::macros::Macros;
+use super::{Call, RenderedModel, find_call, relation_of, render_one};
 use crate::diagnostic::{Code, Diagnostic, did_you_mean};
 use crate::project::{DataTest, Model, Project, TestKind, TestTarget};
 
@@ -62,15 +63,16 @@ pub(super) fn render_test(
         }
         TestKind::Generic {
             test_name,
+            namespace,
             target,
             column_name,
             kwargs,
-            ..
         } => render_generic(
             env,
             test,
             GenericCall {
                 test_name,
+                namespace: namespace.as_deref(),
                 target,
                 column_name: column_name.as_deref(),
                 kwargs,
@@ -85,6 +87,7 @@ pub(super) fn render_test(
 
 struct GenericCall<'a> {
     test_name: &'a str,
+    namespace: Option<&'a str>,
     target: &'a TestTarget,
     column_name: Option<&'a str>,
     kwargs: &'a serde_json::Map<String, serde_json::Value>,
@@ -100,9 +103,16 @@ fn render_generic(
     audit_schema: &str,
 ) -> Result<RenderedModel, Diagnostic> {
     let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(test.span.clone());
-    let macro_name = format!("test_{}", call.test_name);
-    if !macros.names.contains(&macro_name) {
-        let known: Vec<&str> = macros.names.iter().filter_map(|n| n.strip_prefix("test_")).collect();
+    let test_macro = format!("test_{}", call.test_name);
+    // `dbt_utils.accepted_range` is the package's own test when it is
+    // installed, else the test of that name etl provides.
+    let macro_name = match call.namespace {
+        Some(ns) if macros.defines(Some(ns), &test_macro) => format!("{ns}.{test_macro}"),
+        _ => test_macro.clone(),
+    };
+    if !macro_name.contains('.') && !macros.defines(None, &test_macro) {
+        let names = macros.names();
+        let known: Vec<&str> = names.iter().filter_map(|n| n.strip_prefix("test_")).collect();
         let mut diag = fail(Code::UnknownTest, format!("unknown generic test `{}`", call.test_name))
             .with_note(format!("generic tests: {}", known.join(", ")));
         if let Some(best) = did_you_mean(call.test_name, known.iter().copied()) {
@@ -151,6 +161,7 @@ fn render_generic(
         is_incremental: false,
         base_config: test.config.clone(),
         recorded: Mutex::new(recorded),
+        macros: Default::default(),
     });
     let mut extra: BTreeMap<&'static str, Value> = BTreeMap::new();
     extra.insert("model", model_value);

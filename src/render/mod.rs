@@ -9,6 +9,7 @@
 
 mod context;
 mod data_tests;
+mod macros;
 mod naming;
 mod sourcemap;
 
@@ -20,12 +21,13 @@ use chrono::{DateTime, Utc};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::lake::Relation;
-use context::{Globals, Recorded, RenderFailure, Scope};
+use context::{Globals, Recorded, Scope};
+use macros::{MACROS, Macros};
 use naming::{Naming, NodeRef};
 pub use sourcemap::LineMap;
 
 use crate::config::RawConfig;
-use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::diagnostic::{Diagnostic, Span};
 use crate::parallel;
 use crate::project::{Model, Project, SourceFile, TestKind};
 
@@ -89,8 +91,6 @@ pub struct Rendered {
     pub tests: Vec<RenderedModel>,
     pub relations: Relations,
 }
-
-const MACROS: &str = "__macros__";
 
 /// Renders every model of the project.
 pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rendered, Vec<Diagnostic>> {
@@ -319,6 +319,8 @@ fn environment<'a>(
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_recursion_limit(200);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    macros.install(&mut env);
     context::install(&mut env);
     env.add_template_owned(MACROS, macros.combined.clone())
         .map_err(|err| vec![macros.diagnostic(&err, project)])?;
@@ -333,7 +335,7 @@ fn environment<'a>(
 }
 
 /// Every file registered as a template: models, then singular tests.
-fn template_files(project: &Project) -> impl Iterator<Item = &SourceFile> {
+pub(super) fn template_files(project: &Project) -> impl Iterator<Item = &SourceFile> {
     project
         .models
         .iter()
@@ -371,6 +373,7 @@ fn render_one(
         is_incremental: globals.incremental.contains(&model.name),
         base_config: model.config.clone(),
         recorded: Mutex::new(Recorded::default()),
+        macros: Default::default(),
     });
     let template = env
         .get_template(&template_name(&model.file.path))
@@ -416,7 +419,7 @@ fn target_value(project: &Project) -> Value {
     ]))
 }
 
-fn template_name(path: &Path) -> String {
+pub(super) fn template_name(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
@@ -440,220 +443,10 @@ fn find_call(file: &Path, text: &str, func: &str, name: &str) -> Option<Span> {
     None
 }
 
-/// All macro files combined into one template, so that every macro can call
-/// every other; each model imports them all on its first line (keeping its
-/// own line numbers).
-struct Macros {
-    combined: String,
-    /// `(file, first line in the combined template)`.
-    files: Vec<(PathBuf, usize)>,
-    import: String,
-    /// Every macro name, sorted.
-    names: Vec<String>,
-}
-
-/// Where diagnostics place the built-in generic tests.
-const BUILTIN_TESTS_PATH: &str = "<etl built-in tests>";
-const BUILTIN_TESTS: &str = include_str!("builtin_tests.sql");
-
-impl Macros {
-    fn collect(project: &Project) -> Macros {
-        let mut combined = String::new();
-        let mut files = Vec::new();
-        let mut names = Vec::new();
-        // Built-ins first: a project's own `{% test unique %}` replaces them.
-        let builtin = (PathBuf::from(BUILTIN_TESTS_PATH), BUILTIN_TESTS);
-        let project_files = project.macro_files.iter().map(|f| (f.path.clone(), f.text.as_str()));
-        for (path, text) in std::iter::once(builtin).chain(project_files) {
-            let start = combined.matches('\n').count() + 1;
-            files.push((path, start));
-            let text = test_blocks_as_macros(text);
-            names.extend(macro_names(&text));
-            combined.push_str(&text);
-            if !text.ends_with('\n') {
-                combined.push('\n');
-            }
-        }
-        names.sort();
-        names.dedup();
-        let import = if names.is_empty() {
-            String::new()
-        } else {
-            format!("{{% from '{MACROS}' import {} %}}", names.join(", "))
-        };
-        Macros {
-            combined,
-            files,
-            import,
-            names,
-        }
-    }
-
-    /// Maps a position in a registered template back to the user's file.
-    fn locate(&self, template: &str, line: usize, col: usize, project: &Project) -> Option<(PathBuf, usize, usize)> {
-        if template == MACROS {
-            let (file, start) = self.files.iter().rev().find(|(_, start)| *start <= line)?;
-            return Some((file.clone(), line - start + 1, col));
-        }
-        let file = template_files(project).find(|f| template_name(&f.path) == template)?;
-        let prefix = self.import.chars().count();
-        let col = if line == 1 {
-            col.saturating_sub(prefix).max(1)
-        } else {
-            col
-        };
-        Some((file.path.clone(), line, col))
-    }
-
-    fn diagnostic(&self, err: &minijinja::Error, project: &Project) -> Diagnostic {
-        let failure = find_failure(err);
-        let (code, message, help) = match &failure {
-            Some(f) => (f.code, f.message.clone(), f.help.clone()),
-            None => {
-                let detail = err
-                    .detail()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| err.kind().to_string());
-                let code = if matches!(err.kind(), minijinja::ErrorKind::SyntaxError) {
-                    Code::JinjaSyntax
-                } else {
-                    Code::Jinja
-                };
-                (code, format!("{}: {detail}", err.kind()), None)
-            }
-        };
-        let span = err.name().zip(err.line()).and_then(|(name, line)| {
-            let text = if name == MACROS {
-                Some(self.combined.clone())
-            } else {
-                template_source(project, name, &self.import)
-            };
-            let (col, len) = match (err.range(), text) {
-                (Some(range), Some(text)) => {
-                    let start = range.start.min(text.len());
-                    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-                    let col = text[line_start..start].chars().count() + 1;
-                    let len = text.get(range).map_or(0, |t| t.chars().count());
-                    (col, len)
-                }
-                _ => (1, 0),
-            };
-            let (file, line, col) = self.locate(name, line, col, project)?;
-            Some(Span::new(file, line, col, len))
-        });
-        // A misspelt key of a `config()` call: at the key, not the call.
-        let span = match span {
-            Some(span) if code == Code::UnknownConfig => {
-                let key = message.split('`').nth(1);
-                let text = template_files(project)
-                    .find(|f| f.path == span.file)
-                    .map(|f| f.text.clone());
-                key.zip(text)
-                    .and_then(|(key, text)| context::config_span(&span.file, &text, key))
-                    .or(Some(span))
-            }
-            span => span,
-        };
-        let mut diag = Diagnostic::error(code, message).with_span(span);
-        if let Some(help) = help {
-            diag = diag.with_help(help);
-        }
-        diag
-    }
-}
-
-fn template_source(project: &Project, name: &str, import: &str) -> Option<String> {
-    template_files(project)
-        .find(|f| template_name(&f.path) == name)
-        .map(|f| format!("{import}{}", f.text))
-}
-
-fn find_failure(err: &minijinja::Error) -> Option<RenderFailure> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(f) = e.downcast_ref::<RenderFailure>() {
-            return Some(f.clone());
-        }
-        source = e.source();
-    }
-    None
-}
-
-/// dbt's `{% test name(...) %}` blocks are macros named `test_name`.
-fn test_blocks_as_macros(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("{%") {
-        out.push_str(&rest[..i]);
-        let tag = &rest[i..];
-        let end = tag.find("%}").map_or(tag.len(), |e| e + 2);
-        let inner = &tag[2..end.saturating_sub(2).max(2)];
-        let (lead, body) = split_ws_control(inner);
-        let keyword = body.trim_start();
-        let pad = &body[..body.len() - keyword.len()];
-        if let Some(after) = keyword.strip_prefix("test ") {
-            out.push_str(&format!("{{%{lead}{pad}macro test_{}%}}", after.trim_start()));
-        } else if keyword.trim_end().trim_end_matches('-') == "endtest" || keyword.starts_with("endtest") {
-            out.push_str(&format!(
-                "{{%{lead}{pad}{}%}}",
-                keyword.replacen("endtest", "endmacro", 1)
-            ));
-        } else {
-            out.push_str(&tag[..end]);
-        }
-        rest = &tag[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
-fn strip_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("{#") {
-        out.push_str(&rest[..i]);
-        rest = rest[i..].find("#}").map_or("", |e| &rest[i + e + 2..]);
-    }
-    out.push_str(rest);
-    out
-}
-
-fn split_ws_control(inner: &str) -> (&str, &str) {
-    match inner.chars().next() {
-        Some(c @ ('-' | '+')) => inner.split_at(c.len_utf8()),
-        _ => ("", inner),
-    }
-}
-
-/// Names of the `{% macro name(...) %}` blocks in `text` (outside
-/// `{# comments #}`).
-fn macro_names(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let uncommented = strip_comments(text);
-    let mut rest = uncommented.as_str();
-    while let Some(i) = rest.find("{%") {
-        let after = &rest[i + 2..];
-        let after = after.strip_prefix(['-', '+']).unwrap_or(after).trim_start();
-        if let Some(decl) = after.strip_prefix("macro") {
-            if decl.starts_with(char::is_whitespace) {
-                let name: String = decl
-                    .trim_start()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() {
-                    names.push(name);
-                }
-            }
-        }
-        rest = &rest[i + 2..];
-    }
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::Code;
     use crate::project::{LoadOptions, load};
 
     fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
@@ -763,6 +556,74 @@ mod tests {
         let span = a.config.span("materialized").unwrap();
         assert_eq!((span.line, span.col, span.len), (1, 11, "materialized".len()));
         assert_eq!(span.file, std::path::Path::new("models/a.sql"));
+    }
+
+    #[test]
+    fn return_dispatch_and_namespaces_as_dbt_resolves_them() {
+        let (_d, p) = project(&[
+            ("dbt_project.yml", "name: shop\nconfig-version: 2\n"),
+            (
+                "macros/m.sql",
+                "{% macro pair() %}{{ return([1, 2]) }}not rendered{% endmacro %}\n\
+                 {% macro default__hash(field) %}my_hash({{ field }}){% endmacro %}\n\
+                 {% macro twice(x) %}{{ return(x * 2) }}{% endmacro %}\n",
+            ),
+            (
+                "models/a.sql",
+                "select {{ pair() | sum }} as s, {{ shop.twice(21) }} as t, {{ dbt.hash('x') }} as h, \
+                 {{ dbt.date_trunc('day', 'd') }} as d, {{ type_string() }} as ty",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        // The project's `default__hash` comes before etl's `etl__hash`:
+        // dispatch searches the project first.
+        assert_eq!(
+            r.models[0].sql,
+            "select 3 as s, 42 as t, my_hash(x) as h, date_trunc('day', d) as d, varchar as ty"
+        );
+    }
+
+    #[test]
+    fn macro_runtime_errors_name_what_is_missing() {
+        let cases = [
+            ("{{ return(1) }}", "`return()` outside a macro", None),
+            (
+                "{{ dbt.date_trnc('day', 'd') }}",
+                "`dbt.date_trnc` is not a macro",
+                Some("did you mean `date_trunc`?"),
+            ),
+            (
+                "{{ adapter.dispatch('nothing', 'dbt')() }}",
+                "`adapter.dispatch('nothing', 'dbt')` found no implementation: tried shop.etl__nothing, \
+                 shop.default__nothing, dbt.etl__nothing, dbt.default__nothing",
+                None,
+            ),
+            (
+                "{{ adapter.get_relation('db', 's', 't') }}",
+                "`adapter.get_relation` is not available in etl yet",
+                None,
+            ),
+        ];
+        for (template, message, help) in cases {
+            let (_d, p) = project(&[
+                ("dbt_project.yml", "name: shop\nconfig-version: 2\n"),
+                ("models/a.sql", template),
+            ]);
+            let errors = render_project(&p, &RenderOptions::default()).err().unwrap();
+            assert!(
+                errors[0].message.ends_with(message),
+                "{template}: {}",
+                errors[0].message
+            );
+            assert_eq!(
+                errors[0].span.as_ref().unwrap().file,
+                Path::new("models/a.sql"),
+                "{template}"
+            );
+            if let Some(help) = help {
+                assert_eq!(errors[0].help, [help.to_owned()], "{template}");
+            }
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use minijinja::{Environment, Value};
 
 use super::context::{self, Globals, Recorded, Scope};
-use super::{Macros, environment};
+use super::environment;
+use super::macros::Macros;
 use crate::config::RawConfig;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lake::Relation;
@@ -43,7 +44,7 @@ pub(super) struct Naming {
 impl Naming {
     pub fn new(project: &Project, macros: &Macros, globals: Arc<Globals>) -> Result<Naming, Vec<Diagnostic>> {
         let dbt = project.flavor == Flavor::Dbt;
-        let defines = |name: &str| dbt && macros.names.iter().any(|n| n == name);
+        let defines = |name: &str| dbt && macros.project_defines(name);
         let (schema, alias) = (defines(SCHEMA_MACRO), defines(ALIAS_MACRO));
         let own = if schema || alias {
             Some((environment(macros, project, std::iter::empty())?, schema, alias))
@@ -115,6 +116,7 @@ impl Naming {
             is_incremental: false,
             base_config: node.config.clone(),
             recorded: Mutex::new(Recorded::default()),
+            macros: Default::default(),
         });
         let extra = BTreeMap::from([("custom", Value::from(custom)), ("node", node_value)]);
         let template = format!("{}{{{{ {macro_name}(custom, node) }}}}", macros.import);
