@@ -4,6 +4,7 @@
 mod build;
 mod clean;
 mod compile;
+mod deps;
 mod ls;
 mod output;
 mod retry;
@@ -121,6 +122,8 @@ enum Command {
     Show(show::ShowArgs),
     /// Remove target/ (compiled SQL and artifacts; the lake is left alone).
     Clean,
+    /// Install the git packages of packages.yml into dbt_packages/.
+    Deps,
     /// Run again what errored, failed or was skipped in the last run.
     Retry,
     /// Commands about sources: `etl source freshness`.
@@ -157,6 +160,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),
+            Command::Deps => deps::run(&cli.global, &out),
             Command::Retry => retry::run(&cli.global, &out).await,
             Command::Source { command } => source::run(&cli.global, command, &out).await,
         }

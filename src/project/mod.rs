@@ -9,6 +9,8 @@
 
 mod data_tests;
 mod discovery;
+mod packages;
+pub use packages::{Installed, Package};
 mod profiles;
 mod project_file;
 mod properties;
@@ -76,6 +78,8 @@ pub struct Project {
     /// dbt's `dispatch:`: for a macro namespace, the packages searched for
     /// its implementations, in order.
     pub dispatch: BTreeMap<String, Vec<String>>,
+    /// The dbt packages installed (or `local:`), each with its macros.
+    pub packages: Vec<Package>,
 }
 
 /// A file read from the project, with its project-relative path.
@@ -137,6 +141,13 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             .into_iter()
             .partition(|p| is_generic_test_file(&header.test_paths, p));
     macro_files.extend(generic_files);
+    let packages = match packages::load(&root, &header.install_path, &mut warnings) {
+        Ok(packages) => packages,
+        Err(diags) => {
+            errors.extend(diags);
+            Vec::new()
+        }
+    };
     let mut yml_dirs = header.model_paths.clone();
     yml_dirs.extend(header.seed_paths.iter().cloned());
     yml_dirs.extend(header.macro_paths.iter().cloned());
@@ -352,7 +363,15 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         selectors,
         warnings,
         dispatch: header.dispatch,
+        packages,
     })
+}
+
+/// `etl deps`: installs the git packages of the project at `dir`.
+pub fn install_packages(dir: &Path) -> Result<Vec<Installed>, Diagnostics> {
+    let root = absolute(dir);
+    let header = read_project_file(&root)?;
+    packages::install(&root, &header.install_path)
 }
 
 /// Resolves a location from a properties file: URLs stay as they are,

@@ -71,6 +71,8 @@ pub(super) struct Header {
     pub(super) warnings: Vec<Diagnostic>,
     /// dbt's `dispatch:`: the packages searched for a namespace's macros.
     pub(super) dispatch: BTreeMap<String, Vec<String>>,
+    /// Where packages are installed: dbt's `packages-install-path`.
+    pub(super) install_path: String,
 }
 
 pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
@@ -102,6 +104,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             tests: file.tests,
             warnings,
             dispatch: BTreeMap::new(),
+            install_path: "dbt_packages".to_owned(),
         });
     }
     if dbt.exists() {
@@ -172,6 +175,10 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             tests: file.tests,
             warnings,
             dispatch,
+            install_path: match &file.packages_install_path {
+                Some(Value::String(path)) => path.clone(),
+                _ => "dbt_packages".to_owned(),
+            },
         });
     }
     Err(vec![

@@ -19,6 +19,7 @@ use minijinja::value::{Kwargs, Object, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 
 use super::context::{self, RenderFailure};
+use super::mutable::{MUTABLE, mutable, mutable_literals};
 use super::{template_files, template_name};
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::project::{Dialect, Project};
@@ -76,6 +77,11 @@ impl Macros {
             (BUILTIN, PathBuf::from(BUILTIN_TESTS_PATH), BUILTIN_TESTS),
             (BUILTIN, PathBuf::from(BUILTIN_MACROS_PATH), BUILTIN_MACROS),
         ];
+        let package_files = project.packages.iter().flat_map(|p| {
+            p.macro_files
+                .iter()
+                .map(|f| (p.name.as_str(), f.path.clone(), f.text.as_str()))
+        });
         let project_files = project
             .macro_files
             .iter()
@@ -84,14 +90,14 @@ impl Macros {
         let mut files = Vec::new();
         let mut namespaces: Vec<&str> = Vec::new();
         let mut macros = BTreeMap::new();
-        for (namespace, path, text) in builtin.into_iter().chain(project_files) {
+        for (namespace, path, text) in builtin.into_iter().chain(package_files).chain(project_files) {
             let index = namespaces.iter().position(|n| *n == namespace).unwrap_or_else(|| {
                 namespaces.push(namespace);
                 namespaces.len() - 1
             });
             let start = combined.matches('\n').count() + 1;
             files.push((path, start));
-            let text = test_blocks_as_macros(text);
+            let text = mutable_literals(&test_blocks_as_macros(text));
             // Not `_`-led: a module does not export those.
             let (text, names) = rename_macros(&text, &format!("etl{index}__"));
             for name in names {
@@ -175,6 +181,7 @@ impl Macros {
         );
         env.add_function("return", return_fn);
         env.add_function(BIND, bind_fn);
+        env.add_function(MUTABLE, mutable);
     }
 
     /// Maps a position in a registered template back to the user's file.

@@ -81,6 +81,9 @@ fn read(ctx: &SessionContext, sql_table: &str) -> (Vec<String>, Vec<String>) {
 /// Builds `fixture` with dbt and with etl and compares `tables`.
 fn same_as_dbt(fixture_name: &str, lake: &str, tables: &[&str]) {
     let theirs = fixture(fixture_name);
+    if theirs.path().join("packages.yml").exists() {
+        dbt(theirs.path(), &["deps"]);
+    }
     dbt(theirs.path(), &["seed"]);
     dbt(theirs.path(), &["build"]);
     export(theirs.path(), "dev.duckdb", tables);
@@ -139,4 +142,13 @@ fn dbts_jinja_runtime_gives_dbt_duckdbs_rows() {
     // `.items()`: the SQL differs (etl's `etl__` implementations against
     // dbt-duckdb's), the rows do not.
     same_as_dbt("dbt_macros", "dev.lake", &["main.event_facts", "main.kinds"]);
+}
+
+#[test]
+fn a_package_s_macros_and_tests_give_dbt_duckdbs_rows() {
+    // A local package: `money.macro()` dispatched to the project's own
+    // implementation first (`dispatch:`), to the package's otherwise; a
+    // surrogate key built with `{% do fields.append() %}`; the package's
+    // generic test `money.positive`.
+    same_as_dbt("dbt_packages", "dev.lake", &["main.payment_facts"]);
 }

@@ -7,6 +7,7 @@ mod dbt_oracle;
 mod incremental;
 mod nightly;
 mod outputs;
+mod packages;
 mod reference;
 mod s3_server;
 mod selection;

@@ -1,0 +1,105 @@
+//! dbt packages: installed with `etl deps` from git, a missing one named,
+//! their macros called through their namespace.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{etl, etl_ok, rows};
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.email=etl@example.com",
+            "-c",
+            "user.name=etl",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A package in a git repository of its own, tagged `v1`.
+fn package_repository(dir: &Path) {
+    std::fs::create_dir_all(dir.join("macros")).unwrap();
+    std::fs::write(
+        dir.join("dbt_project.yml"),
+        "name: tax\nversion: '1.0.0'\nconfig-version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("macros/tax.sql"),
+        "{% macro with_tax(column) %}{{ return(column ~ ' * 1.2') }}{% endmacro %}\n",
+    )
+    .unwrap();
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "tax"]);
+    git(dir, &["tag", "v1"]);
+}
+
+#[test]
+fn etl_deps_installs_git_packages_and_a_missing_package_is_named() {
+    let repo = tempfile::tempdir().unwrap();
+    package_repository(repo.path());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("dbt_project.yml"), "name: shop\nconfig-version: 2\n").unwrap();
+    std::fs::write(
+        p.join("packages.yml"),
+        format!("packages:\n  - git: {}\n    revision: v1\n", repo.path().display()),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/prices.sql"),
+        "{{ config(materialized='table') }}select {{ tax.with_tax('10') }} as price\n",
+    )
+    .unwrap();
+
+    // Not installed yet: said at its entry, nothing built.
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 2, "{stderr}");
+    let name = repo.path().file_name().unwrap().to_string_lossy();
+    assert!(
+        stderr.contains(&format!(
+            "error[missing-package]: git package `{}` is not installed in `dbt_packages/`",
+            repo.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> packages.yml:2:"), "{stderr}");
+    assert!(!p.join("lake").exists());
+
+    let (stdout, _) = etl_ok(p, &["deps"]);
+    assert_eq!(
+        stdout,
+        format!(
+            "OK    git package `{}`: installed in dbt_packages/{name} at v1\n",
+            repo.path().display()
+        )
+    );
+    etl_ok(p, &["build"]);
+    assert_eq!(rows(p, "main", "prices"), ["12.0"]);
+
+    // What etl cannot fetch is said, and `etl deps` fails.
+    std::fs::write(
+        p.join("packages.yml"),
+        "packages:\n  - package: dbt-labs/dbt_utils\n    version: 1.3.0\n",
+    )
+    .unwrap();
+    let (code, stdout, _) = etl(p, &["deps"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with("ERROR package `dbt-labs/dbt_utils`: etl cannot install from dbt's package hub"),
+        "{stdout}"
+    );
+}
