@@ -40,7 +40,24 @@ pub struct Scope {
     pub base_config: RawConfig,
     pub recorded: Mutex<Recorded>,
     /// The macros this render calls.
-    pub macros: super::macros::MacroState,
+    pub macros: MacroState,
+}
+
+/// Per render: the macro module, the namespaces of the macros being run,
+/// and the value a `return()` gives back.
+#[derive(Debug, Default)]
+pub struct MacroState {
+    pub(super) module: Mutex<Option<Value>>,
+    pub(super) namespaces: Mutex<Vec<String>>,
+    pub(super) returned: Mutex<Option<Value>>,
+}
+
+impl MacroState {
+    /// The namespace of the macro running, else the project's.
+    pub(super) fn current(&self, root: &str) -> String {
+        let namespaces = self.namespaces.lock().expect("macro state poisoned");
+        namespaces.last().cloned().unwrap_or_else(|| root.to_owned())
+    }
 }
 
 #[derive(Debug, Default, Clone)]

@@ -327,7 +327,7 @@ fn environment<'a>(
         .map_err(|err| vec![macros.diagnostic(&err, project)])?;
     let mut errors = Vec::new();
     for file in files {
-        let source = format!("{}{}", macros.import, mutable::mutable_literals(&file.text));
+        let source = format!("{}{}", macros.prefix(&file.text), mutable::mutable_literals(&file.text));
         if let Err(err) = env.add_template_owned(template_name(&file.path), source) {
             errors.push(macros.diagnostic(&err, project));
         }
