@@ -5,7 +5,7 @@
 //! and `run_results.json`. The CLI parses arguments, prints what
 //! [`Progress`] reports and the [`Outcome`], and picks the exit code.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -124,6 +124,7 @@ impl Outcome {
     /// Whether any node errored or any test failed.
     pub fn failed(&self) -> bool {
         self.results.count(materialize::Status::Error) + self.results.count(materialize::Status::Fail) > 0
+            || self.problems.iter().any(|d| d.code == Code::Hook)
     }
 }
 
@@ -210,6 +211,7 @@ async fn build_locked(
         }
     };
     let invocation = prepared.invocation_id();
+    let render_options = prepared.render_options().clone();
     let Prepared {
         project,
         rendered,
@@ -257,11 +259,21 @@ async fn build_locked(
         run_options,
         full_build_sql,
     ));
+    run_hooks(&build, "on-run-start", &render_options, BTreeMap::new())
+        .await
+        .map_err(|d| vec![d])?;
     let results = materialize::run(build.clone(), &nodes, |result, done, total| {
         progress(Progress::Node { result, done, total })
     })
     .await;
     let mut problems = Vec::new();
+    if !build.project.run_hooks.end.0.is_empty() {
+        let (results_value, schemas) = hook_results(&build, &results);
+        let extra = BTreeMap::from([("results", results_value), ("schemas", schemas)]);
+        if let Err(diag) = run_hooks(&build, "on-run-end", &render_options, extra).await {
+            problems.push(diag);
+        }
+    }
     let rejected = match materialize::rejected_rows(&build, &results).await {
         Ok(r) => r,
         Err(diag) => {
@@ -284,6 +296,67 @@ async fn build_locked(
         threads,
         root,
     })
+}
+
+/// Renders and runs `on-run-start` or `on-run-end`.
+async fn run_hooks(
+    build: &Build,
+    which: &str,
+    render_options: &crate::render::RenderOptions,
+    extra: BTreeMap<&'static str, serde_json::Value>,
+) -> Result<(), Diagnostic> {
+    let hooks = &build.project.run_hooks;
+    let (templates, span) = if which == "on-run-start" {
+        &hooks.start
+    } else {
+        &hooks.end
+    };
+    if templates.is_empty() {
+        return Ok(());
+    }
+    let sql = crate::render::render_run_hooks(&build.project, which, templates, span.clone(), render_options, extra)?;
+    let site = materialize::hooks::HookSite {
+        what: which.to_owned(),
+        span: span.clone(),
+        default_schema: &build.project.target.schema,
+    };
+    materialize::hooks::run_hooks(build, &build.registry.ctx, &sql, &site).await
+}
+
+/// `results` and `schemas` as `on-run-end` sees them in dbt: each node's
+/// status, message and time with the node itself; the schemas built.
+fn hook_results(build: &Build, results: &RunResults) -> (serde_json::Value, serde_json::Value) {
+    let mut schemas = BTreeSet::new();
+    let list: Vec<serde_json::Value> = results
+        .results
+        .iter()
+        .map(|result| {
+            let node = build.dag.by_id.get(&result.unique_id).map(|&i| build.dag.node(i));
+            if let Some(node) = node
+                && matches!(node.resource_type, ResourceType::Model | ResourceType::Seed)
+            {
+                schemas.insert(node.relation.schema.clone());
+            }
+            serde_json::json!({
+                "status": result.status.as_str(),
+                "message": result.message,
+                "execution_time": result.execution_time,
+                "rows_affected": result.rows_affected,
+                "failures": result.failures,
+                "node": {
+                    "unique_id": result.unique_id,
+                    "name": result.name,
+                    "resource_type": result.resource_type.as_str(),
+                    "schema": node.map(|n| n.relation.schema.clone()),
+                    "alias": node.map(|n| n.relation.identifier.clone()),
+                },
+            })
+        })
+        .collect();
+    (
+        serde_json::Value::from(list),
+        serde_json::Value::from(schemas.into_iter().collect::<Vec<_>>()),
+    )
 }
 
 /// Takes the lock of the project's lake, or says who holds it.

@@ -48,6 +48,13 @@ struct Inputs {
     render: render::RenderOptions,
 }
 
+impl Prepared {
+    /// What the templates were rendered with.
+    pub fn render_options(&self) -> &render::RenderOptions {
+        &self.inputs.render
+    }
+}
+
 /// Loads, renders and builds the DAG of the project at `dir`.
 pub fn prepare(
     dir: &std::path::Path,

@@ -107,6 +107,19 @@ pub struct Freshness {
     pub criteria: Value,
 }
 
+/// A model's hooks, as rendered SQL is later made of them: each a template.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hooks {
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
+}
+
+impl Hooks {
+    pub fn is_empty(&self) -> bool {
+        self.pre.is_empty() && self.post.is_empty()
+    }
+}
+
 /// A node's config, checked.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -136,6 +149,9 @@ pub struct Config {
     pub test: Option<TestConfig>,
     /// Set for sources that declare one.
     pub freshness: Option<Freshness>,
+    /// `pre_hook`/`post_hook` (or `pre-hook`/`post-hook`): SQL run before
+    /// and after the model is built, rendered with the model's context.
+    pub hooks: Hooks,
     pub loaded_at_field: Option<String>,
     /// dbt keys set here that etl accepts but does not act on, each at
     /// its key.
@@ -196,6 +212,7 @@ impl Config {
         };
         let freshness = c.freshness();
         let loaded_at_field = c.string("loaded_at_field");
+        let hooks = c.hooks(scope.resource);
         let (errors, warnings) = (c.errors, c.warnings);
         // Each part is `None` only when it recorded why; problems that leave
         // every value readable (a refused key) stop the node too.
@@ -218,6 +235,7 @@ impl Config {
                 test: test?,
                 freshness: freshness?,
                 loaded_at_field: loaded_at_field?,
+                hooks: hooks?,
                 warnings,
             })
         })();
@@ -254,10 +272,6 @@ pub(crate) struct Checker<'a> {
 /// dbt config keys etl does not act on yet: skipping them would change
 /// what is built, so they are errors.
 const REFUSED_KEYS: &[(&str, &str)] = &[
-    ("pre-hook", "hooks are not run by etl yet"),
-    ("post-hook", "hooks are not run by etl yet"),
-    ("pre_hook", "hooks are not run by etl yet"),
-    ("post_hook", "hooks are not run by etl yet"),
     (
         "incremental_predicates",
         "etl's merge does not take `incremental_predicates` yet: every key of the new rows is matched",
@@ -405,6 +419,50 @@ impl Checker<'_> {
                 }
             },
         }
+    }
+
+    /// `pre_hook` and `post_hook`: each a SQL template, a list of them, or
+    /// `{sql: ..., transaction: ...}` as dbt also takes them.
+    fn hooks(&mut self, resource: ResourceType) -> Option<Hooks> {
+        let mut hooks = Hooks::default();
+        for key in ["pre_hook", "post_hook"] {
+            let items = match self.raw.value(key) {
+                None | Some(Value::Null) => continue,
+                Some(Value::Array(items)) => items.clone(),
+                Some(other) => vec![other.clone()],
+            };
+            if resource != ResourceType::Model {
+                self.fail(
+                    key,
+                    format!("`{key}`: etl runs hooks around models, not {}s", resource.as_str()),
+                );
+                return None;
+            }
+            for item in items {
+                let sql = match &item {
+                    Value::String(sql) => Some(sql.clone()),
+                    Value::Object(map) => map.get("sql").and_then(Value::as_str).map(str::to_owned),
+                    _ => None,
+                };
+                let Some(sql) = sql else {
+                    self.fail(
+                        key,
+                        format!("`{key}` is SQL, a list of SQL, or `{{sql: ...}}`; got {item}"),
+                    );
+                    return None;
+                };
+                if sql.trim().is_empty() {
+                    continue;
+                }
+                if key == "pre_hook" {
+                    &mut hooks.pre
+                } else {
+                    &mut hooks.post
+                }
+                .push(sql);
+            }
+        }
+        Some(hooks)
     }
 
     fn materialization(&mut self) -> Option<Materialization> {
@@ -836,14 +894,34 @@ mod tests {
     }
 
     #[test]
+    fn hooks_accumulate_from_every_level_in_both_spellings() {
+        let mut config = raw(serde_json::json!({"materialized": "table", "pre-hook": "select 1"}));
+        config.merge(raw(
+            serde_json::json!({"pre_hook": ["select 2", {"sql": "select 3", "transaction": false}]}),
+        ));
+        config.merge(raw(serde_json::json!({"post-hook": "delete from t"})));
+        let config = Config::check(config, &scope(ResourceType::Model)).unwrap();
+        assert_eq!(config.hooks.pre, ["select 1", "select 2", "select 3"]);
+        assert_eq!(config.hooks.post, ["delete from t"]);
+        let errors = Config::check(raw(serde_json::json!({"pre_hook": 3})), &scope(ResourceType::Model)).unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "`pre_hook` is SQL, a list of SQL, or `{sql: ...}`; got 3"
+        );
+    }
+
+    #[test]
     fn a_refused_dbt_key_is_an_error_and_an_ignored_one_a_warning() {
         let errors = Config::check(
-            raw(serde_json::json!({"materialized": "table", "post-hook": "delete from t"})),
+            raw(serde_json::json!({"materialized": "table", "merge_update_columns": ["a"]})),
             &scope(ResourceType::Model),
         )
         .unwrap_err();
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].message, "`post-hook`: hooks are not run by etl yet");
+        assert_eq!(
+            errors[0].message,
+            "`merge_update_columns`: etl's merge updates every column of a matched row; `merge_update_columns` is not supported yet"
+        );
         let config = Config::check(
             raw(serde_json::json!({"materialized": "table", "grants": {"select": ["bi"]}, "post-hook": []})),
             &scope(ResourceType::Model),

@@ -17,12 +17,21 @@ pub struct RawConfig {
 impl RawConfig {
     /// Values set at `span` (or nowhere in particular).
     pub fn from_values(values: Map<String, Value>, span: impl Fn(&str) -> Option<Span>) -> RawConfig {
-        let spans = values.keys().filter_map(|k| Some((k.clone(), span(k)?))).collect();
-        RawConfig { values, spans }
+        let mut config = RawConfig::default();
+        for (key, value) in values {
+            let at = span(&key);
+            config.insert(key, value, at);
+        }
+        config
     }
 
     pub fn insert(&mut self, key: impl Into<String>, value: Value, span: Option<Span>) {
-        let key = key.into();
+        let mut key = key.into();
+        // dbt spells hooks both ways: `+pre-hook` in YAML, `pre_hook=` in
+        // `config()`. They are one list.
+        if let Some(hook) = HOOK_KEYS.iter().find(|(dashed, _)| *dashed == key) {
+            key = hook.1.to_owned();
+        }
         match span {
             Some(span) => self.spans.insert(key.clone(), span),
             None => self.spans.remove(&key),
@@ -30,8 +39,8 @@ impl RawConfig {
         self.values.insert(key, value);
     }
 
-    /// Merges `over` into `self`, as dbt does: tags accumulate, meta
-    /// merges, every other key is replaced.
+    /// Merges `over` into `self`, as dbt does: tags and hooks accumulate,
+    /// meta merges, every other key is replaced.
     pub fn merge(&mut self, over: RawConfig) {
         let RawConfig { values, mut spans } = over;
         for (key, value) in values {
@@ -45,6 +54,14 @@ impl RawConfig {
                         }
                     }
                     *existing = Value::from(tags);
+                    if let Some(span) = span {
+                        self.spans.insert(key, span);
+                    }
+                }
+                ("pre_hook" | "post_hook", Some(existing), value) => {
+                    let mut hooks = as_list(existing.clone());
+                    hooks.extend(as_list(value));
+                    *existing = Value::Array(hooks);
                     if let Some(span) = span {
                         self.spans.insert(key, span);
                     }
@@ -75,6 +92,23 @@ impl RawConfig {
     /// template, `config.<key>:` in a selector, the manifest.
     pub fn value(&self, key: &str) -> Option<&Value> {
         self.values.get(key)
+    }
+
+    /// The SQL templates of `pre_hook` or `post_hook`, as far as they read
+    /// (the config check says what does not).
+    pub fn hook_templates(&self, key: &str) -> Vec<String> {
+        self.value(key)
+            .cloned()
+            .map(as_list)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| match item {
+                Value::String(sql) => Some(sql),
+                Value::Object(map) => map.get("sql").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            })
+            .filter(|sql| !sql.trim().is_empty())
+            .collect()
     }
 
     pub fn values(&self) -> &Map<String, Value> {
@@ -126,6 +160,18 @@ impl RawConfig {
 impl serde::Serialize for RawConfig {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.values.serialize(serializer)
+    }
+}
+
+/// The dashed spelling of each hook key, and the one it is kept under.
+const HOOK_KEYS: &[(&str, &str)] = &[("pre-hook", "pre_hook"), ("post-hook", "post_hook")];
+
+/// A value, or the items of a list.
+fn as_list(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        Value::Null => Vec::new(),
+        other => vec![other],
     }
 }
 

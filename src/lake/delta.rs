@@ -729,3 +729,40 @@ pub fn files_provider(
         .with_schema(schema);
     Ok(Arc::new(ListingTable::try_new(config).map_err(|e| e.to_string())?))
 }
+
+/// Deletes the rows of the table at `url` matching `predicate` (SQL; every
+/// row when `None`) in one commit. The number of rows deleted.
+pub async fn delete_where(ctx: &SessionContext, url: &Url, predicate: Option<String>) -> Result<u64, DeltaTableError> {
+    let table = table_at(ctx, url).await?;
+    let state = ctx.state();
+    table.update_datafusion_session(&state)?;
+    let mut delete = table.delete().with_session_state(Arc::new(state));
+    if let Some(predicate) = predicate {
+        delete = delete.with_predicate(predicate);
+    }
+    let (_, metrics) = delete.await?;
+    Ok(metrics.num_deleted_rows.unwrap_or(0) as u64)
+}
+
+/// Sets `assignments` (column, SQL expression) on the rows of the table at
+/// `url` matching `predicate` (every row when `None`), in one commit. The
+/// number of rows updated.
+pub async fn update_where(
+    ctx: &SessionContext,
+    url: &Url,
+    assignments: Vec<(String, String)>,
+    predicate: Option<String>,
+) -> Result<u64, DeltaTableError> {
+    let table = table_at(ctx, url).await?;
+    let state = ctx.state();
+    table.update_datafusion_session(&state)?;
+    let mut update = table.update().with_session_state(Arc::new(state));
+    if let Some(predicate) = predicate {
+        update = update.with_predicate(predicate);
+    }
+    for (column, value) in assignments {
+        update = update.with_update(column, value);
+    }
+    let (_, metrics) = update.await?;
+    Ok(metrics.num_updated_rows as u64)
+}

@@ -20,6 +20,11 @@ impl Relation {
             format!("{}.{}", quote(&self.schema), quote(&self.identifier))
         }
     }
+
+    /// `schema.identifier`, as messages name it.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.schema, self.identifier)
+    }
 }
 
 fn quote(ident: &str) -> String {

@@ -6,6 +6,7 @@ mod audit;
 mod data_tests;
 mod export;
 mod freshness;
+pub mod hooks;
 mod incremental;
 mod ingest;
 

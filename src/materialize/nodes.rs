@@ -80,6 +80,28 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
         Ok(None) => {}
         Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     }
+    let (pre_hooks, post_hooks) = match node.resource_type {
+        crate::config::ResourceType::Model => {
+            let rendered = node.rendered(&build.models, &build.tests);
+            (rendered.pre_hooks.as_slice(), rendered.post_hooks.as_slice())
+        }
+        _ => (&[][..], &[][..]),
+    };
+    let site = |key: &str| super::hooks::HookSite {
+        what: format!("the {key} of `{}`", node.name),
+        span: node
+            .config
+            .raw()
+            .span(key)
+            .cloned()
+            .or_else(|| Some(Span::file(&node.path))),
+        default_schema: &build.project.target.schema,
+    };
+    if !pre_hooks.is_empty() {
+        if let Err(diag) = super::hooks::run_hooks(build, &run.session, pre_hooks, &site("pre_hook")).await {
+            return NodeResult::error(node, diag, started.elapsed().as_secs_f64());
+        }
+    }
     let outcome = match node.materialized {
         Materialization::Seed => seed(build, run).await,
         Materialization::Table | Materialization::Incremental => table(build, run).await,
@@ -93,6 +115,14 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
             up_to_date: false,
             warnings: Vec::new(),
         }),
+    };
+    let outcome = match outcome {
+        Ok(outcome) if !post_hooks.is_empty() => {
+            super::hooks::run_hooks(build, &run.session, post_hooks, &site("post_hook"))
+                .await
+                .map(|()| outcome)
+        }
+        other => other,
     };
     let elapsed = started.elapsed().as_secs_f64();
     let mut result = match outcome {
@@ -140,7 +170,9 @@ async fn up_to_date(build: &Build, run: &mut NodeRun) -> Result<Option<Outcome>,
     }
     // Built anyway under --full-refresh or --force, but with its
     // fingerprint, so that the next build can find it up to date.
-    let forced = build.options.full_refresh || build.options.force;
+    // A model with hooks runs every time, as in dbt: what its hooks do
+    // (an audit row, a delete elsewhere) is not in its fingerprint.
+    let forced = build.options.full_refresh || build.options.force || !node.config.hooks.is_empty();
     let fingerprint = super::fingerprint::fingerprint(build, index).await?;
     let version = match stored.version {
         lake::Expected::Version(v) => Some(v),

@@ -80,6 +80,8 @@ pub struct Project {
     pub dispatch: BTreeMap<String, Vec<String>>,
     /// The dbt packages installed (or `local:`), each with its macros.
     pub packages: Vec<Package>,
+    /// `on-run-start` and `on-run-end`.
+    pub run_hooks: RunHooks,
 }
 
 /// A file read from the project, with its project-relative path.
@@ -364,6 +366,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         warnings,
         dispatch: header.dispatch,
         packages,
+        run_hooks: header.run_hooks,
     })
 }
 

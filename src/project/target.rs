@@ -73,6 +73,15 @@ pub(super) struct Header {
     pub(super) dispatch: BTreeMap<String, Vec<String>>,
     /// Where packages are installed: dbt's `packages-install-path`.
     pub(super) install_path: String,
+    pub(super) run_hooks: RunHooks,
+}
+
+/// dbt's `on-run-start` and `on-run-end`: SQL templates run before the
+/// first node and after the last, each list with the span of its key.
+#[derive(Debug, Clone, Default)]
+pub struct RunHooks {
+    pub start: (Vec<String>, Option<Span>),
+    pub end: (Vec<String>, Option<Span>),
 }
 
 pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
@@ -104,6 +113,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             tests: file.tests,
             warnings,
             dispatch: BTreeMap::new(),
+            run_hooks: RunHooks::default(),
             install_path: "dbt_packages".to_owned(),
         });
     }
@@ -114,13 +124,32 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let profile = Some(file.profile.unwrap_or_else(|| file.name.clone()));
         let name = file.name.value;
         let mut errors = Vec::new();
+        let mut run_hooks = RunHooks::default();
         for (key, hooks) in [("on-run-start", &file.on_run_start), ("on-run-end", &file.on_run_end)] {
-            if let Some(hooks) = present(hooks) {
-                errors.push(
-                    Diagnostic::error(Code::Unsupported, format!("`{key}` hooks are not run by etl yet"))
-                        .with_span(yaml::span(&rel, &hooks.referenced))
-                        .with_help("remove them; the project must not count on them"),
-                );
+            let Some(hooks) = present(hooks) else { continue };
+            let span = yaml::span(&rel, &hooks.referenced);
+            let items = match &hooks.value {
+                Value::Array(items) => items.clone(),
+                other => vec![other.clone()],
+            };
+            let mut sql = Vec::new();
+            for item in items {
+                match item {
+                    Value::String(text) if !text.trim().is_empty() => sql.push(text),
+                    Value::String(_) => {}
+                    other => errors.push(
+                        Diagnostic::error(
+                            Code::InvalidConfig,
+                            format!("`{key}` is SQL or a list of SQL; got {other}"),
+                        )
+                        .with_span(span.clone()),
+                    ),
+                }
+            }
+            if key == "on-run-start" {
+                run_hooks.start = (sql, span);
+            } else {
+                run_hooks.end = (sql, span);
             }
         }
         let dispatch = match &file.dispatch {
@@ -175,6 +204,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             tests: file.tests,
             warnings,
             dispatch,
+            run_hooks,
             install_path: match &file.packages_install_path {
                 Some(Value::String(path)) => path.clone(),
                 _ => "dbt_packages".to_owned(),

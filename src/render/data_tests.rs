@@ -59,6 +59,8 @@ pub(super) fn render_test(
                 config,
                 uses_is_incremental: false,
                 logs: recorded.logs,
+                pre_hooks: Vec::new(),
+                post_hooks: Vec::new(),
             })
         }
         TestKind::Generic {
@@ -225,6 +227,8 @@ fn render_generic(
         config,
         uses_is_incremental: false,
         logs: recorded.logs,
+        pre_hooks: Vec::new(),
+        post_hooks: Vec::new(),
     })
 }
 

@@ -76,6 +76,9 @@ pub struct RenderedModel {
     pub relation: Relation,
     pub uses_is_incremental: bool,
     pub logs: Vec<String>,
+    /// The model's `pre_hook` and `post_hook`, rendered in its context.
+    pub pre_hooks: Vec<String>,
+    pub post_hooks: Vec<String>,
 }
 
 /// The relations of seeds and sources, which are known without rendering.
@@ -265,11 +268,23 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
                 sources.push(s);
             }
         }
+        let relation = finals[&model.name].clone();
+        let globals = second.as_ref().unwrap_or(&first);
+        let (pre_hooks, post_hooks) =
+            match render_hooks(&envs[0].1, model, &config, &relation, globals, &macros, project) {
+                Ok(hooks) => hooks,
+                Err(diag) => {
+                    errors.push(diag);
+                    continue;
+                }
+            };
         models.push(RenderedModel {
             name: model.name.clone(),
             path: model.file.path.clone(),
             template: model.file.text.clone(),
-            relation: finals[&model.name].clone(),
+            relation,
+            pre_hooks,
+            post_hooks,
             sql,
             refs,
             sources,
@@ -396,6 +411,102 @@ fn model_ref<'a>(model: &'a Model, config: &'a RawConfig) -> NodeRef<'a> {
         fqn: &model.fqn,
         config,
     }
+}
+
+/// `on-run-start` or `on-run-end` (`which`) rendered: with `target`,
+/// vars, macros and `extra` (`results` and `schemas` for `on-run-end`).
+pub fn render_run_hooks(
+    project: &Project,
+    which: &str,
+    templates: &[String],
+    span: Option<Span>,
+    options: &RenderOptions,
+    extra: BTreeMap<&'static str, serde_json::Value>,
+) -> Result<Vec<String>, Diagnostic> {
+    let extra: BTreeMap<&'static str, Value> = extra
+        .into_iter()
+        .map(|(k, v)| (k, Value::from(minijinja::value::Serde(v))))
+        .collect();
+    let macros = Macros::collect(project);
+    let env = environment(&macros, project, std::iter::empty()).map_err(|mut d| d.remove(0))?;
+    let globals = Arc::new(Globals {
+        project: project.name.clone(),
+        models: BTreeMap::new(),
+        sources: BTreeMap::new(),
+        vars: project.vars.clone(),
+        target: target_value(project),
+        run_started_at: options.run_started_at,
+        invocation_id: options.invocation_id.clone(),
+        incremental: Default::default(),
+    });
+    let mut rendered = Vec::new();
+    for template in templates {
+        let scope = Arc::new(Scope {
+            globals: globals.clone(),
+            this: None,
+            is_incremental: false,
+            base_config: RawConfig::default(),
+            recorded: Mutex::new(Recorded::default()),
+            macros: Default::default(),
+        });
+        let source = format!("{}{}", macros.prefix(template), mutable::mutable_literals(template));
+        let sql = env
+            .render_named_str(which, &source, context::render_context_with(scope, extra.clone()))
+            .map_err(|e| {
+                macros
+                    .diagnostic(&e, project)
+                    .with_span(span.clone())
+                    .with_note(format!("in `{which}`"))
+            })?;
+        rendered.push(sql);
+    }
+    Ok(rendered)
+}
+
+/// A model's hooks, rendered as its SQL is: with `this`, `target`, vars
+/// and macros. An error is placed at the hook's config key.
+fn render_hooks(
+    env: &Environment<'static>,
+    model: &Model,
+    config: &RawConfig,
+    this: &Relation,
+    globals: &Arc<Globals>,
+    macros: &Macros,
+    project: &Project,
+) -> Result<(Vec<String>, Vec<String>), Diagnostic> {
+    let mut rendered = (Vec::new(), Vec::new());
+    for key in ["pre_hook", "post_hook"] {
+        for template in config.hook_templates(key) {
+            let scope = Arc::new(Scope {
+                globals: globals.clone(),
+                this: Some(this.clone()),
+                is_incremental: globals.incremental.contains(&model.name),
+                base_config: config.clone(),
+                recorded: Mutex::new(Recorded::default()),
+                macros: Default::default(),
+            });
+            let source = format!("{}{}", macros.prefix(&template), mutable::mutable_literals(&template));
+            let sql = env
+                .render_named_str(
+                    &format!("{key} of {}", model.name),
+                    &source,
+                    context::render_context(scope),
+                )
+                .map_err(|e| {
+                    let diag = macros.diagnostic(&e, project);
+                    let span = config.span(key).cloned().or(Some(Span::file(&model.file.path)));
+                    diag.with_span(span)
+                        .with_note(format!("in the `{key}` of model `{}`", model.name))
+                })?;
+            if key == "pre_hook" {
+                &mut rendered.0
+            } else {
+                &mut rendered.1
+            }
+            .push(sql);
+        }
+    }
+    Ok(rendered)
 }
 
 /// The relation a data test gets from its config: `schema` and `alias`.

@@ -386,23 +386,28 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
     // anything runs.
     std::fs::write(
         p.join("models/audited.sql"),
-        "{{ config(post_hook=\"delete from main.orders\") }}\nselect 1 as x\n",
+        "{{ config(materialized='incremental', unique_key='x', incremental_strategy='merge', \
+         incremental_predicates=[\"x > 0\"]) }}\nselect 1 as x\n",
     )
     .unwrap();
     let (code, _, stderr) = etl(p, &["compile"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("error[unsupported]: `post_hook`: hooks are not run by etl yet\n --> models/audited.sql:1:11"),
+        stderr.contains(
+            "error[unsupported]: `incremental_predicates`: etl's merge does not take `incremental_predicates` yet"
+        ),
         "{stderr}"
     );
+    assert!(stderr.contains(" --> models/audited.sql:1:"), "{stderr}");
     std::fs::remove_file(p.join("models/audited.sql")).unwrap();
+    // A hook that is not SQL is an error at its key.
     let project = p.join("dbt_project.yml");
     let text = std::fs::read_to_string(&project).unwrap();
-    std::fs::write(&project, format!("{text}on-run-end:\n  - \"{{{{ log('done') }}}}\"\n")).unwrap();
+    std::fs::write(&project, format!("{text}on-run-end:\n  - {{done: true}}\n")).unwrap();
     let (code, _, stderr) = etl(p, &["ls"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("error[unsupported]: `on-run-end` hooks are not run by etl yet\n  --> dbt_project.yml:17:3"),
+        stderr.contains("error[invalid-config]: `on-run-end` is SQL or a list of SQL; got {\"done\":true}\n  --> dbt_project.yml:17:3"),
         "{stderr}"
     );
 }

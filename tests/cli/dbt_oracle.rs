@@ -152,3 +152,11 @@ fn a_package_s_macros_and_tests_give_dbt_duckdbs_rows() {
     // generic test `money.positive`.
     same_as_dbt("dbt_packages", "dev.lake", &["main.payment_facts"]);
 }
+
+#[test]
+fn hooks_change_the_lake_as_dbt_duckdbs_do() {
+    // on-run-start's `create or replace table`, a model's pre_hook and
+    // post_hooks (insert, delete, update on `{{ this }}`), the project's
+    // post-hook, and on-run-end with `results` and `schemas`.
+    same_as_dbt("dbt_hooks", "dev.lake", &["main.orders", "main.run_log"]);
+}

@@ -1,5 +1,5 @@
-//! dbt packages: installed with `etl deps` from git, a missing one named,
-//! their macros called through their namespace.
+//! dbt packages (installed with `etl deps` from git, a missing one named,
+//! their macros called through their namespace) and hooks etl cannot run.
 
 use std::path::Path;
 use std::process::Command;
@@ -102,4 +102,39 @@ fn etl_deps_installs_git_packages_and_a_missing_package_is_named() {
         stdout.starts_with("ERROR package `dbt-labs/dbt_utils`: etl cannot install from dbt's package hub"),
         "{stdout}"
     );
+}
+
+#[test]
+fn a_hook_etl_cannot_run_is_an_error_at_the_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("project.yaml"), "name: shop\n").unwrap();
+    std::fs::write(
+        p.join("models/m.sql"),
+        "{{ config(materialized='table', post_hook='drop table main.m') }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[hook]: the post_hook of `m`: `DROP` is not run by etl in hooks: it runs `insert`, `delete`, \
+             `update`, `create table ... as` and queries"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/m.sql:1:33"), "{stderr}");
+
+    // A hook's SQL error names the hook; the table it was to change stays.
+    std::fs::write(
+        p.join("models/m.sql"),
+        "{{ config(materialized='table', post_hook='delete from main.m where nope = 1') }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[hook]: the post_hook of `m`: "), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+    assert_eq!(rows(p, "main", "m"), ["1"]);
 }

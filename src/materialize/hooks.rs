@@ -1,0 +1,296 @@
+//! Hooks: the SQL of a model's `pre_hook`/`post_hook` and of the
+//! project's `on-run-start`/`on-run-end`, run through DataFusion against
+//! the lake. Hooks are where dbt users write DML, and each statement is one
+//! atomic Delta commit on a lake table:
+//!
+//! - `insert into t [(columns)] select ...` appends rows, cast to the
+//!   table's columns by name;
+//! - `delete from t [where ...]` and `update t set c = ... [where ...]` use
+//!   Delta's delete and update;
+//! - `create [or replace] table t as select ...` writes a table;
+//! - a query runs, and its rows are dropped.
+//!
+//! Anything else (`drop`, `grant`, `set`, ...) is an error naming the
+//! hook. A table is `schema.table` (or `table`, in the target's schema), a
+//! relation of the lake as models are.
+
+use datafusion::common::Column;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    AssignmentTarget, FromTable, ObjectName, Query, Statement, TableFactor, TableObject, TableWithJoins,
+};
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
+
+use super::Build;
+use crate::diagnostic::{Code, Diagnostic, Span};
+use crate::lake::{self, Relation, TableWrite};
+
+/// Where a hook comes from, for its errors.
+pub struct HookSite<'a> {
+    /// `post_hook of orders`, `on-run-end`...
+    pub what: String,
+    pub span: Option<Span>,
+    pub default_schema: &'a str,
+}
+
+/// Runs each hook's statements in order; the first that fails stops them.
+pub async fn run_hooks(
+    build: &Build,
+    session: &SessionContext,
+    hooks: &[String],
+    site: &HookSite<'_>,
+) -> Result<(), Diagnostic> {
+    for sql in hooks {
+        run_hook(build, session, sql, site).await?;
+    }
+    Ok(())
+}
+
+async fn run_hook(build: &Build, session: &SessionContext, sql: &str, site: &HookSite<'_>) -> Result<(), Diagnostic> {
+    let fail = |message: String| {
+        Diagnostic::error(Code::Hook, format!("{}: {message}", site.what))
+            .with_span(site.span.clone())
+            .with_note(format!("the hook's SQL:\n{}", sql.trim()))
+    };
+    let dialect_name = session.state().config().options().sql_parser.dialect.to_string();
+    // Parsed before anything awaits: a dialect is not `Send`.
+    let statements = {
+        let dialect =
+            dialect_from_str(&dialect_name).ok_or_else(|| fail(format!("unknown SQL dialect `{dialect_name}`")))?;
+        DFParser::parse_sql_with_dialect(sql, dialect.as_ref()).map_err(|e| fail(e.to_string()))?
+    };
+    for statement in statements {
+        let DFStatement::Statement(statement) = statement else {
+            return Err(fail(
+                "etl runs `insert`, `delete`, `update`, `create table ... as` and queries in hooks".into(),
+            ));
+        };
+        execute(build, session, *statement, site).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+async fn execute(
+    build: &Build,
+    session: &SessionContext,
+    statement: Statement,
+    site: &HookSite<'_>,
+) -> Result<(), String> {
+    let ctx = &build.registry.ctx;
+    match statement {
+        Statement::Insert(insert) => {
+            let TableObject::TableName(name) = &insert.table else {
+                return Err("`insert into` a table function is not supported".into());
+            };
+            let relation = relation_of(name, site.default_schema)?;
+            let url = build.registry.location(&relation);
+            let Some(table_schema) = table_schema(ctx, &url).await? else {
+                return Err(format!("`{}` has no table in the lake to insert into", relation.name()));
+            };
+            let query = insert.source.ok_or("`insert` without a query is not supported")?;
+            let plan = plan_query(session, &query).await?;
+            let columns: Vec<String> = if insert.columns.is_empty() {
+                table_schema.fields().iter().map(|f| f.name().clone()).collect()
+            } else {
+                insert.columns.iter().map(|c| last_part(c)).collect::<Result<_, _>>()?
+            };
+            let output = plan.schema().clone();
+            if output.fields().len() != columns.len() {
+                return Err(format!(
+                    "the query gives {} columns for the {} columns of `{}`",
+                    output.fields().len(),
+                    columns.len(),
+                    relation.name()
+                ));
+            }
+            // Each value cast to its column's type, by position as SQL
+            // inserts them; the columns left out are null.
+            let mut projection = Vec::new();
+            for field in table_schema.fields() {
+                let expr = match columns.iter().position(|c| c == field.name()) {
+                    Some(i) => cast(
+                        Expr::Column(Column::from(output.qualified_field(i))),
+                        field.data_type().clone(),
+                    ),
+                    None => cast(
+                        datafusion::prelude::lit(datafusion::common::ScalarValue::Null),
+                        field.data_type().clone(),
+                    ),
+                };
+                projection.push(expr.alias(field.name()));
+            }
+            for column in &columns {
+                if table_schema.field_with_name(column).is_err() {
+                    return Err(format!("`{}` has no column `{column}`", relation.name()));
+                }
+            }
+            let plan = LogicalPlanBuilder::from(plan)
+                .project(projection)
+                .and_then(LogicalPlanBuilder::build)
+                .map_err(|e| e.to_string())?;
+            let how = TableWrite::Append { merge_schema: false };
+            lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
+                .await
+                .map_err(|e| lake::describe_error(&e))?;
+            changed(build, &relation);
+        }
+        Statement::Delete(delete) => {
+            let tables = match &delete.from {
+                FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
+            };
+            if delete.using.is_some() || tables.len() != 1 || !tables[0].joins.is_empty() {
+                return Err("`delete` from one table, without `using` or joins, is what etl runs".into());
+            }
+            let relation = relation_of(table_name(&tables[0])?, site.default_schema)?;
+            let url = build.registry.location(&relation);
+            exists(ctx, &url, &relation).await?;
+            lake::delete_where(ctx, &url, delete.selection.map(|e| e.to_string()))
+                .await
+                .map_err(|e| lake::describe_error(&e))?;
+            changed(build, &relation);
+        }
+        Statement::Update(update) => {
+            if update.from.is_some() || !update.table.joins.is_empty() {
+                return Err("`update` of one table, without `from` or joins, is what etl runs".into());
+            }
+            let relation = relation_of(table_name(&update.table)?, site.default_schema)?;
+            let url = build.registry.location(&relation);
+            exists(ctx, &url, &relation).await?;
+            let mut assignments = Vec::new();
+            for assignment in update.assignments {
+                let AssignmentTarget::ColumnName(column) = &assignment.target else {
+                    return Err("`update` of a tuple of columns is not supported".into());
+                };
+                assignments.push((last_part(column)?, assignment.value.to_string()));
+            }
+            lake::update_where(ctx, &url, assignments, update.selection.map(|e| e.to_string()))
+                .await
+                .map_err(|e| lake::describe_error(&e))?;
+            changed(build, &relation);
+        }
+        Statement::CreateTable(create) => {
+            let query = create
+                .query
+                .ok_or("`create table` without `as select` is not supported")?;
+            let relation = relation_of(&create.name, site.default_schema)?;
+            let url = build.registry.location(&relation);
+            if table_schema(ctx, &url).await?.is_some() && !create.or_replace {
+                if create.if_not_exists {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "`{}` already exists: write `create or replace table`",
+                    relation.name()
+                ));
+            }
+            let plan = plan_query(session, &query).await?;
+            let how = TableWrite::Overwrite {
+                partition_by: Vec::new(),
+            };
+            lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
+                .await
+                .map_err(|e| lake::describe_error(&e))?;
+            changed(build, &relation);
+        }
+        Statement::Query(query) => {
+            let plan = plan_query(session, &query).await?;
+            session
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|e| e.to_string())?
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        other => {
+            let kind = other
+                .to_string()
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_uppercase();
+            return Err(format!(
+                "`{kind}` is not run by etl in hooks: it runs `insert`, `delete`, `update`, `create table ... as` and queries"
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn plan_query(session: &SessionContext, query: &Query) -> Result<datafusion::logical_expr::LogicalPlan, String> {
+    let state = session.state();
+    let statement = DFStatement::Statement(Box::new(Statement::Query(Box::new(query.clone()))));
+    state.statement_to_plan(statement).await.map_err(|e| e.to_string())
+}
+
+/// The table's columns, or `None` when there is no table.
+async fn table_schema(
+    ctx: &SessionContext,
+    url: &url::Url,
+) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, String> {
+    match lake::open_table(ctx, url).await {
+        Ok(Some(_)) => {
+            let provider = lake::delta_provider(ctx, url).await.map_err(|e| e.to_string())?;
+            Ok(Some(provider.schema()))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(lake::describe_error(&e)),
+    }
+}
+
+async fn exists(ctx: &SessionContext, url: &url::Url, relation: &Relation) -> Result<(), String> {
+    match table_schema(ctx, url).await? {
+        Some(_) => Ok(()),
+        None => Err(format!("`{}` has no table in the lake", relation.name())),
+    }
+}
+
+/// A table written by a hook is read again by what reads it next.
+fn changed(build: &Build, relation: &Relation) {
+    for index in build.dag.graph.node_indices() {
+        let node = build.dag.node(index);
+        if node.relation.schema == relation.schema && node.relation.identifier == relation.identifier {
+            build.registry.unregister(index, &node.relation);
+        }
+    }
+}
+
+fn table_name(table: &TableWithJoins) -> Result<&ObjectName, String> {
+    match &table.relation {
+        TableFactor::Table { name, .. } => Ok(name),
+        other => Err(format!("`{other}` is not a table")),
+    }
+}
+
+fn parts(name: &ObjectName) -> Result<Vec<String>, String> {
+    name.0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .map(|i| i.value.clone())
+                .ok_or_else(|| format!("`{name}` is not a table name"))
+        })
+        .collect()
+}
+
+fn last_part(name: &ObjectName) -> Result<String, String> {
+    parts(name)?.pop().ok_or_else(|| format!("`{name}` is empty"))
+}
+
+/// `schema.table`, `table` (in the target's schema), or
+/// `database.schema.table` (a lake has one database).
+fn relation_of(name: &ObjectName, default_schema: &str) -> Result<Relation, String> {
+    let parts = parts(name)?;
+    let (schema, identifier) = match parts.as_slice() {
+        [table] => (default_schema.to_owned(), table.clone()),
+        [schema, table] | [_, schema, table] => (schema.clone(), table.clone()),
+        _ => return Err(format!("`{name}` is not a table name")),
+    };
+    Ok(Relation {
+        schema,
+        identifier,
+        ephemeral: false,
+    })
+}
