@@ -107,16 +107,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         return Err(errors);
     }
 
-    let mut globals = Globals {
-        project: project.name.clone(),
-        models: BTreeMap::new(),
-        sources: BTreeMap::new(),
-        vars: project.vars.clone(),
-        target: target_value(project),
-        run_started_at: options.run_started_at,
-        invocation_id: options.invocation_id.clone(),
-        incremental: options.incremental.clone(),
-    };
+    let mut globals = base_globals(project, options);
     let naming = Naming::new(project, &macros, Arc::new(clone_globals(&globals)))?;
     let mut seeds = BTreeMap::new();
     for seed in &project.seeds {
@@ -362,6 +353,20 @@ pub(super) fn template_files(project: &Project) -> impl Iterator<Item = &SourceF
         }))
 }
 
+/// What every render sees before any relation is known.
+fn base_globals(project: &Project, options: &RenderOptions) -> Globals {
+    Globals {
+        project: project.name.clone(),
+        models: BTreeMap::new(),
+        sources: BTreeMap::new(),
+        vars: project.vars.clone(),
+        target: target_value(project),
+        run_started_at: options.run_started_at,
+        invocation_id: options.invocation_id.clone(),
+        incremental: options.incremental.clone(),
+    }
+}
+
 fn clone_globals(g: &Globals) -> Globals {
     Globals {
         project: g.project.clone(),
@@ -429,16 +434,7 @@ pub fn render_run_hooks(
         .collect();
     let macros = Macros::collect(project);
     let env = environment(&macros, project, std::iter::empty()).map_err(|mut d| d.remove(0))?;
-    let globals = Arc::new(Globals {
-        project: project.name.clone(),
-        models: BTreeMap::new(),
-        sources: BTreeMap::new(),
-        vars: project.vars.clone(),
-        target: target_value(project),
-        run_started_at: options.run_started_at,
-        invocation_id: options.invocation_id.clone(),
-        incremental: Default::default(),
-    });
+    let globals = Arc::new(base_globals(project, options));
     let mut rendered = Vec::new();
     for template in templates {
         let scope = Arc::new(Scope {
