@@ -244,6 +244,17 @@ fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, 
 }
 
 fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
+    // As dbt keeps them: secrets are for profiles and packages, never in
+    // SQL that is compiled, logged and kept in artifacts.
+    if name.starts_with("DBT_ENV_SECRET") {
+        return Err(failure(
+            Code::MissingEnvVar,
+            format!(
+                "`{name}` is a secret: secret environment variables are read in profiles.yml and packages.yml only"
+            ),
+            Some("etl writes compiled SQL to target/ and the manifest: keep secrets out of models and macros".into()),
+        ));
+    }
     match std::env::var(&name) {
         Ok(v) => Ok(Value::from(v)),
         Err(_) => default.ok_or_else(|| {

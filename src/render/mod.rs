@@ -7,6 +7,7 @@
 //! materialization, and so what `ref()` renders to); a second pass renders
 //! again only the models whose refs rendered differently.
 
+mod builtins;
 mod context;
 mod data_tests;
 mod macros;
@@ -327,6 +328,7 @@ fn environment<'a>(
     env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
     env.set_recursion_limit(200);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    builtins::install(&mut env);
     macros.install(&mut env);
     context::install(&mut env);
     env.add_template_owned(MACROS, macros.combined.clone())
@@ -704,6 +706,12 @@ mod tests {
                 "{{ adapter.dispatch('nothing', 'dbt')() }}",
                 "`adapter.dispatch('nothing', 'dbt')` found no implementation: tried shop.etl__nothing, \
                  shop.default__nothing, dbt.etl__nothing, dbt.default__nothing",
+                None,
+            ),
+            (
+                "{{ env_var('DBT_ENV_SECRET_KEY', 'x') }}",
+                "`DBT_ENV_SECRET_KEY` is a secret: secret environment variables are read in profiles.yml and \
+                 packages.yml only",
                 None,
             ),
             (
