@@ -325,6 +325,20 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         }
     }
 
+    // The project file's `sources:` tree, under each source table's own
+    // config (`sources: {project: {source: {table: {+enabled: false}}}}`).
+    check_tree_paths(
+        header.sources.as_ref(),
+        &header,
+        sources.iter().map(|s| s.fqn.as_slice()),
+        &mut errors,
+    );
+    for source in &mut sources {
+        let mut config = tree_config(header.sources.as_ref(), &header, &source.fqn);
+        config.merge(std::mem::take(&mut source.config));
+        source.config = config;
+    }
+
     let macro_files = macro_files
         .into_iter()
         .filter_map(|path| read(&root, &path, &mut errors).map(|text| SourceFile { path, text }))

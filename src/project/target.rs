@@ -67,6 +67,8 @@ pub(super) struct Header {
     pub(super) seeds: Option<ConfigTree>,
     /// Config for data tests, by folder.
     pub(super) tests: Option<ConfigTree>,
+    /// Config for source tables: project, source, table.
+    pub(super) sources: Option<ConfigTree>,
     /// What the project file sets that etl does not act on.
     pub(super) warnings: Vec<Diagnostic>,
     /// dbt's `dispatch:`: the packages searched for a namespace's macros.
@@ -94,7 +96,6 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         let text = std::fs::read_to_string(root.join(&rel)).map_err(|e| vec![io_error(&rel, &e)])?;
         let file: EtlProjectFile = yaml::parse(&rel, &text).map_err(|e| vec![e])?;
         let paths = file.paths.unwrap_or_default();
-        let warnings = unapplied_trees(&rel, &file.sources);
         return Ok(Header {
             name: file.name.value,
             flavor: Flavor::Etl,
@@ -111,7 +112,8 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             models: file.models,
             seeds: file.seeds,
             tests: file.tests,
-            warnings,
+            sources: file.sources,
+            warnings: Vec::new(),
             dispatch: BTreeMap::new(),
             run_hooks: RunHooks::default(),
             install_path: "dbt_packages".to_owned(),
@@ -164,7 +166,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut warnings = unapplied_trees(&rel, &file.sources);
+        let mut warnings = Vec::new();
         for (key, what, value) in [
             ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
             ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
@@ -202,6 +204,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             models: file.models,
             seeds: file.seeds,
             tests: file.tests,
+            sources: file.sources,
             warnings,
             dispatch,
             run_hooks,
@@ -339,24 +342,6 @@ pub(super) fn present(value: &Option<Spanned<Value>>) -> Option<&Spanned<Value>>
         Value::Object(map) => !map.is_empty(),
         _ => true,
     })
-}
-
-/// The project file's `sources:` config tree, which etl does not apply
-/// yet: a warning at it.
-fn unapplied_trees(file: &Path, sources: &Option<ConfigTree>) -> Vec<Diagnostic> {
-    [("sources", sources)]
-        .into_iter()
-        .filter_map(|(key, tree)| {
-            let (_, at, _) = tree.as_ref()?.entries.first()?;
-            Some(
-                Diagnostic::warning(
-                    Code::Unsupported,
-                    format!("the `{key}:` config tree is not applied by etl yet: set their config in properties files"),
-                )
-                .with_span(yaml::span(file, at)),
-            )
-        })
-        .collect()
 }
 
 /// The namespaces a dbt project's `dispatch:` sets.

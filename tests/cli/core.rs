@@ -339,6 +339,30 @@ fn sources_without_a_location_read_the_lake_or_their_external_location() {
         ),
         "{stderr}"
     );
+    std::fs::write(&yml, text).unwrap();
+    std::fs::remove_file(p.join("models/raw_view.sql")).unwrap();
+
+    // The project file's `sources:` tree configures the tables below it.
+    let project = p.join("project.yaml");
+    let text = std::fs::read_to_string(&project).unwrap();
+    std::fs::write(
+        &project,
+        format!("{text}sources:\n  jaffle:\n    payments:\n      +tags: [finance]\n"),
+    )
+    .unwrap();
+    let (ls, _) = etl_ok(p, &["ls", "--select", "tag:finance"]);
+    assert_eq!(ls, "source:on_seeds.jaffle.payments\n");
+    std::fs::write(
+        &project,
+        format!("{text}sources:\n  jaffle:\n    paymnts:\n      +tags: [finance]\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error[unknown-config-path]: `jaffle.paymnts` matches no folder or file"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -367,10 +391,6 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
             "descriptions are kept in the manifest; `persist_docs` is ignored",
             "dbt_project.yml:9:5",
         ),
-        (
-            "the `sources:` config tree is not applied by etl yet: set their config in properties files",
-            "dbt_project.yml:14:3",
-        ),
     ] {
         let found = stderr
             .find(&format!("warning[unsupported]: {message}"))
@@ -380,7 +400,7 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
             "{stderr}"
         );
     }
-    assert_eq!(stderr.matches("warning[").count(), 6, "{stderr}");
+    assert_eq!(stderr.matches("warning[").count(), 5, "{stderr}");
 
     // What would change what is built is refused, at its line, before
     // anything runs.
