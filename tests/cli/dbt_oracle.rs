@@ -160,3 +160,16 @@ fn hooks_change_the_lake_as_dbt_duckdbs_do() {
     // post-hook, and on-run-end with `results` and `schemas`.
     same_as_dbt("dbt_hooks", "dev.lake", &["main.orders", "main.run_log"]);
 }
+
+#[test]
+fn a_dbt_duckdb_shop_with_everything_at_once_gives_dbt_duckdbs_rows() {
+    // Issue 24's whole: a duckdb profile, the project's own schema naming,
+    // sources on seeds in `raw`, a local package with dispatch and a list
+    // that grows, dbt's cross-database macros, project and model hooks
+    // (DML on the model's own table and an audit table), and integer cents.
+    same_as_dbt(
+        "dbt_shop",
+        "dev.lake",
+        &["raw.raw_orders", "main_marts.customers", "main_marts.monthly", "main.audit"],
+    );
+}
