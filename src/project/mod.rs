@@ -597,4 +597,17 @@ mod tests {
         assert_eq!(errs[0].code, Code::UnknownTarget);
         assert_eq!(errs[0].help, vec!["did you mean `prod`?".to_owned()]);
     }
+
+    #[test]
+    fn sql_dialect_of_an_etl_project_is_checked_at_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &[("project.yaml", "name: shop\nsql_dialect: duckdb\n")]);
+        let project = load(dir.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(project.target.dialect, Dialect::DuckDb);
+        write(dir.path(), &[("project.yaml", "name: shop\nsql_dialect: duckbd\n")]);
+        let errs = load(dir.path(), &LoadOptions::default()).unwrap_err();
+        assert_eq!(errs[0].message, "unknown `sql_dialect` `duckbd`");
+        assert_eq!(errs[0].span.as_ref().unwrap().line, 2);
+        assert_eq!(errs[0].help, vec!["did you mean `duckdb`?".to_owned()]);
+    }
 }

@@ -170,6 +170,11 @@ fn a_dbt_duckdb_shop_with_everything_at_once_gives_dbt_duckdbs_rows() {
     same_as_dbt(
         "dbt_shop",
         "dev.lake",
-        &["raw.raw_orders", "main_marts.customers", "main_marts.monthly", "main.audit"],
+        &[
+            "raw.raw_orders",
+            "main_marts.customers",
+            "main_marts.monthly",
+            "main.audit",
+        ],
     );
 }
