@@ -36,7 +36,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
             "unique_id": node.unique_id,
             "name": node.name,
             "resource_type": node.resource_type,
-            "package_name": project.name,
+            "package_name": node.fqn.first().unwrap_or(&project.name),
             "path": node.path,
             "original_file_path": node.path,
             "fqn": node.fqn,

@@ -75,7 +75,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         LsOutput::Json => json!({
             "name": node.name,
             "resource_type": node.resource_type,
-            "package_name": prepared.project.name,
+            "package_name": node.fqn.first().unwrap_or(&prepared.project.name),
             "original_file_path": node.path,
             "unique_id": node.unique_id,
             "alias": node.relation.identifier,

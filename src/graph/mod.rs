@@ -208,7 +208,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             continue;
         };
         let node = Node {
-            unique_id: unique_id(ResourceType::Seed, &project.name, &seed.name),
+            unique_id: unique_id(ResourceType::Seed, &seed.fqn[0], &seed.name),
             name: seed.name.clone(),
             resource_type: ResourceType::Seed,
             materialized: Materialization::Seed,
@@ -271,7 +271,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             continue;
         };
         let node = Node {
-            unique_id: unique_id(ResourceType::Model, &project.name, &model.name),
+            unique_id: unique_id(ResourceType::Model, &project.models[i].fqn[0], &model.name),
             name: model.name.clone(),
             resource_type: ResourceType::Model,
             materialized: config.materialized,

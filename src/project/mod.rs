@@ -143,7 +143,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             .into_iter()
             .partition(|p| is_generic_test_file(&header.test_paths, p));
     macro_files.extend(generic_files);
-    let packages = match packages::load(&root, &header.install_path, &mut warnings) {
+    let packages = match packages::load(&root, &header.install_path) {
         Ok(packages) => packages,
         Err(diags) => {
             errors.extend(diags);
@@ -153,6 +153,10 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let mut yml_dirs = header.model_paths.clone();
     yml_dirs.extend(header.seed_paths.iter().cloned());
     yml_dirs.extend(header.macro_paths.iter().cloned());
+    for package in &packages {
+        yml_dirs.extend(package.model_dirs.iter().cloned());
+        yml_dirs.extend(package.seed_dirs.iter().cloned());
+    }
     let properties_files = discover(&root, &yml_dirs, &["yml", "yaml"], &mut errors);
 
     let mut models = Vec::new();
@@ -183,6 +187,46 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             description: String::new(),
             columns: Vec::new(),
         });
+    }
+
+    // A package's models and seeds: its own trees' config, under the
+    // project's (`models: {<package>: ...}`).
+    for package in &packages {
+        let files = discover(&root, &package.model_dirs, &["sql"], &mut errors);
+        for (path, text) in read_all(&root, files, &mut errors) {
+            let fqn = fqn_of(&package.name, &package.model_dirs, &path);
+            let name = fqn.last().cloned().unwrap_or_default();
+            let mut config = tree_config_at(package.models.as_ref(), &package.file, &package.name, &fqn);
+            config.merge(tree_config_at(
+                header.models.as_ref(),
+                &header.file,
+                &package.name,
+                &fqn,
+            ));
+            models.push(Model {
+                name,
+                file: SourceFile { path, text },
+                fqn,
+                config,
+                description: String::new(),
+                columns: Vec::new(),
+                properties_file: None,
+            });
+        }
+        for path in discover(&root, &package.seed_dirs, &["csv"], &mut errors) {
+            let fqn = fqn_of(&package.name, &package.seed_dirs, &path);
+            let name = fqn.last().cloned().unwrap_or_default();
+            let mut config = tree_config_at(package.seeds.as_ref(), &package.file, &package.name, &fqn);
+            config.merge(tree_config_at(header.seeds.as_ref(), &header.file, &package.name, &fqn));
+            seeds.push(Seed {
+                name,
+                path,
+                fqn,
+                config,
+                description: String::new(),
+                columns: Vec::new(),
+            });
+        }
     }
 
     check_tree_paths(

@@ -2,7 +2,8 @@
 //! installed in `dbt_packages/` (dbt's `packages-install-path`).
 //!
 //! A package's macros are callable as `<package>.macro()` and through
-//! `adapter.dispatch`; its generic tests as `<package>.test`. A `local:`
+//! `adapter.dispatch`; its generic tests as `<package>.test`; its models
+//! and seeds are built with the project's, `ref('<package>', 'model')`. A `local:`
 //! package is read where it is; a package from git or dbt's hub is read
 //! from `dbt_packages/`, where `etl deps` (git) or `dbt deps` puts it. A
 //! package named in `packages.yml` and not installed is an error naming it.
@@ -16,11 +17,19 @@ use super::*;
 /// An installed package.
 #[derive(Debug, Clone)]
 pub struct Package {
-    /// Its project name, the namespace of its macros.
+    /// Its project name, the namespace of its macros and the first part of
+    /// its nodes' fqn.
     pub name: String,
     /// Its folder, relative to the project.
     pub root: PathBuf,
     pub macro_files: Vec<SourceFile>,
+    /// Its model and seed folders, relative to the project.
+    pub(super) model_dirs: Vec<String>,
+    pub(super) seed_dirs: Vec<String>,
+    /// Its own dbt_project.yml, and the `models:`/`seeds:` trees there.
+    pub(super) file: PathBuf,
+    pub(super) models: Option<project_file::ConfigTree>,
+    pub(super) seeds: Option<project_file::ConfigTree>,
 }
 
 /// The files dbt reads the package list from.
@@ -127,10 +136,16 @@ struct PackageProject {
     macro_paths: Option<Vec<String>>,
     #[serde(default, rename = "model-paths", alias = "source-paths")]
     model_paths: Option<Vec<String>>,
+    #[serde(default, rename = "seed-paths", alias = "data-paths")]
+    seed_paths: Option<Vec<String>>,
+    #[serde(default)]
+    models: Option<project_file::ConfigTree>,
+    #[serde(default)]
+    seeds: Option<project_file::ConfigTree>,
 }
 
 /// The packages of the project at `root`, installed in `install_path`.
-pub(super) fn load(root: &Path, install_path: &str, warnings: &mut Diagnostics) -> Result<Vec<Package>, Diagnostics> {
+pub(super) fn load(root: &Path, install_path: &str) -> Result<Vec<Package>, Diagnostics> {
     let requirements = requirements(root)?;
     let mut errors = Vec::new();
     let mut folders: Vec<(PathBuf, Option<Span>)> = Vec::new();
@@ -189,20 +204,6 @@ pub(super) fn load(root: &Path, install_path: &str, warnings: &mut Diagnostics) 
                 .map(|p| folder.join(p).to_string_lossy().into_owned())
                 .collect()
         };
-        let models = discover(root, &dirs(project.model_paths, "models"), &["sql"], &mut errors);
-        if !models.is_empty() {
-            warnings.push(
-                Diagnostic::warning(
-                    Code::Unsupported,
-                    format!(
-                        "package `{}` has {} models, which etl does not build yet: only its macros and tests are used",
-                        project.name,
-                        models.len()
-                    ),
-                )
-                .with_span(span.or_else(|| Some(Span::file(&file)))),
-            );
-        }
         let macro_paths = discover(root, &dirs(project.macro_paths, "macros"), &["sql"], &mut errors);
         let macro_files = read_all(root, macro_paths, &mut errors)
             .into_iter()
@@ -210,6 +211,11 @@ pub(super) fn load(root: &Path, install_path: &str, warnings: &mut Diagnostics) 
             .collect();
         packages.push(Package {
             name: project.name,
+            model_dirs: dirs(project.model_paths, "models"),
+            seed_dirs: dirs(project.seed_paths, "seeds"),
+            file,
+            models: project.models,
+            seeds: project.seeds,
             root: folder,
             macro_files,
         });

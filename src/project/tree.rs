@@ -7,6 +7,10 @@ use super::*;
 /// The config the project file gives the node at `fqn`, merged from the
 /// root of the tree down to the node itself.
 pub(super) fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[String]) -> RawConfig {
+    if fqn.first().is_some_and(|root| root != &header.name) {
+        // A package's node, under the project's `<package>:` key.
+        return tree_config_at(tree, &header.file, &fqn[0], fqn);
+    }
     let mut config = RawConfig::default();
     let Some(mut level) = tree else { return config };
     let file = header.file.as_path();
@@ -32,6 +36,30 @@ pub(super) fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[Str
     config
 }
 
+/// The config a dbt project file (`file`) gives the node at `fqn` of the
+/// project or package `name`: its top-level config, then the `name:` key
+/// and the folders below it.
+pub(super) fn tree_config_at(tree: Option<&ConfigTree>, file: &Path, name: &str, fqn: &[String]) -> RawConfig {
+    let mut config = RawConfig::default();
+    let Some(top) = tree else { return config };
+    // As in dbt, the top level configures every project's nodes.
+    config.merge(top.config(file));
+    let Some(mut level) = top.folder(name) else {
+        return config;
+    };
+    config.merge(level.config(file));
+    for part in &fqn[1..] {
+        match level.folder(part) {
+            Some(next) => {
+                level = next;
+                config.merge(level.config(file));
+            }
+            None => break,
+        }
+    }
+    config
+}
+
 /// Every folder named in a config tree must exist: a misspelt folder would
 /// otherwise silently configure nothing.
 pub(super) fn check_tree_paths<'a>(
@@ -43,8 +71,10 @@ pub(super) fn check_tree_paths<'a>(
     let Some(tree) = tree else { return };
     let mut prefixes: BTreeSet<Vec<String>> = BTreeSet::new();
     for fqn in fqns {
-        for i in 1..=fqn.len() - 1 {
-            prefixes.insert(fqn[1..=i].to_vec());
+        // A package's nodes are configured under its name.
+        let from = usize::from(fqn[0] == header.name);
+        for i in from..=fqn.len() - 1 {
+            prefixes.insert(fqn[from..=i].to_vec());
         }
     }
     fn walk(

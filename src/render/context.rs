@@ -28,6 +28,8 @@ pub struct Globals {
     pub invocation_id: String,
     /// Models that render with `is_incremental()` true.
     pub incremental: std::collections::BTreeSet<String>,
+    /// The project or package of each model and seed, by name.
+    pub owners: BTreeMap<String, String>,
 }
 
 /// One template render: the node being rendered and what it called.
@@ -176,14 +178,24 @@ fn ref_fn(state: &State, args: Rest<String>, kwargs: Kwargs) -> Result<Value, Er
     };
     let globals = &scope.globals;
     if let Some(pkg) = &package {
-        if pkg != &globals.project {
+        let known = pkg == &globals.project || globals.owners.values().any(|owner| owner == pkg);
+        if !known {
             return Err(failure(
                 Code::UnknownPackage,
                 format!("`ref('{pkg}', '{name}')` names package `{pkg}`, which is not installed"),
                 Some(format!(
-                    "this project is `{}`; packages are not supported yet",
+                    "this project is `{}`; packages are listed in packages.yml and installed in dbt_packages/",
                     globals.project
                 )),
+            ));
+        }
+        if let Some(owner) = globals.owners.get(&name)
+            && owner != pkg
+        {
+            return Err(failure(
+                Code::UnknownRef,
+                format!("`ref('{pkg}', '{name}')`: `{name}` is a node of `{owner}`, not of `{pkg}`"),
+                None,
             ));
         }
     }

@@ -366,6 +366,13 @@ fn base_globals(project: &Project, options: &RenderOptions) -> Globals {
         run_started_at: options.run_started_at,
         invocation_id: options.invocation_id.clone(),
         incremental: options.incremental.clone(),
+        owners: project
+            .models
+            .iter()
+            .map(|m| (&m.name, &m.fqn))
+            .chain(project.seeds.iter().map(|s| (&s.name, &s.fqn)))
+            .map(|(name, fqn)| (name.clone(), fqn[0].clone()))
+            .collect(),
     }
 }
 
@@ -379,6 +386,7 @@ fn clone_globals(g: &Globals) -> Globals {
         run_started_at: g.run_started_at,
         invocation_id: g.invocation_id.clone(),
         incremental: g.incremental.clone(),
+        owners: g.owners.clone(),
     }
 }
 
@@ -398,6 +406,15 @@ fn render_one(
         recorded: Mutex::new(Recorded::default()),
         macros: Default::default(),
     });
+    // A package's model calls its package's macros first, as in dbt.
+    if let Some(package) = model.fqn.first().filter(|p| **p != project.name) {
+        scope
+            .macros
+            .namespaces
+            .lock()
+            .expect("macro state poisoned")
+            .push(package.clone());
+    }
     let template = env
         .get_template(&template_name(&model.file.path))
         .map_err(|e| macros.diagnostic(&e, project))?;
@@ -691,6 +708,41 @@ mod tests {
             r.models[0].sql,
             "select 3 as s, 42 as t, my_hash(x) as h, date_trunc('day', d) as d, varchar as ty"
         );
+    }
+
+    #[test]
+    fn a_packages_models_ref_with_the_package_and_call_its_macros_first() {
+        let files = |model: &'static str| {
+            [
+                ("dbt_project.yml", "name: shop\nconfig-version: 2\n"),
+                ("packages.yml", "packages:\n  - local: vendor/p\n"),
+                ("vendor/p/dbt_project.yml", "name: p\nconfig-version: 2\n"),
+                ("vendor/p/macros/m.sql", "{% macro label() %}'from p'{% endmacro %}"),
+                ("vendor/p/models/base.sql", "select {{ label() }} as l"),
+                ("macros/m.sql", "{% macro label() %}'from shop'{% endmacro %}"),
+                ("models/top.sql", model),
+            ]
+        };
+        let (_d, p) = project(&files("select {{ label() }} as l from {{ ref('p', 'base') }}"));
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        let sql = |name: &str| r.models.iter().find(|m| m.name == name).unwrap().sql.clone();
+        // dbt looks in the calling node's own package first.
+        assert_eq!(sql("base"), "select 'from p' as l");
+        assert_eq!(sql("top"), "select 'from shop' as l from \"main\".\"base\"");
+        for (model, message) in [
+            (
+                "select * from {{ ref('q', 'base') }}",
+                "`ref('q', 'base')` names package `q`, which is not installed",
+            ),
+            (
+                "select * from {{ ref('shop', 'base') }}",
+                "`ref('shop', 'base')`: `base` is a node of `p`, not of `shop`",
+            ),
+        ] {
+            let (_d, p) = project(&files(model));
+            let errors = render_project(&p, &RenderOptions::default()).err().unwrap();
+            assert_eq!(errors[0].message, message);
+        }
     }
 
     #[test]

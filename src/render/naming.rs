@@ -98,7 +98,11 @@ impl Naming {
         macros: &Macros,
         project: &Project,
     ) -> Result<String, Diagnostic> {
-        let package = self.globals.project.clone();
+        let package = node
+            .fqn
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.globals.project.clone());
         let node_value = Value::from(BTreeMap::from([
             ("name", Value::from(node.name)),
             ("resource_type", Value::from(node.resource_type)),

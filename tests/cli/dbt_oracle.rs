@@ -149,8 +149,13 @@ fn a_package_s_macros_and_tests_give_dbt_duckdbs_rows() {
     // A local package: `money.macro()` dispatched to the project's own
     // implementation first (`dispatch:`), to the package's otherwise; a
     // surrogate key built with `{% do fields.append() %}`; the package's
-    // generic test `money.positive`.
-    same_as_dbt("dbt_packages", "dev.lake", &["main.payment_facts"]);
+    // generic test `money.positive`; its seed and model, built with the
+    // project's and read with `ref('money', 'fx')`.
+    same_as_dbt(
+        "dbt_packages",
+        "dev.lake",
+        &["main.payment_facts", "main.fx_rates", "main.fx", "main.fx_usage"],
+    );
 }
 
 #[test]

@@ -145,8 +145,11 @@ pub(super) fn method_matches(
                     TestKind::Singular { .. } => false,
                 }
         }
-        // `this` is the project being run.
-        Method::Package => c.value == "this" || m.is_match(&project.name),
+        // `this` is the project being run; a package's nodes are its own.
+        Method::Package => {
+            let owner = node.fqn.first().unwrap_or(&project.name);
+            (c.value == "this" && owner == &project.name) || m.is_match(owner)
+        }
         Method::State => {
             let state = cx.state.ok_or_else(|| {
                 Diagnostic::error(Code::MissingState, format!("`{}` needs `--state DIR`", c.raw))
