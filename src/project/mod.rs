@@ -115,6 +115,33 @@ pub struct Seed {
     pub columns: Vec<ColumnProperties>,
 }
 
+impl Model {
+    fn new(file: SourceFile, fqn: Vec<String>, config: RawConfig) -> Model {
+        Model {
+            name: fqn.last().cloned().unwrap_or_default(),
+            file,
+            fqn,
+            config,
+            description: String::new(),
+            columns: Vec::new(),
+            properties_file: None,
+        }
+    }
+}
+
+impl Seed {
+    fn new(path: PathBuf, fqn: Vec<String>, config: RawConfig) -> Seed {
+        Seed {
+            name: fqn.last().cloned().unwrap_or_default(),
+            path,
+            fqn,
+            config,
+            description: String::new(),
+            columns: Vec::new(),
+        }
+    }
+}
+
 type Diagnostics = Vec<Diagnostic>;
 
 /// Loads the project at `dir`.
@@ -162,31 +189,14 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let mut models = Vec::new();
     for (path, text) in read_all(&root, model_files, &mut errors) {
         let fqn = fqn_of(&header.name, &header.model_paths, &path);
-        let name = fqn.last().cloned().unwrap_or_default();
         let config = tree_config(header.models.as_ref(), &header, &fqn);
-        models.push(Model {
-            name,
-            file: SourceFile { path, text },
-            fqn,
-            config,
-            description: String::new(),
-            columns: Vec::new(),
-            properties_file: None,
-        });
+        models.push(Model::new(SourceFile { path, text }, fqn, config));
     }
     let mut seeds = Vec::new();
     for path in seed_files {
         let fqn = fqn_of(&header.name, &header.seed_paths, &path);
-        let name = fqn.last().cloned().unwrap_or_default();
         let config = tree_config(header.seeds.as_ref(), &header, &fqn);
-        seeds.push(Seed {
-            name,
-            path,
-            fqn,
-            config,
-            description: String::new(),
-            columns: Vec::new(),
-        });
+        seeds.push(Seed::new(path, fqn, config));
     }
 
     // A package's models and seeds: its own trees' config, under the
@@ -195,37 +205,15 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         let files = discover(&root, &package.model_dirs, &["sql"], &mut errors);
         for (path, text) in read_all(&root, files, &mut errors) {
             let fqn = fqn_of(&package.name, &package.model_dirs, &path);
-            let name = fqn.last().cloned().unwrap_or_default();
             let mut config = tree_config_at(package.models.as_ref(), &package.file, &package.name, &fqn);
-            config.merge(tree_config_at(
-                header.models.as_ref(),
-                &header.file,
-                &package.name,
-                &fqn,
-            ));
-            models.push(Model {
-                name,
-                file: SourceFile { path, text },
-                fqn,
-                config,
-                description: String::new(),
-                columns: Vec::new(),
-                properties_file: None,
-            });
+            config.merge(tree_config(header.models.as_ref(), &header, &fqn));
+            models.push(Model::new(SourceFile { path, text }, fqn, config));
         }
         for path in discover(&root, &package.seed_dirs, &["csv"], &mut errors) {
             let fqn = fqn_of(&package.name, &package.seed_dirs, &path);
-            let name = fqn.last().cloned().unwrap_or_default();
             let mut config = tree_config_at(package.seeds.as_ref(), &package.file, &package.name, &fqn);
-            config.merge(tree_config_at(header.seeds.as_ref(), &header.file, &package.name, &fqn));
-            seeds.push(Seed {
-                name,
-                path,
-                fqn,
-                config,
-                description: String::new(),
-                columns: Vec::new(),
-            });
+            config.merge(tree_config(header.seeds.as_ref(), &header, &fqn));
+            seeds.push(Seed::new(path, fqn, config));
         }
     }
 

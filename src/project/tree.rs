@@ -24,6 +24,12 @@ pub(super) fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[Str
             config.merge(level.config(file));
         }
     }
+    descend(level, path, file, &mut config);
+    config
+}
+
+/// Merges the config of each folder of `path` below `level`, in turn.
+fn descend(mut level: &ConfigTree, path: &[String], file: &Path, config: &mut RawConfig) {
     for part in path {
         match level.folder(part) {
             Some(next) => {
@@ -33,7 +39,6 @@ pub(super) fn tree_config(tree: Option<&ConfigTree>, header: &Header, fqn: &[Str
             None => break,
         }
     }
-    config
 }
 
 /// The config a dbt project file (`file`) gives the node at `fqn` of the
@@ -44,19 +49,11 @@ pub(super) fn tree_config_at(tree: Option<&ConfigTree>, file: &Path, name: &str,
     let Some(top) = tree else { return config };
     // As in dbt, the top level configures every project's nodes.
     config.merge(top.config(file));
-    let Some(mut level) = top.folder(name) else {
+    let Some(level) = top.folder(name) else {
         return config;
     };
     config.merge(level.config(file));
-    for part in &fqn[1..] {
-        match level.folder(part) {
-            Some(next) => {
-                level = next;
-                config.merge(level.config(file));
-            }
-            None => break,
-        }
-    }
+    descend(level, &fqn[1..], file, &mut config);
     config
 }
 
