@@ -398,6 +398,12 @@ fn render_one(
     macros: &Macros,
     project: &Project,
 ) -> Result<(String, Recorded), Diagnostic> {
+    let resource_type = if globals.owners.contains_key(&model.name) {
+        "model"
+    } else {
+        "test"
+    };
+    let node = node_value(model, &this, resource_type);
     let scope = Arc::new(Scope {
         globals: globals.clone(),
         this: Some(this),
@@ -419,13 +425,60 @@ fn render_one(
         .get_template(&template_name(&model.file.path))
         .map_err(|e| macros.diagnostic(&e, project))?;
     let sql = template
-        .render(context::render_context(scope.clone()))
+        .render(context::render_context_with(
+            scope.clone(),
+            BTreeMap::from([("model", node)]),
+        ))
         .map_err(|e| macros.diagnostic(&e, project))?;
     let recorded = scope.recorded.lock().expect("render scope poisoned").clone();
     for line in &recorded.logs {
         tracing::info!(model = %model.name, "{line}");
     }
     Ok((sql, recorded))
+}
+
+/// dbt's `model` in a template: the node being rendered, with its
+/// config as the project files set it.
+fn node_value(model: &Model, this: &Relation, resource_type: &str) -> Value {
+    let package = model.fqn.first().cloned().unwrap_or_default();
+    let columns: BTreeMap<String, Value> = model
+        .columns
+        .iter()
+        .map(|c| {
+            let column = BTreeMap::from([
+                ("name", Value::from(c.name.clone())),
+                ("description", Value::from(c.description.clone().unwrap_or_default())),
+                ("data_type", Value::from(c.data_type.clone())),
+            ]);
+            (c.name.clone(), Value::from(column))
+        })
+        .collect();
+    let tags = model
+        .config
+        .value("tags")
+        .map(crate::config::string_list)
+        .unwrap_or_default();
+    Value::from(BTreeMap::from([
+        ("name", Value::from(model.name.clone())),
+        ("alias", Value::from(this.identifier.clone())),
+        ("schema", Value::from(this.schema.clone())),
+        ("database", Value::from("lake")),
+        (
+            "unique_id",
+            Value::from(format!("{resource_type}.{package}.{}", model.name)),
+        ),
+        ("resource_type", Value::from(resource_type)),
+        ("package_name", Value::from(package)),
+        ("fqn", Value::from(model.fqn.clone())),
+        (
+            "original_file_path",
+            Value::from(model.file.path.to_string_lossy().into_owned()),
+        ),
+        ("config", Value::from(minijinja::value::Serde(model.config.values()))),
+        ("tags", Value::from(tags)),
+        ("description", Value::from(model.description.clone())),
+        ("columns", Value::from(columns)),
+    ]))
 }
 
 fn model_ref<'a>(model: &'a Model, config: &'a RawConfig) -> NodeRef<'a> {
@@ -743,6 +796,31 @@ mod tests {
             let errors = render_project(&p, &RenderOptions::default()).err().unwrap();
             assert_eq!(errors[0].message, message);
         }
+    }
+
+    #[test]
+    fn model_is_the_node_being_rendered() {
+        let (_d, p) = project(&[
+            (
+                "dbt_project.yml",
+                "name: shop\nconfig-version: 2\nmodels:\n  shop:\n    +tags: [daily]\n",
+            ),
+            (
+                "models/core/orders.sql",
+                "{{ config(materialized='table') }}{{ model.unique_id }}|{{ model.package_name }}|\
+                 {{ model.fqn | join('.') }}|{{ model.resource_type }}|{{ model.alias }}|{{ model.tags | join }}|\
+                 {{ model.columns.id.description }}|{{ model.original_file_path }}",
+            ),
+            (
+                "models/core/schema.yml",
+                "version: 2\nmodels:\n  - name: orders\n    columns:\n      - name: id\n        description: the key\n",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        assert_eq!(
+            r.models[0].sql,
+            "model.shop.orders|shop|shop.core.orders|model|orders|daily|the key|models/core/orders.sql"
+        );
     }
 
     #[test]
