@@ -48,6 +48,8 @@ pub(super) struct Macros {
     no_import: String,
     /// Every word that may call a macro: names, namespaces, `adapter`.
     words: HashSet<String>,
+    /// Whether a macro reads `model.<attribute>`.
+    pub reads_model: bool,
     pub registry: Arc<Registry>,
 }
 
@@ -118,6 +120,7 @@ impl Macros {
             .collect();
         words.extend(["adapter", "return"].map(str::to_owned));
         Macros {
+            reads_model: combined.contains("model."),
             combined,
             files,
             import,
