@@ -827,7 +827,10 @@ mod tests {
         // Read in a macro only, it is there too.
         let (_d, p) = project(&[
             ("dbt_project.yml", "name: shop\nconfig-version: 2\n"),
-            ("macros/m.sql", "{% macro whoami() %}{{ model.unique_id }}{% endmacro %}"),
+            (
+                "macros/m.sql",
+                "{% macro whoami() %}{{ model.unique_id }}{% endmacro %}",
+            ),
             ("models/orders.sql", "select '{{ whoami() }}' as id"),
         ]);
         let r = render_project(&p, &RenderOptions::default()).unwrap();
