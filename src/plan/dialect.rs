@@ -4,15 +4,18 @@
 //! They are the planner's, not a rewrite of the SQL text: DuckDB's parser
 //! dialect; `/` on two integers divides as DuckDB does (a fraction, where
 //! DataFusion and Postgres truncate: `1234 / 100` is 12.34, not 12),
-//! planned so from the SQL; `//` is the integer division;
-//! and the DuckDB functions dbt users write most resolve: `strftime`,
-//! `strptime`, `epoch_ms`, `date_diff`/`datediff`.
+//! planned so from the SQL; `//` is the integer division; `round` of a
+//! double rounds its exact value, ties away from zero; and the DuckDB
+//! functions dbt users write most resolve: `strftime`, `strptime`,
+//! `epoch_ms`, `date_diff`/`datediff`.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Builder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, Int64Builder};
+use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{FieldRef, Float64Type, Int64Type};
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
@@ -59,7 +62,117 @@ pub fn register_duckdb_functions(ctx: &SessionContext) -> Result<()> {
         }
     }
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
+    if let Ok(round) = ctx.udf("round") {
+        ctx.register_udf(ScalarUDF::from(DuckRound { inner: round }));
+    }
     Ok(())
+}
+
+/// DuckDB's `round` of a `double`: to the nearest of the number's exact
+/// binary value, ties away from zero. DataFusion multiplies by 10^n first,
+/// which can round twice: `round(2.675, 2)` is 2.68 there (2.675 is
+/// 2.67499999... in binary) and 2.67 in DuckDB. Other types round as
+/// DataFusion rounds them.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DuckRound {
+    inner: Arc<ScalarUDF>,
+}
+
+impl ScalarUDFImpl for DuckRound {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(&self, args: datafusion::logical_expr::ReturnFieldArgs) -> Result<FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        if args.args.first().map(ColumnarValue::data_type) != Some(DataType::Float64) {
+            return self.inner.invoke_with_args(args);
+        }
+        let rows = args.number_rows;
+        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let values = args.args[0].to_array(rows)?;
+        let values = values.as_primitive::<Float64Type>();
+        let places = match args.args.get(1) {
+            Some(places) => cast_array(&places.to_array(rows)?, &DataType::Int64)?,
+            None => Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef,
+        };
+        let places = places.as_primitive::<Int64Type>();
+        let rounded: Float64Array = (0..rows)
+            .map(|i| (!values.is_null(i) && !places.is_null(i)).then(|| duckdb_round(values.value(i), places.value(i))))
+            .collect();
+        let array: ArrayRef = Arc::new(rounded);
+        Ok(if scalar {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&array, 0)?)
+        } else {
+            ColumnarValue::Array(array)
+        })
+    }
+}
+
+/// `x` rounded to `places` decimals (tens, hundreds... when negative), as
+/// DuckDB rounds a `double`.
+fn duckdb_round(x: f64, places: i64) -> f64 {
+    if !x.is_finite() {
+        return x;
+    }
+    let places = places.clamp(-308, 308) as i32;
+    let scale = 10f64.powi(places.abs());
+    let y = if places >= 0 { x * scale } else { x / scale };
+    if !y.is_finite() {
+        return x;
+    }
+    // Away from a tie, the scaled product rounds right; near one, it may
+    // have rounded onto or off the tie: decide on the exact decimal digits.
+    if ((y - y.trunc()).abs() - 0.5).abs() > 1e-6 {
+        let r = y.round();
+        return if places >= 0 { r / scale } else { r * scale };
+    }
+    // Every digit of the binary value (at most 1,074 after the point).
+    let exact = format!("{:.1100}", x.abs());
+    let (whole, fraction) = exact.split_once('.').unwrap_or((&exact, ""));
+    let digits: String;
+    let (kept, next) = if places >= 0 {
+        let n = places as usize;
+        digits = format!("{whole}{}", &fraction[..n.min(fraction.len())]);
+        (digits.as_str(), fraction.as_bytes().get(n).copied().unwrap_or(b'0'))
+    } else {
+        let drop = places.unsigned_abs() as usize;
+        if drop > whole.len() {
+            return 0.0_f64.copysign(x);
+        }
+        let keep = &whole[..whole.len() - drop];
+        (
+            if keep.is_empty() { "0" } else { keep },
+            whole.as_bytes()[whole.len() - drop],
+        )
+    };
+    let kept: u64 = kept.parse().unwrap_or(0);
+    let magnitude = (kept + u64::from(next >= b'5')) as f64;
+    let magnitude = if places >= 0 {
+        magnitude / scale
+    } else {
+        magnitude * scale
+    };
+    magnitude.copysign(x)
 }
 
 /// DuckDB's `date_diff(part, start, end)` (also `datediff`): how many
@@ -252,6 +365,20 @@ mod tests {
     #[tokio::test]
     async fn duckdb_functions_resolve() {
         let ctx = duckdb();
+        // DuckDB's rounding of doubles: the exact binary value, ties away
+        // from zero (each figure is what DuckDB 2.0 gives).
+        let rounded = rows(
+            &ctx,
+            "select round(cast(2414.685 as double), 2) as a, round(cast(2.675 as double), 2) as b, \
+             round(cast(0.125 as double), 2) as c, round(cast(-2.5 as double)) as d, \
+             round(cast(1234.5678 as double), -2) as e, round(cast(25 as double), -1) as f, \
+             round(cast(3.14159 as double), 3) as g, round(cast(1e300 as double), 2) as h",
+        )
+        .await;
+        assert!(
+            rounded.contains("| 2414.68 | 2.67 | 0.13 | -3.0 | 1200.0 | 30.0 | 3.142 | 1e300 |"),
+            "{rounded}"
+        );
         let sql = "select strftime(timestamp '2024-03-05 10:00:00', '%Y/%m/%d') as s, \
                    epoch_ms(86400000) as e, \
                    date_diff('month', date '2024-01-31', date '2024-02-01') as m, \
