@@ -431,11 +431,12 @@ impl Checker<'_> {
                 Some(Value::Array(items)) => items.clone(),
                 Some(other) => vec![other.clone()],
             };
-            if resource != ResourceType::Model {
-                self.fail(
-                    key,
-                    format!("`{key}`: etl runs hooks around models, not {}s", resource.as_str()),
+            if !matches!(resource, ResourceType::Model | ResourceType::Seed) {
+                let message = format!(
+                    "`{key}`: etl runs hooks around models and seeds, not {}s",
+                    resource.as_str()
                 );
+                self.fail(key, message);
                 return None;
             }
             for item in items {

@@ -18,7 +18,7 @@ mod write;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -151,6 +151,8 @@ pub struct Build {
     pub project: Arc<Project>,
     pub dag: Arc<Dag>,
     pub models: Arc<Vec<RenderedModel>>,
+    /// Each seed's rendered `pre_hook` and `post_hook`, when it has any.
+    pub seed_hooks: Arc<BTreeMap<String, (Vec<String>, Vec<String>)>>,
     /// Rendered data tests, indexed like `Project::data_tests`.
     pub tests: Arc<Vec<RenderedModel>>,
     pub registry: Arc<Registry>,
@@ -225,6 +227,7 @@ impl Build {
             project: Arc::new(project),
             dag: Arc::new(dag),
             models: Arc::new(rendered.models),
+            seed_hooks: Arc::new(rendered.seed_hooks),
             tests: Arc::new(rendered.tests),
             registry,
             options,

@@ -85,6 +85,10 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
             let rendered = node.rendered(&build.models, &build.tests);
             (rendered.pre_hooks.as_slice(), rendered.post_hooks.as_slice())
         }
+        crate::config::ResourceType::Seed => match build.seed_hooks.get(&node.name) {
+            Some((pre, post)) => (pre.as_slice(), post.as_slice()),
+            None => (&[][..], &[][..]),
+        },
         _ => (&[][..], &[][..]),
     };
     let site = |key: &str| super::hooks::HookSite {

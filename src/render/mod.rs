@@ -91,6 +91,8 @@ pub struct Relations {
 
 pub struct Rendered {
     pub models: Vec<RenderedModel>,
+    /// Each seed's `pre_hook` and `post_hook`, rendered, when it has any.
+    pub seed_hooks: BTreeMap<String, (Vec<String>, Vec<String>)>,
     /// One per `Project::data_tests`, in the same order. A generic test's
     /// `path` is its properties file and its `template` is empty.
     pub tests: Vec<RenderedModel>,
@@ -262,8 +264,9 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         }
         let relation = finals[&model.name].clone();
         let globals = second.as_ref().unwrap_or(&first);
+        let node = ("model", model.name.as_str(), model.file.path.as_path());
         let (pre_hooks, post_hooks) =
-            match render_hooks(&envs[0].1, model, &config, &relation, globals, &macros, project) {
+            match render_hooks(&envs[0].1, node, &config, &relation, globals, &macros, project) {
                 Ok(hooks) => hooks,
                 Err(diag) => {
                     errors.push(diag);
@@ -307,11 +310,26 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
             Err(diag) => errors.push(diag),
         }
     }
+    let mut seed_hooks = BTreeMap::new();
+    for seed in &project.seeds {
+        let Some(relation) = relations.seeds.get(&seed.name) else {
+            continue;
+        };
+        let node = ("seed", seed.name.as_str(), seed.path.as_path());
+        match render_hooks(&env, node, &seed.config, relation, &finals, &macros, project) {
+            Ok((pre, post)) if !pre.is_empty() || !post.is_empty() => {
+                seed_hooks.insert(seed.name.clone(), (pre, post));
+            }
+            Ok(_) => {}
+            Err(diag) => errors.push(diag),
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
     Ok(Rendered {
         models,
+        seed_hooks,
         tests,
         relations,
     })
@@ -538,7 +556,7 @@ pub fn render_run_hooks(
 /// and macros. An error is placed at the hook's config key.
 fn render_hooks(
     env: &Environment<'static>,
-    model: &Model,
+    (kind, name, path): (&str, &str, &Path),
     config: &RawConfig,
     this: &Relation,
     globals: &Arc<Globals>,
@@ -551,23 +569,19 @@ fn render_hooks(
             let scope = Arc::new(Scope {
                 globals: globals.clone(),
                 this: Some(this.clone()),
-                is_incremental: globals.incremental.contains(&model.name),
+                is_incremental: globals.incremental.contains(name),
                 base_config: config.clone(),
                 recorded: Mutex::new(Recorded::default()),
                 macros: Default::default(),
             });
             let source = format!("{}{}", macros.prefix(&template), mutable::mutable_literals(&template));
             let sql = env
-                .render_named_str(
-                    &format!("{key} of {}", model.name),
-                    &source,
-                    context::render_context(scope),
-                )
+                .render_named_str(&format!("{key} of {name}"), &source, context::render_context(scope))
                 .map_err(|e| {
                     let diag = macros.diagnostic(&e, project);
-                    let span = config.span(key).cloned().or(Some(Span::file(&model.file.path)));
+                    let span = config.span(key).cloned().or(Some(Span::file(path)));
                     diag.with_span(span)
-                        .with_note(format!("in the `{key}` of model `{}`", model.name))
+                        .with_note(format!("in the `{key}` of {kind} `{name}`"))
                 })?;
             if key == "pre_hook" {
                 &mut rendered.0
