@@ -230,13 +230,12 @@ async fn table_schema(
     ctx: &SessionContext,
     url: &url::Url,
 ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, String> {
-    match lake::open_table(ctx, url).await {
-        Ok(Some(_)) => {
-            let provider = lake::delta_provider(ctx, url).await.map_err(|e| e.to_string())?;
-            Ok(Some(provider.schema()))
-        }
-        Ok(None) => Ok(None),
-        Err(e) => Err(lake::describe_error(&e)),
+    // One load of the table's log, not one to see it exists and another
+    // to read its schema.
+    match lake::delta_provider(ctx, url).await {
+        Ok(provider) => Ok(Some(provider.schema())),
+        Err(lake::LakeError::NoTable(_)) => Ok(None),
+        Err(e) => Err(e.to_string()),
     }
 }
 

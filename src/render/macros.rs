@@ -199,6 +199,7 @@ impl Macros {
     /// Registers the macros' names, namespaces, `return` and `adapter`.
     pub fn install(&self, env: &mut Environment<'static>) {
         let registry = &self.registry;
+        let mut namespaces = HashSet::new();
         for (namespace, name) in registry.macros.keys() {
             env.add_global(
                 name.clone(),
@@ -209,6 +210,9 @@ impl Macros {
                     bound: None,
                 }),
             );
+            namespaces.insert(namespace);
+        }
+        for namespace in namespaces {
             env.add_global(
                 namespace.clone(),
                 Value::from_object(Namespace {
