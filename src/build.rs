@@ -300,7 +300,7 @@ async fn build_locked(
 
 /// Renders and runs `on-run-start` or `on-run-end`.
 async fn run_hooks(
-    build: &Build,
+    build: &Arc<Build>,
     which: &str,
     render_options: &crate::render::RenderOptions,
     extra: BTreeMap<&'static str, serde_json::Value>,
@@ -314,7 +314,24 @@ async fn run_hooks(
     if templates.is_empty() {
         return Ok(());
     }
-    let sql = crate::render::render_run_hooks(&build.project, which, templates, span.clone(), render_options, extra)?;
+    // `run_query` and the adapter answer from the lake, as in a model.
+    let render = |lake| {
+        crate::render::render_run_hooks(
+            &build.project,
+            which,
+            templates,
+            span.clone(),
+            render_options,
+            extra,
+            lake,
+        )
+    };
+    let sql = if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        let lake = materialize::lake_warehouse(build, &build.registry.ctx);
+        tokio::task::block_in_place(|| render(Some(lake)))?
+    } else {
+        render(None)?
+    };
     let site = materialize::hooks::HookSite {
         what: which.to_owned(),
         span: span.clone(),

@@ -38,6 +38,24 @@ pub fn run(global: &Global, out: &Output) -> u8 {
                     what = format!("{what} and {}", plural(tests, "data test"));
                 }
                 out.line(&format!("Compiled {what} to target/compiled/"));
+                // As dbt parses them: `execute` false, nothing asked of the lake.
+                let asking: Vec<&str> = selection
+                    .iter()
+                    .map(|&i| prepared.dag.node(i))
+                    .filter(|n| matches!(n.resource_type, ResourceType::Model | ResourceType::Test))
+                    .filter(|n| {
+                        n.rendered(&prepared.rendered.models, &prepared.rendered.tests)
+                            .introspects
+                    })
+                    .map(|n| n.name.as_str())
+                    .collect();
+                if !asking.is_empty() {
+                    out.line(&format!(
+                        "note: {} read `execute` or ask the lake (`run_query`, `adapter.get_columns_in_relation`, \
+                         ...): compiled as parsed, with `execute` false; `etl build` renders them again as they run",
+                        asking.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    ));
+                }
             }
             0
         }

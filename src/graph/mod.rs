@@ -91,6 +91,14 @@ impl Node {
         }
     }
 
+    /// The index of a model or data test in the project's list of them.
+    pub fn defined_index(&self) -> Option<usize> {
+        match self.defined {
+            Defined::Model(i) | Defined::Test(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// The rendered SQL of a model (from `models`) or a test (from `tests`).
     pub fn rendered<'r>(&self, models: &'r [RenderedModel], tests: &'r [RenderedModel]) -> &'r RenderedModel {
         match self.defined {

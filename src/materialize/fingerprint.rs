@@ -43,15 +43,18 @@ pub async fn fingerprint_and_inputs(
             json!({"csv": hex(&md5::Md5::digest(&bytes))})
         }
         ResourceType::Test => {
-            let rendered = node.rendered(&build.models, &build.tests);
-            json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, rendered).sql})
+            let rendered = build.rendered_now(index);
+            json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, &rendered).sql})
         }
         // An incremental model updated in place is judged by the SQL it
         // has as a full build: the table holds what that SQL makes of the
         // inputs, whichever way it was last brought there.
         _ => match build.full_build_sql.get(&node.name) {
             Some(sql) => json!({"sql": sql}),
-            None => json!({"sql": crate::plan::compile(&build.dag, index, &build.models).sql}),
+            None => {
+                let rendered = build.rendered_now(index);
+                json!({"sql": crate::plan::compile_with(&build.dag, index, &build.models, &rendered).sql})
+            }
         },
     };
     let whole = json!({
@@ -79,7 +82,8 @@ async fn collect_inputs(
         let value = match node.materialized {
             Materialization::View | Materialization::Ephemeral => {
                 stack.extend(build.dag.parents(parent));
-                json!({"sql": crate::plan::compile(&build.dag, parent, &build.models).sql})
+                let rendered = build.rendered_now(parent);
+                json!({"sql": crate::plan::compile_with(&build.dag, parent, &build.models, &rendered).sql})
             }
             Materialization::External => source_state(build, parent).await?,
             _ => {

@@ -14,6 +14,7 @@
 //! hook. A table is `schema.table` (or `table`, in the target's schema), a
 //! relation of the lake as models are.
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast};
 use datafusion::prelude::SessionContext;
@@ -49,42 +50,59 @@ pub async fn run_hooks(
 }
 
 async fn run_hook(build: &Build, session: &SessionContext, sql: &str, site: &HookSite<'_>) -> Result<(), Diagnostic> {
-    let fail = |message: String| {
-        Diagnostic::error(Code::Hook, format!("{}: {message}", site.what))
-            .with_span(site.span.clone())
-            .with_note(format!("the hook's SQL:\n{}", sql.trim()))
-    };
+    run_statements(build, session, sql, site.default_schema)
+        .await
+        .map(|_| ())
+        .map_err(|message| {
+            Diagnostic::error(Code::Hook, format!("{}: {message}", site.what))
+                .with_span(site.span.clone())
+                .with_note(format!("the hook's SQL:\n{}", sql.trim()))
+        })
+}
+
+/// The rows of a query: its columns and its batches.
+pub type Rows = (datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>);
+
+/// Runs the statements of `sql` as hooks run them; the rows of the last
+/// query among them, if any (`run_query` and `statement` give them to
+/// templates).
+pub async fn run_statements(
+    build: &Build,
+    session: &SessionContext,
+    sql: &str,
+    default_schema: &str,
+) -> Result<Option<Rows>, String> {
     let dialect_name = session.state().config().options().sql_parser.dialect.to_string();
     // Parsed before anything awaits: a dialect is not `Send`.
     let statements = {
-        let dialect =
-            dialect_from_str(&dialect_name).ok_or_else(|| fail(format!("unknown SQL dialect `{dialect_name}`")))?;
-        DFParser::parse_sql_with_dialect(sql, dialect.as_ref()).map_err(|e| fail(e.to_string()))?
+        let dialect = dialect_from_str(&dialect_name).ok_or_else(|| format!("unknown SQL dialect `{dialect_name}`"))?;
+        DFParser::parse_sql_with_dialect(sql, dialect.as_ref()).map_err(|e| e.to_string())?
     };
+    let mut rows = None;
     for statement in statements {
         let DFStatement::Statement(statement) = statement else {
-            return Err(fail(
-                "etl runs `insert`, `delete`, `update`, `create table ... as` and queries in hooks".into(),
-            ));
+            return Err("etl runs `insert`, `delete`, `update`, `create table ... as` and queries in hooks".into());
         };
-        execute(build, session, *statement, site).await.map_err(fail)?;
+        if let Some(out) = execute(build, session, *statement, default_schema).await? {
+            rows = Some(out);
+        }
     }
-    Ok(())
+    Ok(rows)
 }
 
 async fn execute(
     build: &Build,
     session: &SessionContext,
     statement: Statement,
-    site: &HookSite<'_>,
-) -> Result<(), String> {
+    default_schema: &str,
+) -> Result<Option<Rows>, String> {
     let ctx = &build.registry.ctx;
     match statement {
         Statement::Insert(insert) => {
             let TableObject::TableName(name) = &insert.table else {
                 return Err("`insert into` a table function is not supported".into());
             };
-            let relation = relation_of(name, site.default_schema)?;
+            let relation = relation_of(name, default_schema)?;
             let url = build.registry.location(&relation);
             let Some(table_schema) = table_schema(ctx, &url).await? else {
                 return Err(format!("`{}` has no table in the lake to insert into", relation.name()));
@@ -143,7 +161,7 @@ async fn execute(
             if delete.using.is_some() || tables.len() != 1 || !tables[0].joins.is_empty() {
                 return Err("`delete` from one table, without `using` or joins, is what etl runs".into());
             }
-            let relation = relation_of(table_name(&tables[0])?, site.default_schema)?;
+            let relation = relation_of(table_name(&tables[0])?, default_schema)?;
             let url = build.registry.location(&relation);
             exists(ctx, &url, &relation).await?;
             lake::delete_where(ctx, &url, delete.selection.map(|e| e.to_string()))
@@ -155,7 +173,7 @@ async fn execute(
             if update.from.is_some() || !update.table.joins.is_empty() {
                 return Err("`update` of one table, without `from` or joins, is what etl runs".into());
             }
-            let relation = relation_of(table_name(&update.table)?, site.default_schema)?;
+            let relation = relation_of(table_name(&update.table)?, default_schema)?;
             let url = build.registry.location(&relation);
             exists(ctx, &url, &relation).await?;
             let mut assignments = Vec::new();
@@ -174,11 +192,11 @@ async fn execute(
             let query = create
                 .query
                 .ok_or("`create table` without `as select` is not supported")?;
-            let relation = relation_of(&create.name, site.default_schema)?;
+            let relation = relation_of(&create.name, default_schema)?;
             let url = build.registry.location(&relation);
             if table_schema(ctx, &url).await?.is_some() && !create.or_replace {
                 if create.if_not_exists {
-                    return Ok(());
+                    return Ok(None);
                 }
                 return Err(format!(
                     "`{}` already exists: write `create or replace table`",
@@ -196,13 +214,15 @@ async fn execute(
         }
         Statement::Query(query) => {
             let plan = plan_query(session, &query).await?;
-            session
+            let schema = std::sync::Arc::new(plan.schema().as_arrow().clone());
+            let batches = session
                 .execute_logical_plan(plan)
                 .await
                 .map_err(|e| e.to_string())?
                 .collect()
                 .await
                 .map_err(|e| e.to_string())?;
+            return Ok(Some((schema, batches)));
         }
         other => {
             let kind = other
@@ -216,7 +236,7 @@ async fn execute(
             ));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn plan_query(session: &SessionContext, query: &Query) -> Result<datafusion::logical_expr::LogicalPlan, String> {

@@ -8,6 +8,8 @@ mod export;
 mod freshness;
 pub mod hooks;
 mod incremental;
+mod introspect;
+pub use introspect::lake_warehouse;
 mod ingest;
 
 pub use incremental::incremental_models;
@@ -185,6 +187,10 @@ pub struct Build {
     /// subplans, its optimizer rules, narrowed reads), after an error of
     /// the query engine's own.
     pub plain: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// What the nodes whose templates ask the lake render again with.
+    pub run_render: Arc<crate::render::RunRender>,
+    /// Those nodes' SQL and hooks as rendered when they ran.
+    pub run_rendered: std::sync::Mutex<HashMap<NodeIndex, Arc<RenderedModel>>>,
 }
 
 impl NodeResult {
@@ -228,6 +234,8 @@ impl Build {
             dag: Arc::new(dag),
             models: Arc::new(rendered.models),
             seed_hooks: Arc::new(rendered.seed_hooks),
+            run_render: rendered.run,
+            run_rendered: Default::default(),
             tests: Arc::new(rendered.tests),
             registry,
             options,
@@ -267,7 +275,7 @@ impl Build {
 /// joins runs once more, alone, with sort-merge joins, which spill, and
 /// every node planned after it gets them too. Its failed attempt changed
 /// no table.
-async fn run_node(build: &Build, index: NodeIndex) -> NodeResult {
+async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let ctx = &build.registry.ctx;
     let (hash_joins, first) = {
         let _shared = build.memory_gate.read().await;
@@ -292,7 +300,7 @@ async fn run_node(build: &Build, index: NodeIndex) -> NodeResult {
     second
 }
 
-async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
+async fn attempt(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let first = attempt_once(build, index).await;
     let engine_bug = first.status == Status::Error && first.diagnostic.as_ref().is_some_and(|d| d.is(Cause::EngineBug));
     if !engine_bug || build.without_rewrites(index) {
@@ -340,8 +348,12 @@ async fn attempt(build: &Build, index: NodeIndex) -> NodeResult {
     second
 }
 
-async fn attempt_once(build: &Build, index: NodeIndex) -> NodeResult {
-    if build.dag.node(index).resource_type == ResourceType::Test {
+async fn attempt_once(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
+    let node = build.dag.node(index);
+    if node.resource_type == ResourceType::Test {
+        if let Err(diag) = introspect::render_if_asking(build, index, &build.registry.ctx).await {
+            return NodeResult::error(node, diag, 0.0);
+        }
         data_tests::run_test_unless_up_to_date(build, index).await
     } else {
         nodes::build_node(build, index).await

@@ -12,7 +12,7 @@ use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition};
 use datafusion::prelude::SessionContext;
 
-use crate::plan::{check_contract, compile, plan_model, register_csv_file, replace_scans};
+use crate::plan::{check_contract, compile_with, plan_model, register_csv_file, replace_scans};
 
 /// What a successful build produced.
 struct Outcome {
@@ -23,7 +23,7 @@ struct Outcome {
     warnings: Vec<Diagnostic>,
 }
 
-pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
+pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
     let session = match header_session(build, index).await {
@@ -31,6 +31,9 @@ pub async fn build_node(build: &Build, index: NodeIndex) -> NodeResult {
         Ok(None) => build.base_session(index),
         Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     };
+    if let Err(diag) = super::introspect::render_if_asking(build, index, &session).await {
+        return NodeResult::error(node, diag, started.elapsed().as_secs_f64());
+    }
     let mut run = NodeRun {
         index,
         session,
@@ -82,14 +85,14 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
     }
     let (pre_hooks, post_hooks) = match node.resource_type {
         crate::config::ResourceType::Model => {
-            let rendered = node.rendered(&build.models, &build.tests);
-            (rendered.pre_hooks.as_slice(), rendered.post_hooks.as_slice())
+            let rendered = build.rendered_now(index);
+            (rendered.pre_hooks.clone(), rendered.post_hooks.clone())
         }
         crate::config::ResourceType::Seed => match build.seed_hooks.get(&node.name) {
-            Some((pre, post)) => (pre.as_slice(), post.as_slice()),
-            None => (&[][..], &[][..]),
+            Some((pre, post)) => (pre.clone(), post.clone()),
+            None => (Vec::new(), Vec::new()),
         },
-        _ => (&[][..], &[][..]),
+        _ => (Vec::new(), Vec::new()),
     };
     let site = |key: &str| super::hooks::HookSite {
         what: format!("the {key} of `{}`", node.name),
@@ -102,7 +105,7 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
         default_schema: &build.project.target.schema,
     };
     if !pre_hooks.is_empty() {
-        if let Err(diag) = super::hooks::run_hooks(build, &run.session, pre_hooks, &site("pre_hook")).await {
+        if let Err(diag) = super::hooks::run_hooks(build, &run.session, &pre_hooks, &site("pre_hook")).await {
             return NodeResult::error(node, diag, started.elapsed().as_secs_f64());
         }
     }
@@ -122,7 +125,7 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
     };
     let outcome = match outcome {
         Ok(outcome) if !post_hooks.is_empty() => {
-            super::hooks::run_hooks(build, &run.session, post_hooks, &site("post_hook"))
+            super::hooks::run_hooks(build, &run.session, &post_hooks, &site("post_hook"))
                 .await
                 .map(|()| outcome)
         }
@@ -415,7 +418,7 @@ async fn plan_with_inputs(
     run: &mut NodeRun,
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
     let index = run.index;
-    let compiled = compile(&build.dag, index, &build.models);
+    let compiled = compile_with(&build.dag, index, &build.models, &build.rendered_now(index));
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let node = build.dag.node(index);
     let new_files = match super::ingest::prepare(build, index).await? {

@@ -30,6 +30,8 @@ pub struct Globals {
     pub incremental: std::collections::BTreeSet<String>,
     /// The project or package of each model and seed, by name.
     pub owners: BTreeMap<String, String>,
+    /// The lake, when a node renders as it runs; `None` while parsing.
+    pub warehouse: Option<Arc<dyn super::introspect::Warehouse>>,
 }
 
 /// One template render: the node being rendered and what it called.
@@ -72,6 +74,11 @@ pub struct Recorded {
     pub config: RawConfig,
     pub logs: Vec<String>,
     pub uses_is_incremental: bool,
+    /// Whether the render read `execute` or asked the lake anything: it
+    /// renders again when its node runs.
+    pub introspects: bool,
+    /// What each `{% call statement('name') %}` gave, for `load_result`.
+    pub statements: BTreeMap<String, Value>,
 }
 
 /// An error raised by one of the context functions, carried through
@@ -91,7 +98,7 @@ impl fmt::Display for RenderFailure {
 
 impl std::error::Error for RenderFailure {}
 
-fn failure(code: Code, message: String, help: Option<String>) -> Error {
+pub(super) fn failure(code: Code, message: String, help: Option<String>) -> Error {
     let failure = RenderFailure {
         code,
         message: message.clone(),
@@ -120,9 +127,7 @@ pub fn install(env: &mut Environment<'static>) {
     env.add_function("is_incremental", is_incremental_fn);
     env.add_function("log", log_fn);
     env.add_global("exceptions", Value::from_object(Exceptions));
-    // dbt renders twice, parsing with `execute` false and running with it
-    // true; etl renders once, for the SQL it runs.
-    env.add_global("execute", Value::from(true));
+    super::introspect::install(env);
 }
 
 /// The values that differ per render.
@@ -154,6 +159,7 @@ pub fn render_context_with(scope: Arc<Scope>, extra: BTreeMap<&'static str, Valu
         );
     }
     ctx.insert("config", Value::from_object(ConfigObject(scope.clone())));
+    ctx.insert("execute", Value::from_object(super::introspect::Execute(scope.clone())));
     ctx.insert(SCOPE_KEY, Value::from_dyn_object(scope));
     ctx.extend(extra);
     Value::from(ctx)

@@ -61,6 +61,7 @@ pub(super) fn render_test(
                 logs: recorded.logs,
                 pre_hooks: Vec::new(),
                 post_hooks: Vec::new(),
+                introspects: recorded.introspects,
             })
         }
         TestKind::Generic {
@@ -229,6 +230,7 @@ fn render_generic(
         logs: recorded.logs,
         pre_hooks: Vec::new(),
         post_hooks: Vec::new(),
+        introspects: recorded.introspects,
     })
 }
 

@@ -482,8 +482,8 @@ impl Object for Namespace {
     }
 }
 
-/// dbt's `adapter`: `dispatch` and `quote`; what needs a warehouse
-/// connection is said, not faked.
+/// dbt's `adapter`: `dispatch`, `quote`, and what asks the lake (see
+/// `introspect`); other methods are errors naming them.
 #[derive(Debug)]
 struct Adapter {
     registry: Arc<Registry>,
@@ -521,10 +521,12 @@ impl Object for Adapter {
                 let text = args.first().map(Value::to_string).unwrap_or_default();
                 Ok(Value::from(format!("\"{}\"", text.replace('"', "\"\""))))
             }
-            other => Err(fail(
-                format!("`adapter.{other}` is not available in etl yet"),
-                Some("adapter.dispatch and adapter.quote are".to_owned()),
-            )),
+            other => super::introspect::adapter_method(state, other, args).unwrap_or_else(|| {
+                Err(fail(
+                    format!("`adapter.{other}` is not available in etl yet"),
+                    Some("etl's adapter has dispatch, quote, get_relation and get_columns_in_relation".to_owned()),
+                ))
+            }),
         }
     }
 }
@@ -630,9 +632,4 @@ fn rename_macros(text: &str, prefix: &str) -> (String, Vec<String>) {
     }
     out.push_str(rest);
     (out, names)
-}
-
-#[cfg(test)]
-pub(super) fn names_in(text: &str) -> Vec<String> {
-    rename_macros(text, "").1
 }

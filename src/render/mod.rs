@@ -10,6 +10,7 @@
 mod builtins;
 mod context;
 mod data_tests;
+mod introspect;
 mod macros;
 mod mutable;
 mod naming;
@@ -24,6 +25,7 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::lake::Relation;
 use context::{Globals, Recorded, Scope};
+pub use introspect::{Column as LakeColumn, Table as LakeTable, Warehouse};
 use macros::{MACROS, Macros};
 use naming::{Naming, NodeRef};
 pub use sourcemap::LineMap;
@@ -80,6 +82,9 @@ pub struct RenderedModel {
     /// The model's `pre_hook` and `post_hook`, rendered in its context.
     pub pre_hooks: Vec<String>,
     pub post_hooks: Vec<String>,
+    /// Whether its SQL or hooks read `execute` or ask the lake: it renders
+    /// again when it runs (see [`render_at_run`]).
+    pub introspects: bool,
 }
 
 /// The relations of seeds and sources, which are known without rendering.
@@ -97,6 +102,21 @@ pub struct Rendered {
     /// `path` is its properties file and its `template` is empty.
     pub tests: Vec<RenderedModel>,
     pub relations: Relations,
+    /// What rendering a node again while it runs needs.
+    pub run: Arc<RunRender>,
+}
+
+/// The macros and relations a node renders with, kept for the nodes that
+/// render again when they run.
+pub struct RunRender {
+    macros: Macros,
+    globals: Arc<Globals>,
+}
+
+impl std::fmt::Debug for RunRender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRender").finish_non_exhaustive()
+    }
 }
 
 /// Renders every model of the project.
@@ -265,7 +285,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         let relation = finals[&model.name].clone();
         let globals = second.as_ref().unwrap_or(&first);
         let node = ("model", model.name.as_str(), model.file.path.as_path());
-        let (pre_hooks, post_hooks) =
+        let (pre_hooks, post_hooks, hooks_introspect) =
             match render_hooks(&envs[0].1, node, &config, &relation, globals, &macros, project) {
                 Ok(hooks) => hooks,
                 Err(diag) => {
@@ -286,6 +306,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
             config,
             uses_is_incremental: recorded.uses_is_incremental,
             logs: recorded.logs,
+            introspects: recorded.introspects || hooks_introspect,
         });
     }
     if !errors.is_empty() {
@@ -317,7 +338,19 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         };
         let node = ("seed", seed.name.as_str(), seed.path.as_path());
         match render_hooks(&env, node, &seed.config, relation, &finals, &macros, project) {
-            Ok((pre, post)) if !pre.is_empty() || !post.is_empty() => {
+            Ok((_, _, true)) => errors.push(
+                Diagnostic::error(
+                    crate::diagnostic::Code::Unsupported,
+                    format!(
+                        "the hooks of seed `{}` read `execute` or ask the lake (`run_query`, ...): etl renders a \
+                         seed's hooks once, before the build",
+                        seed.name
+                    ),
+                )
+                .with_span(seed.config.span("post_hook").or(seed.config.span("pre_hook")).cloned())
+                .with_help("move the query into an `on-run-end` hook or a model's `post_hook`"),
+            ),
+            Ok((pre, post, _)) if !pre.is_empty() || !post.is_empty() => {
                 seed_hooks.insert(seed.name.clone(), (pre, post));
             }
             Ok(_) => {}
@@ -332,6 +365,10 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
         seed_hooks,
         tests,
         relations,
+        run: Arc::new(RunRender {
+            macros,
+            globals: finals,
+        }),
     })
 }
 
@@ -391,6 +428,7 @@ fn base_globals(project: &Project, options: &RenderOptions) -> Globals {
             .chain(project.seeds.iter().map(|s| (&s.name, &s.fqn)))
             .map(|(name, fqn)| (name.clone(), fqn[0].clone()))
             .collect(),
+        warehouse: None,
     }
 }
 
@@ -405,6 +443,7 @@ fn clone_globals(g: &Globals) -> Globals {
         invocation_id: g.invocation_id.clone(),
         incremental: g.incremental.clone(),
         owners: g.owners.clone(),
+        warehouse: g.warehouse.clone(),
     }
 }
 
@@ -511,6 +550,90 @@ fn model_ref<'a>(model: &'a Model, config: &'a RawConfig) -> NodeRef<'a> {
     }
 }
 
+/// Which node [`render_at_run`] renders: a model or a data test, by its
+/// index in the project.
+#[derive(Debug, Clone, Copy)]
+pub enum RunNode {
+    Model(usize),
+    Test(usize),
+}
+
+/// A node that reads `execute` or asks the lake, rendered as it runs:
+/// `execute` is true and `lake` answers `run_query` and the adapter.
+/// Its config and relation stay those of the parse, as in dbt; a `ref()`
+/// it did not call while parsing is an error, since the DAG was built
+/// without it.
+pub fn render_at_run(
+    project: &Project,
+    run: &RunRender,
+    node: RunNode,
+    parsed: &RenderedModel,
+    lake: Arc<dyn Warehouse>,
+) -> Result<RenderedModel, Diagnostic> {
+    let globals = Arc::new(Globals {
+        warehouse: Some(lake),
+        ..clone_globals(&run.globals)
+    });
+    let macros = &run.macros;
+    let first_error = |mut errors: Vec<Diagnostic>| errors.remove(0);
+    let (rendered, recorded_refs, kind) = match node {
+        RunNode::Model(i) => {
+            let model = &project.models[i];
+            let env = environment(macros, project, std::iter::once(&model.file)).map_err(first_error)?;
+            let (sql, recorded) = render_one(&env, model, parsed.relation.clone(), &globals, macros, project)?;
+            let what = ("model", model.name.as_str(), model.file.path.as_path());
+            let (pre_hooks, post_hooks, _) =
+                render_hooks(&env, what, &parsed.config, &parsed.relation, &globals, macros, project)?;
+            let mut logs = parsed.logs.clone();
+            logs.extend(recorded.logs.iter().cloned());
+            let rendered = RenderedModel {
+                sql,
+                pre_hooks,
+                post_hooks,
+                logs,
+                ..parsed.clone()
+            };
+            (rendered, recorded.refs, "model")
+        }
+        RunNode::Test(i) => {
+            let test = &project.data_tests[i];
+            let singular = match &test.kind {
+                TestKind::Singular { file } => Some(file),
+                TestKind::Generic { .. } => None,
+            };
+            let env = environment(macros, project, singular.into_iter()).map_err(first_error)?;
+            let rendered = data_tests::render_test(&env, test, &globals, macros, project)?;
+            let refs = rendered
+                .refs
+                .iter()
+                .map(|c| (c.package.clone(), c.name.clone(), String::new()))
+                .collect();
+            (rendered, refs, "test")
+        }
+    };
+    for (_, name, _) in &recorded_refs {
+        if !parsed.refs.iter().any(|c| &c.name == name) {
+            return Err(Diagnostic::error(
+                crate::diagnostic::Code::RunTimeRef,
+                format!(
+                    "{kind} `{}` calls `ref('{name}')` only when it runs: etl, as dbt, learns the DAG while \
+                     parsing, when `execute` is false",
+                    parsed.name
+                ),
+            )
+            .with_span(Some(Span::file(&parsed.path)))
+            .with_help(format!(
+                "call it outside the `{{% if execute %}}` block, or add `-- depends_on: {{{{ ref('{name}') }}}}` \
+                 at the top of the file"
+            )));
+        }
+    }
+    for line in &rendered.logs[parsed.logs.len().min(rendered.logs.len())..] {
+        tracing::info!(node = %parsed.name, "{line}");
+    }
+    Ok(rendered)
+}
+
 /// `on-run-start` or `on-run-end` (`which`) rendered: with `target`,
 /// vars, macros and `extra` (`results` and `schemas` for `on-run-end`).
 pub fn render_run_hooks(
@@ -520,6 +643,7 @@ pub fn render_run_hooks(
     span: Option<Span>,
     options: &RenderOptions,
     extra: BTreeMap<&'static str, serde_json::Value>,
+    lake: Option<Arc<dyn Warehouse>>,
 ) -> Result<Vec<String>, Diagnostic> {
     let extra: BTreeMap<&'static str, Value> = extra
         .into_iter()
@@ -527,7 +651,10 @@ pub fn render_run_hooks(
         .collect();
     let macros = Macros::collect(project);
     let env = environment(&macros, project, std::iter::empty()).map_err(|mut d| d.remove(0))?;
-    let globals = Arc::new(base_globals(project, options));
+    let globals = Arc::new(Globals {
+        warehouse: lake,
+        ..base_globals(project, options)
+    });
     let mut rendered = Vec::new();
     for template in templates {
         let scope = Arc::new(Scope {
@@ -562,8 +689,8 @@ fn render_hooks(
     globals: &Arc<Globals>,
     macros: &Macros,
     project: &Project,
-) -> Result<(Vec<String>, Vec<String>), Diagnostic> {
-    let mut rendered = (Vec::new(), Vec::new());
+) -> Result<(Vec<String>, Vec<String>, bool), Diagnostic> {
+    let mut rendered = (Vec::new(), Vec::new(), false);
     for key in ["pre_hook", "post_hook"] {
         for template in config.hook_templates(key) {
             let scope = Arc::new(Scope {
@@ -576,13 +703,18 @@ fn render_hooks(
             });
             let source = format!("{}{}", macros.prefix(&template), mutable::mutable_literals(&template));
             let sql = env
-                .render_named_str(&format!("{key} of {name}"), &source, context::render_context(scope))
+                .render_named_str(
+                    &format!("{key} of {name}"),
+                    &source,
+                    context::render_context(scope.clone()),
+                )
                 .map_err(|e| {
                     let diag = macros.diagnostic(&e, project);
                     let span = config.span(key).cloned().or(Some(Span::file(path)));
                     diag.with_span(span)
                         .with_note(format!("in the `{key}` of {kind} `{name}`"))
                 })?;
+            rendered.2 |= scope.recorded.lock().expect("render scope poisoned").introspects;
             if key == "pre_hook" {
                 &mut rendered.0
             } else {
@@ -873,8 +1005,13 @@ mod tests {
                 None,
             ),
             (
-                "{{ adapter.get_relation('db', 's', 't') }}",
-                "`adapter.get_relation` is not available in etl yet",
+                "{{ adapter.drop_relation(this) }}",
+                "`adapter.drop_relation` is not available in etl yet",
+                None,
+            ),
+            (
+                "{% call statement('x', language='python') %}x{% endcall %}",
+                "`statement(language='python')`: etl runs SQL",
                 None,
             ),
         ];
@@ -1000,15 +1137,133 @@ mod tests {
     }
 
     #[test]
-    fn execute_is_true_as_when_dbt_runs_a_model() {
+    fn execute_is_false_while_parsing_and_true_when_the_node_runs() {
         let (_d, p) = project(&[
             ("project.yaml", "name: shop\n"),
             (
                 "models/a.sql",
                 "{% if execute %}select 1 as x{% else %}select 2 as x{% endif %}",
             ),
+            ("models/b.sql", "select 3 as x"),
         ]);
         let r = render_project(&p, &RenderOptions::default()).unwrap();
-        assert_eq!(r.models[0].sql, "select 1 as x");
+        assert_eq!(r.models[0].sql, "select 2 as x");
+        assert!(r.models[0].introspects);
+        assert!(!r.models[1].introspects);
+        let lake: Arc<dyn Warehouse> = Arc::new(FakeLake);
+        let ran = render_at_run(&p, &r.run, RunNode::Model(0), &r.models[0], lake).unwrap();
+        assert_eq!(ran.sql, "select 1 as x");
+    }
+
+    /// A lake with one table, `main.orders (status varchar, amount
+    /// decimal(10,2))`, whose every query gives two statuses.
+    #[derive(Debug)]
+    struct FakeLake;
+
+    impl Warehouse for FakeLake {
+        fn query(&self, sql: &str) -> Result<introspect::Table, String> {
+            if sql.contains("missing") {
+                return Err("table 'main.missing' not found".into());
+            }
+            Ok(introspect::Table {
+                columns: vec![introspect::Column {
+                    name: "status".into(),
+                    data_type: "VARCHAR".into(),
+                }],
+                rows: vec![vec![Value::from("placed")], vec![Value::from("shipped")]],
+            })
+        }
+
+        fn columns(&self, relation: &Relation) -> Result<Option<Vec<introspect::Column>>, String> {
+            Ok((relation.identifier == "orders").then(|| {
+                vec![
+                    introspect::Column {
+                        name: "status".into(),
+                        data_type: "VARCHAR".into(),
+                    },
+                    introspect::Column {
+                        name: "amount".into(),
+                        data_type: "DECIMAL(10,2)".into(),
+                    },
+                ]
+            }))
+        }
+    }
+
+    #[test]
+    fn run_query_statement_and_the_adapter_answer_from_the_lake_when_the_node_runs() {
+        let model = "{% set statuses = run_query('select distinct status from ' ~ ref('orders')) %}\n\
+             {% if execute %}{% set values = statuses.columns[0].values() %}{% else %}{% set values = [] %}{% endif %}\n\
+             {% call statement('n', fetch_result=True) %}select 1{% endcall %}\n\
+             {% set cols = adapter.get_columns_in_relation(ref('orders')) %}\n\
+             select {% for v in values %}sum(case when status = '{{ v }}' then 1 end) as {{ v }}_count, {% endfor %}\n\
+             {{ cols | map(attribute='name') | join('|') }} as names, \
+             {% for c in cols if c.is_number() %}{{ c.quoted }}{% endfor %} as numbers, \
+             '{{ statuses.rows[1]['status'] if execute }}' as second, \
+             {{ load_result('n')['data'] | length if load_result('n') else 'none' }} as fetched, \
+             {{ adapter.get_relation(database=none, schema='main', identifier='nope') is none }} as gone, \
+             '{{ load_relation(ref('orders')) }}' as found\n\
+             from {{ ref('orders') }}";
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            ("models/orders.sql", "select 'placed' as status"),
+            ("models/counts.sql", model),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        let counts = r.models.iter().position(|m| m.name == "counts").unwrap();
+        let parsed = &r.models[counts];
+        assert!(parsed.introspects);
+        assert_eq!(parsed.sql.lines().last().unwrap(), "from \"main\".\"orders\"");
+        assert!(
+            parsed
+                .sql
+                .contains("\n as names,  as numbers, '' as second, none as fetched, True as gone, 'None' as found"),
+            "{}",
+            parsed.sql
+        );
+        let lake: Arc<dyn Warehouse> = Arc::new(FakeLake);
+        let ran = render_at_run(&p, &r.run, RunNode::Model(counts), parsed, lake).unwrap();
+        assert!(
+            ran.sql.contains(
+                "select sum(case when status = 'placed' then 1 end) as placed_count, \
+                 sum(case when status = 'shipped' then 1 end) as shipped_count, \n\
+                 status|amount as names, \"amount\" as numbers, 'shipped' as second, 2 as fetched, True as gone, \
+                 '\"main\".\"orders\"' as found"
+            ),
+            "{}",
+            ran.sql
+        );
+    }
+
+    #[test]
+    fn a_ref_called_only_at_run_time_and_a_failing_query_are_errors() {
+        let (_d, p) = project(&[
+            ("project.yaml", "name: shop\n"),
+            ("models/a.sql", "select 1 as x"),
+            (
+                "models/b.sql",
+                "select * from {% if execute %}{{ ref('a') }}{% else %}(select 1 as x){% endif %}",
+            ),
+            (
+                "models/c.sql",
+                "{% do run_query('select * from missing') %}select 1 as x",
+            ),
+        ]);
+        let r = render_project(&p, &RenderOptions::default()).unwrap();
+        let lake: Arc<dyn Warehouse> = Arc::new(FakeLake);
+        let err = render_at_run(&p, &r.run, RunNode::Model(1), &r.models[1], lake.clone()).unwrap_err();
+        assert_eq!(err.code, crate::diagnostic::Code::RunTimeRef);
+        assert_eq!(
+            err.message,
+            "model `b` calls `ref('a')` only when it runs: etl, as dbt, learns the DAG while parsing, when \
+             `execute` is false"
+        );
+        let err = render_at_run(&p, &r.run, RunNode::Model(2), &r.models[2], lake).unwrap_err();
+        assert_eq!(err.code, crate::diagnostic::Code::Introspection);
+        assert_eq!(err.message, "`run_query`: table 'main.missing' not found");
+        assert_eq!(
+            err.span.as_ref().map(|s| (s.line, s.file.clone())),
+            Some((1, "models/c.sql".into()))
+        );
     }
 }

@@ -183,3 +183,21 @@ fn a_dbt_duckdb_shop_with_everything_at_once_gives_dbt_duckdbs_rows() {
         ],
     );
 }
+
+#[test]
+fn templates_that_ask_the_warehouse_give_dbt_duckdbs_rows() {
+    // Rendered again as they run, with `execute` true: a star macro over
+    // `adapter.get_columns_in_relation`, a pivot over `run_query`'s
+    // values, `statement` / `load_result`, `adapter.get_relation`, a
+    // singular test and an on-run-end hook that query the lake.
+    same_as_dbt(
+        "dbt_introspection",
+        "dev.lake",
+        &[
+            "main.payments",
+            "main.payments_pivoted",
+            "main.method_counts",
+            "main.run_audit",
+        ],
+    );
+}

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{etl, etl_ok, rows};
+use crate::support::{etl, etl_ok, fixture, rows, rows_in};
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -137,4 +137,43 @@ fn a_hook_etl_cannot_run_is_an_error_at_the_hook() {
     assert!(stderr.contains("error[hook]: the post_hook of `m`: "), "{stderr}");
     assert!(stderr.contains("nope"), "{stderr}");
     assert_eq!(rows(p, "main", "m"), ["1"]);
+}
+
+#[test]
+fn a_pivot_over_run_query_follows_its_data_night_after_night() {
+    // The pivot's columns are the payment methods a query finds as it
+    // runs: a new method in the data is a new column the next night, and
+    // a night with nothing new leaves the table as it is.
+    let dir = fixture("dbt_introspection");
+    let lake = dir.path().join("dev.lake");
+    etl_ok(dir.path(), &["build"]);
+    assert_eq!(
+        rows_in(&lake, "main", "method_counts"),
+        vec!["4|6|true|true"],
+        "methods, pivoted columns, legacy_missing, pivoted_found"
+    );
+    let seed = dir.path().join("seeds/raw_payments.csv");
+    let mut csv = std::fs::read_to_string(&seed).unwrap();
+    csv.push_str("8,5,voucher,700,ok\n");
+    std::fs::write(&seed, csv).unwrap();
+    let (out, _) = etl_ok(dir.path(), &["build"]);
+    assert!(
+        !out.contains("payments_pivoted                           up to date"),
+        "{out}"
+    );
+    assert_eq!(rows_in(&lake, "main", "method_counts"), vec!["5|7|true|true"]);
+    assert_eq!(
+        rows_in(&lake, "main", "payments_pivoted"),
+        vec![
+            "1|0|1234|500|0|0|1734",
+            "2|0|2550|0|0|0|2550",
+            "3|9900|0|0|0|0|9900",
+            "4|0|0|0|2500|0|2500",
+            "5|0|0|99|0|700|799",
+        ]
+    );
+    assert_eq!(rows_in(&lake, "main", "run_audit"), vec!["5"]);
+    let (out, _) = etl_ok(dir.path(), &["build"]);
+    let pivot = out.lines().find(|l| l.contains("table payments_pivoted")).unwrap();
+    assert!(pivot.contains("up to date"), "{out}");
 }

@@ -117,10 +117,15 @@ pub fn table_dir(project: &Path, schema: &str, name: &str) -> PathBuf {
 /// The rows of the Delta table written for `schema.name`, each row as
 /// `a|b|c`, sorted.
 pub fn rows(project: &Path, schema: &str, name: &str) -> Vec<String> {
+    rows_in(&project.join("lake"), schema, name)
+}
+
+/// [`rows`] of a table in the lake at `lake`.
+pub fn rows_in(lake: &Path, schema: &str, name: &str) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let ctx = SessionContext::new();
-        let url = url::Url::from_directory_path(table_dir(project, schema, name)).unwrap();
+        let url = url::Url::from_directory_path(lake.join("warehouse").join(schema).join(name)).unwrap();
         let provider = etl::lake::delta_provider(&ctx, &url).await.unwrap();
         let batches = ctx.read_table(provider).unwrap().collect().await.unwrap();
         let mut out = format_rows(&batches);

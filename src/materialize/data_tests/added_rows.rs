@@ -222,13 +222,7 @@ async fn passed_clean(build: &Build, index: NodeIndex, last: &Value) -> Option<L
         .ensure_parents(&build.dag, &build.project, index)
         .await
         .ok()?;
-    let sql = crate::plan::compile_with(
-        &build.dag,
-        index,
-        &build.models,
-        node.rendered(&build.models, &build.tests),
-    )
-    .sql;
+    let sql = crate::plan::compile_with(&build.dag, index, &build.models, &build.rendered_now(index)).sql;
     let plan = build.registry.ctx.state().create_logical_plan(&sql).await.ok()?;
     // A row that passed yesterday may fail today without changing when the
     // SQL (its `where` included) compares with `now()` or `current_date`.

@@ -181,8 +181,7 @@ pub async fn run_narrowed(build: &Build, index: NodeIndex, narrowed: Option<Narr
 /// for a test to read only what its model gained.
 pub fn definition(build: &Build, index: NodeIndex) -> String {
     let node = build.dag.node(index);
-    let rendered = node.rendered(&build.models, &build.tests);
-    let sql = compile_with(&build.dag, index, &build.models, rendered).sql;
+    let sql = compile_with(&build.dag, index, &build.models, &build.rendered_now(index)).sql;
     let whole = serde_json::json!({"sql": sql, "config": node.config.raw()});
     use md5::Digest;
     md5::Md5::digest(whole.to_string().as_bytes())
@@ -224,13 +223,13 @@ async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narr
 async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Result<TestOutcome, Diagnostic> {
     let node = build.dag.node(index);
     let test = node.test(&build.project);
-    let rendered = node.rendered(&build.models, &build.tests);
+    let rendered = build.rendered_now(index);
     let config = node
         .config
         .test
         .as_ref()
         .ok_or_else(|| Diagnostic::error(Code::Internal, format!("test `{}` has no test config", test.name)))?;
-    let compiled = compile_with(&build.dag, index, &build.models, rendered);
+    let compiled = compile_with(&build.dag, index, &build.models, &rendered);
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let readers = if config.new_files_only {
         let readers = super::ingest::new_file_readers(build, index).await?;
