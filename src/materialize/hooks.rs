@@ -242,7 +242,9 @@ async fn execute(
 async fn plan_query(session: &SessionContext, query: &Query) -> Result<datafusion::logical_expr::LogicalPlan, String> {
     let state = session.state();
     let statement = DFStatement::Statement(Box::new(Statement::Query(Box::new(query.clone()))));
-    state.statement_to_plan(statement).await.map_err(|e| e.to_string())
+    crate::plan::plan_statement(&state, statement)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The table's columns, or `None` when there is no table.

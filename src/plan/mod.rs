@@ -8,6 +8,7 @@ mod compile;
 mod contract;
 mod dialect;
 mod distinct;
+mod identifiers;
 mod options;
 mod registry;
 mod rewrite;
@@ -19,6 +20,7 @@ mod sources;
 pub use by_key::{key_of, same_every_run};
 pub use compile::{CompiledSql, compile, compile_with};
 pub use contract::check_contract;
+pub use identifiers::{plan_sql, plan_statement};
 pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate};
 pub use session::{
@@ -42,10 +44,10 @@ pub async fn plan_model(ctx: &SessionContext, compiled: &CompiledSql) -> Result<
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    match ctx.sql_with_options(&compiled.sql, options).await {
-        Ok(df) => Ok(df.into_unoptimized_plan()),
-        Err(err) => Err(sql_diagnostic(&err, compiled)),
-    }
+    let planned = plan_sql(&ctx.state(), &compiled.sql)
+        .await
+        .and_then(|plan| options.verify_plan(&plan).map(|()| plan));
+    planned.map_err(|err| sql_diagnostic(&err, compiled))
 }
 
 /// A DataFusion error as a diagnostic pointing at the template.

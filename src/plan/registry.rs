@@ -139,17 +139,12 @@ impl Registry {
                     .ok_or_else(|| not_built(format!("no view at `{location}`")))?;
                 drop(_guard);
                 Box::pin(self.ensure_parents(dag, project, index)).await?;
-                let plan = self
-                    .ctx
-                    .sql(&view.sql)
-                    .await
-                    .map_err(|e| {
-                        Diagnostic::error(
-                            Code::StaleView,
-                            format!("the stored view `{}` no longer plans: {}", node.name, e.find_root()),
-                        )
-                    })?
-                    .into_unoptimized_plan();
+                let plan = super::plan_sql(&self.ctx.state(), &view.sql).await.map_err(|e| {
+                    Diagnostic::error(
+                        Code::StaleView,
+                        format!("the stored view `{}` no longer plans: {}", node.name, e.find_root()),
+                    )
+                })?;
                 return self
                     .register_view(index, &node.relation, plan, view.sql)
                     .map_err(|e| Diagnostic::error(Code::Register, e));

@@ -45,6 +45,9 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     config.options_mut().sql_parser.collect_spans = true;
     if options.dialect == Dialect::DuckDb {
         config.options_mut().set("datafusion.sql_parser.dialect", "duckdb")?;
+        // Names keep their case; they match columns of any case when
+        // planned (see `identifiers`).
+        config.options_mut().sql_parser.enable_ident_normalization = false;
     }
     // DataFusion proves some CASE results non-null in the logical plan
     // (`case when a >= b then a else b end` with b non-null) but not in the

@@ -121,7 +121,8 @@ fn same_as_dbt(fixture_name: &str, lake: &str, tables: &[&str]) {
 fn a_dbt_duckdb_project_gives_dbt_duckdbs_rows() {
     // A duckdb profile, the project's own generate_schema_name, sources on
     // seeds in `raw`, integer cents divided into dollars, `numeric` casts,
-    // `strftime`, `date_diff` and `//`.
+    // `strftime`, `date_diff` and `//`, camelCase CSV headers read with
+    // unquoted names of any case and aliases that keep their case.
     same_as_dbt(
         "dbt_duckdb",
         "dev.lake",
@@ -130,6 +131,7 @@ fn a_dbt_duckdb_project_gives_dbt_duckdbs_rows() {
             "raw.raw_customers",
             "main_marts.customers",
             "main_marts.monthly",
+            "main_marts.product_lines",
         ],
     );
 }

@@ -366,9 +366,7 @@ async fn test_plan(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let state = ctx.state();
-    let mut plan = state
-        .create_logical_plan(sql)
+    let mut plan = crate::plan::plan_sql(&ctx.state(), sql)
         .await
         .and_then(|plan| options.verify_plan(&plan).map(|()| plan))
         .map_err(|e| test_sql_error(&e, compiled, test))?;

@@ -1,0 +1,182 @@
+//! DuckDB's identifiers, for projects moved from dbt-duckdb: an unquoted
+//! name keeps the case it is written in (`select id as customerId` makes a
+//! column `customerId`), and matches a column whatever its case
+//! (`productline` reads a CSV column `productLine`).
+//!
+//! A DuckDB session plans with DataFusion's identifier normalization off,
+//! which keeps the case; a column then matches only in its own case. When
+//! planning fails on a column that one column matches in another case,
+//! the unquoted references to it are made that column (in the parsed
+//! statement, not the SQL text) and the statement is planned again. Two
+//! columns that differ only in case stay an error, as in DuckDB.
+
+use std::ops::ControlFlow;
+
+use datafusion::common::{Column, DataFusionError, Result, SchemaError};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{Expr, Ident, visit_expressions_mut};
+
+/// Whether `state` plans SQL as DuckDB does (see `Dialect::DuckDb`).
+pub fn is_duckdb(state: &SessionState) -> bool {
+    state
+        .config()
+        .options()
+        .sql_parser
+        .dialect
+        .to_string()
+        .eq_ignore_ascii_case("duckdb")
+}
+
+/// Parses and plans `sql` in `state`, matching columns as its dialect does.
+pub async fn plan_sql(state: &SessionState, sql: &str) -> Result<LogicalPlan> {
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect)?;
+    plan_statement(state, statement).await
+}
+
+/// Plans `statement` in `state`; in a DuckDB session, a column written in
+/// another case than the one column it matches is that column.
+pub async fn plan_statement(state: &SessionState, mut statement: DFStatement) -> Result<LogicalPlan> {
+    if !is_duckdb(state) {
+        return state.statement_to_plan(statement).await;
+    }
+    // Each round fixes at least one name; a statement has few.
+    for _ in 0..256 {
+        let err = match state.statement_to_plan(statement.clone()).await {
+            Ok(plan) => return Ok(plan),
+            Err(err) => err,
+        };
+        let Some((written, column)) = case_insensitive_match(&err) else {
+            return Err(err);
+        };
+        if !rename(&mut statement, &written, &column) {
+            return Err(err);
+        }
+    }
+    state.statement_to_plan(statement).await
+}
+
+/// The column an unknown column matches in another case, if exactly one
+/// does: `(as written, the column)`.
+fn case_insensitive_match(err: &DataFusionError) -> Option<(Column, Column)> {
+    let DataFusionError::SchemaError(schema_error, _) = err.find_root() else {
+        return None;
+    };
+    let SchemaError::FieldNotFound { field, valid_fields } = schema_error.as_ref() else {
+        return None;
+    };
+    let same_relation = |valid: &Column| match (&field.relation, &valid.relation) {
+        (None, _) => true,
+        (Some(written), Some(valid)) => written.table().eq_ignore_ascii_case(valid.table()),
+        (Some(_), None) => false,
+    };
+    let mut matches = valid_fields
+        .iter()
+        .filter(|valid| valid.name.eq_ignore_ascii_case(&field.name) && same_relation(valid));
+    let found = matches.next()?;
+    // Two columns that differ only in case: ambiguous, as in DuckDB.
+    if matches.any(|other| other.name != found.name) || found.name == field.name && found.relation == field.relation {
+        return None;
+    }
+    Some(((**field).clone(), found.clone()))
+}
+
+/// Makes the unquoted references to `written` refer to `column`; whether
+/// any changed.
+fn rename(statement: &mut DFStatement, written: &Column, column: &Column) -> bool {
+    let DFStatement::Statement(statement) = statement else {
+        return false;
+    };
+    let mut changed = false;
+    let fix = |ident: &mut Ident, to: &str, changed: &mut bool| {
+        if ident.quote_style.is_none() && ident.value != to && ident.value.eq_ignore_ascii_case(to) {
+            ident.value = to.to_owned();
+            ident.quote_style = Some('"');
+            *changed = true;
+        }
+    };
+    let _ = visit_expressions_mut(statement.as_mut(), |expr| {
+        match expr {
+            Expr::Identifier(ident) if written.relation.is_none() && ident.value == written.name => {
+                fix(ident, &column.name, &mut changed);
+            }
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let n = parts.len();
+                let qualifier_matches = match &written.relation {
+                    Some(relation) => parts[n - 2].value == relation.table(),
+                    None => false,
+                };
+                if qualifier_matches && parts[n - 1].value == written.name {
+                    if let Some(relation) = &column.relation {
+                        fix(&mut parts[n - 2], relation.table(), &mut changed);
+                    }
+                    fix(&mut parts[n - 1], &column.name, &mut changed);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::plan::SessionOptions;
+    use crate::plan::new_session;
+    use crate::project::Dialect;
+
+    async fn duckdb_session() -> SessionContext {
+        let options = SessionOptions {
+            dialect: Dialect::DuckDb,
+            ..Default::default()
+        };
+        let ctx = new_session(&options).unwrap();
+        ctx.sql(
+            "create view products as select * from (values (1, 'Classic Cars', 10), (2, 'Ships', 20)) \
+             v(\"productCode\", \"productLine\", \"quantityInStock\")",
+        )
+        .await
+        .unwrap();
+        ctx
+    }
+
+    async fn rows(ctx: &SessionContext, sql: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let plan = plan_sql(&ctx.state(), sql).await?;
+        let df = ctx.execute_logical_plan(plan).await?;
+        let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let batches = df.collect().await?;
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+        Ok((columns, text.lines().map(str::to_owned).collect()))
+    }
+
+    #[tokio::test]
+    async fn unquoted_names_keep_their_case_and_match_columns_of_any_case() {
+        let ctx = duckdb_session().await;
+        let (columns, _) = rows(
+            &ctx,
+            "select productline, p.PRODUCTCODE as Code, sum(quantityinstock) as inStock \
+             from products p where ProductLine <> 'x' group by productline, p.productcode order by Code",
+        )
+        .await
+        .unwrap();
+        assert_eq!(columns, vec!["productLine", "Code", "inStock"]);
+        // Quoted names are exact, as in DuckDB.
+        let err = rows(&ctx, "select \"productline\" from products").await.unwrap_err();
+        assert!(err.to_string().contains("productline"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn two_columns_that_differ_only_in_case_stay_ambiguous() {
+        let ctx = duckdb_session().await;
+        let err = rows(&ctx, "select ab from (select 1 as \"Ab\", 2 as \"aB\") t")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("No field named ab"), "{err}");
+    }
+}
