@@ -7,7 +7,8 @@
 //! planned so from the SQL; `//` is the integer division; `round` of a
 //! double rounds its exact value, ties away from zero; and the DuckDB
 //! functions dbt users write most resolve: `strftime`, `strptime`,
-//! `epoch_ms`, `date_diff`/`datediff`.
+//! `epoch_ms`, `date_diff`/`datediff`; `sum` of a decimal is a
+//! `decimal(38, s)` and `avg` of one a `double`, as DuckDB types them.
 
 use std::sync::Arc;
 
@@ -15,10 +16,16 @@ use chrono::{DateTime, Datelike, NaiveDateTime};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, Int64Builder};
 use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::arrow::datatypes::{FieldRef, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{Field, FieldRef, Float64Type, Int64Type};
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr};
+use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
+use datafusion::logical_expr::utils::AggregateOrderSensitivity;
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, GroupsAccumulator, ReversedUDAF, SetMonotonicity,
+};
 use datafusion::logical_expr::{
     BinaryExpr, ColumnarValue, Expr, ExprSchemable, Operator, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility, cast,
@@ -65,7 +72,115 @@ pub fn register_duckdb_functions(ctx: &SessionContext) -> Result<()> {
     if let Ok(round) = ctx.udf("round") {
         ctx.register_udf(ScalarUDF::from(DuckRound { inner: round }));
     }
+    for (name, kind) in [("sum", DecimalAggregate::Sum), ("avg", DecimalAggregate::Avg)] {
+        if let Ok(inner) = ctx.udaf(name) {
+            let signature = Signature::user_defined(inner.signature().volatility);
+            ctx.register_udaf(AggregateUDF::from(DuckAggregate { inner, kind, signature }));
+        }
+    }
     Ok(())
+}
+
+/// What DuckDB's `sum` and `avg` of a decimal give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DecimalAggregate {
+    /// `decimal(38, s)`, where DataFusion gives `decimal(p + 10, s)`.
+    Sum,
+    /// A `double`, where DataFusion gives `decimal(p + 4, s + 4)`.
+    Avg,
+}
+
+/// DataFusion's `sum` or `avg`, typed as DuckDB types them on a decimal
+/// (`decimal(38, s)` and `double`): dbt-duckdb's money columns keep the
+/// types their models had there. Other types are DataFusion's.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct DuckAggregate {
+    inner: Arc<AggregateUDF>,
+    kind: DecimalAggregate,
+    /// The arguments are coerced by `coerce_types`, as the inner
+    /// function's signature coerces them, and then DuckDB's way.
+    signature: Signature,
+}
+
+impl AggregateUDFImpl for DuckAggregate {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let fields: Vec<FieldRef> = arg_types
+            .iter()
+            .map(|t| Arc::new(Field::new("argument", t.clone(), true)))
+            .collect();
+        let coerced: Vec<DataType> = fields_with_udf(&fields, self.inner.as_ref())?
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        Ok(match (self.kind, coerced.as_slice()) {
+            (DecimalAggregate::Avg, [t]) if t.is_decimal() => vec![DataType::Float64],
+            _ => coerced,
+        })
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        match (self.kind, arg_types) {
+            (DecimalAggregate::Sum, [DataType::Decimal128(_, scale)]) => Ok(DataType::Decimal128(38, *scale)),
+            _ => self.inner.return_type(arg_types),
+        }
+    }
+
+    fn is_nullable(&self) -> bool {
+        self.inner.is_nullable()
+    }
+
+    // The accumulators are made for the return type in `args`.
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.accumulator(args)
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        self.inner.state_fields(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        self.inner.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        self.inner.create_groups_accumulator(args)
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.inner.create_sliding_accumulator(args)
+    }
+
+    fn order_sensitivity(&self) -> AggregateOrderSensitivity {
+        self.inner.order_sensitivity()
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        self.inner.reverse_udf()
+    }
+
+    fn default_value(&self, data_type: &DataType) -> Result<ScalarValue> {
+        self.inner.default_value(data_type)
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> SetMonotonicity {
+        self.inner.inner().set_monotonicity(data_type)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
 }
 
 /// DuckDB's `round` of a `double`: to the nearest of the number's exact
@@ -360,6 +475,34 @@ mod tests {
         // `(x / 100)::numeric(16,2)`: the newer jaffle shop's tax.
         let tax = rows(&ctx, "select (28 / 100)::numeric(16,2) as tax").await;
         assert!(tax.contains("| 0.28 |"), "{tax}");
+    }
+
+    #[tokio::test]
+    async fn sums_and_averages_of_decimals_are_typed_as_duckdb_types_them() {
+        let sql = "select sum(x) as s, avg(x) as a, arrow_typeof(sum(x)) as ts, arrow_typeof(avg(x)) as ta, \
+                   sum(i) as si, arrow_typeof(sum(i)) as tsi \
+                   from (select cast(c as decimal(10, 2)) as x, cast(c * 100 as int) as i \
+                   from (values (1.25), (2.50), (0.10)) v(c))";
+        let duck = rows(&duckdb(), sql).await;
+        assert!(
+            duck.contains("| 3.85 | 1.2833333333333334 | Decimal128(38, 2) | Float64 | 385 | Int64 |"),
+            "{duck}"
+        );
+        // Grouped, and over a window: the same types.
+        let grouped = rows(
+            &duckdb(),
+            "select k, sum(x) over (partition by k) as w, arrow_typeof(sum(x) over ()) as tw from \
+             (select k, cast(c as decimal(10, 2)) as x from (values (1, 1.25), (1, 2.5), (2, 0.1)) v(k, c)) \
+             order by k, w",
+        )
+        .await;
+        assert!(grouped.contains("| 1 | 3.75 | Decimal128(38, 2) |"), "{grouped}");
+        let plain = new_session(&SessionOptions::default()).unwrap();
+        let datafusion = rows(&plain, sql).await;
+        assert!(
+            datafusion.contains("Decimal128(20, 2) | Decimal128(14, 6)"),
+            "{datafusion}"
+        );
     }
 
     #[tokio::test]
