@@ -337,7 +337,7 @@ async fn run_hooks(
         span: span.clone(),
         default_schema: &build.project.target.schema,
     };
-    materialize::hooks::run_hooks(build, &build.registry.ctx, &sql, &site).await
+    materialize::hooks::run_hooks(build, &build.registry.ctx, &sql, &site, None).await
 }
 
 /// `results` and `schemas` as `on-run-end` sees them in dbt: each node's

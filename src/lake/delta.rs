@@ -730,6 +730,14 @@ pub fn files_provider(
     Ok(Arc::new(ListingTable::try_new(config).map_err(|e| e.to_string())?))
 }
 
+/// Puts the table at `url` back as it was at `version`, in one commit
+/// (Delta's restore: the later versions stay in its history).
+pub async fn restore_table(ctx: &SessionContext, url: &Url, version: u64) -> Result<(), DeltaTableError> {
+    let table = table_at(ctx, url).await?;
+    table.restore().with_version_to_restore(version).await?;
+    Ok(())
+}
+
 /// Deletes the rows of the table at `url` matching `predicate` (SQL; every
 /// row when `None`) in one commit. The number of rows deleted.
 pub async fn delete_where(ctx: &SessionContext, url: &Url, predicate: Option<String>) -> Result<u64, DeltaTableError> {

@@ -42,15 +42,22 @@ pub async fn run_hooks(
     session: &SessionContext,
     hooks: &[String],
     site: &HookSite<'_>,
+    journal: Option<&Journal>,
 ) -> Result<(), Diagnostic> {
     for sql in hooks {
-        run_hook(build, session, sql, site).await?;
+        run_hook(build, session, sql, site, journal).await?;
     }
     Ok(())
 }
 
-async fn run_hook(build: &Build, session: &SessionContext, sql: &str, site: &HookSite<'_>) -> Result<(), Diagnostic> {
-    run_statements(build, session, sql, site.default_schema)
+async fn run_hook(
+    build: &Build,
+    session: &SessionContext,
+    sql: &str,
+    site: &HookSite<'_>,
+    journal: Option<&Journal>,
+) -> Result<(), Diagnostic> {
+    run_statements(build, session, sql, site.default_schema, journal)
         .await
         .map(|_| ())
         .map_err(|message| {
@@ -71,6 +78,7 @@ pub async fn run_statements(
     session: &SessionContext,
     sql: &str,
     default_schema: &str,
+    journal: Option<&Journal>,
 ) -> Result<Option<Rows>, String> {
     let dialect_name = session.state().config().options().sql_parser.dialect.to_string();
     // Parsed before anything awaits: a dialect is not `Send`.
@@ -83,7 +91,7 @@ pub async fn run_statements(
         let DFStatement::Statement(statement) = statement else {
             return Err("etl runs `insert`, `delete`, `update`, `create table ... as` and queries in hooks".into());
         };
-        if let Some(out) = execute(build, session, *statement, default_schema).await? {
+        if let Some(out) = execute(build, session, *statement, default_schema, journal).await? {
             rows = Some(out);
         }
     }
@@ -95,8 +103,21 @@ async fn execute(
     session: &SessionContext,
     statement: Statement,
     default_schema: &str,
+    journal: Option<&Journal>,
 ) -> Result<Option<Rows>, String> {
     let ctx = &build.registry.ctx;
+    let before_write = async |relation: &Relation| {
+        if let Some(journal) = journal {
+            journal
+                .before_write(ctx, relation, &build.registry.location(relation))
+                .await;
+        }
+    };
+    let committed = |relation: &Relation| {
+        if let Some(journal) = journal {
+            journal.committed(relation);
+        }
+    };
     match statement {
         Statement::Insert(insert) => {
             let TableObject::TableName(name) = &insert.table else {
@@ -149,9 +170,11 @@ async fn execute(
                 .and_then(LogicalPlanBuilder::build)
                 .map_err(|e| e.to_string())?;
             let how = TableWrite::Append { merge_schema: false };
+            before_write(&relation).await;
             lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
                 .await
                 .map_err(|e| lake::describe_error(&e))?;
+            committed(&relation);
             changed(build, &relation);
         }
         Statement::Delete(delete) => {
@@ -164,9 +187,11 @@ async fn execute(
             let relation = relation_of(table_name(&tables[0])?, default_schema)?;
             let url = build.registry.location(&relation);
             exists(ctx, &url, &relation).await?;
+            before_write(&relation).await;
             lake::delete_where(ctx, &url, delete.selection.map(|e| e.to_string()))
                 .await
                 .map_err(|e| lake::describe_error(&e))?;
+            committed(&relation);
             changed(build, &relation);
         }
         Statement::Update(update) => {
@@ -183,9 +208,11 @@ async fn execute(
                 };
                 assignments.push((last_part(column)?, assignment.value.to_string()));
             }
+            before_write(&relation).await;
             lake::update_where(ctx, &url, assignments, update.selection.map(|e| e.to_string()))
                 .await
                 .map_err(|e| lake::describe_error(&e))?;
+            committed(&relation);
             changed(build, &relation);
         }
         Statement::CreateTable(create) => {
@@ -207,9 +234,11 @@ async fn execute(
             let how = TableWrite::Overwrite {
                 partition_by: Vec::new(),
             };
+            before_write(&relation).await;
             lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
                 .await
                 .map_err(|e| lake::describe_error(&e))?;
+            committed(&relation);
             changed(build, &relation);
         }
         Statement::Query(query) => {
@@ -237,6 +266,107 @@ async fn execute(
         }
     }
     Ok(None)
+}
+
+/// The tables a node with hooks changed, each with the version it had
+/// before the node's first write: a node whose hook fails puts them back,
+/// as dbt's transaction around a model and its hooks rolls back.
+#[derive(Debug, Default)]
+pub struct Journal {
+    entries: std::sync::Mutex<Vec<Entry>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    relation: Relation,
+    url: url::Url,
+    /// Its version before the node wrote it; `None`: it had no table.
+    before: Option<u64>,
+    /// The node's commits to it since.
+    commits: u64,
+}
+
+impl Journal {
+    /// Notes the table's version before the node first writes it.
+    pub async fn before_write(&self, ctx: &SessionContext, relation: &Relation, url: &url::Url) {
+        if self.find(relation).is_some() {
+            return;
+        }
+        let before = lake::current_version(ctx, url).await;
+        self.record(relation, url, before);
+    }
+
+    /// Notes the table's version before the node's first write, known.
+    pub fn record(&self, relation: &Relation, url: &url::Url, before: Option<u64>) {
+        let mut entries = self.entries.lock().expect("journal poisoned");
+        if !entries.iter().any(|e| &e.relation == relation) {
+            entries.push(Entry {
+                relation: relation.clone(),
+                url: url.clone(),
+                before,
+                commits: 0,
+            });
+        }
+    }
+
+    /// Counts one commit of the node to the table.
+    pub fn committed(&self, relation: &Relation) {
+        let mut entries = self.entries.lock().expect("journal poisoned");
+        if let Some(entry) = entries.iter_mut().find(|e| &e.relation == relation) {
+            entry.commits += 1;
+        }
+    }
+
+    /// Notes that the node's commits took the table to `version`.
+    pub fn committed_up_to(&self, relation: &Relation, version: u64) {
+        let mut entries = self.entries.lock().expect("journal poisoned");
+        if let Some(entry) = entries.iter_mut().find(|e| &e.relation == relation) {
+            entry.commits = match entry.before {
+                Some(before) => version.saturating_sub(before),
+                None => version + 1,
+            };
+        }
+    }
+
+    fn find(&self, relation: &Relation) -> Option<Entry> {
+        let entries = self.entries.lock().expect("journal poisoned");
+        entries.iter().find(|e| &e.relation == relation).cloned()
+    }
+
+    /// Puts back every table the node changed, newest first, when only
+    /// the node wrote it since; what was done, for the node's error.
+    pub async fn roll_back(&self, build: &Build) -> Vec<String> {
+        let ctx = &build.registry.ctx;
+        let entries = self.entries.lock().expect("journal poisoned").clone();
+        let mut notes = Vec::new();
+        for entry in entries.iter().rev().filter(|e| e.commits > 0) {
+            let name = entry.relation.name();
+            let now = lake::current_version(ctx, &entry.url).await;
+            let ours = match entry.before {
+                Some(before) => now == Some(before + entry.commits),
+                None => now == Some(entry.commits - 1),
+            };
+            if !ours {
+                notes.push(format!(
+                    "`{name}` is left as it is: another writer committed to it since this node's first write"
+                ));
+                continue;
+            }
+            let undone = match entry.before {
+                Some(before) => lake::restore_table(ctx, &entry.url, before)
+                    .await
+                    .map(|()| format!("`{name}` is put back to its version {before}"))
+                    .map_err(|e| lake::describe_error(&e)),
+                None => lake::remove_prefix(ctx, &entry.url)
+                    .await
+                    .map(|()| format!("`{name}`, which this node created, is removed"))
+                    .map_err(|e| e.to_string()),
+            };
+            changed(build, &entry.relation);
+            notes.push(undone.unwrap_or_else(|e| format!("`{name}` could not be put back: {e}")));
+        }
+        notes
+    }
 }
 
 async fn plan_query(session: &SessionContext, query: &Query) -> Result<datafusion::logical_expr::LogicalPlan, String> {

@@ -82,6 +82,7 @@ impl Warehouse for LakeWarehouse {
             &self.session,
             sql,
             &build.project.target.schema,
+            None,
         ))?;
         Ok(match rows {
             Some((schema, batches)) => table(&schema, &batches)?,

@@ -104,32 +104,37 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
             .or_else(|| Some(Span::file(&node.path))),
         default_schema: &build.project.target.schema,
     };
-    if !pre_hooks.is_empty() {
-        if let Err(diag) = super::hooks::run_hooks(build, &run.session, &pre_hooks, &site("pre_hook")).await {
-            return NodeResult::error(node, diag, started.elapsed().as_secs_f64());
-        }
+    if node.materialized == Materialization::Test {
+        return super::data_tests::run_test_unless_up_to_date(build, index).await;
     }
-    let outcome = match node.materialized {
-        Materialization::Seed => seed(build, run).await,
-        Materialization::Table | Materialization::Incremental => table(build, run).await,
-        Materialization::View => view(build, run).await,
-        Materialization::Ephemeral => ephemeral(build, run).await,
-        Materialization::Test => return super::data_tests::run_test_unless_up_to_date(build, index).await,
-        Materialization::External => Ok(Outcome {
-            rows: None,
-            version: None,
-            message: "source".into(),
-            up_to_date: false,
-            warnings: Vec::new(),
-        }),
+    // A node with hooks changes its table and others in several commits:
+    // when one fails, what it changed is put back (see `hooks::Journal`).
+    let journal = (!pre_hooks.is_empty() || !post_hooks.is_empty()).then(super::hooks::Journal::default);
+    let journal = journal.as_ref();
+    let outcome = match super::hooks::run_hooks(build, &run.session, &pre_hooks, &site("pre_hook"), journal).await {
+        Ok(()) => materialize(build, run, journal).await,
+        Err(diag) => Err(diag),
     };
     let outcome = match outcome {
         Ok(outcome) if !post_hooks.is_empty() => {
-            super::hooks::run_hooks(build, &run.session, &post_hooks, &site("post_hook"))
+            super::hooks::run_hooks(build, &run.session, &post_hooks, &site("post_hook"), journal)
                 .await
                 .map(|()| outcome)
         }
         other => other,
+    };
+    let outcome = match (outcome, journal) {
+        (Err(mut diag), Some(journal)) => {
+            let undone = journal.roll_back(build).await;
+            if !undone.is_empty() {
+                diag.notes.push(format!(
+                    "the node's writes are undone, as dbt rolls back a failed model: {}",
+                    undone.join("; ")
+                ));
+            }
+            Err(diag)
+        }
+        (outcome, _) => outcome,
     };
     let elapsed = started.elapsed().as_secs_f64();
     let mut result = match outcome {
@@ -141,6 +146,41 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
         commit: lake::take_commit_time(&build.registry.ctx, &build.registry.location(&node.relation)),
     };
     result
+}
+
+/// Builds the node's relation by its materialization; its table's
+/// commit is noted in `journal`, when it has one.
+async fn materialize(
+    build: &Build,
+    run: &mut NodeRun,
+    journal: Option<&super::hooks::Journal>,
+) -> Result<Outcome, Diagnostic> {
+    let node = build.dag.node(run.index);
+    let writes_table = matches!(
+        node.materialized,
+        Materialization::Seed | Materialization::Table | Materialization::Incremental
+    );
+    let url = build.registry.location(&node.relation);
+    if let (Some(journal), true) = (journal, writes_table) {
+        journal.before_write(&build.registry.ctx, &node.relation, &url).await;
+    }
+    let outcome = match node.materialized {
+        Materialization::Seed => seed(build, run).await,
+        Materialization::Table | Materialization::Incremental => table(build, run).await,
+        Materialization::View => view(build, run).await,
+        Materialization::Ephemeral => ephemeral(build, run).await,
+        Materialization::Test | Materialization::External => Ok(Outcome {
+            rows: None,
+            version: None,
+            message: "source".into(),
+            up_to_date: false,
+            warnings: Vec::new(),
+        }),
+    }?;
+    if let (Some(journal), true, Some(version)) = (journal, writes_table, outcome.version) {
+        journal.committed_up_to(&node.relation, version as u64);
+    }
+    Ok(outcome)
 }
 
 /// `Some` when the node's data was written from exactly what it would be

@@ -126,17 +126,50 @@ fn a_hook_etl_cannot_run_is_an_error_at_the_hook() {
     );
     assert!(stderr.contains("--> models/m.sql:1:33"), "{stderr}");
 
-    // A hook's SQL error names the hook; the table it was to change stays.
+    // As dbt rolls back a model whose hook failed, the table it created
+    // is gone.
+    assert!(stderr.contains("`main.m`, which this node created, is removed"), "{stderr}");
+    assert!(!p.join("lake/warehouse/main/m").exists());
+
+    // A hook's SQL error names the hook; the table it was to change is
+    // put back, and so is what its other hooks wrote.
+    std::fs::write(p.join("models/m.sql"), "{{ config(materialized='table') }}\nselect 1 as x\n").unwrap();
+    etl_ok(p, &["build"]);
     std::fs::write(
-        p.join("models/m.sql"),
-        "{{ config(materialized='table', post_hook='delete from main.m where nope = 1') }}\nselect 1 as x\n",
+        p.join("models/log.sql"),
+        "{{ config(materialized='table') }}\nselect 'built' as event\n",
     )
     .unwrap();
-    let (code, _, stderr) = etl(p, &["build"]);
+    etl_ok(p, &["build", "--select", "log"]);
+    std::fs::write(
+        p.join("models/m.sql"),
+        "{{ config(materialized='table', pre_hook=\"insert into main.log select 'before m'\", \
+         post_hook=['delete from main.m where x = 2', 'delete from main.m where nope = 1']) }}\n\
+         select 2 as x union all select 3\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build", "--select", "m"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("error[hook]: the post_hook of `m`: "), "{stderr}");
     assert!(stderr.contains("nope"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the node's writes are undone, as dbt rolls back a failed model: `main.m` is put back to its \
+             version 0; `main.log` is put back to its version 0"
+        ),
+        "{stderr}"
+    );
     assert_eq!(rows(p, "main", "m"), ["1"]);
+    assert_eq!(rows(p, "main", "log"), ["built"]);
+    // And the next build, with the hook fixed, builds on that.
+    std::fs::write(
+        p.join("models/m.sql"),
+        "{{ config(materialized='table', post_hook='delete from main.m where x = 2') }}\n\
+         select 2 as x union all select 3\n",
+    )
+    .unwrap();
+    etl_ok(p, &["build", "--select", "m"]);
+    assert_eq!(rows(p, "main", "m"), ["3"]);
 }
 
 #[test]
