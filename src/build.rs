@@ -251,14 +251,12 @@ async fn build_locked(
         event_time_start: options.event_time_start,
         event_time_end: options.event_time_end,
     };
-    let build = Arc::new(Build::new(
-        project,
-        dag,
-        rendered,
-        registry,
-        run_options,
-        full_build_sql,
-    ));
+    let mut build = Build::new(project, dag, rendered, registry, run_options, full_build_sql);
+    build.graph = Arc::new(serde_json::json!({
+        "nodes": manifest["nodes"],
+        "sources": manifest["sources"],
+    }));
+    let build = Arc::new(build);
     run_hooks(&build, "on-run-start", &render_options, BTreeMap::new())
         .await
         .map_err(|d| vec![d])?;

@@ -90,6 +90,10 @@ impl Warehouse for LakeWarehouse {
         })
     }
 
+    fn graph(&self) -> Arc<serde_json::Value> {
+        self.build.graph.clone()
+    }
+
     fn columns(&self, relation: &Relation) -> Result<Option<Vec<LakeColumn>>, String> {
         let provider = self.runtime.block_on(self.provider(relation))?;
         Ok(provider.map(|p| columns(&p.schema())))

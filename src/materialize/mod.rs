@@ -191,6 +191,9 @@ pub struct Build {
     pub run_render: Arc<crate::render::RunRender>,
     /// Those nodes' SQL and hooks as rendered when they ran.
     pub run_rendered: std::sync::Mutex<HashMap<NodeIndex, Arc<RenderedModel>>>,
+    /// dbt's `graph` for templates rendered as they run: the manifest's
+    /// `nodes` and `sources` (set by the caller; empty until then).
+    pub graph: Arc<serde_json::Value>,
 }
 
 impl NodeResult {
@@ -236,6 +239,7 @@ impl Build {
             seed_hooks: Arc::new(rendered.seed_hooks),
             run_render: rendered.run,
             run_rendered: Default::default(),
+            graph: Arc::new(serde_json::json!({})),
             tests: Arc::new(rendered.tests),
             registry,
             options,

@@ -160,6 +160,7 @@ pub fn render_context_with(scope: Arc<Scope>, extra: BTreeMap<&'static str, Valu
     }
     ctx.insert("config", Value::from_object(ConfigObject(scope.clone())));
     ctx.insert("execute", Value::from_object(super::introspect::Execute(scope.clone())));
+    ctx.insert("graph", Value::from_object(super::introspect::Graph(scope.clone())));
     ctx.insert(SCOPE_KEY, Value::from_dyn_object(scope));
     ctx.extend(extra);
     Value::from(ctx)

@@ -29,6 +29,8 @@ pub trait Warehouse: Send + Sync + fmt::Debug {
     fn query(&self, sql: &str) -> Result<Table, String>;
     /// The columns of a relation of the lake, `None` when it has none.
     fn columns(&self, relation: &Relation) -> Result<Option<Vec<Column>>, String>;
+    /// dbt's `graph`: `nodes` and `sources` as the manifest has them.
+    fn graph(&self) -> Arc<serde_json::Value>;
 }
 
 /// A column as dbt's adapters describe it: its name and its SQL type.
@@ -68,6 +70,48 @@ impl Object for Execute {
 
     fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if warehouse(&self.0).is_some() { "True" } else { "False" })
+    }
+}
+
+/// dbt's `graph`: the project's nodes and sources, as in the manifest,
+/// when the node runs; empty while parsing, as in dbt.
+#[derive(Debug)]
+pub(super) struct Graph(pub(super) Arc<Scope>);
+
+const GRAPH_KEYS: [&str; 8] = [
+    "nodes",
+    "sources",
+    "exposures",
+    "metrics",
+    "groups",
+    "semantic_models",
+    "saved_queries",
+    "unit_tests",
+];
+
+impl Object for Graph {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        if !GRAPH_KEYS.contains(&key) {
+            return None;
+        }
+        let empty = || Value::from(BTreeMap::<String, Value>::new());
+        Some(match warehouse(&self.0) {
+            Some(lake) => lake
+                .graph()
+                .get(key)
+                .map(|v| Value::from(minijinja::value::Serde(v)))
+                .unwrap_or_else(empty),
+            None => empty(),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&GRAPH_KEYS)
     }
 }
 

@@ -1137,7 +1137,7 @@ mod tests {
     }
 
     #[test]
-    fn execute_is_false_while_parsing_and_true_when_the_node_runs() {
+    fn execute_and_graph_are_empty_while_parsing_and_full_when_the_node_runs() {
         let (_d, p) = project(&[
             ("project.yaml", "name: shop\n"),
             (
@@ -1145,14 +1145,23 @@ mod tests {
                 "{% if execute %}select 1 as x{% else %}select 2 as x{% endif %}",
             ),
             ("models/b.sql", "select 3 as x"),
+            (
+                "models/c.sql",
+                "select {{ graph.nodes | length }} as n{% for id, node in graph.nodes.items() %}, \
+                 '{{ node.resource_type }} {{ id }}' as node{% endfor %}",
+            ),
         ]);
         let r = render_project(&p, &RenderOptions::default()).unwrap();
         assert_eq!(r.models[0].sql, "select 2 as x");
         assert!(r.models[0].introspects);
         assert!(!r.models[1].introspects);
+        assert_eq!(r.models[2].sql, "select 0 as n");
+        assert!(r.models[2].introspects);
         let lake: Arc<dyn Warehouse> = Arc::new(FakeLake);
-        let ran = render_at_run(&p, &r.run, RunNode::Model(0), &r.models[0], lake).unwrap();
+        let ran = render_at_run(&p, &r.run, RunNode::Model(0), &r.models[0], lake.clone()).unwrap();
         assert_eq!(ran.sql, "select 1 as x");
+        let ran = render_at_run(&p, &r.run, RunNode::Model(2), &r.models[2], lake).unwrap();
+        assert_eq!(ran.sql, "select 1 as n, 'model model.shop.orders' as node");
     }
 
     /// A lake with one table, `main.orders (status varchar, amount
@@ -1172,6 +1181,13 @@ mod tests {
                 }],
                 rows: vec![vec![Value::from("placed")], vec![Value::from("shipped")]],
             })
+        }
+
+        fn graph(&self) -> Arc<serde_json::Value> {
+            Arc::new(serde_json::json!({
+                "nodes": {"model.shop.orders": {"name": "orders", "resource_type": "model"}},
+                "sources": {},
+            }))
         }
 
         fn columns(&self, relation: &Relation) -> Result<Option<Vec<introspect::Column>>, String> {

@@ -128,12 +128,19 @@ fn a_hook_etl_cannot_run_is_an_error_at_the_hook() {
 
     // As dbt rolls back a model whose hook failed, the table it created
     // is gone.
-    assert!(stderr.contains("`main.m`, which this node created, is removed"), "{stderr}");
+    assert!(
+        stderr.contains("`main.m`, which this node created, is removed"),
+        "{stderr}"
+    );
     assert!(!p.join("lake/warehouse/main/m").exists());
 
     // A hook's SQL error names the hook; the table it was to change is
     // put back, and so is what its other hooks wrote.
-    std::fs::write(p.join("models/m.sql"), "{{ config(materialized='table') }}\nselect 1 as x\n").unwrap();
+    std::fs::write(
+        p.join("models/m.sql"),
+        "{{ config(materialized='table') }}\nselect 1 as x\n",
+    )
+    .unwrap();
     etl_ok(p, &["build"]);
     std::fs::write(
         p.join("models/log.sql"),
@@ -182,7 +189,7 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
     etl_ok(dir.path(), &["build"]);
     assert_eq!(
         rows_in(&lake, "main", "method_counts"),
-        vec!["4|6|true|true"],
+        vec!["4|6|true|true|3|raw_payments"],
         "methods, pivoted columns, legacy_missing, pivoted_found"
     );
     let seed = dir.path().join("seeds/raw_payments.csv");
@@ -194,7 +201,7 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
         !out.contains("payments_pivoted                           up to date"),
         "{out}"
     );
-    assert_eq!(rows_in(&lake, "main", "method_counts"), vec!["5|7|true|true"]);
+    assert_eq!(rows_in(&lake, "main", "method_counts"), vec!["5|7|true|true|3|raw_payments"]);
     assert_eq!(
         rows_in(&lake, "main", "payments_pivoted"),
         vec![
