@@ -1,11 +1,8 @@
 //! dbt's Jinja functions on values: `fromjson`, `tojson`, `fromyaml`,
-//! `toyaml`, `zip`, `set`, `local_md5`, and `modules`, which says what of
-//! Python's modules etl does not have instead of being undefined.
+//! `toyaml`, `zip`, `set`, `local_md5`, and `modules` (see `modules`).
 
-use std::sync::Arc;
-
-use minijinja::value::{Object, Rest, Value};
-use minijinja::{Environment, Error, ErrorKind, State};
+use minijinja::value::{Rest, Value};
+use minijinja::{Environment, Error, ErrorKind};
 
 pub fn install(env: &mut Environment<'static>) {
     env.add_function("fromjson", fromjson);
@@ -15,7 +12,7 @@ pub fn install(env: &mut Environment<'static>) {
     env.add_function("zip", zip);
     env.add_function("set", set);
     env.add_function("local_md5", local_md5);
-    env.add_global("modules", Value::from_object(Modules));
+    env.add_global("modules", Value::from_object(super::modules::Modules));
 }
 
 fn invalid(message: String) -> Error {
@@ -86,47 +83,6 @@ fn local_md5(text: String) -> String {
         .collect()
 }
 
-/// `modules.datetime`, `modules.re`, ...: not available yet, said by name.
-#[derive(Debug)]
-struct Modules;
-
-impl Object for Modules {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        Some(Value::from_object(Module(key.as_str()?.to_owned())))
-    }
-}
-
-#[derive(Debug)]
-struct Module(String);
-
-impl Object for Module {
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        Some(Value::from_object(Module(format!("{}.{}", self.0, key.as_str()?))))
-    }
-
-    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, _args: &[Value]) -> Result<Value, Error> {
-        Err(self.unavailable())
-    }
-
-    fn call_method(
-        self: &Arc<Self>,
-        _state: &mut State<'_, '_>,
-        method: &str,
-        _args: &[Value],
-    ) -> Result<Value, Error> {
-        Err(Module(format!("{}.{method}", self.0)).unavailable())
-    }
-}
-
-impl Module {
-    fn unavailable(&self) -> Error {
-        invalid(format!(
-            "`modules.{}` is not available in etl yet: etl's Jinja is minijinja, not Python",
-            self.0
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,10 +111,91 @@ mod tests {
             render("{{ local_md5('a') }}").unwrap(),
             "0cc175b9c0f1b6a831c399e269772661"
         );
-        let err = render("{{ modules.datetime.datetime.now() }}").unwrap_err();
+        let err = render("{{ modules.pytz.timezone('UTC') }}").unwrap_err();
         assert_eq!(
             err.detail(),
-            Some("`modules.datetime.datetime.now` is not available in etl yet: etl's Jinja is minijinja, not Python")
+            Some(
+                "`modules.pytz.timezone` is not available in etl yet: etl's Jinja is minijinja, not Python (etl \
+                 has modules.re and modules.datetime)"
+            )
         );
+    }
+}
+
+#[cfg(test)]
+mod module_tests {
+    use super::*;
+
+    fn render(template: &str) -> Result<String, Error> {
+        let mut env = Environment::new();
+        install(&mut env);
+        env.render_str(template, ())
+    }
+
+    #[test]
+    fn modules_re_works_as_pythons_re() {
+        let re = |t: &str| render(t).unwrap();
+        assert_eq!(re("{{ modules.re.match('a(b+)', 'abbc').group(1) }}"), "bb");
+        assert_eq!(re("{{ modules.re.match('b+', 'abbc') is none }}"), "True");
+        assert_eq!(re("{{ modules.re.search('b+', 'abbc').span() }}"), "[1, 3]");
+        assert_eq!(re("{{ modules.re.fullmatch('a.*', 'abc') is not none }}"), "True");
+        assert_eq!(re("{{ modules.re.fullmatch('a.', 'abc') is none }}"), "True");
+        assert_eq!(
+            re("{{ modules.re.findall('[0-9]+', 'a1b22c333') }}"),
+            "['1', '22', '333']"
+        );
+        assert_eq!(
+            re("{{ modules.re.findall('(a)(\\d)', 'a1a2') }}"),
+            "[['a', '1'], ['a', '2']]"
+        );
+        assert_eq!(
+            re("{{ modules.re.sub('(\\w+)@(\\w+)', '\\\\2 at \\\\1 $', 'me@home') }}"),
+            "home at me $"
+        );
+        assert_eq!(re("{{ modules.re.sub('a', 'b', 'aaa', count=2) }}"), "bba");
+        assert_eq!(re("{{ modules.re.split(',\\s*', 'a, b,c') }}"), "['a', 'b', 'c']");
+        assert_eq!(
+            re("{{ modules.re.match('ABC', 'abc', modules.re.IGNORECASE).group() }}"),
+            "abc"
+        );
+        assert_eq!(
+            re("{% set p = modules.re.compile('^stg_(?P<name>.+)$') %}{{ p.match('stg_orders').group('name') }}"),
+            "orders"
+        );
+        assert_eq!(re("{{ modules.re.escape('a.b') }}"), "a\\.b");
+        let err = render("{{ modules.re.match('(a)\\\\1', 'aa') }}").unwrap_err();
+        assert!(
+            err.detail().unwrap().contains("no look-arounds or back-references"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn modules_datetime_works_as_pythons_datetime() {
+        let dt = |t: &str| render(t).unwrap();
+        assert_eq!(
+            dt(
+                "{{ modules.datetime.datetime(2024, 2, 28, 13, 5).add(modules.datetime.timedelta(days=2)).strftime('%Y-%m-%d %H:%M') }}"
+            ),
+            "2024-03-01 13:05"
+        );
+        assert_eq!(
+            dt(
+                "{{ modules.datetime.datetime.strptime('2024-01-31', '%Y-%m-%d').subtract(modules.datetime.timedelta(weeks=1)).date() }}"
+            ),
+            "2024-01-24"
+        );
+        assert_eq!(dt("{{ modules.datetime.date(2024, 5, 6).weekday() }}"), "0");
+        assert_eq!(dt("{{ modules.datetime.timedelta(hours=36) }}"), "1 day, 12:00:00");
+        assert_eq!(
+            dt("{{ modules.datetime.timedelta(minutes=90).total_seconds() }}"),
+            "5400.0"
+        );
+        let year = dt("{{ modules.datetime.datetime.utcnow().year }}")
+            .parse::<i32>()
+            .unwrap();
+        assert!(year >= 2024, "{year}");
+        let err = render("{{ modules.datetime.date(2024, 2, 30) }}").unwrap_err();
+        assert!(err.detail().unwrap().contains("is not a valid date"), "{err}");
     }
 }

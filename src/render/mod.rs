@@ -12,6 +12,7 @@ mod context;
 mod data_tests;
 mod introspect;
 mod macros;
+mod modules;
 mod mutable;
 mod naming;
 mod sourcemap;

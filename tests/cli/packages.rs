@@ -201,7 +201,10 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
         !out.contains("payments_pivoted                           up to date"),
         "{out}"
     );
-    assert_eq!(rows_in(&lake, "main", "method_counts"), vec!["5|7|true|true|3|raw_payments"]);
+    assert_eq!(
+        rows_in(&lake, "main", "method_counts"),
+        vec!["5|7|true|true|3|raw_payments"]
+    );
     assert_eq!(
         rows_in(&lake, "main", "payments_pivoted"),
         vec![
