@@ -47,6 +47,22 @@ pub struct Incremental {
     pub unique_key: Vec<String>,
     pub partition_by: Vec<String>,
     pub on_schema_change: OnSchemaChange,
+    pub merge: MergeSettings,
+}
+
+/// What a merge updates and which rows of the table it considers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergeSettings {
+    /// `merge_update_columns`: only these columns of a matched row are
+    /// updated; every column when empty.
+    pub update_columns: Vec<String>,
+    /// `merge_exclude_columns`: these columns of a matched row keep their
+    /// value.
+    pub exclude_columns: Vec<String>,
+    /// `incremental_predicates`: SQL conditions added to the merge's match,
+    /// on `DBT_INTERNAL_DEST` (the table) and `DBT_INTERNAL_SOURCE` (the new
+    /// rows), as dbt names them.
+    pub predicates: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +120,7 @@ pub(super) fn incremental(c: &mut Checker<'_>) -> Option<Incremental> {
     let (unique_key, partition_by, named, on_schema_change) = (unique_key?, partition_by?, named?, on_schema_change?);
     let strategy = match named {
         None if unique_key.is_empty() => Strategy::Append,
-        None => Strategy::Merge,
+        None => c.keyed_default.clone(),
         Some("append") => Strategy::Append,
         Some("merge") => Strategy::Merge,
         Some("delete+insert") => Strategy::DeleteInsert,
@@ -135,12 +151,60 @@ pub(super) fn incremental(c: &mut Checker<'_>) -> Option<Incremental> {
         Some("append_new_columns") => OnSchemaChange::AppendNewColumns,
         Some(_) => OnSchemaChange::SyncAllColumns,
     };
+    let merge = merge_settings(c, &strategy)?;
     Some(Incremental {
         strategy,
         unique_key,
         partition_by,
         on_schema_change,
+        merge,
     })
+}
+
+fn merge_settings(c: &mut Checker<'_>, strategy: &Strategy) -> Option<MergeSettings> {
+    let update_columns = c.key_list("merge_update_columns");
+    let exclude_columns = c.key_list("merge_exclude_columns");
+    let predicates = match c.raw.value("incremental_predicates") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(value) => match string_or_list(value) {
+            Ok(list) => Some(list),
+            Err(_) => {
+                c.fail(
+                    "incremental_predicates",
+                    format!("`incremental_predicates` lists SQL conditions, not `{value}`"),
+                );
+                None
+            }
+        },
+    };
+    let settings = MergeSettings {
+        update_columns: update_columns?,
+        exclude_columns: exclude_columns?,
+        predicates: predicates?,
+    };
+    let name = c.name;
+    if !settings.update_columns.is_empty() && !settings.exclude_columns.is_empty() {
+        c.fail(
+            "merge_exclude_columns",
+            format!("model `{name}`: set `merge_update_columns` or `merge_exclude_columns`, not both"),
+        );
+        return None;
+    }
+    if *strategy == Strategy::DeleteInsert && !settings.predicates.is_empty() {
+        // Left out, they could change which rows are replaced.
+        c.fail(
+            "incremental_predicates",
+            format!(
+                "model `{name}`: etl takes `incremental_predicates` with the `merge` strategy only, not `delete+insert`"
+            ),
+        );
+        return None;
+    }
+    if *strategy != Strategy::Merge && settings != MergeSettings::default() {
+        c.merge_keys_unused(&format!("the `{}` strategy does not merge", strategy.as_str()));
+        return Some(MergeSettings::default());
+    }
+    Some(settings)
 }
 
 fn microbatch(c: &mut Checker<'_>) -> Option<MicrobatchConfig> {

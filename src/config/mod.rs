@@ -167,6 +167,9 @@ pub struct Scope<'a> {
     pub fallback: Span,
     /// A generic test (with a tested relation to take percentages of).
     pub generic_test: bool,
+    /// The strategy of an incremental model with a `unique_key` and none
+    /// named: `merge`, or `delete+insert` as dbt-duckdb has it.
+    pub keyed_default: Strategy,
 }
 
 impl Config {
@@ -179,6 +182,7 @@ impl Config {
             fallback: scope.fallback.clone(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            keyed_default: scope.keyed_default.clone(),
         };
         c.unsupported();
         let materialized = match scope.resource {
@@ -191,7 +195,10 @@ impl Config {
         let full_refresh = c.flag("full_refresh");
         let incremental = match materialized {
             Some(Materialization::Incremental) => incremental::incremental(&mut c).map(Some),
-            _ => Some(None),
+            _ => {
+                c.merge_keys_unused("it is not an incremental model");
+                Some(None)
+            }
         };
         let layout = c.layout();
         let event_time = c.string("event_time");
@@ -267,23 +274,26 @@ pub(crate) struct Checker<'a> {
     fallback: Span,
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    keyed_default: Strategy,
 }
 
-/// dbt config keys etl does not act on yet: skipping them would change
-/// what is built, so they are errors.
-const REFUSED_KEYS: &[(&str, &str)] = &[
-    (
-        "incremental_predicates",
-        "etl's merge does not take `incremental_predicates` yet: every key of the new rows is matched",
-    ),
-    (
-        "merge_update_columns",
-        "etl's merge updates every column of a matched row; `merge_update_columns` is not supported yet",
-    ),
-    (
-        "merge_exclude_columns",
-        "etl's merge updates every column of a matched row; `merge_exclude_columns` is not supported yet",
-    ),
+/// dbt-duckdb's own merge keys, which change what a merge writes: etl does
+/// not take them yet, so they are errors rather than custom keys.
+const REFUSED_KEYS: &[&str] = &[
+    "merge_update_condition",
+    "merge_insert_condition",
+    "merge_update_set_expressions",
+    "merge_on_using_columns",
+    "merge_clauses",
+    "merge_returning_columns",
+];
+
+/// Keys of the merge strategy: on a model that is not an incremental
+/// merge they do nothing, said as a warning at the key (dbt ignores them).
+const MERGE_KEYS: [&str; 3] = [
+    "incremental_predicates",
+    "merge_update_columns",
+    "merge_exclude_columns",
 ];
 
 /// dbt config keys that change nothing in a lake etl writes: said once, at
@@ -306,12 +316,18 @@ impl Checker<'_> {
                 .value(key)
                 .is_some_and(|v| !v.is_null() && v != &Value::Array(vec![]))
         };
-        let refused: Vec<_> = REFUSED_KEYS.iter().filter(|(k, _)| set(k)).collect();
+        let refused: Vec<_> = REFUSED_KEYS.iter().filter(|k| set(k)).collect();
         let ignored: Vec<_> = IGNORED_KEYS.iter().filter(|(k, _)| set(k)).collect();
-        for (key, why) in refused {
-            let diag = Diagnostic::error(Code::Unsupported, format!("`{key}`: {why}"))
-                .with_span(Some(self.span(key)))
-                .with_help("remove it; the model must not count on it");
+        for key in refused {
+            let diag = Diagnostic::error(
+                Code::Unsupported,
+                format!("`{key}` (dbt-duckdb's merge) is not supported by etl yet"),
+            )
+            .with_span(Some(self.span(key)))
+            .with_help(
+                "etl's merge takes `unique_key`, `merge_update_columns`, `merge_exclude_columns` and \
+                 `incremental_predicates`",
+            );
             self.errors.push(diag);
         }
         for (key, why) in ignored {
@@ -322,6 +338,17 @@ impl Checker<'_> {
 
     fn span(&self, key: &str) -> Span {
         self.raw.span(key).cloned().unwrap_or_else(|| self.fallback.clone())
+    }
+
+    /// A warning at each merge key set on a model that does not merge.
+    fn merge_keys_unused(&mut self, why: &str) {
+        for key in MERGE_KEYS {
+            if self.raw.value(key).is_some_and(|v| !v.is_null()) {
+                let diag = Diagnostic::warning(Code::Unsupported, format!("`{key}` does nothing here: {why}"))
+                    .with_span(Some(self.span(key)));
+                self.warnings.push(diag);
+            }
+        }
     }
 
     fn fail(&mut self, key: &str, message: String) {
@@ -797,6 +824,12 @@ const KNOWN_KEYS: &[&str] = &[
     "incremental_predicates",
     "merge_update_columns",
     "merge_exclude_columns",
+    "merge_update_condition",
+    "merge_insert_condition",
+    "merge_update_set_expressions",
+    "merge_on_using_columns",
+    "merge_clauses",
+    "merge_returning_columns",
 ];
 
 #[cfg(test)]
@@ -809,6 +842,7 @@ mod tests {
             name: "m",
             fallback: Span::file("models/m.sql"),
             generic_test: true,
+            keyed_default: Strategy::Merge,
         }
     }
 
@@ -912,24 +946,54 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_dbt_key_is_an_error_and_an_ignored_one_a_warning() {
-        let errors = Config::check(
-            raw(serde_json::json!({"materialized": "table", "merge_update_columns": ["a"]})),
-            &scope(ResourceType::Model),
-        )
-        .unwrap_err();
-        assert_eq!(errors.len(), 1);
+    fn merge_keys_are_checked_and_said_where_they_do_nothing() {
+        let merge = |extra: serde_json::Value| {
+            let mut values = serde_json::json!({"materialized": "incremental", "unique_key": "id"});
+            values
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            Config::check(raw(values), &scope(ResourceType::Model))
+        };
+        let config = merge(serde_json::json!({
+            "merge_update_columns": ["status"],
+            "incremental_predicates": "DBT_INTERNAL_DEST.day > '2024-01-01'"
+        }))
+        .unwrap();
+        let settings = &config.incremental.as_ref().unwrap().merge;
+        assert_eq!(settings.update_columns, ["status"]);
+        assert_eq!(settings.predicates, ["DBT_INTERNAL_DEST.day > '2024-01-01'"]);
+        let errors =
+            merge(serde_json::json!({"merge_update_columns": ["a"], "merge_exclude_columns": ["b"]})).unwrap_err();
         assert_eq!(
             errors[0].message,
-            "`merge_update_columns`: etl's merge updates every column of a matched row; `merge_update_columns` is not supported yet"
+            "model `m`: set `merge_update_columns` or `merge_exclude_columns`, not both"
+        );
+        let errors =
+            merge(serde_json::json!({"incremental_strategy": "delete+insert", "incremental_predicates": ["x > 1"]}))
+                .unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "model `m`: etl takes `incremental_predicates` with the `merge` strategy only, not `delete+insert`"
+        );
+        let errors = merge(serde_json::json!({"merge_update_condition": "x > 1"})).unwrap_err();
+        assert_eq!(
+            errors[0].message,
+            "`merge_update_condition` (dbt-duckdb's merge) is not supported by etl yet"
         );
         let config = Config::check(
-            raw(serde_json::json!({"materialized": "table", "grants": {"select": ["bi"]}, "post-hook": []})),
+            raw(serde_json::json!({"materialized": "table", "merge_update_columns": ["a"], "grants": {"select": ["bi"]}})),
             &scope(ResourceType::Model),
         )
         .unwrap();
-        assert_eq!(config.warnings.len(), 1);
-        assert_eq!(config.warnings[0].message, "a lake has no grants: `grants` is ignored");
+        let warnings: Vec<&str> = config.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "a lake has no grants: `grants` is ignored",
+                "`merge_update_columns` does nothing here: it is not an incremental model"
+            ]
+        );
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             name: &seed.name,
             fallback: Span::file(&seed.path),
             generic_test: false,
+            keyed_default: keyed_default(project),
         };
         let Some(config) = checked(&seed.config, &scope, &mut errors) else {
             continue;
@@ -241,6 +242,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
                 .clone()
                 .unwrap_or_else(|| Span::file(&source.properties_file)),
             generic_test: false,
+            keyed_default: keyed_default(project),
         };
         let Some(config) = checked(&source.config, &scope, &mut errors) else {
             continue;
@@ -274,6 +276,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             name: &model.name,
             fallback: Span::file(&model.path),
             generic_test: false,
+            keyed_default: keyed_default(project),
         };
         let Some(config) = checked(&model.config, &scope, &mut errors) else {
             continue;
@@ -412,6 +415,7 @@ fn add_tests(
             name: &test.name,
             fallback: test.span.clone().unwrap_or_else(|| Span::file(&test.path)),
             generic_test: test.is_generic(),
+            keyed_default: keyed_default(project),
         };
         let Some(config) = checked(&sql.config, &scope, errors) else {
             continue;
@@ -521,4 +525,13 @@ fn cycle_error(graph: &DiGraph<Node, ()>, rendered: &Rendered) -> Diagnostic {
         ))
         .with_note("`a -> b` reads: `b` refers to `a`")
         .with_help("a model cannot depend on itself, even through other models")
+}
+
+/// The incremental strategy of a model with a `unique_key` and no
+/// strategy: dbt-duckdb deletes and inserts, etl's own projects merge.
+fn keyed_default(project: &Project) -> crate::config::Strategy {
+    match project.target.dialect {
+        crate::project::Dialect::DuckDb => crate::config::Strategy::DeleteInsert,
+        crate::project::Dialect::DataFusion => crate::config::Strategy::Merge,
+    }
 }

@@ -449,56 +449,129 @@ pub(super) async fn written(table: &DeltaTable) -> Result<Written, DeltaTableErr
     Ok(Written { rows, version })
 }
 
-/// Merges `source` into the table at `url` on `keys`: rows whose keys
-/// match are updated, the others inserted, in one commit (Delta MERGE).
+/// Merges `source` into the table at `url` on `merge`'s keys (and
+/// predicates): rows that match are updated (their `update_columns`, or
+/// all but the `exclude_columns`), the others inserted, in one commit
+/// (Delta MERGE).
 pub async fn merge_into(
     ctx: &SessionContext,
     url: &Url,
     source: datafusion::prelude::DataFrame,
-    keys: &[String],
+    merge: &Merge<'_>,
     merge_schema: bool,
     layout: &Layout,
     commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
     use datafusion::common::Column;
-    use datafusion::prelude::{Expr, col};
+    use datafusion::prelude::col;
     let column = |alias: &str, name: &str| col(Column::new(Some(alias), name));
     let columns: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
-    let predicate = keys
+    if merge.keys.is_empty() {
+        return Err(DeltaTableError::Generic("a merge needs a unique_key".into()));
+    }
+    for c in merge.update_columns.iter().chain(merge.exclude_columns) {
+        if !columns.contains(c) {
+            return Err(DeltaTableError::Generic(format!(
+                "`{c}` is not a column of the model's result ({})",
+                columns.join(", ")
+            )));
+        }
+    }
+    // The match, as SQL on dbt's aliases, so that `incremental_predicates`
+    // written for dbt (`DBT_INTERNAL_DEST.updated_at > ...`) join it.
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut conditions: Vec<String> = merge
+        .keys
         .iter()
-        .map(|k| column("target", k).eq(column("source", k)))
-        .reduce(Expr::and)
-        .ok_or_else(|| DeltaTableError::Generic("a merge needs a unique_key".into()))?;
+        .map(|k| format!("{}.{} = {}.{}", quoted(TARGET), quoted(k), quoted(SOURCE), quoted(k)))
+        .collect();
+    for p in merge.predicates {
+        conditions.push(format!("({})", on_dbt_aliases(p)?));
+    }
+    let predicate = conditions.join(" and ");
     let commit = commit.into();
     let table = table_at(ctx, url).await?;
     commit.check(ctx, url, &table).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
-    let update_columns = columns.clone();
+    let update_columns: Vec<String> = if merge.update_columns.is_empty() {
+        columns
+            .iter()
+            .filter(|c| !merge.exclude_columns.contains(c))
+            .cloned()
+            .collect()
+    } else {
+        merge.update_columns.to_vec()
+    };
     let insert_columns = columns;
-    let mut merge = table
+    let mut builder = table
         .merge(source, predicate)
-        .with_source_alias("source")
-        .with_target_alias("target")
+        .with_source_alias(SOURCE)
+        .with_target_alias(TARGET)
         .with_session_state(Arc::new(state))
         .with_merge_schema(merge_schema)
         .with_commit_properties(commit.properties());
     if let Some(properties) = layout.writer_properties() {
-        merge = merge.with_writer_properties(properties);
+        builder = builder.with_writer_properties(properties);
     }
-    let (table, _metrics) = merge
+    let (table, _metrics) = builder
         .when_matched_update(|update| {
             update_columns
                 .iter()
-                .fold(update, |u, c| u.update(c.as_str(), column("source", c)))
+                .fold(update, |u, c| u.update(c.as_str(), column(SOURCE, c)))
         })?
         .when_not_matched_insert(|insert| {
             insert_columns
                 .iter()
-                .fold(insert, |i, c| i.set(c.as_str(), column("source", c)))
+                .fold(insert, |i, c| i.set(c.as_str(), column(SOURCE, c)))
         })?
         .await?;
     written(&table).await
+}
+
+/// What a merge matches on and updates (see `merge_into`).
+#[derive(Debug, Clone, Copy)]
+pub struct Merge<'a> {
+    pub keys: &'a [String],
+    /// Only these columns of a matched row are updated; all when empty.
+    pub update_columns: &'a [String],
+    /// These columns of a matched row keep their value.
+    pub exclude_columns: &'a [String],
+    /// SQL conditions on `dbt_internal_dest` (the table) and
+    /// `dbt_internal_source` (the new rows), added to the match.
+    pub predicates: &'a [String],
+}
+
+/// dbt's names for the two sides of a merge, which incremental predicates
+/// use (`DBT_INTERNAL_DEST`), in the case delta-rs keeps its aliases in.
+const TARGET: &str = "dbt_internal_dest";
+const SOURCE: &str = "dbt_internal_source";
+
+/// `predicate` with its `dbt_internal_dest.` and `dbt_internal_source.`
+/// (in any case, as dbt's warehouses read them) naming the merge's sides
+/// whether or not the session lowercases unquoted names.
+fn on_dbt_aliases(predicate: &str) -> Result<String, DeltaTableError> {
+    use datafusion::sql::sqlparser::ast::{Expr, visit_expressions_mut};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let mut expr = Parser::new(&GenericDialect {})
+        .try_with_sql(predicate)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| DeltaTableError::Generic(format!("`incremental_predicates`: `{predicate}`: {e}")))?;
+    let _ = visit_expressions_mut(&mut expr, |e| {
+        if let Expr::CompoundIdentifier(parts) = e
+            && parts.len() >= 2
+        {
+            for alias in [TARGET, SOURCE] {
+                if parts[0].quote_style.is_none() && parts[0].value.eq_ignore_ascii_case(alias) {
+                    parts[0].value = alias.to_owned();
+                    parts[0].quote_style = Some('"');
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Ok(expr.to_string())
 }
 
 /// The `etl` metadata of the latest commit etl made to the table at `url`

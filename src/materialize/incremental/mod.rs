@@ -269,7 +269,23 @@ pub async fn apply(
             lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
         }
         (_, Change::Upsert { keys, merge: true }) => {
-            lake::merge_into(ctx, &url, df(plan), keys, shape == Shape::Grow, &config.layout, commit).await
+            let settings = &config.settings.merge;
+            let merge = lake::Merge {
+                keys,
+                update_columns: &settings.update_columns,
+                exclude_columns: &settings.exclude_columns,
+                predicates: &settings.predicates,
+            };
+            lake::merge_into(
+                ctx,
+                &url,
+                df(plan),
+                &merge,
+                shape == Shape::Grow,
+                &config.layout,
+                commit,
+            )
+            .await
         }
         (_, Change::Upsert { keys, merge: false }) => {
             let columns: Vec<Expr> = keys.iter().map(|k| col(Column::from_name(k.as_str()))).collect();
