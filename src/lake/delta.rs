@@ -747,12 +747,21 @@ pub async fn added_files(
             .and_then(|d| d.as_u64().or_else(|| d.as_str().and_then(|s| s.parse().ok())))
             == Some(0);
         let keys_kept = merge_keys.is_none_or(|keys| {
-            // delta-rs records the join, `target.k = source.k`.
+            // delta-rs records the join: `dbt_internal_source.k =
+            // dbt_internal_dest.k` (`target.k = source.k` before etl used
+            // dbt's names), then any incremental predicates.
             let predicate = info
                 .and_then(|i| i["operationParameters"]["mergePredicate"].as_str())
                 .unwrap_or_default();
-            keys.iter()
-                .all(|k| predicate.contains(&format!("target.{k} = source.{k}")))
+            keys.iter().all(|k| {
+                [
+                    format!("{SOURCE}.{k} = {TARGET}.{k}"),
+                    format!("{TARGET}.{k} = {SOURCE}.{k}"),
+                    format!("target.{k} = source.{k}"),
+                ]
+                .iter()
+                .any(|join| predicate.contains(join.as_str()))
+            })
         });
         for action in &actions {
             if action.get("metaData").is_some() {

@@ -407,15 +407,14 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
     std::fs::write(
         p.join("models/audited.sql"),
         "{{ config(materialized='incremental', unique_key='x', incremental_strategy='merge', \
-         incremental_predicates=[\"x > 0\"]) }}\nselect 1 as x\n",
+         merge_update_condition='DBT_INTERNAL_SOURCE.x > 0') }}\nselect 1 as x\n",
     )
     .unwrap();
     let (code, _, stderr) = etl(p, &["compile"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(
-            "error[unsupported]: `incremental_predicates`: etl's merge does not take `incremental_predicates` yet"
-        ),
+        stderr
+            .contains("error[unsupported]: `merge_update_condition` (dbt-duckdb's merge) is not supported by etl yet"),
         "{stderr}"
     );
     assert!(stderr.contains(" --> models/audited.sql:1:"), "{stderr}");
