@@ -69,6 +69,7 @@ pub fn register_duckdb_functions(ctx: &SessionContext) -> Result<()> {
         }
     }
     ctx.register_udf(ScalarUDF::from(DateDiff::new()));
+    super::duckdb_functions::register(ctx)?;
     if let Ok(round) = ctx.udf("round") {
         ctx.register_udf(ScalarUDF::from(DuckRound { inner: round }));
     }

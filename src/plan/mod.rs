@@ -8,6 +8,7 @@ mod compile;
 mod contract;
 mod dialect;
 mod distinct;
+mod duckdb_functions;
 mod identifiers;
 mod options;
 mod registry;

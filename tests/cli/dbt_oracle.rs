@@ -164,6 +164,7 @@ fn a_dbt_duckdb_project_gives_dbt_duckdbs_rows() {
             "main_marts.customers",
             "main_marts.monthly",
             "main_marts.product_lines",
+            "main_marts.order_calendar",
         ],
     );
 }
