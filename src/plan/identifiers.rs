@@ -7,7 +7,8 @@
 //! which keeps the case; a column then matches only in its own case. When
 //! planning fails on a column that one column matches in another case,
 //! the unquoted references to it are made that column (in the parsed
-//! statement, not the SQL text) and the statement is planned again. Two
+//! statement, not the SQL text) and the statement is planned again; a
+//! table or CTE not found that one matches in another case likewise. Two
 //! columns that differ only in case stay an error, as in DuckDB.
 
 use std::ops::ControlFlow;
@@ -16,7 +17,7 @@ use datafusion::common::{Column, DataFusionError, Result, SchemaError};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::Statement as DFStatement;
-use datafusion::sql::sqlparser::ast::{Expr, Ident, visit_expressions_mut};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, ObjectNamePart, visit_expressions_mut};
 
 /// Whether `state` plans SQL as DuckDB does (see `Dialect::DuckDb`).
 pub fn is_duckdb(state: &SessionState) -> bool {
@@ -48,10 +49,14 @@ pub async fn plan_statement(state: &SessionState, mut statement: DFStatement) ->
             Ok(plan) => return Ok(plan),
             Err(err) => err,
         };
-        let Some((written, column)) = case_insensitive_match(&err) else {
-            return Err(err);
+        let renamed = match case_insensitive_match(&err) {
+            Some((written, column)) => rename(&mut statement, &written, &column),
+            None => match table_match(state, &statement, &err) {
+                Some((written, table)) => rename_table(&mut statement, &written, &table),
+                None => false,
+            },
         };
-        if !rename(&mut statement, &written, &column) {
+        if !renamed {
             return Err(err);
         }
     }
@@ -81,6 +86,108 @@ fn case_insensitive_match(err: &DataFusionError) -> Option<(Column, Column)> {
         return None;
     }
     Some(((**field).clone(), found.clone()))
+}
+
+/// The table (or CTE) a table not found matches in another case, if
+/// exactly one does: `(as written, its name)`, each as schema and name
+/// (the schema `None` for a CTE or an unqualified name).
+fn table_match(state: &SessionState, statement: &DFStatement, err: &DataFusionError) -> Option<(Table, Table)> {
+    let DataFusionError::Plan(message) = err.find_root() else {
+        return None;
+    };
+    let missing = message.strip_prefix("table '")?.strip_suffix("' not found")?;
+    let parts: Vec<&str> = missing.split('.').collect();
+    let name = (*parts.last()?).to_owned();
+    let schema = (parts.len() >= 2).then(|| parts[parts.len() - 2].to_owned());
+    let DFStatement::Statement(inner) = statement else {
+        return None;
+    };
+    // The statement's CTEs first: a name of it in another case is it.
+    let mut ctes = Vec::new();
+    let _ = datafusion::sql::sqlparser::ast::visit_statements(inner.as_ref(), |s| {
+        collect_ctes(s, &mut ctes);
+        ControlFlow::<()>::Continue(())
+    });
+    let written_unqualified = (None, name.clone());
+    let ctes: Vec<&String> = ctes
+        .iter()
+        .filter(|c| c.eq_ignore_ascii_case(&name) && **c != name)
+        .collect();
+    if let [cte] = ctes.as_slice() {
+        return Some((written_unqualified, (None, (*cte).clone())));
+    }
+    // Else the tables of the catalog's schemas.
+    let catalog = state
+        .catalog_list()
+        .catalog(&state.config().options().catalog.default_catalog)?;
+    let mut found = Vec::new();
+    for schema_name in catalog.schema_names() {
+        if schema.as_ref().is_some_and(|s| !s.eq_ignore_ascii_case(&schema_name)) {
+            continue;
+        }
+        let Some(provider) = catalog.schema(&schema_name) else {
+            continue;
+        };
+        for table in provider.table_names() {
+            if table.eq_ignore_ascii_case(&name) {
+                found.push((Some(schema_name.clone()), table));
+            }
+        }
+    }
+    match found.as_slice() {
+        [table] if *table != (schema.clone(), name.clone()) => Some(((schema, name), table.clone())),
+        _ => None,
+    }
+}
+
+/// A table as `(schema, name)`.
+type Table = (Option<String>, String);
+
+fn collect_ctes(statement: &datafusion::sql::sqlparser::ast::Statement, ctes: &mut Vec<String>) {
+    use datafusion::sql::sqlparser::ast::{Query, Statement, Visit, Visitor};
+    struct Ctes<'a>(&'a mut Vec<String>);
+    impl Visitor for Ctes<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+            if let Some(with) = &query.with {
+                self.0
+                    .extend(with.cte_tables.iter().map(|c| c.alias.name.value.clone()));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    if let Statement::Query(query) = statement {
+        let _ = query.visit(&mut Ctes(ctes));
+    }
+}
+
+/// Makes the unquoted references to the table `written` name `table`;
+/// whether any changed.
+fn rename_table(statement: &mut DFStatement, written: &Table, table: &Table) -> bool {
+    let DFStatement::Statement(statement) = statement else {
+        return false;
+    };
+    let mut changed = false;
+    let _ = datafusion::sql::sqlparser::ast::visit_relations_mut(statement.as_mut(), |name| {
+        let n = name.0.len();
+        let Some(last) = name.0[n - 1].as_ident() else {
+            return ControlFlow::<()>::Continue(());
+        };
+        if last.quote_style.is_some() || last.value != written.1 {
+            return ControlFlow::Continue(());
+        }
+        if let (Some(schema), Some(written_schema)) = (&table.0, &written.0)
+            && n >= 2
+            && let Some(ident) = name.0[n - 2].as_ident()
+            && ident.value.eq_ignore_ascii_case(written_schema)
+        {
+            name.0[n - 2] = ObjectNamePart::Identifier(Ident::with_quote('"', schema.clone()));
+        }
+        name.0[n - 1] = ObjectNamePart::Identifier(Ident::with_quote('"', table.1.clone()));
+        changed = true;
+        ControlFlow::Continue(())
+    });
+    changed
 }
 
 /// Makes the unquoted references to `written` refer to `column`; whether
@@ -169,6 +276,20 @@ mod tests {
         // Quoted names are exact, as in DuckDB.
         let err = rows(&ctx, "select \"productline\" from products").await.unwrap_err();
         assert!(err.to_string().contains("productline"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn tables_and_ctes_match_in_any_case() {
+        let ctx = duckdb_session().await;
+        let (columns, lines) = rows(
+            &ctx,
+            "with Lines as (select productLine, count(*) as n from PRODUCTS group by productline) \
+             select * from lines order by productLine",
+        )
+        .await
+        .unwrap();
+        assert_eq!(columns, vec!["productLine", "n"]);
+        assert!(lines[3].contains("Classic Cars"), "{lines:?}");
     }
 
     #[tokio::test]
