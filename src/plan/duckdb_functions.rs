@@ -10,7 +10,10 @@
 //!   `double`); `dayname`, `monthname`;
 //! - `last_day(date)`, `date_add(date, interval)` (a timestamp, as in
 //!   DuckDB);
-//! - aggregates: `count_if(condition)`.
+//! - aggregates: `count_if(condition)`;
+//! - the table functions `generate_series(...)` and `range(...)`, whose
+//!   column is named after them (`select generate_series from
+//!   generate_series(1, 3)`), where DataFusion names it `value`.
 
 use std::sync::Arc;
 
@@ -19,14 +22,19 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array};
 use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::compute::kernels::numeric::add;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, TimeUnit};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::Column;
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::datasource::{ViewTable, provider_as_source};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
     ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder};
 use datafusion::prelude::SessionContext;
+use datafusion::prelude::col;
 
 /// Registers DuckDB's function names on `ctx`.
 pub fn register(ctx: &SessionContext) -> Result<()> {
@@ -78,7 +86,40 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(ScalarUDF::from(LastDay::new()));
     ctx.register_udf(ScalarUDF::from(DateAdd::new()));
     ctx.register_udaf(AggregateUDF::from(CountIf::new()));
+    for name in ["generate_series", "range"] {
+        if let Ok(inner) = ctx.table_function(name) {
+            let named = NamedSeries {
+                name,
+                inner: inner.function().clone(),
+            };
+            ctx.register_udtf(name, Arc::new(named));
+        }
+    }
     Ok(())
+}
+
+/// A series table function whose one column is named after the function,
+/// as DuckDB names it.
+#[derive(Debug)]
+struct NamedSeries {
+    name: &'static str,
+    inner: Arc<dyn TableFunctionImpl>,
+}
+
+impl TableFunctionImpl for NamedSeries {
+    fn call_with_args(&self, args: TableFunctionArgs) -> Result<Arc<dyn TableProvider>> {
+        let series = self.inner.call_with_args(args)?;
+        let columns: Vec<Expr> = series
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| col(Column::from_name(f.name())).alias(self.name))
+            .collect();
+        let plan = LogicalPlanBuilder::scan(self.name, provider_as_source(series), None)?
+            .project(columns)?
+            .build()?;
+        Ok(Arc::new(ViewTable::new(plan, None)))
+    }
 }
 
 /// A DataFusion function called with one argument fixed: `year(d)` is
@@ -448,5 +489,18 @@ mod tests {
             .await
             .unwrap();
         assert!(pretty_format_batches(&empty).unwrap().to_string().contains("| 0 |"));
+        let series = ctx
+            .sql(
+                "select sum(generate_series) as g, (select sum(range) from range(1, 4)) as r, \
+                 (select count(*) from generate_series(date '2024-01-01', date '2024-01-31', interval 1 day)) as days \
+                 from generate_series(1, 4)",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = pretty_format_batches(&series).unwrap().to_string();
+        assert!(text.contains("| 10 | 6 | 31   |"), "{text}");
     }
 }

@@ -165,6 +165,7 @@ fn a_dbt_duckdb_project_gives_dbt_duckdbs_rows() {
             "main_marts.monthly",
             "main_marts.product_lines",
             "main_marts.order_calendar",
+            "main_marts.date_spine",
         ],
     );
 }
