@@ -248,7 +248,13 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             continue;
         };
         let node = Node {
-            unique_id: format!("source.{}.{}.{}", project.name, source.source_name, source.name),
+            // A package's sources and tests are the package's, as in dbt.
+            unique_id: format!(
+                "source.{}.{}.{}",
+                source.fqn.first().unwrap_or(&project.name),
+                source.source_name,
+                source.name
+            ),
             name: source.name.clone(),
             resource_type: ResourceType::Source,
             materialized: Materialization::External,
@@ -421,7 +427,11 @@ fn add_tests(
             continue;
         };
         let node = Node {
-            unique_id: unique_id(ResourceType::Test, &project.name, &test.name),
+            unique_id: unique_id(
+                ResourceType::Test,
+                test.fqn.first().unwrap_or(&project.name),
+                &test.name,
+            ),
             name: test.name.clone(),
             resource_type: ResourceType::Test,
             materialized: Materialization::Test,

@@ -253,6 +253,13 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 continue;
             }
         };
+        // A package's properties file declares the package's sources and
+        // tests, named under it as in dbt.
+        let package = packages.iter().find(|p| path.starts_with(&p.root));
+        let owner = Owner {
+            name: package.map_or(header.name.as_str(), |p| p.name.as_str()),
+            model_dirs: package.map_or(&header.model_paths, |p| &p.model_dirs),
+        };
         for (key, what, value) in [
             ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
             ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
@@ -299,7 +306,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         }
         for mut props in file.models {
             let target = TestTarget::Model(props.name.value.clone());
-            data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
+            data_tests.extend(node_tests(&owner, &path, &target, &mut props, &mut errors));
             match model_index.get(&props.name.value) {
                 Some(&i) => {
                     let m = &mut models[i];
@@ -321,7 +328,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         }
         for mut props in file.seeds {
             let target = TestTarget::Seed(props.name.value.clone());
-            data_tests.extend(node_tests(&header, &path, &target, &mut props, &mut errors));
+            data_tests.extend(node_tests(&owner, &path, &target, &mut props, &mut errors));
             match seed_index.get(&props.name.value) {
                 Some(&i) => {
                     let s = &mut seeds[i];
@@ -348,6 +355,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             sources.extend(load_source(
                 &root,
                 &header,
+                owner.name,
                 &scope,
                 &path,
                 source,
@@ -464,8 +472,14 @@ fn check_unique_names(models: &[Model], seeds: &[Seed], sources: &[Source], erro
 }
 
 /// The generic tests of a model's or seed's properties and of its columns.
+/// The project or package a properties file belongs to.
+struct Owner<'a> {
+    name: &'a str,
+    model_dirs: &'a [String],
+}
+
 fn node_tests(
-    header: &Header,
+    owner: &Owner<'_>,
     file: &Path,
     target: &TestTarget,
     props: &mut ModelProperties,
@@ -476,9 +490,9 @@ fn node_tests(
         .chain(std::mem::take(&mut props.data_tests))
         .collect();
     data_tests::generic_tests(
-        &header.name,
+        owner.name,
         file,
-        &header.model_paths,
+        owner.model_dirs,
         target,
         entries,
         &mut props.columns,

@@ -51,13 +51,15 @@ pub struct Source {
 pub(super) fn load_source(
     root: &Path,
     header: &Header,
+    owner: &str,
     scope: &settings::SettingScope,
     file: &Path,
     source: SourceProperties,
     data_tests: &mut Vec<DataTest>,
     errors: &mut Diagnostics,
 ) -> Vec<Source> {
-    let project = header.name.as_str();
+    // The project or package that declares it: the first part of its fqn.
+    let project = owner;
     let source_external = source
         .config
         .get("external_location")

@@ -220,3 +220,30 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
     let pivot = out.lines().find(|l| l.contains("table payments_pivoted")).unwrap();
     assert!(pivot.contains("up to date"), "{out}");
 }
+
+#[test]
+fn a_packages_tests_are_the_packages_nodes() {
+    // Declared in the package's own properties file, they are named under
+    // the package, as dbt names them: `package:money` selects them.
+    let dir = fixture("dbt_packages");
+    let (stdout, _) = etl_ok(
+        dir.path(),
+        &["ls", "--select", "package:money", "--resource-type", "test"],
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["money.not_null_fx_currency", "money.unique_fx_currency"]
+    );
+    let (stdout, _) = etl_ok(
+        dir.path(),
+        &["ls", "--select", "package:pkg_shop", "--resource-type", "test"],
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "pkg_shop.money_positive_payment_facts_amount",
+            "pkg_shop.not_null_payment_facts_payment_key",
+            "pkg_shop.unique_payment_facts_payment_key"
+        ]
+    );
+}
