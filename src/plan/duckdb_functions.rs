@@ -10,7 +10,10 @@
 //!   `double`); `dayname`, `monthname`;
 //! - `last_day(date)`, `date_add(date, interval)` (a timestamp, as in
 //!   DuckDB);
-//! - aggregates: `count_if(condition)`;
+//! - `len(x)`: the characters of a string, the elements of a list;
+//! - aggregates: `count_if(condition)`, `arg_max(arg, val)`/`max_by` and
+//!   `arg_min(arg, val)`/`min_by` (the `arg` of the row with the largest or
+//!   smallest `val`; rows with a null `val` are skipped);
 //! - the table functions `generate_series(...)` and `range(...)`, whose
 //!   column is named after them (`select generate_series from
 //!   generate_series(1, 3)`), where DataFusion names it `value`.
@@ -18,7 +21,7 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, Months, NaiveDate};
-use datafusion::arrow::array::{ArrayRef, AsArray, Date32Array, Int64Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, Int64Array};
 use datafusion::arrow::compute::cast as cast_array;
 use datafusion::arrow::compute::kernels::numeric::add;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Field, FieldRef, TimeUnit};
@@ -86,6 +89,15 @@ pub fn register(ctx: &SessionContext) -> Result<()> {
     ctx.register_udf(ScalarUDF::from(LastDay::new()));
     ctx.register_udf(ScalarUDF::from(DateAdd::new()));
     ctx.register_udaf(AggregateUDF::from(CountIf::new()));
+    ctx.register_udaf(AggregateUDF::from(ArgBy::new(true)));
+    ctx.register_udaf(AggregateUDF::from(ArgBy::new(false)));
+    let length = ctx.udf("character_length")?;
+    let cardinality = ctx.udf("cardinality")?;
+    ctx.register_udf(ScalarUDF::from(Len {
+        signature: Signature::user_defined(Volatility::Immutable),
+        text: length,
+        list: cardinality,
+    }));
     for name in ["generate_series", "range"] {
         if let Ok(inner) = ctx.table_function(name) {
             let named = NamedSeries {
@@ -430,6 +442,170 @@ impl Accumulator for Counted {
     }
 }
 
+/// DuckDB's `len`: of a string, its characters; of a list, its elements;
+/// a `bigint`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Len {
+    signature: Signature,
+    text: Arc<ScalarUDF>,
+    list: Arc<ScalarUDF>,
+}
+
+impl Len {
+    fn inner(&self, data_type: &DataType) -> &Arc<ScalarUDF> {
+        match data_type {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Map(..) => &self.list,
+            _ => &self.text,
+        }
+    }
+}
+
+impl ScalarUDFImpl for Len {
+    fn name(&self) -> &str {
+        "len"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match arg_types {
+            [t @ (DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Map(..))] => {
+                Ok(vec![t.clone()])
+            }
+            [DataType::LargeUtf8] => Ok(vec![DataType::LargeUtf8]),
+            [DataType::Utf8View] => Ok(vec![DataType::Utf8View]),
+            [_] => Ok(vec![DataType::Utf8]),
+            _ => plan_err!("`len` takes one string or list"),
+        }
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int64)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let inner = self.inner(args.arg_fields[0].data_type()).clone();
+        let types: Vec<DataType> = args.arg_fields.iter().map(|f| f.data_type().clone()).collect();
+        let return_type = inner.return_type(&types)?;
+        let inner_args = ScalarFunctionArgs {
+            return_field: Arc::new(Field::new("len", return_type, true)),
+            ..args
+        };
+        inner.invoke_with_args(inner_args)?.cast_to(&DataType::Int64, None)
+    }
+}
+
+/// DuckDB's `arg_max(arg, val)` (`max_by`) and `arg_min(arg, val)`
+/// (`min_by`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ArgBy {
+    max: bool,
+    signature: Signature,
+    aliases: Vec<String>,
+}
+
+impl ArgBy {
+    fn new(max: bool) -> ArgBy {
+        let alias = if max { "max_by" } else { "min_by" };
+        ArgBy {
+            max,
+            signature: Signature::any(2, Volatility::Immutable),
+            aliases: vec![alias.to_owned()],
+        }
+    }
+}
+
+impl AggregateUDFImpl for ArgBy {
+    fn name(&self) -> &str {
+        if self.max { "arg_max" } else { "arg_min" }
+    }
+
+    fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        Ok(arg_types[0].clone())
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        let arg = args.exprs[0].data_type(args.schema)?;
+        let val = args.exprs[1].data_type(args.schema)?;
+        Ok(Box::new(Best {
+            max: self.max,
+            arg: ScalarValue::try_from(&arg)?,
+            val: ScalarValue::try_from(&val)?,
+        }))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
+        let arg = args.input_fields[0].data_type().clone();
+        let val = args.input_fields[1].data_type().clone();
+        Ok(vec![
+            Arc::new(Field::new(format!("{}[arg]", args.name), arg, true)),
+            Arc::new(Field::new(format!("{}[val]", args.name), val, true)),
+        ])
+    }
+}
+
+/// The `arg` of the best `val` seen; both null before any row.
+#[derive(Debug)]
+struct Best {
+    max: bool,
+    arg: ScalarValue,
+    val: ScalarValue,
+}
+
+impl Best {
+    fn offer(&mut self, arg: &ArrayRef, val: &ArrayRef) -> Result<()> {
+        for row in 0..val.len() {
+            if val.is_null(row) {
+                continue;
+            }
+            let candidate = ScalarValue::try_from_array(val, row)?;
+            let better = self.val.is_null()
+                || match candidate.partial_cmp(&self.val) {
+                    Some(std::cmp::Ordering::Greater) => self.max,
+                    Some(std::cmp::Ordering::Less) => !self.max,
+                    _ => false,
+                };
+            if better {
+                self.val = candidate;
+                self.arg = ScalarValue::try_from_array(arg, row)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Accumulator for Best {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.offer(&values[0], &values[1])
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.offer(&states[0], &states[1])
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        Ok(vec![self.arg.clone(), self.val.clone()])
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        Ok(self.arg.clone())
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of_val(self) + self.arg.size() + self.val.size()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::util::pretty::pretty_format_batches;
@@ -502,5 +678,20 @@ mod tests {
             .unwrap();
         let text = pretty_format_batches(&series).unwrap().to_string();
         assert!(text.contains("| 10 | 6 | 31   |"), "{text}");
+        let sql = "select k, arg_max(name, amount) as top, max_by(name, amount) as top2, \
+                   arg_min(name, amount) as low, max(len(name)) as l, len([1, 2, 3]) as n, \
+                   arrow_typeof(len([1])) as t \
+                   from (values (1, 'ana', 5), (1, 'bö', 9), (1, 'cy', null), (2, 'di', null)) v(k, name, amount) \
+                   group by k order by k";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = pretty_format_batches(&batches).unwrap().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[3], "| 1 | bö  | bö   | ana | 3 | 3 | Int64 |", "{text}");
+        assert_eq!(lines[4], "| 2 |     |      |     | 2 | 3 | Int64 |", "{text}");
+        let sql = "select arg_max(name, amount) as top, arg_min(name, amount) as low from \
+                   (values ('ana', 5), ('bo', 9), ('cy', null), ('di', 1)) v(name, amount)";
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let text = pretty_format_batches(&batches).unwrap().to_string();
+        assert!(text.contains("| bo  | di  |"), "{text}");
     }
 }
