@@ -39,6 +39,9 @@ pub struct ExportConfig {
     pub location: Option<String>,
     /// SQL `order by` expressions.
     pub order_by: Option<String>,
+    /// A relative location is relative to the project's folder, not the
+    /// lake's (dbt-duckdb's `external` models).
+    pub project_relative: bool,
 }
 
 /// The exports `export` asks for: `csv`, `[csv, parquet]`, or
@@ -93,5 +96,72 @@ fn export(item: &Value) -> Result<ExportConfig, String> {
         format,
         location,
         order_by,
+        project_relative: false,
+    })
+}
+
+/// dbt-duckdb's `external` materialization: the model's rows written to
+/// `location` (relative to the project, as dbt runs from there; else
+/// `<name>.<format>` in the lake, dbt-duckdb's `external_root`), as
+/// `format` (else the location's extension, else parquet; csv when a
+/// `delimiter` is set).
+pub(super) fn external_model(c: &mut Checker<'_>) -> Option<ExportConfig> {
+    let location = c.string("location")?;
+    let format_name = c.string("format")?;
+    let delimiter = c.string("delimiter")?;
+    if delimiter.as_deref().is_some_and(|d| d != ",") {
+        c.fail(
+            "delimiter",
+            format!("model `{}`: etl writes external CSV files with `,` only", c.name),
+        );
+        return None;
+    }
+    if c.raw
+        .value("options")
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        c.fail(
+            "options",
+            format!(
+                "model `{}`: the write `options` of an external model are not taken by etl yet",
+                c.name
+            ),
+        );
+        return None;
+    }
+    let from_location = location
+        .as_deref()
+        .and_then(|l| l.rsplit_once('.'))
+        .and_then(|(_, ext)| ExportFormat::parse(ext));
+    let format = match format_name.as_deref() {
+        Some(name) => match ExportFormat::parse(name) {
+            Some(f) => f,
+            None => {
+                c.fail(
+                    "format",
+                    format!("unknown external format `{name}`; use csv, parquet or json"),
+                );
+                return None;
+            }
+        },
+        None if delimiter.is_some() => ExportFormat::Csv,
+        None => from_location.unwrap_or(ExportFormat::Parquet),
+    };
+    let project_relative = location.is_some();
+    Some(ExportConfig {
+        format,
+        location: Some(location.unwrap_or_else(|| {
+            format!(
+                "{}.{}",
+                c.name,
+                format_name.as_deref().unwrap_or(match format {
+                    ExportFormat::Csv => "csv",
+                    ExportFormat::Parquet => "parquet",
+                    ExportFormat::Json => "json",
+                })
+            )
+        })),
+        order_by: None,
+        project_relative,
     })
 }

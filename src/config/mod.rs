@@ -205,7 +205,15 @@ impl Config {
         let contract_enforced = c.contract();
         let sql_header = c.sql_header(materialized);
         let column_types = c.column_types();
-        let exports = export::exports(&mut c);
+        let external = c.raw.value("materialized").and_then(Value::as_str) == Some("external")
+            && scope.resource == ResourceType::Model;
+        let exports = match (export::exports(&mut c), external) {
+            (Some(mut exports), true) => export::external_model(&mut c).map(|e| {
+                exports.push(e);
+                exports
+            }),
+            (exports, _) => exports,
+        };
         let reject_reason_column = c.string("reject_reason_column");
         let ingest = match c.choice("ingest", &["new_files", "all_files"]) {
             Some(Some("all_files")) => Some(IngestMode::AllFiles),
@@ -269,7 +277,7 @@ impl Config {
 
 /// Reads keys of one raw config, recording each problem at its key.
 pub(crate) struct Checker<'a> {
-    raw: &'a RawConfig,
+    pub(super) raw: &'a RawConfig,
     name: &'a str,
     fallback: Span,
     errors: Vec<Diagnostic>,
@@ -498,6 +506,11 @@ impl Checker<'_> {
         if let Some(m) = Materialization::of_model(&name) {
             return Some(m);
         }
+        // dbt-duckdb's `external`: a table whose rows are also written to
+        // a file (see `export::external_model`).
+        if name == "external" {
+            return Some(Materialization::Table);
+        }
         let model = self.name;
         let diag = Diagnostic::error(
             Code::UnknownMaterialization,
@@ -505,7 +518,7 @@ impl Checker<'_> {
         )
         .with_span(Some(self.span("materialized")))
         .with_suggestion(&name, Materialization::MODEL_NAMES.iter().copied())
-        .with_note("materializations: table, view, ephemeral, incremental");
+        .with_note("materializations: table, view, ephemeral, incremental, external (dbt-duckdb's)");
         self.errors.push(diag);
         None
     }
@@ -830,6 +843,8 @@ const KNOWN_KEYS: &[&str] = &[
     "merge_on_using_columns",
     "merge_clauses",
     "merge_returning_columns",
+    "format",
+    "delimiter",
 ];
 
 #[cfg(test)]

@@ -41,17 +41,28 @@ pub struct Export {
 
 /// The exports a node's config asks for, each file at the place it names
 /// or at `exports/<alias>.<ext>`.
-pub fn exports_of(node: &Node) -> Vec<Export> {
+pub fn exports_of(node: &Node, project_root: &std::path::Path) -> Vec<Export> {
     node.config
         .exports
         .iter()
-        .map(|e| Export {
-            format: e.format,
-            location: e
+        .map(|e| {
+            let location = e
                 .location
                 .clone()
-                .unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, e.format.extension())),
-            order_by: e.order_by.clone(),
+                .unwrap_or_else(|| format!("exports/{}.{}", node.relation.identifier, e.format.extension()));
+            // A path relative to the project, as a file URL.
+            let location = match Url::parse(&location) {
+                Err(_) if e.project_relative => {
+                    let path = project_root.join(&location);
+                    Url::from_file_path(&path).map_or(location, |u| u.to_string())
+                }
+                _ => location,
+            };
+            Export {
+                format: e.format,
+                location,
+                order_by: e.order_by.clone(),
+            }
         })
         .collect()
 }

@@ -347,7 +347,7 @@ async fn exports_made_again(
     version: Option<i64>,
 ) -> Result<Option<String>, Diagnostic> {
     let node = build.dag.node(index);
-    let exports = super::export::exports_of(node);
+    let exports = super::export::exports_of(node, &build.project.root);
     let Some(version) = version.filter(|_| !exports.is_empty()) else {
         return Ok(None);
     };
@@ -492,7 +492,7 @@ async fn plan_with_inputs(
 async fn table(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
     let index = run.index;
     let node = build.dag.node(index);
-    let exports = super::export::exports_of(node);
+    let exports = super::export::exports_of(node, &build.project.root);
     let (plan, _) = planned(build, run).await?;
     let layout = &node.config.layout;
     let audit = super::audit::audits(build, index);

@@ -120,6 +120,9 @@ pub(super) fn load_source(
         // `external_location`, else the relation of the same schema and
         // name in the lake.
         let mut in_lake = None;
+        // `read_csv('data/{name}.csv', header = true)`: the reader's format
+        // and options, as dbt-duckdb runs it.
+        let mut reader: Option<Reader> = None;
         let location = match location {
             Some(location) => location,
             None => match external_location(
@@ -129,7 +132,31 @@ pub(super) fn load_source(
                 &identifier,
                 source_external.as_deref(),
             ) {
-                Some(location) => location,
+                Some(location) => match reader_call(&location) {
+                    None => location,
+                    Some(Ok(call)) => {
+                        let location = call.location.clone();
+                        reader = Some(call);
+                        location
+                    }
+                    Some(Err(message)) => {
+                        errors.push(
+                            Diagnostic::error(
+                                Code::InvalidLocation,
+                                format!(
+                                    "source table `{}.{}`: `external_location` `{location}`: {message}",
+                                    source.name.value, table.name.value
+                                ),
+                            )
+                            .with_span(span.clone())
+                            .with_help(
+                                "etl reads `read_csv`, `read_parquet`, `read_json` and `delta_scan` calls with one \
+                                 path (globs allowed), or a plain path",
+                            ),
+                        );
+                        continue;
+                    }
+                },
                 None => {
                     let schema = match &source.schema {
                         Some(Value::String(schema)) => schema.clone(),
@@ -168,6 +195,7 @@ pub(super) fn load_source(
             .or_else(|| source.format.clone());
         let format = match &format_value {
             _ if in_lake.is_some() => SourceFormat::Delta,
+            None if reader.is_some() => reader.as_ref().map(|r| r.format).expect("a reader"),
             Some(f) => match SourceFormat::parse(&f.value) {
                 Some(format) => format,
                 None => {
@@ -201,6 +229,9 @@ pub(super) fn load_source(
         let mut options = source.options.clone();
         if let Some(e) = &external {
             options.extend(e.options.clone());
+        }
+        if let Some(r) = reader {
+            options.extend(r.options);
         }
         options.extend(table.options);
         let mut config = source_config.clone();
@@ -259,6 +290,105 @@ fn external_location(
         .or_else(|| meta.and_then(|m| m.get("external_location")).and_then(Value::as_str))
         .or(of_source)?;
     Some(found.replace("{name}", name).replace("{identifier}", identifier))
+}
+
+/// A DuckDB reader call in an `external_location`.
+struct Reader {
+    location: String,
+    format: SourceFormat,
+    options: BTreeMap<String, Value>,
+}
+
+/// `read_csv('path', header = true, delim = ';')` and the like, as
+/// dbt-duckdb's `external_location` holds them: `None` when `text` is not
+/// a call; an error for a call etl cannot read as it would run.
+fn reader_call(text: &str) -> Option<Result<Reader, String>> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value as SqlValue, ValueWithSpan,
+    };
+    use datafusion::sql::sqlparser::dialect::DuckDbDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let trimmed = text.trim();
+    if !trimmed.ends_with(')') || !trimmed.contains('(') {
+        return None;
+    }
+    let expr = Parser::new(&DuckDbDialect {})
+        .try_with_sql(trimmed)
+        .and_then(|mut p| p.parse_expr())
+        .ok()?;
+    let Expr::Function(call) = expr else {
+        return None;
+    };
+    let name = call.name.to_string().to_ascii_lowercase();
+    let format = match name.as_str() {
+        "read_csv" | "read_csv_auto" => SourceFormat::Csv,
+        "read_parquet" | "parquet_scan" => SourceFormat::Parquet,
+        "read_json" | "read_json_auto" | "read_ndjson" | "read_ndjson_auto" => SourceFormat::Json,
+        "delta_scan" => SourceFormat::Delta,
+        other => return Some(Err(format!("`{other}` is not a reader etl knows"))),
+    };
+    let FunctionArguments::List(list) = call.args else {
+        return Some(Err("a reader takes the path to read".into()));
+    };
+    let literal = |e: &Expr| -> Option<Value> {
+        match e {
+            Expr::Value(ValueWithSpan { value, .. }) => match value {
+                SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => Some(Value::String(s.clone())),
+                SqlValue::Boolean(b) => Some(Value::Bool(*b)),
+                SqlValue::Number(n, _) => n.parse::<i64>().ok().map(Value::from),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let mut location = None;
+    let mut options = BTreeMap::new();
+    for arg in &list.args {
+        let (key, value) = match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) if location.is_none() => match literal(e) {
+                Some(Value::String(path)) => {
+                    location = Some(path);
+                    continue;
+                }
+                _ => return Some(Err(format!("`{e}`: etl reads one path (globs allowed), not a list"))),
+            },
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => (name.value.to_ascii_lowercase(), e),
+            FunctionArg::ExprNamed {
+                name: Expr::Identifier(name),
+                arg: FunctionArgExpr::Expr(e),
+                ..
+            } => (name.value.to_ascii_lowercase(), e),
+            other => return Some(Err(format!("`{other}` is not an option etl reads"))),
+        };
+        let Some(value) = literal(value) else {
+            return Some(Err(format!("option `{key}`: `{value}` is not a value etl reads")));
+        };
+        let ours = match (format, key.as_str()) {
+            (SourceFormat::Csv, "header") => "header",
+            (SourceFormat::Csv, "delim" | "sep" | "delimiter") => "delimiter",
+            (SourceFormat::Csv, "quote") => "quote",
+            (SourceFormat::Csv, "escape") => "escape",
+            (SourceFormat::Csv, "comment") => "comment",
+            (SourceFormat::Csv | SourceFormat::Json, "compression") => "compression",
+            // Detection is what etl does anyway.
+            (_, "auto_detect") if value == Value::Bool(true) => continue,
+            (SourceFormat::Json, "format") if value == Value::String("newline_delimited".into()) => continue,
+            _ => return Some(Err(format!("`{name}`'s option `{key}` is not taken by etl yet"))),
+        };
+        options.insert(ours.to_owned(), value);
+    }
+    let Some(location) = location else {
+        return Some(Err(format!("`{name}` needs the path to read")));
+    };
+    Some(Ok(Reader {
+        location,
+        format,
+        options,
+    }))
 }
 
 pub(super) fn guess_format(location: &str) -> Option<SourceFormat> {

@@ -83,9 +83,32 @@ fn same_as_dbt(fixture_name: &str, lake: &str, tables: &[&str]) {
     same_as_dbt_after(fixture_name, lake, tables, None);
 }
 
+/// The rows of a file dbt and etl each wrote, read by DataFusion, sorted.
+fn file_rows(dir: &Path, file: &str) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let path = dir.join(file);
+        let path = path.to_str().unwrap();
+        let df = if file.ends_with(".csv") {
+            ctx.read_csv(path, datafusion::prelude::CsvReadOptions::new()).await.unwrap()
+        } else {
+            ctx.read_parquet(path, ParquetReadOptions::default()).await.unwrap()
+        };
+        let mut rows = format_rows(&df.collect().await.unwrap());
+        rows.sort();
+        rows
+    })
+}
+
 /// [`same_as_dbt`], with `next_night` changing each project (its seeds)
 /// after a first build, and a second build compared.
-fn same_as_dbt_after(fixture_name: &str, lake: &str, tables: &[&str], next_night: Option<&dyn Fn(&Path)>) {
+fn same_as_dbt_after(
+    fixture_name: &str,
+    lake: &str,
+    tables: &[&str],
+    next_night: Option<&dyn Fn(&Path)>,
+) -> (tempfile::TempDir, tempfile::TempDir) {
     let theirs = fixture(fixture_name);
     if theirs.path().join("packages.yml").exists() {
         dbt(theirs.path(), &["deps"]);
@@ -147,6 +170,7 @@ fn same_as_dbt_after(fixture_name: &str, lake: &str, tables: &[&str], next_night
         assert_eq!(etl_rows, dbt_rows, "rows of {table}");
         assert!(!etl_rows.is_empty(), "{table} has rows to compare");
     }
+    (theirs, ours)
 }
 
 #[test]
@@ -263,4 +287,22 @@ fn incremental_merges_give_dbt_duckdbs_rows_on_the_next_night() {
         &["main.customers", "main.statuses", "main.events"],
         Some(&next_night),
     );
+}
+
+#[test]
+fn external_sources_and_models_give_dbt_duckdbs_rows_and_files() {
+    // A source read with `read_csv(...)` in `external_location`, and
+    // dbt-duckdb's `external` models: to a location of the project's, and
+    // by default to `<external_root>/<name>.parquet`.
+    let (theirs, ours) = same_as_dbt_after(
+        "dbt_external",
+        "ext",
+        &["main.orders", "main.order_totals", "main.daily"],
+        None,
+    );
+    for file in ["out/orders.parquet", "ext/order_totals.parquet", "out/daily.csv"] {
+        let (dbt_rows, etl_rows) = (file_rows(theirs.path(), file), file_rows(ours.path(), file));
+        assert!(!dbt_rows.is_empty(), "{file} has rows");
+        assert_eq!(etl_rows, dbt_rows, "rows of {file}");
+    }
 }
