@@ -20,7 +20,7 @@ use serde_json::Value;
 
 pub use data_test::{TestConfig, Threshold};
 pub use export::{ExportConfig, ExportFormat};
-pub use incremental::{BatchSize, Incremental, MicrobatchConfig, OnSchemaChange, Strategy, parse_time};
+pub use incremental::{BatchSize, Incremental, MergeSettings, MicrobatchConfig, OnSchemaChange, Strategy, parse_time};
 pub use raw::{RawConfig, string_list};
 
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};

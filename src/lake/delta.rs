@@ -514,12 +514,15 @@ pub async fn merge_into(
     if let Some(properties) = layout.writer_properties() {
         builder = builder.with_writer_properties(properties);
     }
-    let (table, _metrics) = builder
-        .when_matched_update(|update| {
+    // Every column excluded: a matched row is left as it is.
+    if !update_columns.is_empty() {
+        builder = builder.when_matched_update(|update| {
             update_columns
                 .iter()
                 .fold(update, |u, c| u.update(c.as_str(), column(SOURCE, c)))
-        })?
+        })?;
+    }
+    let (table, _metrics) = builder
         .when_not_matched_insert(|insert| {
             insert_columns
                 .iter()
@@ -813,11 +816,50 @@ pub fn files_provider(
 }
 
 /// Puts the table at `url` back as it was at `version`, in one commit
-/// (Delta's restore: the later versions stay in its history).
+/// (Delta's restore: the later versions stay in its history). The commit
+/// carries etl's record of that version (the files an incremental model
+/// had ingested, its fingerprint), so that the next build reads the table
+/// as restored, not as the undone commits left it.
 pub async fn restore_table(ctx: &SessionContext, url: &Url, version: u64) -> Result<(), DeltaTableError> {
+    let record = etl_record_at(ctx, url, version).await?;
     let table = table_at(ctx, url).await?;
-    table.restore().with_version_to_restore(version).await?;
+    let mut metadata = serde_json::Map::new();
+    if let Some(record) = record {
+        metadata.insert("etl".into(), record);
+    }
+    table
+        .restore()
+        .with_version_to_restore(version)
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .await?;
     Ok(())
+}
+
+/// etl's record in the newest commit at or before `version` that has one.
+async fn etl_record_at(
+    ctx: &SessionContext,
+    url: &Url,
+    version: u64,
+) -> Result<Option<serde_json::Value>, DeltaTableError> {
+    let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    for v in (0..=version as i64).rev() {
+        let Some(text) = read_commit(store.as_ref(), url, v)
+            .await
+            .map_err(|e| DeltaTableError::Generic(e.to_string()))?
+        else {
+            // Its log entry is gone (a checkpoint replaced it): restored
+            // without its record, the table would say it holds what the
+            // undone commits ingested.
+            return Err(DeltaTableError::Generic(format!(
+                "the log entry of version {v} is gone: etl's record of version {version} cannot be read"
+            )));
+        };
+        let actions = commit_actions(&text).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+        if let Some(record) = actions.iter().find_map(|a| a.get("commitInfo")?.get("etl")) {
+            return Ok(Some(record.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Deletes the rows of the table at `url` matching `predicate` (SQL; every

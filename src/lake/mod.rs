@@ -136,6 +136,47 @@ pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>,
     }
 }
 
+/// Removes the Delta table at `url` that a failed node created: its log
+/// and the files its log added, if that is all its folder holds. `false`
+/// (and nothing removed) when the folder holds anything else.
+pub async fn remove_created_table(ctx: &SessionContext, url: &Url) -> Result<bool, LakeError> {
+    let store = store_for(ctx, url)?;
+    let prefix = path_of(url.path())?;
+    let objects: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(failed_at(url, ""))?;
+    let log = format!("{}/_delta_log/", prefix.as_ref());
+    let mut added = std::collections::HashSet::new();
+    for object in objects.iter().filter(|o| o.location.as_ref().starts_with(&log)) {
+        if !object.location.as_ref().ends_with(".json") {
+            continue;
+        }
+        let got = match store.get(&object.location).await {
+            Ok(result) => result.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = got.map_err(|e| LakeError::request(object_url(url, &object.location), &e))?;
+        let text = String::from_utf8_lossy(&bytes);
+        for action in delta::commit_actions(&text).unwrap_or_default() {
+            if let Some(path) = action.get("add").and_then(|a| a["path"].as_str()) {
+                if let Ok(file) = StorePath::from_url_path(format!("{}/{path}", prefix.as_ref())) {
+                    added.insert(file);
+                }
+            }
+        }
+    }
+    let only_its_own = objects
+        .iter()
+        .all(|o| o.location.as_ref().starts_with(&log) || added.contains(&o.location));
+    if !only_its_own {
+        return Ok(false);
+    }
+    remove_prefix(ctx, url).await?;
+    Ok(true)
+}
+
 /// Deletes every object under `url` (a staged table once published or
 /// rejected).
 pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), LakeError> {

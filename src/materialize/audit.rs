@@ -130,6 +130,21 @@ pub async fn audit(
     let mut failed = Vec::new();
     let mut cause = None;
     for test in audit_tests(build, index) {
+        let parsed = build.dag.node(test).rendered(&build.models, &build.tests);
+        if parsed.introspects {
+            // It would render again as it runs, and ask the published
+            // table, not the candidate it audits.
+            return Err(Diagnostic::error(
+                Code::Unsupported,
+                format!(
+                    "test `{}` reads `execute` or asks the lake (`run_query`, `adapter.get_columns_in_relation`, \
+                     ...): it cannot audit `{}` before it is published yet",
+                    parsed.name, node.name
+                ),
+            )
+            .with_span(Some(Span::file(&parsed.path)))
+            .with_help("run it after the model instead: leave `audit` off"));
+        }
         if build.without_rewrites(index) {
             // The model runs again without etl's rewrites: so do its tests.
             build.plain.lock().expect("plain nodes poisoned").insert(test);

@@ -50,6 +50,11 @@ pub async fn fingerprint_and_inputs(
         // has as a full build: the table holds what that SQL makes of the
         // inputs, whichever way it was last brought there.
         _ => match build.full_build_sql.get(&node.name) {
+            // A model that asks the lake changes with its template's
+            // run-time branch too, which its parsed SQL does not show.
+            Some(sql) if node.rendered(&build.models, &build.tests).introspects => {
+                json!({"sql": sql, "template": node.rendered(&build.models, &build.tests).template})
+            }
             Some(sql) => json!({"sql": sql}),
             None => {
                 let rendered = build.rendered_now(index);
@@ -82,8 +87,9 @@ async fn collect_inputs(
         let value = match node.materialized {
             Materialization::View | Materialization::Ephemeral => {
                 stack.extend(build.dag.parents(parent));
-                let rendered = build.rendered_now(parent);
-                json!({"sql": crate::plan::compile_with(&build.dag, parent, &build.models, &rendered).sql})
+                // As parsed, whether or not it ran in this build: the
+                // fingerprint must not depend on the selection.
+                json!({"sql": crate::plan::compile(&build.dag, parent, &build.models).sql})
             }
             Materialization::External => source_state(build, parent).await?,
             _ => {

@@ -282,6 +282,9 @@ struct Entry {
     url: url::Url,
     /// Its version before the node wrote it; `None`: it had no table.
     before: Option<u64>,
+    /// Whether `before` is known: a log that could not be read leaves the
+    /// table as the node makes it.
+    known: bool,
     /// The node's commits to it since.
     commits: u64,
 }
@@ -292,18 +295,19 @@ impl Journal {
         if self.find(relation).is_some() {
             return;
         }
-        let before = lake::current_version(ctx, url).await;
-        self.record(relation, url, before);
-    }
-
-    /// Notes the table's version before the node's first write, known.
-    pub fn record(&self, relation: &Relation, url: &url::Url, before: Option<u64>) {
+        // "No table" and "the log cannot be read" differ: a table that
+        // cannot be read is never removed.
+        let (before, known) = match lake::open_table(ctx, url).await {
+            Ok(table) => (table.and_then(|t| t.version()), true),
+            Err(_) => (None, false),
+        };
         let mut entries = self.entries.lock().expect("journal poisoned");
         if !entries.iter().any(|e| &e.relation == relation) {
             entries.push(Entry {
                 relation: relation.clone(),
                 url: url.clone(),
                 before,
+                known,
                 commits: 0,
             });
         }
@@ -341,6 +345,12 @@ impl Journal {
         let mut notes = Vec::new();
         for entry in entries.iter().rev().filter(|e| e.commits > 0) {
             let name = entry.relation.name();
+            if !entry.known {
+                notes.push(format!(
+                    "`{name}` is left as it is: its version before this node could not be read"
+                ));
+                continue;
+            }
             let now = lake::current_version(ctx, &entry.url).await;
             let ours = match entry.before {
                 Some(before) => now == Some(before + entry.commits),
@@ -348,7 +358,7 @@ impl Journal {
             };
             if !ours {
                 notes.push(format!(
-                    "`{name}` is left as it is: another writer committed to it since this node's first write"
+                    "`{name}` is left as it is: its version is not the one this node's writes left"
                 ));
                 continue;
             }
@@ -357,10 +367,13 @@ impl Journal {
                     .await
                     .map(|()| format!("`{name}` is put back to its version {before}"))
                     .map_err(|e| lake::describe_error(&e)),
-                None => lake::remove_prefix(ctx, &entry.url)
-                    .await
-                    .map(|()| format!("`{name}`, which this node created, is removed"))
-                    .map_err(|e| e.to_string()),
+                None => match lake::remove_created_table(ctx, &entry.url).await {
+                    Ok(true) => Ok(format!("`{name}`, which this node created, is removed")),
+                    Ok(false) => Ok(format!(
+                        "`{name}`, which this node created, is left: its folder holds files of others"
+                    )),
+                    Err(e) => Err(e.to_string()),
+                },
             };
             changed(build, &entry.relation);
             notes.push(undone.unwrap_or_else(|e| format!("`{name}` could not be put back: {e}")));

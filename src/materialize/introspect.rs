@@ -46,20 +46,23 @@ impl LakeWarehouse {
     ) -> Result<Option<Arc<dyn datafusion::catalog::TableProvider>>, String> {
         let build = &self.build;
         let ctx = &build.registry.ctx;
-        // A node of the project: made readable as its readers make it.
+        // Registered already: a parent, or a node this build wrote.
+        let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
+        if let Ok(provider) = ctx.table_provider(reference.clone()).await {
+            return Ok(Some(provider));
+        }
+        // A source or a view of the project: made readable as its readers
+        // make it. A table is read as it is now, without registering it:
+        // it may be building beside this node, and registers its own.
         let node = build.dag.graph.node_indices().find(|&i| {
             let node = build.dag.node(i);
-            node.resource_type != ResourceType::Test
-                && node.materialized != Materialization::Ephemeral
+            (node.resource_type == ResourceType::Source || node.materialized == Materialization::View)
                 && node.relation.schema == relation.schema
                 && node.relation.identifier == relation.identifier
         });
         if let Some(index) = node {
             return match build.registry.ensure(&build.dag, &build.project, index).await {
-                Ok(()) => {
-                    let reference = TableReference::partial(relation.schema.as_str(), relation.identifier.as_str());
-                    ctx.table_provider(reference).await.map(Some).map_err(|e| e.to_string())
-                }
+                Ok(()) => ctx.table_provider(reference).await.map(Some).map_err(|e| e.to_string()),
                 Err(diag) if diag.code == Code::NotBuilt => Ok(None),
                 Err(diag) => Err(diag.message),
             };
@@ -90,8 +93,14 @@ impl Warehouse for LakeWarehouse {
         })
     }
 
-    fn graph(&self) -> Arc<serde_json::Value> {
-        self.build.graph.clone()
+    fn graph(&self) -> Value {
+        // Converted once per build: a loop over `graph.nodes` on a large
+        // project reads it for every node.
+        let build = &self.build;
+        build
+            .graph_value
+            .get_or_init(|| Value::from(minijinja::value::Serde(&*build.graph)))
+            .clone()
     }
 
     fn columns(&self, relation: &Relation) -> Result<Option<Vec<LakeColumn>>, String> {
@@ -126,7 +135,14 @@ pub async fn render_if_asking(
         },
         _ => return Ok(()),
     };
-    if !parsed.introspects {
+    // Once per build: a node run again (after an engine error, or out of
+    // memory) keeps what it rendered, and its queries do not run twice.
+    let rendered_already = build
+        .run_rendered
+        .lock()
+        .expect("run renders poisoned")
+        .contains_key(&index);
+    if !parsed.introspects || rendered_already {
         return Ok(());
     }
     if node.materialized == Materialization::Ephemeral {
@@ -142,6 +158,15 @@ pub async fn render_if_asking(
         .with_help("materialize it as a view or a table"));
     }
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
+    // `{{ this }}`, as an incremental model reads it (`select max(ts) from
+    // this`): readable if it exists.
+    if node.resource_type == ResourceType::Model {
+        match build.registry.ensure(&build.dag, &build.project, index).await {
+            Ok(()) => {}
+            Err(diag) if diag.code == Code::NotBuilt => {}
+            Err(diag) => return Err(diag),
+        }
+    }
     if tokio::runtime::Handle::current().runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
         return Err(Diagnostic::error(
             Code::Internal,
@@ -272,7 +297,10 @@ fn cell(column: &dyn Array, row: usize) -> Result<Value, String> {
         ScalarValue::Float32(Some(v)) => Value::from(f64::from(v)),
         ScalarValue::Float64(Some(v)) => Value::from(v),
         ScalarValue::Decimal128(Some(v), _, 0) => Value::from(v),
-        ScalarValue::Decimal128(Some(v), _, s) => Value::from(v as f64 / 10f64.powi(i32::from(s))),
+        // A number while a double holds it exactly, else its exact text.
+        ScalarValue::Decimal128(Some(v), _, s) if v.unsigned_abs() < 1 << 53 => {
+            Value::from(v as f64 / 10f64.powi(i32::from(s)))
+        }
         ScalarValue::Utf8(Some(v)) | ScalarValue::LargeUtf8(Some(v)) | ScalarValue::Utf8View(Some(v)) => Value::from(v),
         other => Value::from(other.to_string()),
     })

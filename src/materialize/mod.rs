@@ -194,6 +194,8 @@ pub struct Build {
     /// dbt's `graph` for templates rendered as they run: the manifest's
     /// `nodes` and `sources` (set by the caller; empty until then).
     pub graph: Arc<serde_json::Value>,
+    /// `graph` as templates read it, made on first use.
+    pub graph_value: std::sync::OnceLock<minijinja::Value>,
 }
 
 impl NodeResult {
@@ -240,6 +242,7 @@ impl Build {
             run_render: rendered.run,
             run_rendered: Default::default(),
             graph: Arc::new(serde_json::json!({})),
+            graph_value: Default::default(),
             tests: Arc::new(rendered.tests),
             registry,
             options,

@@ -13,7 +13,7 @@
 //! - `len(x)`: the characters of a string, the elements of a list;
 //! - aggregates: `count_if(condition)`, `arg_max(arg, val)`/`max_by` and
 //!   `arg_min(arg, val)`/`min_by` (the `arg` of the row with the largest or
-//!   smallest `val`; rows with a null `val` are skipped);
+//!   smallest `val`; rows with a null `val` or `arg` are skipped);
 //! - the table functions `generate_series(...)` and `range(...)`, whose
 //!   column is named after them (`select generate_series from
 //!   generate_series(1, 3)`), where DataFusion names it `value`.
@@ -288,7 +288,8 @@ impl ScalarUDFImpl for LastDay {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
-        let dates = cast_array(&args.args[0].to_array(args.number_rows)?, &DataType::Date32)?;
+        let rows = if scalar { 1 } else { args.number_rows };
+        let dates = cast_array(&args.args[0].to_array(rows)?, &DataType::Date32)?;
         let dates = dates.as_primitive::<Date32Type>();
         let last: Date32Array = dates
             .iter()
@@ -565,7 +566,9 @@ struct Best {
 impl Best {
     fn offer(&mut self, arg: &ArrayRef, val: &ArrayRef) -> Result<()> {
         for row in 0..val.len() {
-            if val.is_null(row) {
+            // As DuckDB's arg_max: rows with a null value or argument are
+            // skipped (its arg_max_null would keep the latter).
+            if val.is_null(row) || arg.is_null(row) {
                 continue;
             }
             let candidate = ScalarValue::try_from_array(val, row)?;
@@ -689,7 +692,7 @@ mod tests {
         assert_eq!(lines[3], "| 1 | bö  | bö   | ana | 3 | 3 | Int64 |", "{text}");
         assert_eq!(lines[4], "| 2 |     |      |     | 2 | 3 | Int64 |", "{text}");
         let sql = "select arg_max(name, amount) as top, arg_min(name, amount) as low from \
-                   (values ('ana', 5), ('bo', 9), ('cy', null), ('di', 1)) v(name, amount)";
+                   (values ('ana', 5), ('bo', 9), ('cy', null), ('di', 1), (null, 20)) v(name, amount)";
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let text = pretty_format_batches(&batches).unwrap().to_string();
         assert!(text.contains("| bo  | di  |"), "{text}");

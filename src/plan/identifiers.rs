@@ -49,8 +49,17 @@ pub async fn plan_statement(state: &SessionState, mut statement: DFStatement) ->
             Ok(plan) => return Ok(plan),
             Err(err) => err,
         };
+        // Where the reference is, when the planner says: only it is
+        // renamed, not a name of the same spelling in another scope.
+        let at = err
+            .diagnostic()
+            .and_then(|d| d.span)
+            .map(|span| (span.start.line, span.start.column));
         let renamed = match case_insensitive_match(&err) {
-            Some((written, column)) => rename(&mut statement, &written, &column),
+            Some((written, column)) => {
+                rename(&mut statement, &written, &column, at)
+                    || at.is_some() && rename(&mut statement, &written, &column, None)
+            }
             None => match table_match(state, &statement, &err) {
                 Some((written, table)) => rename_table(&mut statement, &written, &table),
                 None => false,
@@ -192,10 +201,12 @@ fn rename_table(statement: &mut DFStatement, written: &Table, table: &Table) -> 
 
 /// Makes the unquoted references to `written` refer to `column`; whether
 /// any changed.
-fn rename(statement: &mut DFStatement, written: &Column, column: &Column) -> bool {
+fn rename(statement: &mut DFStatement, written: &Column, column: &Column, at: Option<(u64, u64)>) -> bool {
     let DFStatement::Statement(statement) = statement else {
         return false;
     };
+    let here =
+        |ident: &Ident| at.is_none_or(|(line, col)| ident.span.start.line == line && ident.span.start.column == col);
     let mut changed = false;
     let fix = |ident: &mut Ident, to: &str, changed: &mut bool| {
         if ident.quote_style.is_none() && ident.value != to && ident.value.eq_ignore_ascii_case(to) {
@@ -206,7 +217,7 @@ fn rename(statement: &mut DFStatement, written: &Column, column: &Column) -> boo
     };
     let _ = visit_expressions_mut(statement.as_mut(), |expr| {
         match expr {
-            Expr::Identifier(ident) if written.relation.is_none() && ident.value == written.name => {
+            Expr::Identifier(ident) if written.relation.is_none() && ident.value == written.name && here(ident) => {
                 fix(ident, &column.name, &mut changed);
             }
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
@@ -215,7 +226,7 @@ fn rename(statement: &mut DFStatement, written: &Column, column: &Column) -> boo
                     Some(relation) => parts[n - 2].value == relation.table(),
                     None => false,
                 };
-                if qualifier_matches && parts[n - 1].value == written.name {
+                if qualifier_matches && parts[n - 1].value == written.name && (here(&parts[0]) || here(&parts[n - 1])) {
                     if let Some(relation) = &column.relation {
                         fix(&mut parts[n - 2], relation.table(), &mut changed);
                     }
@@ -276,6 +287,22 @@ mod tests {
         // Quoted names are exact, as in DuckDB.
         let err = rows(&ctx, "select \"productline\" from products").await.unwrap_err();
         assert!(err.to_string().contains("productline"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_name_is_matched_in_its_own_scope() {
+        let ctx = duckdb_session().await;
+        ctx.sql("create view other as select * from (values ('Ships')) v(productline)")
+            .await
+            .unwrap();
+        let (columns, lines) = rows(
+            &ctx,
+            "select productline from products union all select productline from other order by 1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(columns, vec!["productLine"]);
+        assert_eq!(lines.len(), 7, "{lines:?}");
     }
 
     #[tokio::test]

@@ -186,6 +186,14 @@ mod module_tests {
             "2024-01-24"
         );
         assert_eq!(dt("{{ modules.datetime.date(2024, 5, 6).weekday() }}"), "0");
+        assert_eq!(
+            dt("{{ modules.datetime.datetime(2024, 5, 6, 1, 2, 3).strftime('%Y %f%z|%Z') }}"),
+            "2024 000000|"
+        );
+        assert_eq!(
+            dt("{{ modules.re.match('a b # letters', 'abc', modules.re.VERBOSE).group() }}"),
+            "ab"
+        );
         assert_eq!(dt("{{ modules.datetime.timedelta(hours=36) }}"), "1 day, 12:00:00");
         assert_eq!(
             dt("{{ modules.datetime.timedelta(minutes=90).total_seconds() }}"),

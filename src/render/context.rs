@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use minijinja::value::{Kwargs, Object, ObjectRepr, Rest, Value};
+use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Rest, Value};
 use minijinja::{Environment, Error, ErrorKind, State};
 use serde_json::Map;
 
@@ -31,7 +31,7 @@ pub struct Globals {
     /// The project or package of each model and seed, by name.
     pub owners: BTreeMap<String, String>,
     /// The lake, when a node renders as it runs; `None` while parsing.
-    pub warehouse: Option<Arc<dyn super::introspect::Warehouse>>,
+    pub warehouse: Option<Arc<dyn super::warehouse::Warehouse>>,
 }
 
 /// One template render: the node being rendered and what it called.
@@ -127,7 +127,6 @@ pub fn install(env: &mut Environment<'static>) {
     env.add_function("is_incremental", is_incremental_fn);
     env.add_function("log", log_fn);
     env.add_global("exceptions", Value::from_object(Exceptions));
-    super::introspect::install(env);
 }
 
 /// The values that differ per render.
@@ -159,8 +158,8 @@ pub fn render_context_with(scope: Arc<Scope>, extra: BTreeMap<&'static str, Valu
         );
     }
     ctx.insert("config", Value::from_object(ConfigObject(scope.clone())));
-    ctx.insert("execute", Value::from_object(super::introspect::Execute(scope.clone())));
-    ctx.insert("graph", Value::from_object(super::introspect::Graph(scope.clone())));
+    ctx.insert("execute", Value::from_object(Execute(scope.clone())));
+    ctx.insert("graph", Value::from_object(Graph(scope.clone())));
     ctx.insert(SCOPE_KEY, Value::from_dyn_object(scope));
     ctx.extend(extra);
     Value::from(ctx)
@@ -312,6 +311,75 @@ fn log_fn(state: &State, message: Value, info: Option<bool>, kwargs: Kwargs) -> 
         .logs
         .push(message.to_string());
     Ok(String::new())
+}
+
+/// `execute`: false while parsing, true while running. Reading it marks
+/// the render as one to do again when the node runs.
+#[derive(Debug)]
+struct Execute(Arc<Scope>);
+
+impl Object for Execute {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Plain
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        warehouse(&self.0).is_some()
+    }
+
+    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if warehouse(&self.0).is_some() { "True" } else { "False" })
+    }
+}
+
+/// dbt's `graph`: the project's nodes and sources, as in the manifest,
+/// when the node runs; empty while parsing, as in dbt.
+#[derive(Debug)]
+struct Graph(Arc<Scope>);
+
+const GRAPH_KEYS: [&str; 8] = [
+    "nodes",
+    "sources",
+    "exposures",
+    "metrics",
+    "groups",
+    "semantic_models",
+    "saved_queries",
+    "unit_tests",
+];
+
+impl Object for Graph {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Map
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        if !GRAPH_KEYS.contains(&key) {
+            return None;
+        }
+        let empty = || Value::from(BTreeMap::<String, Value>::new());
+        Some(match warehouse(&self.0) {
+            Some(lake) => lake
+                .graph()
+                .get_attr(key)
+                .ok()
+                .filter(|v| !v.is_undefined() && !v.is_none())
+                .unwrap_or_else(empty),
+            None => empty(),
+        })
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Str(&GRAPH_KEYS)
+    }
+}
+
+/// The lake when the node runs, `None` while parsing; either way the
+/// render is marked as one that asks.
+pub(super) fn warehouse(scope: &Scope) -> Option<Arc<dyn super::warehouse::Warehouse>> {
+    scope.recorded.lock().expect("render scope poisoned").introspects = true;
+    scope.globals.warehouse.clone()
 }
 
 /// `{{ this }}`, `{{ ref('x') }}`: renders as SQL, with dbt's attributes.

@@ -18,108 +18,16 @@ use std::sync::Arc;
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value};
 use minijinja::{Environment, Error, State};
 
-use super::context::{self, Scope, failure, relation_value};
+use super::context::{self, failure, relation_value, warehouse};
+use super::warehouse::{Column, Table};
 use crate::diagnostic::Code;
 use crate::lake::Relation;
-
-/// The lake, as a node running sees it.
-pub trait Warehouse: Send + Sync + fmt::Debug {
-    /// Runs `sql`: a query gives its rows; `insert`, `delete`, `update`
-    /// and `create table ... as` run as hooks run them and give none.
-    fn query(&self, sql: &str) -> Result<Table, String>;
-    /// The columns of a relation of the lake, `None` when it has none.
-    fn columns(&self, relation: &Relation) -> Result<Option<Vec<Column>>, String>;
-    /// dbt's `graph`: `nodes` and `sources` as the manifest has them.
-    fn graph(&self) -> Arc<serde_json::Value>;
-}
-
-/// A column as dbt's adapters describe it: its name and its SQL type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Column {
-    pub name: String,
-    pub data_type: String,
-}
-
-/// The rows a query gave.
-#[derive(Debug, Clone, Default)]
-pub struct Table {
-    pub columns: Vec<Column>,
-    pub rows: Vec<Vec<Value>>,
-}
 
 pub fn install(env: &mut Environment<'static>) {
     env.add_function("run_query", run_query);
     env.add_function("statement", statement);
     env.add_function("load_result", load_result);
     env.add_function("load_relation", load_relation);
-}
-
-/// `execute`: false while parsing, true while running. Reading it marks
-/// the render as one to do again when the node runs.
-#[derive(Debug)]
-pub(super) struct Execute(pub(super) Arc<Scope>);
-
-impl Object for Execute {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn is_true(self: &Arc<Self>) -> bool {
-        warehouse(&self.0).is_some()
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if warehouse(&self.0).is_some() { "True" } else { "False" })
-    }
-}
-
-/// dbt's `graph`: the project's nodes and sources, as in the manifest,
-/// when the node runs; empty while parsing, as in dbt.
-#[derive(Debug)]
-pub(super) struct Graph(pub(super) Arc<Scope>);
-
-const GRAPH_KEYS: [&str; 8] = [
-    "nodes",
-    "sources",
-    "exposures",
-    "metrics",
-    "groups",
-    "semantic_models",
-    "saved_queries",
-    "unit_tests",
-];
-
-impl Object for Graph {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Map
-    }
-
-    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        let key = key.as_str()?;
-        if !GRAPH_KEYS.contains(&key) {
-            return None;
-        }
-        let empty = || Value::from(BTreeMap::<String, Value>::new());
-        Some(match warehouse(&self.0) {
-            Some(lake) => lake
-                .graph()
-                .get(key)
-                .map(|v| Value::from(minijinja::value::Serde(v)))
-                .unwrap_or_else(empty),
-            None => empty(),
-        })
-    }
-
-    fn enumerate(self: &Arc<Self>) -> Enumerator {
-        Enumerator::Str(&GRAPH_KEYS)
-    }
-}
-
-/// The lake when the node runs, `None` while parsing; either way the
-/// render is marked as one that asks.
-fn warehouse(scope: &Scope) -> Option<Arc<dyn Warehouse>> {
-    scope.recorded.lock().expect("render scope poisoned").introspects = true;
-    scope.globals.warehouse.clone()
 }
 
 fn lake_error(what: &str, message: String) -> Error {

@@ -16,6 +16,7 @@ mod modules;
 mod mutable;
 mod naming;
 mod sourcemap;
+mod warehouse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,10 +27,10 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::lake::Relation;
 use context::{Globals, Recorded, Scope};
-pub use introspect::{Column as LakeColumn, Table as LakeTable, Warehouse};
 use macros::{MACROS, Macros};
 use naming::{Naming, NodeRef};
 pub use sourcemap::LineMap;
+pub use warehouse::{Column as LakeColumn, Table as LakeTable, Warehouse};
 
 use crate::config::RawConfig;
 use crate::diagnostic::{Diagnostic, Span};
@@ -387,6 +388,7 @@ fn environment<'a>(
     builtins::install(&mut env);
     macros.install(&mut env);
     context::install(&mut env);
+    introspect::install(&mut env);
     env.add_template_owned(MACROS, macros.combined.clone())
         .map_err(|err| vec![macros.diagnostic(&err, project)])?;
     let mut errors = Vec::new();
@@ -628,9 +630,6 @@ pub fn render_at_run(
                  at the top of the file"
             )));
         }
-    }
-    for line in &rendered.logs[parsed.logs.len().min(rendered.logs.len())..] {
-        tracing::info!(node = %parsed.name, "{line}");
     }
     Ok(rendered)
 }
@@ -1171,12 +1170,12 @@ mod tests {
     struct FakeLake;
 
     impl Warehouse for FakeLake {
-        fn query(&self, sql: &str) -> Result<introspect::Table, String> {
+        fn query(&self, sql: &str) -> Result<warehouse::Table, String> {
             if sql.contains("missing") {
                 return Err("table 'main.missing' not found".into());
             }
-            Ok(introspect::Table {
-                columns: vec![introspect::Column {
+            Ok(warehouse::Table {
+                columns: vec![warehouse::Column {
                     name: "status".into(),
                     data_type: "VARCHAR".into(),
                 }],
@@ -1184,21 +1183,21 @@ mod tests {
             })
         }
 
-        fn graph(&self) -> Arc<serde_json::Value> {
-            Arc::new(serde_json::json!({
+        fn graph(&self) -> Value {
+            Value::from(minijinja::value::Serde(serde_json::json!({
                 "nodes": {"model.shop.orders": {"name": "orders", "resource_type": "model"}},
                 "sources": {},
-            }))
+            })))
         }
 
-        fn columns(&self, relation: &Relation) -> Result<Option<Vec<introspect::Column>>, String> {
+        fn columns(&self, relation: &Relation) -> Result<Option<Vec<warehouse::Column>>, String> {
             Ok((relation.identifier == "orders").then(|| {
                 vec![
-                    introspect::Column {
+                    warehouse::Column {
                         name: "status".into(),
                         data_type: "VARCHAR".into(),
                     },
-                    introspect::Column {
+                    warehouse::Column {
                         name: "amount".into(),
                         data_type: "DECIMAL(10,2)".into(),
                     },

@@ -184,13 +184,16 @@ impl Pattern {
                 // Python's match is anchored at the start, fullmatch at
                 // both ends; search finds the leftmost match.
                 let anchored;
+                // A verbose pattern may end in a `# comment`: the group
+                // closes on the next line.
+                let close = if self.flags & VERBOSE != 0 { "\n)" } else { ")" };
                 let regex = match method {
                     "match" => {
-                        anchored = Pattern::new(&format!(r"\A(?:{})", self.source), self.flags)?;
+                        anchored = Pattern::new(&format!("\\A(?:{}{close}", self.source), self.flags)?;
                         &anchored.regex
                     }
                     "fullmatch" => {
-                        anchored = Pattern::new(&format!(r"\A(?:{})\z", self.source), self.flags)?;
+                        anchored = Pattern::new(&format!("\\A(?:{}{close}\\z", self.source), self.flags)?;
                         &anchored.regex
                     }
                     _ => &self.regex,
@@ -498,11 +501,18 @@ impl Object for DateTimeValue {
         match method {
             "strftime" => {
                 let (format,): (String,) = from_args(args)?;
-                let items: Vec<_> = chrono::format::StrftimeItems::new(&format).collect();
+                // Python's `%f` is microseconds; a naive time has no zone,
+                // which Python writes as nothing.
+                let chrono_format = format.replace("%f", "%6f").replace("%z", "").replace("%Z", "");
+                let items: Vec<_> = chrono::format::StrftimeItems::new(&chrono_format).collect();
                 if items.iter().any(|i| matches!(i, chrono::format::Item::Error)) {
                     return Err(invalid(format!("`{format}` is not a valid strftime format")));
                 }
-                Ok(Value::from(self.at.format_with_items(items.into_iter()).to_string()))
+                let mut out = String::new();
+                use std::fmt::Write as _;
+                write!(out, "{}", self.at.format_with_items(items.into_iter()))
+                    .map_err(|_| invalid(format!("`{format}` cannot format `{}`", self.at)))?;
+                Ok(Value::from(out))
             }
             "isoformat" if self.date_only => Ok(Value::from(self.at.format("%Y-%m-%d").to_string())),
             "isoformat" => Ok(Value::from(self.at.format("%Y-%m-%dT%H:%M:%S%.f").to_string())),

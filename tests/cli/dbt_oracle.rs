@@ -91,7 +91,9 @@ fn file_rows(dir: &Path, file: &str) -> Vec<String> {
         let path = dir.join(file);
         let path = path.to_str().unwrap();
         let df = if file.ends_with(".csv") {
-            ctx.read_csv(path, datafusion::prelude::CsvReadOptions::new()).await.unwrap()
+            ctx.read_csv(path, datafusion::prelude::CsvReadOptions::new())
+                .await
+                .unwrap()
         } else {
             ctx.read_parquet(path, ParquetReadOptions::default()).await.unwrap()
         };
@@ -258,6 +260,7 @@ fn templates_that_ask_the_warehouse_give_dbt_duckdbs_rows() {
             "main.payments_pivoted",
             "main.method_counts",
             "main.run_audit",
+            "main.payment_log",
         ],
     );
 }

@@ -189,7 +189,7 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
     etl_ok(dir.path(), &["build"]);
     assert_eq!(
         rows_in(&lake, "main", "method_counts"),
-        vec!["4|6|true|true|3|raw_payments"],
+        vec!["4|6|true|true|4|raw_payments"],
         "methods, pivoted columns, legacy_missing, pivoted_found"
     );
     let seed = dir.path().join("seeds/raw_payments.csv");
@@ -203,7 +203,7 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
     );
     assert_eq!(
         rows_in(&lake, "main", "method_counts"),
-        vec!["5|7|true|true|3|raw_payments"]
+        vec!["5|7|true|true|4|raw_payments"]
     );
     assert_eq!(
         rows_in(&lake, "main", "payments_pivoted"),
@@ -216,6 +216,19 @@ fn a_pivot_over_run_query_follows_its_data_night_after_night() {
         ]
     );
     assert_eq!(rows_in(&lake, "main", "run_audit"), vec!["5"]);
+    // An incremental model that asks its own table (`this`) what it holds.
+    assert_eq!(
+        rows_in(&lake, "main", "payment_log"),
+        vec![
+            "1|1|1234|0",
+            "2|1|500|0",
+            "3|2|2550|0",
+            "4|3|9900|0",
+            "6|4|2500|0",
+            "7|5|99|0",
+            "8|5|700|7"
+        ]
+    );
     let (out, _) = etl_ok(dir.path(), &["build"]);
     let pivot = out.lines().find(|l| l.contains("table payments_pivoted")).unwrap();
     assert!(pivot.contains("up to date"), "{out}");
@@ -246,4 +259,38 @@ fn a_packages_tests_are_the_packages_nodes() {
             "pkg_shop.unique_payment_facts_payment_key"
         ]
     );
+}
+
+#[test]
+fn files_a_failed_node_ingested_are_ingested_again_after_its_rollback() {
+    // A post-hook fails after the model ingested a new file: the model's
+    // table is put back, and with it etl's record of the files it had
+    // ingested, so the next night reads that file again.
+    let dir = fixture("ingest");
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    let before = rows(p, "main", "clicks");
+    std::fs::write(p.join("data/2024-01-03.jsonl"), "{\"id\": 100, \"page\": \"/late\"}\n").unwrap();
+    let model = p.join("models/clicks.sql");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(
+        &model,
+        text.replace(
+            "{{ config(materialized='incremental') }}",
+            "{{ config(materialized='incremental', post_hook='delete from {{ this }} where nope = 1') }}",
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("`main.clicks` is put back to its version 0"),
+        "{stderr}"
+    );
+    assert_eq!(rows(p, "main", "clicks"), before);
+    std::fs::write(&model, text).unwrap();
+    etl_ok(p, &["build"]);
+    let after = rows(p, "main", "clicks");
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    assert!(after.contains(&"100|/late".to_owned()), "{after:?}");
 }

@@ -218,6 +218,20 @@ pub async fn apply(
         .await
         .map_err(|e| failed(format!("cannot read the table: {e}")))?;
     let (plan, shape) = conform(node, config, plan, &published.schema(), ctx)?;
+    // A merge that updates some columns, or matches some rows only, is
+    // the merge's own: an audit's candidate table and a rewrite for new
+    // columns are made without it.
+    let merge_settings = config.settings.merge != crate::config::MergeSettings::default();
+    if merge_settings && matches!(change, Change::Upsert { merge: true, .. }) && (audits || shape == Shape::Rewrite) {
+        let why = if audits {
+            "an audit"
+        } else {
+            "a change of its columns that rewrites the table"
+        };
+        return Err(failed(format!(
+            "`merge_update_columns`, `merge_exclude_columns` and `incremental_predicates` cannot be kept through {why} yet"
+        )));
+    }
     // Staged: what an audit checks, and what delete+insert reads twice
     // (for the keys it replaces, then to write them) without holding the
     // new rows in memory.
