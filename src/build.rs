@@ -279,7 +279,12 @@ async fn build_locked(
             Vec::new()
         }
     };
-    let run_results = artifacts::run_results(&results, &rejected, &invocation, options.mode.name());
+    let compiled_code = |id: &str| {
+        let &index = build.dag.by_id.get(id)?;
+        build.dag.node(index).sql.as_ref()?;
+        Some(crate::plan::compile_with(&build.dag, index, &build.models, &build.rendered_now(index)).sql)
+    };
+    let run_results = artifacts::run_results(&results, &rejected, &invocation, options.mode.name(), &compiled_code);
     artifacts::write_json(&build.project, "run_results.json", &run_results).map_err(|e| {
         vec![Diagnostic::error(
             Code::Io,

@@ -21,6 +21,10 @@ pub fn target_dir(project: &Project) -> PathBuf {
 
 /// The manifest of the project as loaded and rendered.
 pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id: &str) -> Value {
+    let created_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
     let mut nodes = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
     for &index in &dag.order {
@@ -40,26 +44,47 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
             "path": node.path,
             "original_file_path": node.path,
             "fqn": node.fqn,
+            "database": "lake",
             "schema": node.relation.schema,
             "alias": node.relation.identifier,
+            "relation_name": (!node.relation.ephemeral).then(|| node.relation.sql()),
             "tags": node.tags(),
             "config": node.config.manifest_value(),
-            "depends_on": { "nodes": parents },
+            "unrendered_config": node.config.raw().values(),
+            "depends_on": { "nodes": parents, "macros": [] },
+            "checksum": checksum(project, node, rendered),
+            "meta": node.config.raw().value("meta").cloned().unwrap_or_else(|| json!({})),
+            "docs": {"show": true, "node_color": null},
+            "patch_path": null,
+            "build_path": null,
+            "created_at": created_at,
             "relation": { "name": node.relation.sql(), "location": location },
         });
         match node.materialized {
             Materialization::External => {
                 let s = node.source(project);
                 entry["source_name"] = json!(s.source_name);
+                entry["source_description"] = json!("");
+                entry["loader"] = json!("");
+                entry["identifier"] = json!(node.relation.identifier);
+                entry["quoting"] = json!({});
+                entry["loaded_at_field"] = json!(node.config.loaded_at_field);
+                entry["external"] = json!({"location": s.location});
+                entry["source_meta"] = json!({});
                 entry["description"] = json!(s.description);
                 entry["format"] = json!(s.format);
                 entry["columns"] = columns(&s.columns);
+                for key in ["build_path", "docs", "checksum"] {
+                    entry.as_object_mut().expect("an entry is a map").remove(key);
+                }
                 sources.insert(node.unique_id.clone(), entry);
             }
             Materialization::Seed => {
                 let s = node.seed(project);
                 entry["description"] = json!(s.description);
                 entry["columns"] = columns(&s.columns);
+                entry["raw_code"] = json!("");
+                entry["root_path"] = json!(project.root);
                 nodes.insert(node.unique_id.clone(), entry);
             }
             _ => {
@@ -77,27 +102,100 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
                 entry["refs"] = json!(
                     m.refs
                         .iter()
-                        .map(|r| json!({"name": r.name, "package": r.package}))
+                        .map(|r| json!({"name": r.name, "package": r.package, "version": null}))
                         .collect::<Vec<_>>()
                 );
+                entry["language"] = json!("sql");
+                entry["contract"] = json!({"enforced": node.config.contract_enforced, "alias_types": true});
+                entry["metrics"] = json!([]);
+                entry["functions"] = json!([]);
                 entry["sources"] = json!(m.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>());
                 nodes.insert(node.unique_id.clone(), entry);
             }
         }
     }
+    // Each node's parents and children, as dbt's `parent_map` and
+    // `child_map` give them (every node and source has an entry).
+    let mut parent_map = serde_json::Map::new();
+    let mut child_map = serde_json::Map::new();
+    // A source read from the lake waits for the seed that loads it in
+    // etl's DAG; in dbt's maps a source has no parents.
+    let is_source = |i: NodeIndex| dag.node(i).resource_type == ResourceType::Source;
+    for &index in &dag.order {
+        let id = &dag.node(index).unique_id;
+        let mut parents: Vec<&str> = if is_source(index) {
+            Vec::new()
+        } else {
+            dag.parents(index).map(|p| dag.node(p).unique_id.as_str()).collect()
+        };
+        parents.sort_unstable();
+        parent_map.insert(id.clone(), json!(parents));
+        let mut children: Vec<&str> = dag
+            .graph
+            .neighbors_directed(index, petgraph::Direction::Outgoing)
+            .filter(|&c| !is_source(c))
+            .map(|c| dag.node(c).unique_id.as_str())
+            .collect();
+        children.sort_unstable();
+        children.dedup();
+        child_map.insert(id.clone(), json!(children));
+    }
     json!({
         "metadata": {
             "dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+            "dbt_version": "1.11.0",
+            "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "generator": "etl",
             "etl_version": env!("CARGO_PKG_VERSION"),
             "invocation_id": invocation_id,
             "project_name": project.name,
+            "adapter_type": "etl",
+            "env": {},
             "target": project.target.name,
             "lake": project.target.lake.as_str(),
         },
         "nodes": nodes,
         "sources": sources,
+        "macros": {},
+        "docs": {},
+        "exposures": {},
+        "metrics": {},
+        "groups": {},
+        "selectors": {},
+        "disabled": {},
+        "parent_map": parent_map,
+        "child_map": child_map,
+        "group_map": {},
+        "saved_queries": {},
+        "semantic_models": {},
+        "unit_tests": {},
+        "functions": {},
     })
+}
+
+/// dbt's `checksum`: the sha256 of the node's file (its template for a
+/// model or singular test, its CSV for a seed; a generic test's is that of
+/// its rendered SQL).
+fn checksum(project: &Project, node: &Node, rendered: &Rendered) -> Value {
+    use sha2::Digest;
+    let bytes: Vec<u8> = match node.resource_type {
+        ResourceType::Seed => std::fs::read(project.root.join(&node.path)).unwrap_or_default(),
+        ResourceType::Model | ResourceType::Test => {
+            let m = sql_body(node, rendered);
+            if m.template.is_empty() {
+                m.sql.clone()
+            } else {
+                m.template.clone()
+            }
+            .into_bytes()
+        }
+        _ => Vec::new(),
+    };
+    let hash: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    json!({"name": "sha256", "checksum": hash})
 }
 
 /// The rendered SQL of a model or data test.
@@ -208,14 +306,40 @@ fn columns(cols: &[crate::project::ColumnProperties]) -> Value {
     Value::Object(map)
 }
 
-pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &str, command: &str) -> Value {
+/// `run_results.json`; `compiled_code` gives the SQL a node ran (by
+/// unique_id), `None` for seeds and sources.
+pub fn run_results(
+    results: &RunResults,
+    rejected: &[Rejected],
+    invocation_id: &str,
+    command: &str,
+    compiled_code: &dyn Fn(&str) -> Option<String>,
+) -> Value {
     let items: Vec<Value> = results
         .results
         .iter()
         .map(|r| {
+            // dbt's `timing`: when the node's work started and ended.
+            let (timing, thread) = match results.finished.get(&r.unique_id) {
+                Some((end, slot)) => {
+                    let micros = (r.execution_time * 1e6) as i64;
+                    let start = *end - chrono::Duration::microseconds(micros);
+                    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                    (
+                        json!([{"name": "execute", "started_at": at(start), "completed_at": at(*end)}]),
+                        format!("Thread-{slot}"),
+                    )
+                }
+                None => (json!([]), "Thread-1".to_owned()),
+            };
+            let code = compiled_code(&r.unique_id);
             json!({
                 "unique_id": r.unique_id,
                 "status": r.status,
+                "timing": timing,
+                "thread_id": thread,
+                "compiled": code.is_some(),
+                "compiled_code": code,
                 "execution_time": r.execution_time,
                 "rows_affected": r.rows_affected,
                 "message": r.message,
@@ -234,6 +358,8 @@ pub fn run_results(results: &RunResults, rejected: &[Rejected], invocation_id: &
     json!({
         "metadata": {
             "dbt_schema_version": "https://schemas.getdbt.com/dbt/run-results/v6.json",
+            "dbt_version": "1.11.0",
+            "generated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "generator": "etl",
             "etl_version": env!("CARGO_PKG_VERSION"),
             "invocation_id": invocation_id,

@@ -271,6 +271,23 @@ impl Config {
     pub fn manifest_value(&self) -> Value {
         let mut values = self.raw.values().clone();
         values.insert("materialized".into(), Value::from(self.materialized.as_str()));
+        // Hooks as dbt lists them: `{sql, transaction, index}` under
+        // `pre-hook`/`post-hook`, whichever spelling set them.
+        let hooks = |list: &[String]| {
+            Value::Array(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, sql)| serde_json::json!({"sql": sql, "transaction": true, "index": i}))
+                    .collect(),
+            )
+        };
+        for key in ["pre_hook", "post_hook", "pre-hook", "post-hook"] {
+            values.remove(key);
+        }
+        values.insert("pre-hook".into(), hooks(&self.hooks.pre));
+        values.insert("post-hook".into(), hooks(&self.hooks.post));
+        values.insert("enabled".into(), Value::Bool(true));
+        values.insert("tags".into(), serde_json::json!(self.tags));
         Value::Object(values)
     }
 }

@@ -125,6 +125,9 @@ pub struct Phases {
 pub struct RunResults {
     pub results: Vec<NodeResult>,
     pub elapsed: f64,
+    /// When each node finished and on which of the build's threads it ran
+    /// (1-based), by unique_id: dbt's `timing` and `thread_id`.
+    pub finished: HashMap<String, (chrono::DateTime<chrono::Utc>, usize)>,
 }
 
 impl RunResults {
@@ -408,6 +411,10 @@ pub async fn run(
     let mut tasks: JoinSet<(NodeIndex, NodeResult)> = JoinSet::new();
     let mut task_nodes = HashMap::new();
     let threads = build.options.threads.max(1);
+    // The thread slot each running task holds, the lowest free one first.
+    let mut free_slots: Vec<usize> = (1..=threads).rev().collect();
+    let mut task_slots: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut finished_at: HashMap<String, (chrono::DateTime<chrono::Utc>, usize)> = HashMap::new();
 
     loop {
         while tasks.len() < threads {
@@ -428,6 +435,7 @@ pub async fn run(
                 (index, result)
             });
             task_nodes.insert(handle.id(), index);
+            task_slots.insert(index, free_slots.pop().unwrap_or(threads));
         }
         let Some(joined) = tasks.join_next_with_id().await else {
             // Nothing running and nothing ready: every node must be done.
@@ -463,6 +471,10 @@ pub async fn run(
             }
         };
         finished.insert(index, result.status);
+        let slot = task_slots.remove(&index).unwrap_or(1);
+        free_slots.push(slot);
+        free_slots.sort_unstable_by(|a, b| b.cmp(a));
+        finished_at.insert(result.unique_id.clone(), (chrono::Utc::now(), slot));
         build.parsed.finished(&build, index);
         let ok = result.status.lets_dependents_run();
         results.push(result);
@@ -489,6 +501,7 @@ pub async fn run(
     RunResults {
         results,
         elapsed: started.elapsed().as_secs_f64(),
+        finished: finished_at,
     }
 }
 

@@ -309,3 +309,44 @@ fn external_sources_and_models_give_dbt_duckdbs_rows_and_files() {
         assert_eq!(etl_rows, dbt_rows, "rows of {file}");
     }
 }
+
+#[test]
+fn manifest_and_run_results_load_with_dbts_own_artifact_classes() {
+    // Tools that read dbt's artifacts load them with dbt's schemas: etl's
+    // manifest.json and run_results.json load with dbt-core's own classes
+    // (which check every field), and the manifest's parent_map and
+    // child_map of models, seeds and sources are dbt's.
+    let theirs = fixture("dbt_duckdb");
+    dbt(theirs.path(), &["parse"]);
+    let ours = fixture("dbt_duckdb");
+    etl_ok(ours.path(), &["build"]);
+    let script = format!(
+        "import json, sys\n\
+         from dbt.artifacts.schemas.manifest import WritableManifest\n\
+         from dbt.artifacts.schemas.run import RunResultsArtifact\n\
+         ours = json.load(open({ours:?}))\n\
+         WritableManifest.from_dict(ours)\n\
+         RunResultsArtifact.from_dict(json.load(open({results:?})))\n\
+         theirs = json.load(open({theirs:?}))\n\
+         keep = lambda ids: sorted(i for i in ids if not i.startswith('test.'))\n\
+         for name in ['parent_map', 'child_map']:\n\
+         \x20   for node, linked in theirs[name].items():\n\
+         \x20       if node.startswith('test.'): continue\n\
+         \x20       assert keep(ours[name][node]) == keep(linked), (name, node, ours[name][node], linked)\n\
+         print('same')\n",
+        ours = ours.path().join("target/manifest.json"),
+        results = ours.path().join("target/run_results.json"),
+        theirs = theirs.path().join("target/manifest.json"),
+    );
+    let out = Command::new(oracle().join("python"))
+        .args(["-c", &script])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "same");
+}
