@@ -634,6 +634,56 @@ pub fn render_at_run(
     Ok(rendered)
 }
 
+/// SQL typed on the command line (`etl show --inline`), rendered as a
+/// model of the project would be: `ref`, `source`, vars and macros. Its
+/// `ref()` and `source()` calls are recorded, for the caller to make
+/// readable.
+pub fn render_inline(project: &Project, run: &RunRender, text: &str) -> Result<RenderedModel, Diagnostic> {
+    let file = SourceFile {
+        path: PathBuf::from("<inline>"),
+        text: text.to_owned(),
+    };
+    let model = Model {
+        name: "inline".into(),
+        file: file.clone(),
+        fqn: vec![project.name.clone(), "inline".into()],
+        config: RawConfig::default(),
+        description: String::new(),
+        columns: Vec::new(),
+        properties_file: None,
+    };
+    let env = environment(&run.macros, project, std::iter::once(&file)).map_err(|mut e| e.remove(0))?;
+    let this = Relation {
+        schema: project.target.schema.clone(),
+        identifier: "inline".into(),
+        ephemeral: false,
+    };
+    let (sql, recorded) = render_one(&env, &model, this.clone(), &run.globals, &run.macros, project)?;
+    Ok(RenderedModel {
+        name: model.name,
+        path: file.path,
+        template: file.text,
+        sql,
+        refs: recorded
+            .refs
+            .iter()
+            .map(|(package, name, _)| Call {
+                package: package.clone(),
+                name: name.clone(),
+                span: None,
+            })
+            .collect(),
+        sources: recorded.sources,
+        config: RawConfig::default(),
+        relation: this,
+        uses_is_incremental: false,
+        logs: recorded.logs,
+        pre_hooks: Vec::new(),
+        post_hooks: Vec::new(),
+        introspects: recorded.introspects,
+    })
+}
+
 /// `on-run-start` or `on-run-end` (`which`) rendered: with `target`,
 /// vars, macros and `extra` (`results` and `schemas` for `on-run-end`).
 pub fn render_run_hooks(

@@ -41,6 +41,22 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
     assert_eq!(code, 0);
     assert!(stdout.contains("4 rows of `stg_orders` (view)"), "{stdout}");
     assert!(stdout.contains("cancelled"), "{stdout}");
+    // A query of the project's relations, written as a model is.
+    let (code, stdout, stderr) = etl(
+        dir.path(),
+        &[
+            "--log-format",
+            "json",
+            "show",
+            "--inline",
+            "select region, orders from {{ ref('revenue_by_region') }} where orders > {{ var('min_orders', 1) }}",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"region":"Europe","orders":2}"#);
+    let (code, _, stderr) = etl(dir.path(), &["show", "--inline", "select * from {{ ref('nope') }}"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[unknown-ref]: `ref('nope')`"), "{stderr}");
 
     // Artifacts: manifest with locations and dependencies, run results per node.
     let manifest = artifact(dir.path(), "manifest.json");
