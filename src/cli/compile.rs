@@ -1,4 +1,6 @@
-//! `etl compile`: render every selected model to target/compiled/, run nothing.
+//! `etl compile`: render every selected model to target/compiled/, run
+//! nothing; `etl parse`: load and render the project and write
+//! target/manifest.json.
 
 use etl::artifacts;
 use etl::diagnostic::{Code, Diagnostic};
@@ -63,6 +65,40 @@ pub fn run(global: &Global, out: &Output) -> u8 {
             out.fatal(
                 &[Diagnostic::error(Code::Io, format!("cannot write target/: {e}"))],
                 Some(&root),
+            );
+            2
+        }
+    }
+}
+
+pub fn parse(global: &Global, out: &Output) -> u8 {
+    let invocation = invocation_id();
+    let started = std::time::Instant::now();
+    let prepared = match global.prepare(out, &invocation) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
+    match artifacts::write_json(&prepared.project, "manifest.json", &manifest) {
+        Ok(_) => {
+            let nodes = prepared.dag.order.len();
+            if out.json() {
+                out.event(serde_json::json!({"event": "parsed", "nodes": nodes}));
+            } else {
+                out.line(&format!(
+                    "Parsed {nodes} nodes in {:.2}s to target/manifest.json",
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            0
+        }
+        Err(e) => {
+            out.fatal(
+                &[Diagnostic::error(
+                    Code::Io,
+                    format!("cannot write target/manifest.json: {e}"),
+                )],
+                Some(&prepared.project.root),
             );
             2
         }

@@ -4,6 +4,7 @@
 mod build;
 mod clean;
 mod compile;
+mod debug;
 mod deps;
 mod ls;
 mod output;
@@ -115,6 +116,11 @@ enum Command {
     Test,
     /// Render the models to target/compiled/ without running anything.
     Compile,
+    /// Load and render the project and write target/manifest.json.
+    Parse,
+    /// Check the project, its target, its packages and that the lake is
+    /// reachable.
+    Debug,
     /// List the project's nodes.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -157,6 +163,8 @@ pub fn main() -> ExitCode {
             Command::Seed => build::run(&cli.global, &out, etl::Mode::Seed).await,
             Command::Test => build::run(&cli.global, &out, etl::Mode::Test).await,
             Command::Compile => compile::run(&cli.global, &out),
+            Command::Parse => compile::parse(&cli.global, &out),
+            Command::Debug => debug::run(&cli.global, &out).await,
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),

@@ -125,6 +125,25 @@ fn path_of(url_path: &str) -> Result<StorePath, LakeError> {
     StorePath::from_url_path(url_path).map_err(|e| LakeError::Location(e.to_string()))
 }
 
+/// Whether the lake at `url` can be read: the number of objects found
+/// under it, up to `limit` (0 for a lake not written yet).
+pub async fn probe(ctx: &SessionContext, url: &Url, limit: usize) -> Result<usize, LakeError> {
+    let store = store_for(ctx, url)?;
+    let prefix = path_of(url.path())?;
+    let mut listing = store.list(Some(&prefix));
+    let mut found = 0;
+    while found < limit {
+        match listing.try_next().await {
+            Ok(Some(_)) => found += 1,
+            Ok(None) => break,
+            // A local lake not created yet is made by the first build.
+            Err(object_store::Error::NotFound { .. }) => break,
+            Err(e) => return Err(LakeError::request(url, &e)),
+        }
+    }
+    Ok(found)
+}
+
 /// The size of the object at `url`; `None` when there is none.
 pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>, LakeError> {
     let store = store_for(ctx, url)?;

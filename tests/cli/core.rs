@@ -1113,3 +1113,43 @@ fn a_sql_header_sets_datafusion_options_for_its_model_alone() {
     assert_eq!(rows(dir.path(), "main", "plain"), before);
     assert_eq!(rows(dir.path(), "main", "ids"), ["1", "2", "3"]);
 }
+
+#[test]
+fn debug_says_what_etl_builds_with_and_whether_the_lake_answers() {
+    let dir = fixture("basic");
+    let (code, stdout, stderr) = etl(dir.path(), &["debug"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[1].starts_with("project    OK     `basic` at "), "{stdout}");
+    assert!(lines[4].starts_with("lake       OK     file://"), "{stdout}");
+    assert!(lines[4].ends_with("(empty: the first build writes it)"), "{stdout}");
+    assert_eq!(lines[5], "render     OK     6 nodes in the DAG", "{stdout}");
+    // `etl parse` writes the manifest and nothing else.
+    let (stdout, _) = etl_ok(dir.path(), &["parse"]);
+    assert!(stdout.starts_with("Parsed 6 nodes in "), "{stdout}");
+    assert!(dir.path().join("target/manifest.json").exists());
+    assert!(!dir.path().join("target/compiled").exists());
+    assert!(!dir.path().join("lake").exists());
+
+    // A bucket that does not answer is an error, and the exit code says so.
+    let p = dir.path();
+    let project = std::fs::read_to_string(p.join("project.yaml")).unwrap();
+    std::fs::write(
+        p.join("project.yaml"),
+        format!("{project}\ntarget: cloud\ntargets:\n  cloud:\n    lake: s3://etl-nowhere/lake/\n"),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "x".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "y".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    let (code, stdout, _) = crate::support::etl_with_env(p, &["debug"], &env);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("lake       ERROR  s3://etl-nowhere/lake/: "),
+        "{stdout}"
+    );
+}
