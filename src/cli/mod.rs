@@ -6,6 +6,7 @@ mod clean;
 mod compile;
 mod debug;
 mod deps;
+mod init;
 mod ls;
 mod output;
 mod retry;
@@ -121,6 +122,8 @@ enum Command {
     /// Check the project, its target, its packages and that the lake is
     /// reachable.
     Debug,
+    /// Make a new project that builds, in a folder of its name.
+    Init(init::InitArgs),
     /// List the project's nodes.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -165,6 +168,7 @@ pub fn main() -> ExitCode {
             Command::Compile => compile::run(&cli.global, &out),
             Command::Parse => compile::parse(&cli.global, &out),
             Command::Debug => debug::run(&cli.global, &out).await,
+            Command::Init(args) => init::run(&cli.global, args, &out),
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),

@@ -1153,3 +1153,21 @@ fn debug_says_what_etl_builds_with_and_whether_the_lake_answers() {
         "{stdout}"
     );
 }
+
+#[test]
+fn init_makes_a_project_that_builds_and_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, _) = etl_ok(dir.path(), &["init", "my_shop"]);
+    assert!(stdout.starts_with("Made `my_shop`"), "{stdout}");
+    let project = dir.path().join("my_shop");
+    let (stdout, _) = etl_ok(&project, &["build"]);
+    assert!(
+        stdout.contains("3 succeeded, 0 failed, 0 skipped; tests: 2 passed, 0 warned, 0 failed"),
+        "{stdout}"
+    );
+    assert_eq!(rows(&project, "main", "customers_by_country"), ["PT|2", "SE|1"]);
+    // Never over a folder that exists.
+    let (code, _, stderr) = etl(dir.path(), &["init", "my_shop"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/my_shop` exists already"), "{stderr}");
+}

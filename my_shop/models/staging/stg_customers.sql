@@ -1,0 +1,2 @@
+select id as customer_id, name, upper(country) as country
+from {{ ref('customers') }}
