@@ -151,7 +151,7 @@ pub async fn build(
     let ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
     // Held from before anything reads the lake until the results are
     // written: one build at a time per lake.
-    let lock = lock_lake(&ctx, &prepared.project, options.mode, &prepared.invocation_id()).await?;
+    let lock = lock_lake(&ctx, &prepared.project, options.mode.name(), &prepared.invocation_id()).await?;
     let outcome = build_locked(prepared, options, &mut timings, session_started, ctx, &mut progress).await;
     lock.release().await;
     let mut outcome = outcome?;
@@ -383,11 +383,11 @@ fn hook_results(build: &Build, results: &RunResults) -> (serde_json::Value, serd
 async fn lock_lake(
     ctx: &SessionContext,
     project: &Project,
-    mode: Mode,
+    command: &str,
     invocation: &str,
 ) -> Result<LakeLock, Vec<Diagnostic>> {
     let lake = &project.target.lake;
-    match acquire(ctx, lake, Holder::this_process(mode.name(), invocation)).await {
+    match acquire(ctx, lake, Holder::this_process(command, invocation)).await {
         Ok(lock) => Ok(lock),
         Err(LockError::Held(holder)) => Err(vec![
             Diagnostic::error(
@@ -405,6 +405,43 @@ async fn lock_lake(
             format!("cannot take the lock of the lake at `{lake}`: {e}"),
         )]),
     }
+}
+
+/// `etl run-operation`: the macro `name`, called with `args`, with
+/// `execute` true and its queries (`run_query`, `statement`) run against
+/// the lake, holding the lake's lock as a build does since they may write.
+/// Its log lines.
+pub async fn run_operation(
+    prepared: Prepared,
+    name: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<String>, Vec<Diagnostic>> {
+    let ctx = session(&prepared.project, None).map_err(|d| vec![d])?;
+    let invocation = prepared.invocation_id();
+    let lock = lock_lake(&ctx, &prepared.project, "run-operation", &invocation).await?;
+    let registry = Arc::new(Registry::new(ctx, prepared.project.target.lake.clone()));
+    let Prepared {
+        project, rendered, dag, ..
+    } = prepared;
+    let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
+    let options = RunOptions {
+        threads: 1,
+        full_refresh: false,
+        invocation_id: invocation.clone(),
+        incremental: Default::default(),
+        force: false,
+        event_time_start: None,
+        event_time_end: None,
+    };
+    let mut build = Build::new(project, dag, rendered, registry, options, HashMap::new());
+    build.graph = Arc::new(serde_json::json!({"nodes": manifest["nodes"], "sources": manifest["sources"]}));
+    let build = Arc::new(build);
+    let lake = materialize::lake_warehouse(&build, &build.registry.ctx);
+    let run = build.run_render.clone();
+    let rendered =
+        tokio::task::block_in_place(|| crate::render::render_operation(&build.project, &run, name, args, lake));
+    lock.release().await;
+    rendered.map(|(_, logs)| logs).map_err(|d| vec![d])
 }
 
 /// The nodes `selecting` picks, with the selector's warnings.

@@ -8,6 +8,7 @@ mod debug;
 mod deps;
 mod init;
 mod ls;
+mod operation;
 mod output;
 mod retry;
 mod show;
@@ -124,6 +125,8 @@ enum Command {
     Debug,
     /// Make a new project that builds, in a folder of its name.
     Init(init::InitArgs),
+    /// Run a macro against the lake: `etl run-operation name --args '{k: v}'`.
+    RunOperation(operation::OperationArgs),
     /// List the project's nodes.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -169,6 +172,7 @@ pub fn main() -> ExitCode {
             Command::Parse => compile::parse(&cli.global, &out),
             Command::Debug => debug::run(&cli.global, &out).await,
             Command::Init(args) => init::run(&cli.global, args, &out),
+            Command::RunOperation(args) => operation::run(&cli.global, args, &out).await,
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),

@@ -86,6 +86,37 @@ pub async fn run_statements(
         let dialect = dialect_from_str(&dialect_name).ok_or_else(|| format!("unknown SQL dialect `{dialect_name}`"))?;
         DFParser::parse_sql_with_dialect(sql, dialect.as_ref()).map_err(|e| e.to_string())?
     };
+    // The project's relations the statements name are made readable
+    // first, as a model's parents are (the lake's other tables are read
+    // as they are written to).
+    let mut named = Vec::new();
+    for statement in &statements {
+        if let DFStatement::Statement(statement) = statement {
+            let _ = datafusion::sql::sqlparser::ast::visit_relations(statement.as_ref(), |name| {
+                if let Ok(relation) = relation_of(name, default_schema) {
+                    named.push(relation);
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+    }
+    for relation in named {
+        let found = build.dag.graph.node_indices().find(|&i| {
+            let node = build.dag.node(i);
+            !node.relation.ephemeral
+                && node.resource_type != crate::graph::ResourceType::Test
+                && node.relation.schema == relation.schema
+                && node.relation.identifier == relation.identifier
+        });
+        if let Some(index) = found {
+            match build.registry.ensure(&build.dag, &build.project, index).await {
+                Ok(()) => {}
+                // Not built yet: `create table` may make it.
+                Err(diag) if diag.code == Code::NotBuilt => {}
+                Err(diag) => return Err(diag.message),
+            }
+        }
+    }
     let mut rows = None;
     for statement in statements {
         let DFStatement::Statement(statement) = statement else {

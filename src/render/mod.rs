@@ -684,6 +684,71 @@ pub fn render_inline(project: &Project, run: &RunRender, text: &str) -> Result<R
     })
 }
 
+/// `etl run-operation`: the macro `name` (or `package.name`) called with
+/// `args` as keyword arguments, `execute` true and `lake` answering its
+/// queries. What it renders, and its log lines.
+pub fn render_operation(
+    project: &Project,
+    run: &RunRender,
+    name: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+    lake: Arc<dyn Warehouse>,
+) -> Result<(String, Vec<String>), Diagnostic> {
+    let macros = &run.macros;
+    let (namespace, bare) = match name.split_once('.') {
+        Some((ns, bare)) => (Some(ns), bare),
+        None => (None, name),
+    };
+    let unknown = || {
+        Diagnostic::error(
+            crate::diagnostic::Code::UnknownNode,
+            format!("`{name}` is not a macro of this project"),
+        )
+        .with_suggestion(bare, macros.names())
+    };
+    if !macros.defines(namespace, bare) {
+        return Err(unknown());
+    }
+    if let Some(key) = args
+        .keys()
+        .find(|k| k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(Diagnostic::error(
+            crate::diagnostic::Code::InvalidArgument,
+            format!("`--args` key `{key}` is not an argument name"),
+        ));
+    }
+    let env = environment(macros, project, std::iter::empty()).map_err(|mut e| e.remove(0))?;
+    let globals = Arc::new(Globals {
+        warehouse: Some(lake),
+        ..clone_globals(&run.globals)
+    });
+    let scope = Arc::new(Scope {
+        globals,
+        this: None,
+        is_incremental: false,
+        base_config: RawConfig::default(),
+        recorded: Mutex::new(Recorded::default()),
+        macros: Default::default(),
+    });
+    let call: Vec<String> = args.keys().map(|k| format!("{k}=__etl_args__.{k}")).collect();
+    let template = format!("{}{{{{ {name}({}) }}}}", macros.import, call.join(", "));
+    let extra = BTreeMap::from([("__etl_args__", Value::from(minijinja::value::Serde(args)))]);
+    let text = env
+        .render_named_str(
+            "run-operation",
+            &template,
+            context::render_context_with(scope.clone(), extra),
+        )
+        .map_err(|e| {
+            macros
+                .diagnostic(&e, project)
+                .with_note(format!("in `{name}`, run by run-operation"))
+        })?;
+    let logs = scope.recorded.lock().expect("render scope poisoned").logs.clone();
+    Ok((text.trim().to_owned(), logs))
+}
+
 /// `on-run-start` or `on-run-end` (`which`) rendered: with `target`,
 /// vars, macros and `extra` (`results` and `schemas` for `on-run-end`).
 pub fn render_run_hooks(

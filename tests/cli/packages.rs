@@ -294,3 +294,31 @@ fn files_a_failed_node_ingested_are_ingested_again_after_its_rollback() {
     assert_eq!(after.len(), before.len() + 1, "{after:?}");
     assert!(after.contains(&"100|/late".to_owned()), "{after:?}");
 }
+
+#[test]
+fn run_operation_runs_a_macros_queries_against_the_lake() {
+    let dir = fixture("dbt_introspection");
+    let p = dir.path();
+    let lake = p.join("dev.lake");
+    etl_ok(p, &["build"]);
+    std::fs::write(
+        p.join("macros/ops.sql"),
+        "{% macro purge_small(below) %}\n\
+         {% set before = run_query('select count(*) as n from ' ~ ref('payments')).columns[0].values()[0] %}\n\
+         {% do run_query('delete from ' ~ ref('payments') ~ ' where amount < ' ~ below) %}\n\
+         {% set after = run_query('select count(*) as n from ' ~ ref('payments')).columns[0].values()[0] %}\n\
+         {{ log('payments: ' ~ before ~ ' -> ' ~ after, info=True) }}\n\
+         {% endmacro %}\n",
+    )
+    .unwrap();
+    let (stdout, _) = etl_ok(p, &["run-operation", "purge_small", "--args", "{below: 500}"]);
+    assert_eq!(stdout, "payments: 6 -> 5\nRan `purge_small`\n");
+    assert_eq!(rows_in(&lake, "main", "payments").len(), 5);
+    let (code, _, stderr) = etl(p, &["run-operation", "purge_smal"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error[unknown-node]: `purge_smal` is not a macro of this project"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `purge_small`?"), "{stderr}");
+}
