@@ -6,6 +6,7 @@ mod clean;
 mod compile;
 mod debug;
 mod deps;
+mod docs;
 mod init;
 mod ls;
 mod operation;
@@ -127,6 +128,11 @@ enum Command {
     Init(init::InitArgs),
     /// Run a macro against the lake: `etl run-operation name --args '{k: v}'`.
     RunOperation(operation::OperationArgs),
+    /// `etl docs generate`: target/catalog.json, as dbt writes it.
+    Docs {
+        #[command(subcommand)]
+        command: docs::DocsCommand,
+    },
     /// List the project's nodes.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -173,6 +179,7 @@ pub fn main() -> ExitCode {
             Command::Debug => debug::run(&cli.global, &out).await,
             Command::Init(args) => init::run(&cli.global, args, &out),
             Command::RunOperation(args) => operation::run(&cli.global, args, &out).await,
+            Command::Docs { command } => docs::run(&cli.global, command, &out).await,
             Command::Ls(args) => ls::run(&cli.global, args, &out),
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),

@@ -232,7 +232,7 @@ fn columns(schema: &Schema) -> Vec<LakeColumn> {
 }
 
 /// A column type as dbt-duckdb names it.
-fn sql_type(data_type: &DataType) -> String {
+pub fn sql_type(data_type: &DataType) -> String {
     match data_type {
         DataType::Boolean => "BOOLEAN".into(),
         DataType::Int8 => "TINYINT".into(),

@@ -9,7 +9,7 @@ mod freshness;
 pub mod hooks;
 mod incremental;
 mod introspect;
-pub use introspect::lake_warehouse;
+pub use introspect::{lake_warehouse, sql_type};
 mod ingest;
 
 pub use incremental::incremental_models;

@@ -311,22 +311,35 @@ fn external_sources_and_models_give_dbt_duckdbs_rows_and_files() {
 }
 
 #[test]
-fn manifest_and_run_results_load_with_dbts_own_artifact_classes() {
+fn manifest_run_results_and_catalog_load_with_dbts_own_artifact_classes() {
     // Tools that read dbt's artifacts load them with dbt's schemas: etl's
-    // manifest.json and run_results.json load with dbt-core's own classes
+    // manifest.json, run_results.json and catalog.json (`etl docs
+    // generate`) load with dbt-core's own classes
     // (which check every field), and the manifest's parent_map and
     // child_map of models, seeds and sources are dbt's.
     let theirs = fixture("dbt_duckdb");
     dbt(theirs.path(), &["parse"]);
     let ours = fixture("dbt_duckdb");
     etl_ok(ours.path(), &["build"]);
+    let (stdout, _) = etl_ok(ours.path(), &["docs", "generate"]);
+    assert_eq!(
+        stdout,
+        "Catalog of 9 relations and 2 sources written to target/catalog.json\n"
+    );
     let script = format!(
         "import json, sys\n\
          from dbt.artifacts.schemas.manifest import WritableManifest\n\
          from dbt.artifacts.schemas.run import RunResultsArtifact\n\
+         from dbt.artifacts.schemas.catalog import CatalogArtifact\n\
          ours = json.load(open({ours:?}))\n\
          WritableManifest.from_dict(ours)\n\
          RunResultsArtifact.from_dict(json.load(open({results:?})))\n\
+         catalog = json.load(open({catalog:?}))\n\
+         CatalogArtifact.from_dict(catalog)\n\
+         customers = catalog['nodes']['model.shop_duck.customers']\n\
+         assert customers['metadata']['type'] == 'BASE TABLE', customers\n\
+         assert list(customers['columns'])[:2] == ['customer_id', 'name'], customers\n\
+         assert customers['columns']['lifetime_tax']['type'] == 'DECIMAL(38,2)', customers\n\
          theirs = json.load(open({theirs:?}))\n\
          keep = lambda ids: sorted(i for i in ids if not i.startswith('test.'))\n\
          for name in ['parent_map', 'child_map']:\n\
@@ -336,6 +349,7 @@ fn manifest_and_run_results_load_with_dbts_own_artifact_classes() {
          print('same')\n",
         ours = ours.path().join("target/manifest.json"),
         results = ours.path().join("target/run_results.json"),
+        catalog = ours.path().join("target/catalog.json"),
         theirs = theirs.path().join("target/manifest.json"),
     );
     let out = Command::new(oracle().join("python"))
