@@ -195,6 +195,16 @@ mod module_tests {
             "ab"
         );
         assert_eq!(dt("{{ modules.datetime.timedelta(hours=36) }}"), "1 day, 12:00:00");
+        assert_eq!(dt("{{ modules.datetime.timedelta(hours=-1) }}"), "-1 day, 23:00:00");
+        assert_eq!(dt("{{ modules.datetime.timedelta(hours=-1).days }}"), "-1");
+        assert_eq!(
+            dt("{{ modules.datetime.date(2024, 1, 31).replace(month=2, day=29) }}"),
+            "2024-02-29"
+        );
+        assert_eq!(
+            dt("{{ modules.re.split('(,)', 'a,b,c', maxsplit=1) }}"),
+            "['a', ',', 'b,c']"
+        );
         assert_eq!(
             dt("{{ modules.datetime.timedelta(minutes=90).total_seconds() }}"),
             "5400.0"

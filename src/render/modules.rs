@@ -223,13 +223,24 @@ impl Pattern {
                 Value::from(self.regex.replacen(&text, limit, replacement.as_str()).into_owned())
             }
             "split" => {
+                // As Python's: the text between matches, with each match's
+                // groups between them when the pattern has any.
                 let text = string(0)?;
                 let max = arg(1, "maxsplit")?.and_then(|v| i64::try_from(v).ok()).unwrap_or(0);
-                let parts: Vec<Value> = if max > 0 {
-                    self.regex.splitn(&text, max as usize + 1).map(Value::from).collect()
-                } else {
-                    self.regex.split(&text).map(Value::from).collect()
-                };
+                let mut parts: Vec<Value> = Vec::new();
+                let mut last = 0;
+                for (n, captures) in self.regex.captures_iter(&text).enumerate() {
+                    if max > 0 && n as i64 >= max {
+                        break;
+                    }
+                    let whole = captures.get(0).expect("group 0 is the match");
+                    parts.push(Value::from(&text[last..whole.start()]));
+                    for g in 1..captures.len() {
+                        parts.push(captures.get(g).map_or(Value::from(()), |m| Value::from(m.as_str())));
+                    }
+                    last = whole.end();
+                }
+                parts.push(Value::from(&text[last..]));
                 Value::from(parts)
             }
             other => return Err(Unavailable(format!("re.{other}")).error()),
@@ -526,30 +537,25 @@ impl Object for DateTimeValue {
             "add" => self.shifted(args.first().unwrap_or(&Value::from(())), 1),
             "subtract" => self.shifted(args.first().unwrap_or(&Value::from(())), -1),
             "replace" => {
+                // All fields at once, as Python does: Jan 31 with
+                // `month=2, day=29` is Feb 29.
                 let (_, kwargs): (&[Value], Kwargs) = from_args(args)?;
-                let mut at = self.at;
-                let field = |key: &str| kwargs.get::<Option<i64>>(key);
-                let bad = || invalid("`replace` gives no valid date".into());
-                if let Some(y) = field("year")? {
-                    at = at.with_year(y as i32).ok_or_else(bad)?;
-                }
-                if let Some(m) = field("month")? {
-                    at = at.with_month(m as u32).ok_or_else(bad)?;
-                }
-                if let Some(d) = field("day")? {
-                    at = at.with_day(d as u32).ok_or_else(bad)?;
-                }
-                if let Some(h) = field("hour")? {
-                    at = at.with_hour(h as u32).ok_or_else(bad)?;
-                }
-                if let Some(m) = field("minute")? {
-                    at = at.with_minute(m as u32).ok_or_else(bad)?;
-                }
-                if let Some(s) = field("second")? {
-                    at = at.with_second(s as u32).ok_or_else(bad)?;
-                }
-                let _ = field("microsecond")?;
+                let at = self.at;
+                let field = |key: &str, now: u32| -> Result<u32, Error> {
+                    Ok(kwargs.get::<Option<i64>>(key)?.map_or(now, |v| v as u32))
+                };
+                let year = kwargs.get::<Option<i64>>("year")?.map_or(at.year(), |y| y as i32);
+                let (month, day) = (field("month", at.month())?, field("day", at.day())?);
+                let (hour, minute, second) = (
+                    field("hour", at.hour())?,
+                    field("minute", at.minute())?,
+                    field("second", at.second())?,
+                );
+                let _ = kwargs.get::<Option<i64>>("microsecond")?;
                 kwargs.assert_all_used()?;
+                let at = NaiveDate::from_ymd_opt(year, month, day)
+                    .and_then(|d| d.and_hms_opt(hour, minute, second))
+                    .ok_or_else(|| invalid("`replace` gives no valid date".into()))?;
                 Ok(Value::from_object(DateTimeValue {
                     at,
                     date_only: self.date_only,
@@ -606,8 +612,8 @@ impl Object for Timedelta {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let d = self.0;
         Some(match key.as_str()? {
-            "days" => Value::from(d.num_days()),
-            "seconds" => Value::from(d.num_seconds() - d.num_days() * 86_400),
+            "days" => Value::from(d.num_seconds().div_euclid(86_400)),
+            "seconds" => Value::from(d.num_seconds().rem_euclid(86_400)),
             _ => return None,
         })
     }
@@ -625,12 +631,15 @@ impl Object for Timedelta {
     }
 
     fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As Python: whole days (negative for a negative delta) and the
+        // seconds after them, always positive (`-1 day, 23:00:00`).
         let d = self.0;
-        let rest = d.num_seconds() - d.num_days() * 86_400;
+        let days = d.num_seconds().div_euclid(86_400);
+        let rest = d.num_seconds().rem_euclid(86_400);
         let time = format!("{}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60);
-        match d.num_days() {
+        match days {
             0 => f.write_str(&time),
-            1 | -1 => write!(f, "{} day, {time}", d.num_days()),
+            1 | -1 => write!(f, "{days} day, {time}"),
             n => write!(f, "{n} days, {time}"),
         }
     }
