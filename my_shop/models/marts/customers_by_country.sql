@@ -1,3 +1,0 @@
-select country, count(*) as customers
-from {{ ref('stg_customers') }}
-group by country

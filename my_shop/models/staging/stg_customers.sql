@@ -1,2 +1,0 @@
-select id as customer_id, name, upper(country) as country
-from {{ ref('customers') }}
