@@ -416,26 +416,13 @@ pub async fn run_operation(
     name: &str,
     args: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Vec<String>, Vec<Diagnostic>> {
+    // A name or an argument that is wrong is said before the lake is
+    // locked: a typo during a build is not "the lake is locked".
+    crate::render::check_operation(&prepared.project, &prepared.rendered.run, name, args).map_err(|d| vec![d])?;
     let ctx = session(&prepared.project, None).map_err(|d| vec![d])?;
     let invocation = prepared.invocation_id();
     let lock = lock_lake(&ctx, &prepared.project, "run-operation", &invocation).await?;
-    let registry = Arc::new(Registry::new(ctx, prepared.project.target.lake.clone()));
-    let Prepared {
-        project, rendered, dag, ..
-    } = prepared;
-    let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
-    let options = RunOptions {
-        threads: 1,
-        full_refresh: false,
-        invocation_id: invocation.clone(),
-        incremental: Default::default(),
-        force: false,
-        event_time_start: None,
-        event_time_end: None,
-    };
-    let mut build = Build::new(project, dag, rendered, registry, options, HashMap::new());
-    build.graph = Arc::new(serde_json::json!({"nodes": manifest["nodes"], "sources": manifest["sources"]}));
-    let build = Arc::new(build);
+    let build = outside_a_build(prepared, ctx, &invocation);
     let lake = materialize::lake_warehouse(&build, &build.registry.ctx);
     let run = build.run_render.clone();
     let rendered =
@@ -444,12 +431,75 @@ pub async fn run_operation(
     rendered.map(|(_, logs)| logs).map_err(|d| vec![d])
 }
 
+/// The [`Build`] that templates rendered outside a build (`run-operation`,
+/// `show --inline`) ask the lake through: no node runs in it.
+fn outside_a_build(prepared: Prepared, ctx: SessionContext, invocation: &str) -> Arc<Build> {
+    let registry = Arc::new(Registry::new(ctx, prepared.project.target.lake.clone()));
+    let Prepared {
+        project, rendered, dag, ..
+    } = prepared;
+    let manifest = artifacts::manifest(&project, &dag, &rendered, invocation);
+    let options = RunOptions {
+        threads: 1,
+        full_refresh: false,
+        invocation_id: invocation.to_owned(),
+        incremental: Default::default(),
+        force: false,
+        event_time_start: None,
+        event_time_end: None,
+    };
+    let mut build = Build::new(project, dag, rendered, registry, options, HashMap::new());
+    build.graph = Arc::new(serde_json::json!({"nodes": manifest["nodes"], "sources": manifest["sources"]}));
+    Arc::new(build)
+}
+
+/// `etl show --inline`: the query, rendered as a model is when it runs
+/// (`execute` true), planned over the relations it names, made readable
+/// from the lake. The session it runs in, and its plan.
+pub async fn inline_query(
+    prepared: Prepared,
+    text: &str,
+    memory_limit: Option<&str>,
+) -> Result<(SessionContext, datafusion::logical_expr::LogicalPlan), Diagnostic> {
+    let ctx = session(&prepared.project, memory_limit)?;
+    let invocation = prepared.invocation_id();
+    let build = outside_a_build(prepared, ctx, &invocation);
+    let lake = materialize::lake_warehouse(&build, &build.registry.ctx);
+    let run = build.run_render.clone();
+    let rendered = tokio::task::block_in_place(|| crate::render::render_inline(&build.project, &run, text, lake))?;
+    let dag = &build.dag;
+    let named = rendered
+        .refs
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(rendered.sources.iter().map(|(s, t)| format!("{s}.{t}")));
+    for name in named {
+        let Some(index) = dag.find(&name) else {
+            return Err(Diagnostic::error(
+                Code::UnknownRef,
+                format!("`{name}` is not a node of this project"),
+            ));
+        };
+        if dag.node(index).materialized == graph::Materialization::Ephemeral {
+            return Err(Diagnostic::error(
+                Code::Unsupported,
+                format!("`{name}` is ephemeral: `etl show {name}` shows it; an inline query cannot read it yet"),
+            ));
+        }
+        build.registry.ensure(dag, &build.project, index).await?;
+    }
+    let plan = crate::plan::plan_sql(&build.registry.ctx.state(), &rendered.sql)
+        .await
+        .map_err(|e| Diagnostic::error(Code::Sql, format!("the inline query: {}", e.find_root())))?;
+    Ok((build.registry.ctx.clone(), plan))
+}
+
 /// dbt's `catalog.json` (`etl docs generate`): each model, seed and
 /// source the lake has, with its columns and their types as read from the
 /// lake, and its kind (a table or a view). Nodes not built are left out,
 /// as dbt leaves out relations the warehouse does not have.
-pub async fn catalog(prepared: &Prepared) -> Result<serde_json::Value, Vec<Diagnostic>> {
-    let ctx = session(&prepared.project, None).map_err(|d| vec![d])?;
+pub async fn catalog(prepared: &Prepared, memory_limit: Option<&str>) -> Result<serde_json::Value, Diagnostic> {
+    let ctx = session(&prepared.project, memory_limit)?;
     let registry = Registry::new(ctx, prepared.project.target.lake.clone());
     let (dag, project) = (&prepared.dag, &prepared.project);
     let mut nodes = serde_json::Map::new();

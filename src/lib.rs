@@ -26,7 +26,9 @@ pub mod plan;
 pub mod project;
 pub mod render;
 
-pub use build::{BuildOptions, Mode, Outcome, Progress, Selecting, build, catalog, run_operation, select, session};
+pub use build::{
+    BuildOptions, Mode, Outcome, Progress, Selecting, build, catalog, inline_query, run_operation, select, session,
+};
 
 use diagnostic::Diagnostic;
 

@@ -75,7 +75,16 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
             return 1;
         }
     };
-    let reached = etl::lake::probe(&ctx, &target.lake, 1).await;
+    // A store that does not answer is retried for minutes: say so sooner.
+    let reached = match tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        etl::lake::probe(&ctx, &target.lake, 1),
+    )
+    .await
+    {
+        Ok(reached) => reached.map_err(|e| e.to_string()),
+        Err(_) => Err("no answer in 15 s".to_owned()),
+    };
     line(
         "lake",
         reached

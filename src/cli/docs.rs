@@ -22,11 +22,12 @@ pub async fn run(global: &Global, command: &DocsCommand, out: &Output) -> u8 {
         Err(code) => return code,
     };
     let root = prepared.project.root.clone();
-    let catalog = match etl::catalog(&prepared).await {
+    // Only a session that cannot start fails it (bad storage options).
+    let catalog = match etl::catalog(&prepared, global.memory_limit.as_deref()).await {
         Ok(c) => c,
-        Err(diags) => {
-            out.fatal(&diags, Some(&root));
-            return 1;
+        Err(diag) => {
+            out.fatal(&[diag], Some(&root));
+            return 2;
         }
     };
     let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);

@@ -50,7 +50,12 @@ pub async fn run(global: &Global, args: &OperationArgs, out: &Output) -> u8 {
         }
         Err(diags) => {
             out.fatal(&diags, Some(&root));
-            1
+            // A wrong name or argument, or a lake another build holds,
+            // ran nothing: 2, as for `etl build`.
+            let usage = diags
+                .iter()
+                .any(|d| matches!(d.code, Code::UnknownNode | Code::InvalidArgument | Code::LakeLocked));
+            if usage { 2 } else { 1 }
         }
     }
 }

@@ -33,58 +33,82 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         Err(code) => return code,
     };
     let root = prepared.project.root.clone();
+    if let Some(text) = &args.inline {
+        // A query that does not render or plan is the user's input: 2.
+        let (ctx, plan) = match etl::inline_query(prepared, text, global.memory_limit.as_deref()).await {
+            Ok(planned) => planned,
+            Err(diag) => {
+                out.fatal(&[diag], Some(&root));
+                return 2;
+            }
+        };
+        let df = datafusion::dataframe::DataFrame::new(ctx.state(), plan);
+        return print(df, args.limit, "inline query".to_owned(), "inline", &root, out).await;
+    }
     let dag = &prepared.dag;
     let ctx = match global.session(&prepared.project, out) {
         Ok(ctx) => ctx,
         Err(code) => return code,
     };
     let registry = Registry::new(ctx, prepared.project.target.lake.clone());
-    let (what, kind, df) = if let Some(text) = &args.inline {
-        (
-            "inline query".to_owned(),
-            "inline",
-            inline(&prepared, &registry, text).await,
+    let name = args.node.as_deref().unwrap_or_default();
+    let Some(index) = dag.find(name) else {
+        let names: Vec<String> = dag.order.iter().map(|&i| dag.node(i).name.clone()).collect();
+        let diag = Diagnostic::error(
+            Code::UnknownNode,
+            format!("`{name}` is not a model, seed or source of this project"),
         )
-    } else {
-        let name = args.node.as_deref().unwrap_or_default();
-        let Some(index) = dag.find(name) else {
-            let names: Vec<String> = dag.order.iter().map(|&i| dag.node(i).name.clone()).collect();
-            let diag = Diagnostic::error(
-                Code::UnknownNode,
-                format!("`{name}` is not a model, seed or source of this project"),
-            )
-            .with_suggestion(name, names.iter().map(String::as_str));
-            out.fatal(&[diag], Some(&root));
-            return 2;
-        };
-        let node = dag.node(index);
-        let df = async {
-            let plan = if node.materialized == Materialization::Ephemeral {
-                registry.ensure_parents(dag, &prepared.project, index).await?;
-                let compiled = compile(dag, index, &prepared.rendered.models);
-                plan_model(&registry.ctx, &compiled).await?
-            } else {
-                registry.ensure(dag, &prepared.project, index).await?;
-                let sql = format!("select * from {}", node.relation.sql());
-                registry
-                    .ctx
-                    .sql(&sql)
-                    .await
-                    .map_err(|e| Diagnostic::error(Code::Sql, e.to_string()))?
-                    .into_unoptimized_plan()
-            };
-            Ok::<_, Diagnostic>(datafusion::dataframe::DataFrame::new(registry.ctx.state(), plan))
-        }
-        .await;
-        (format!("`{}`", node.name), node.materialized.as_str(), df)
+        .with_suggestion(name, names.iter().map(String::as_str));
+        out.fatal(&[diag], Some(&root));
+        return 2;
     };
-    let batches = match df {
-        Ok(df) => df.limit(0, Some(args.limit)).map_err(|e| e.to_string()),
+    let node = dag.node(index);
+    let df = async {
+        let plan = if node.materialized == Materialization::Ephemeral {
+            registry.ensure_parents(dag, &prepared.project, index).await?;
+            let compiled = compile(dag, index, &prepared.rendered.models);
+            plan_model(&registry.ctx, &compiled).await?
+        } else {
+            registry.ensure(dag, &prepared.project, index).await?;
+            let sql = format!("select * from {}", node.relation.sql());
+            registry
+                .ctx
+                .sql(&sql)
+                .await
+                .map_err(|e| Diagnostic::error(Code::Sql, e.to_string()))?
+                .into_unoptimized_plan()
+        };
+        Ok::<_, Diagnostic>(datafusion::dataframe::DataFrame::new(registry.ctx.state(), plan))
+    }
+    .await;
+    let df = match df {
+        Ok(df) => df,
         Err(d) => {
             out.fatal(&[d], Some(&root));
             return 1;
         }
     };
+    print(
+        df,
+        args.limit,
+        format!("`{}`", node.name),
+        node.materialized.as_str(),
+        &root,
+        out,
+    )
+    .await
+}
+
+/// Prints up to `limit` rows of `df`, as a table or JSON lines.
+async fn print(
+    df: datafusion::dataframe::DataFrame,
+    limit: usize,
+    what: String,
+    kind: &str,
+    root: &std::path::Path,
+    out: &Output,
+) -> u8 {
+    let batches = df.limit(0, Some(limit)).map_err(|e| e.to_string());
     let batches = match batches {
         Ok(df) => df.collect().await.map_err(|e| e.find_root().to_string()),
         Err(e) => Err(e),
@@ -97,7 +121,7 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
                     Code::Execution,
                     format!("reading {what} failed: {e}"),
                 )],
-                Some(&root),
+                Some(root),
             );
             return 1;
         }
@@ -134,41 +158,6 @@ pub async fn run(global: &Global, args: &ShowArgs, out: &Output) -> u8 {
         if rows == 1 { "" } else { "s" },
     ));
     0
-}
-
-/// The `--inline` query, rendered with the project's context, over the
-/// relations it names, made readable from the lake.
-async fn inline(
-    prepared: &etl::Prepared,
-    registry: &Registry,
-    text: &str,
-) -> Result<datafusion::dataframe::DataFrame, Diagnostic> {
-    let rendered = etl::render::render_inline(&prepared.project, &prepared.rendered.run, text)?;
-    let dag = &prepared.dag;
-    let named = rendered
-        .refs
-        .iter()
-        .map(|r| r.name.clone())
-        .chain(rendered.sources.iter().map(|(s, t)| format!("{s}.{t}")));
-    for name in named {
-        let Some(index) = dag.find(&name) else {
-            return Err(Diagnostic::error(
-                Code::UnknownRef,
-                format!("`{name}` is not a node of this project"),
-            ));
-        };
-        if dag.node(index).materialized == Materialization::Ephemeral {
-            return Err(Diagnostic::error(
-                Code::Unsupported,
-                format!("`{name}` is ephemeral: `etl show {name}` shows it; an inline query cannot read it yet"),
-            ));
-        }
-        registry.ensure(dag, &prepared.project, index).await?;
-    }
-    let plan = etl::plan::plan_sql(&registry.ctx.state(), &rendered.sql)
-        .await
-        .map_err(|e| Diagnostic::error(Code::Sql, format!("the inline query: {}", e.find_root())))?;
-    Ok(datafusion::dataframe::DataFrame::new(registry.ctx.state(), plan))
 }
 
 fn prepared_schema(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {

@@ -87,8 +87,11 @@ pub async fn run_statements(
         DFParser::parse_sql_with_dialect(sql, dialect.as_ref()).map_err(|e| e.to_string())?
     };
     // The project's relations the statements name are made readable
-    // first, as a model's parents are (the lake's other tables are read
-    // as they are written to).
+    // first, as a model's parents are, and forgotten after: registered for
+    // the rest of the build, a view would keep reading the tables as they
+    // were, and a table the version the statement saw. One that cannot be
+    // made readable is left for the statement to fail on, if it reads it
+    // (a name may be a CTE's, or the table a statement creates).
     let mut named = Vec::new();
     for statement in &statements {
         if let DFStatement::Statement(statement) = statement {
@@ -100,6 +103,7 @@ pub async fn run_statements(
             });
         }
     }
+    let before = build.registry.registered();
     for relation in named {
         let found = build.dag.graph.node_indices().find(|&i| {
             let node = build.dag.node(i);
@@ -109,14 +113,23 @@ pub async fn run_statements(
                 && node.relation.identifier == relation.identifier
         });
         if let Some(index) = found {
-            match build.registry.ensure(&build.dag, &build.project, index).await {
-                Ok(()) => {}
-                // Not built yet: `create table` may make it.
-                Err(diag) if diag.code == Code::NotBuilt => {}
-                Err(diag) => return Err(diag.message),
-            }
+            let _ = build.registry.ensure(&build.dag, &build.project, index).await;
         }
     }
+    let result = run_parsed(build, session, statements, default_schema, journal).await;
+    for index in build.registry.registered().difference(&before) {
+        build.registry.unregister(*index, &build.dag.node(*index).relation);
+    }
+    result
+}
+
+async fn run_parsed(
+    build: &Build,
+    session: &SessionContext,
+    statements: std::collections::VecDeque<DFStatement>,
+    default_schema: &str,
+    journal: Option<&Journal>,
+) -> Result<Option<Rows>, String> {
     let mut rows = None;
     for statement in statements {
         let DFStatement::Statement(statement) = statement else {

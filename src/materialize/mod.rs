@@ -505,8 +505,8 @@ pub async fn run(
     }
 }
 
-/// Which selected nodes wait for which: the DAG's edges between selected
-/// nodes, plus, as `dbt build` does, an edge from a data test to each child
+/// Which selected nodes wait for which: the DAG's paths between selected
+/// nodes (through nodes not selected, and sources), plus, as `dbt build` does, an edge from a data test to each child
 /// of the nodes it tests that is built on everything the test reads, so
 /// that a failing test stops what would be built on bad data.
 ///
@@ -524,15 +524,18 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
         let mut stack: Vec<NodeIndex> = dag.children(i).collect();
         stack.reverse();
         let mut seen = HashSet::new();
+        // Through a node not run (not selected), too, as dbt orders a
+        // selection: with `--select p c` and `p -> v -> c`, c waits for p
+        // even when v is not built.
         while let Some(child) = stack.pop() {
             if !seen.insert(child) {
                 continue;
             }
-            if dag.node(child).resource_type == ResourceType::Source {
+            if dag.node(child).resource_type == ResourceType::Source || !selected.contains(&child) {
                 let mut below: Vec<NodeIndex> = dag.children(child).collect();
                 below.reverse();
                 stack.extend(below);
-            } else if selected.contains(&child) && !kids.contains(&child) {
+            } else if !kids.contains(&child) {
                 kids.push(child);
             }
         }

@@ -98,6 +98,11 @@ impl Registry {
         self.registered.lock().expect("registry poisoned").contains(&index)
     }
 
+    /// The nodes registered now.
+    pub fn registered(&self) -> HashSet<NodeIndex> {
+        self.registered.lock().expect("registry poisoned").clone()
+    }
+
     /// Makes every relation `index` reads available.
     pub async fn ensure_parents(&self, dag: &Dag, project: &Project, index: NodeIndex) -> Result<(), Diagnostic> {
         for parent in dag.parents(index).collect::<Vec<_>>() {

@@ -635,10 +635,16 @@ pub fn render_at_run(
 }
 
 /// SQL typed on the command line (`etl show --inline`), rendered as a
-/// model of the project would be: `ref`, `source`, vars and macros. Its
+/// model of the project is when it runs: `ref`, `source`, vars, macros,
+/// and `execute` true with `lake` answering its queries. Its
 /// `ref()` and `source()` calls are recorded, for the caller to make
 /// readable.
-pub fn render_inline(project: &Project, run: &RunRender, text: &str) -> Result<RenderedModel, Diagnostic> {
+pub fn render_inline(
+    project: &Project,
+    run: &RunRender,
+    text: &str,
+    lake: Arc<dyn Warehouse>,
+) -> Result<RenderedModel, Diagnostic> {
     let file = SourceFile {
         path: PathBuf::from("<inline>"),
         text: text.to_owned(),
@@ -658,7 +664,12 @@ pub fn render_inline(project: &Project, run: &RunRender, text: &str) -> Result<R
         identifier: "inline".into(),
         ephemeral: false,
     };
-    let (sql, recorded) = render_one(&env, &model, this.clone(), &run.globals, &run.macros, project)?;
+    // As dbt's show: rendered to run, with `execute` true.
+    let globals = Arc::new(Globals {
+        warehouse: Some(lake),
+        ..clone_globals(&run.globals)
+    });
+    let (sql, recorded) = render_one(&env, &model, this.clone(), &globals, &run.macros, project)?;
     Ok(RenderedModel {
         name: model.name,
         path: file.path,
@@ -684,30 +695,24 @@ pub fn render_inline(project: &Project, run: &RunRender, text: &str) -> Result<R
     })
 }
 
-/// `etl run-operation`: the macro `name` (or `package.name`) called with
-/// `args` as keyword arguments, `execute` true and `lake` answering its
-/// queries. What it renders, and its log lines.
-pub fn render_operation(
-    project: &Project,
+/// Whether `name` is a macro of the project and `args` are argument names.
+pub fn check_operation(
+    _project: &Project,
     run: &RunRender,
     name: &str,
     args: &serde_json::Map<String, serde_json::Value>,
-    lake: Arc<dyn Warehouse>,
-) -> Result<(String, Vec<String>), Diagnostic> {
+) -> Result<(), Diagnostic> {
     let macros = &run.macros;
     let (namespace, bare) = match name.split_once('.') {
         Some((ns, bare)) => (Some(ns), bare),
         None => (None, name),
     };
-    let unknown = || {
-        Diagnostic::error(
+    if !macros.defines(namespace, bare) {
+        return Err(Diagnostic::error(
             crate::diagnostic::Code::UnknownNode,
             format!("`{name}` is not a macro of this project"),
         )
-        .with_suggestion(bare, macros.names())
-    };
-    if !macros.defines(namespace, bare) {
-        return Err(unknown());
+        .with_suggestion(bare, macros.names()));
     }
     if let Some(key) = args
         .keys()
@@ -718,6 +723,21 @@ pub fn render_operation(
             format!("`--args` key `{key}` is not an argument name"),
         ));
     }
+    Ok(())
+}
+
+/// `etl run-operation`: the macro `name` (or `package.name`) called with
+/// `args` as keyword arguments, `execute` true and `lake` answering its
+/// queries. What it renders, and its log lines.
+pub fn render_operation(
+    project: &Project,
+    run: &RunRender,
+    name: &str,
+    args: &serde_json::Map<String, serde_json::Value>,
+    lake: Arc<dyn Warehouse>,
+) -> Result<(String, Vec<String>), Diagnostic> {
+    check_operation(project, run, name, args)?;
+    let macros = &run.macros;
     let env = environment(macros, project, std::iter::empty()).map_err(|mut e| e.remove(0))?;
     let globals = Arc::new(Globals {
         warehouse: Some(lake),

@@ -55,7 +55,7 @@ fn build_writes_seeds_tables_views_and_inlines_ephemerals() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), r#"{"region":"Europe","orders":2}"#);
     let (code, _, stderr) = etl(dir.path(), &["show", "--inline", "select * from {{ ref('nope') }}"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("error[unknown-ref]: `ref('nope')`"), "{stderr}");
 
     // Artifacts: manifest with locations and dependencies, run results per node.
@@ -1170,4 +1170,29 @@ fn init_makes_a_project_that_builds_and_tests() {
     let (code, _, stderr) = etl(dir.path(), &["init", "my_shop"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("/my_shop` exists already"), "{stderr}");
+}
+
+#[test]
+fn a_selection_runs_in_dag_order_through_nodes_it_leaves_out() {
+    // `--select p c` with p -> v -> c: c waits for p though v is not
+    // selected (it ran first and kept p's old rows).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("project.yaml"), "name: order\nmodels:\n  +materialized: table\n").unwrap();
+    std::fs::write(p.join("models/p.sql"), "select {{ var('n', 1) }} as x\n").unwrap();
+    std::fs::write(
+        p.join("models/v.sql"),
+        "{{ config(materialized='view') }}\nselect x from {{ ref('p') }}\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("models/c.sql"), "select x from {{ ref('v') }}\n").unwrap();
+    etl_ok(p, &["build"]);
+    for n in 2..6 {
+        let vars = format!("{{n: {n}}}");
+        let (stdout, _) = etl_ok(p, &["build", "--select", "p", "c", "--vars", &vars, "--threads", "2"]);
+        let at = |name: &str| stdout.find(&format!("table {name} ")).unwrap();
+        assert!(at("p") < at("c"), "{stdout}");
+        assert_eq!(rows(p, "main", "c"), [n.to_string()]);
+    }
 }

@@ -315,10 +315,46 @@ fn run_operation_runs_a_macros_queries_against_the_lake() {
     assert_eq!(stdout, "payments: 6 -> 5\nRan `purge_small`\n");
     assert_eq!(rows_in(&lake, "main", "payments").len(), 5);
     let (code, _, stderr) = etl(p, &["run-operation", "purge_smal"]);
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("error[unknown-node]: `purge_smal` is not a macro of this project"),
         "{stderr}"
     );
     assert!(stderr.contains("did you mean `purge_small`?"), "{stderr}");
+}
+
+#[test]
+fn a_hook_reading_a_view_leaves_no_stale_plan_for_the_build() {
+    // on-run-start reads view v (over table p) before p is rebuilt: v's
+    // plan made for the hook must not be what c reads after p changed.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("models")).unwrap();
+    std::fs::write(p.join("project.yaml"), "name: stale\nmodels:\n  +materialized: table\n").unwrap();
+    std::fs::write(p.join("models/p.sql"), "select {{ var('n', 1) }} as x\n").unwrap();
+    std::fs::write(
+        p.join("models/v.sql"),
+        "{{ config(materialized='view') }}\nselect x from {{ ref('p') }}\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("models/c.sql"), "select x from {{ ref('v') }}\n").unwrap();
+    etl_ok(p, &["build"]);
+    assert_eq!(rows(p, "main", "c"), ["1"]);
+    let project = std::fs::read_to_string(p.join("project.yaml")).unwrap();
+    std::fs::write(
+        p.join("dbt_project.yml"),
+        format!("{project}config-version: 2\non-run-start:\n  - \"select count(*) from main.v\"\n"),
+    )
+    .unwrap();
+    std::fs::remove_file(p.join("project.yaml")).unwrap();
+    std::fs::write(
+        p.join("profiles.yml"),
+        "stale:\n  target: dev\n  outputs:\n    dev:\n      type: etl\n      lake: lake\n",
+    )
+    .unwrap();
+    let dbt_project = std::fs::read_to_string(p.join("dbt_project.yml")).unwrap();
+    std::fs::write(p.join("dbt_project.yml"), format!("{dbt_project}profile: stale\n")).unwrap();
+    etl_ok(p, &["build", "--select", "p", "c", "--vars", "{n: 2}"]);
+    assert_eq!(rows(p, "main", "p"), ["2"]);
+    assert_eq!(rows(p, "main", "c"), ["2"]);
 }

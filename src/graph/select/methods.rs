@@ -241,8 +241,18 @@ pub(super) fn state_matches(
     if value == "new" {
         return false;
     }
-    // As the manifest writes it: with the materialization.
-    let current_config = node.config.manifest_value();
+    // As the manifest writes it: with the materialization. Keys an older
+    // etl did not write (`enabled`, `tags`, hooks in dbt's shape) are
+    // compared only when the earlier manifest has them, so that upgrading
+    // etl does not mark every node modified.
+    let mut current_config = node.config.manifest_value();
+    if let (Value::Object(current), Value::Object(old)) = (&mut current_config, old_config) {
+        for key in ["enabled", "tags", "pre-hook", "post-hook"] {
+            if !old.contains_key(key) {
+                current.remove(key);
+            }
+        }
+    }
     let body = old_sql.as_deref() != (cx.compiled)(index).as_deref();
     let configs = strip_contract(old_config) != strip_contract(&current_config);
     let contract =
