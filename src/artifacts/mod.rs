@@ -51,7 +51,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
             "tags": node.tags(),
             "config": node.config.manifest_value(),
             "unrendered_config": node.config.raw().values(),
-            "depends_on": { "nodes": parents, "macros": [] },
+            "depends_on": { "nodes": parents, "macros": node_macros(node, rendered) },
             "checksum": checksum(project, node, rendered),
             "meta": node.config.raw().value("meta").cloned().unwrap_or_else(|| json!({})),
             "docs": {"show": true, "node_color": null},
@@ -156,7 +156,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         },
         "nodes": nodes,
         "sources": sources,
-        "macros": {},
+        "macros": macros(rendered, created_at),
         "docs": {},
         "exposures": {},
         "metrics": {},
@@ -171,6 +171,44 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "unit_tests": {},
         "functions": {},
     })
+}
+
+/// The macros a model's or test's template calls.
+fn node_macros(node: &Node, rendered: &Rendered) -> Value {
+    match node.resource_type {
+        ResourceType::Model | ResourceType::Test => json!(sql_body(node, rendered).macros),
+        _ => json!([]),
+    }
+}
+
+/// dbt's `macros`: every macro the project can call, with its file and
+/// text.
+fn macros(rendered: &Rendered, created_at: f64) -> Value {
+    let mut out = serde_json::Map::new();
+    for (package, name, path, sql) in rendered.run.macro_definitions() {
+        let id = format!("macro.{package}.{name}");
+        out.insert(
+            id.clone(),
+            json!({
+                "unique_id": id,
+                "name": name,
+                "resource_type": "macro",
+                "package_name": package,
+                "path": path,
+                "original_file_path": path,
+                "macro_sql": sql,
+                "depends_on": {"macros": []},
+                "description": "",
+                "meta": {},
+                "docs": {"show": true, "node_color": null},
+                "patch_path": null,
+                "arguments": [],
+                "created_at": created_at,
+                "supported_languages": null,
+            }),
+        );
+    }
+    Value::Object(out)
 }
 
 /// dbt's `checksum`: the sha256 of the node's file (its template for a

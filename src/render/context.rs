@@ -79,6 +79,8 @@ pub struct Recorded {
     pub introspects: bool,
     /// What each `{% call statement('name') %}` gave, for `load_result`.
     pub statements: BTreeMap<String, Value>,
+    /// The macros the template called (`macro.<namespace>.<name>`).
+    pub macros: std::collections::BTreeSet<String>,
 }
 
 /// An error raised by one of the context functions, carried through

@@ -62,6 +62,7 @@ pub(super) fn render_test(
                 pre_hooks: Vec::new(),
                 post_hooks: Vec::new(),
                 introspects: recorded.introspects,
+                macros: recorded.macros.iter().cloned().collect(),
             })
         }
         TestKind::Generic {
@@ -231,6 +232,7 @@ fn render_generic(
         pre_hooks: Vec::new(),
         post_hooks: Vec::new(),
         introspects: recorded.introspects,
+        macros: recorded.macros.iter().cloned().collect(),
     })
 }
 

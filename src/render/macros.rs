@@ -64,6 +64,9 @@ pub struct Registry {
     dispatch: BTreeMap<String, Vec<String>>,
     /// The adapter prefixes `adapter.dispatch` tries, in order.
     prefixes: Vec<&'static str>,
+    /// `(namespace, name)` → the file defining the macro and its text, for
+    /// the manifest's `macros`.
+    pub definitions: BTreeMap<(String, String), (PathBuf, String)>,
 }
 
 const MODULE: &str = "__etl_macros__";
@@ -88,18 +91,22 @@ impl Macros {
         let mut files = Vec::new();
         let mut namespaces: Vec<&str> = Vec::new();
         let mut macros = BTreeMap::new();
+        let mut definitions = BTreeMap::new();
         for (namespace, path, text) in builtin.into_iter().chain(package_files).chain(project_files) {
+            let original = text;
             let index = namespaces.iter().position(|n| *n == namespace).unwrap_or_else(|| {
                 namespaces.push(namespace);
                 namespaces.len() - 1
             });
             let start = combined.matches('\n').count() + 1;
-            files.push((path, start));
+            files.push((path.clone(), start));
             let text = mutable_literals(&test_blocks_as_macros(text));
             // Not `_`-led: a module does not export those.
             let (text, names) = rename_macros(&text, &format!("etl{index}__"));
             for name in names {
                 let internal = format!("etl{index}__{name}");
+                let sql = definition_text(original, &name);
+                definitions.insert((namespace.to_owned(), name.clone()), (path.clone(), sql));
                 macros.insert((namespace.to_owned(), name), internal);
             }
             combined.push_str(&text);
@@ -131,6 +138,7 @@ impl Macros {
                 macros,
                 dispatch: project.dispatch.clone(),
                 prefixes,
+                definitions,
             }),
         }
     }
@@ -425,6 +433,15 @@ impl Object for MacroFn {
             .clone()
             .ok_or_else(|| Error::new(ErrorKind::InvalidOperation, "macros are not loaded in this template"))?;
         let target = module.get_attr(&internal)?;
+        // For the manifest's `depends_on.macros`.
+        if let Some((_, name)) = internal.split_once("__") {
+            scope
+                .recorded
+                .lock()
+                .expect("render scope poisoned")
+                .macros
+                .insert(format!("macro.{namespace}.{name}"));
+        }
         runtime.namespaces.lock().expect("macro state poisoned").push(namespace);
         let result = target.call(state, args);
         runtime.namespaces.lock().expect("macro state poisoned").pop();
@@ -632,4 +649,25 @@ fn rename_macros(text: &str, prefix: &str) -> (String, Vec<String>) {
     }
     out.push_str(rest);
     (out, names)
+}
+
+/// The `{% macro name(...) %} ... {% endmacro %}` (or `{% test %}`) block
+/// of `name` in a macro file, as written.
+fn definition_text(text: &str, name: &str) -> String {
+    let test = name.strip_prefix("test_");
+    let start = [("macro", name), ("test", test.unwrap_or(name))]
+        .iter()
+        .filter(|(kind, _)| *kind == "macro" || test.is_some())
+        .find_map(|(kind, bare)| {
+            let pattern = format!(r"\{{%-?\s*{kind}\s+{}\s*\(", regex::escape(bare));
+            regex::Regex::new(&pattern).ok()?.find(text).map(|m| (m.start(), *kind))
+        });
+    let Some((start, kind)) = start else {
+        return String::new();
+    };
+    let end_tag = regex::Regex::new(&format!(r"\{{%-?\s*end{kind}\s*-?%\}}")).expect("a valid pattern");
+    match end_tag.find(&text[start..]) {
+        Some(end) => text[start..start + end.end()].to_owned(),
+        None => text[start..].to_owned(),
+    }
 }

@@ -87,6 +87,8 @@ pub struct RenderedModel {
     /// Whether its SQL or hooks read `execute` or ask the lake: it renders
     /// again when it runs (see [`render_at_run`]).
     pub introspects: bool,
+    /// The macros its template calls, as `macro.<package>.<name>`.
+    pub macros: Vec<String>,
 }
 
 /// The relations of seeds and sources, which are known without rendering.
@@ -113,6 +115,18 @@ pub struct Rendered {
 pub struct RunRender {
     macros: Macros,
     globals: Arc<Globals>,
+}
+
+impl RunRender {
+    /// Every macro the project can call: `(package, name, file, its
+    /// definition as written)`, dbt's built-in ones under `dbt`.
+    pub fn macro_definitions(&self) -> impl Iterator<Item = (&str, &str, &Path, &str)> {
+        self.macros
+            .registry
+            .definitions
+            .iter()
+            .map(|((ns, name), (path, sql))| (ns.as_str(), name.as_str(), path.as_path(), sql.as_str()))
+    }
 }
 
 impl std::fmt::Debug for RunRender {
@@ -309,6 +323,7 @@ pub fn render_project(project: &Project, options: &RenderOptions) -> Result<Rend
             uses_is_incremental: recorded.uses_is_incremental,
             logs: recorded.logs,
             introspects: recorded.introspects || hooks_introspect,
+            macros: recorded.macros.iter().cloned().collect(),
         });
     }
     if !errors.is_empty() {
@@ -692,6 +707,7 @@ pub fn render_inline(
         pre_hooks: Vec::new(),
         post_hooks: Vec::new(),
         introspects: recorded.introspects,
+        macros: recorded.macros.iter().cloned().collect(),
     })
 }
 

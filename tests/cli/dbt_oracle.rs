@@ -346,6 +346,11 @@ fn manifest_run_results_and_catalog_load_with_dbts_own_artifact_classes() {
          \x20   for node, linked in theirs[name].items():\n\
          \x20       if node.startswith('test.'): continue\n\
          \x20       assert keep(ours[name][node]) == keep(linked), (name, node, ours[name][node], linked)\n\
+         for node, theirs_node in theirs['nodes'].items():\n\
+         \x20   if node.startswith('test.'): continue\n\
+         \x20   called = set(ours['nodes'][node]['depends_on']['macros'])\n\
+         \x20   assert set(theirs_node['depends_on']['macros']) - {{'macro.dbt.is_incremental'}} <= called, (node, called)\n\
+         \x20   assert all(m in ours['macros'] for m in called), (node, called)\n\
          print('same')\n",
         ours = ours.path().join("target/manifest.json"),
         results = ours.path().join("target/run_results.json"),
