@@ -23,7 +23,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -192,7 +192,8 @@ pub async fn remove_created_table(ctx: &SessionContext, url: &Url) -> Result<boo
     if !only_its_own {
         return Ok(false);
     }
-    remove_prefix(ctx, url).await?;
+    // The objects just listed: no second listing.
+    delete_objects(store.as_ref(), url, objects).await?;
     Ok(true)
 }
 
@@ -206,6 +207,12 @@ pub async fn remove_prefix(ctx: &SessionContext, url: &Url) -> Result<(), LakeEr
         .try_collect()
         .await
         .map_err(failed_at(url, ""))?;
+    delete_objects(store.as_ref(), url, objects).await
+}
+
+/// Deletes `objects` (listed under `url`), and on a local disk the
+/// table's own folder.
+async fn delete_objects(store: &dyn ObjectStore, url: &Url, objects: Vec<ObjectMeta>) -> Result<(), LakeError> {
     for object in objects {
         match store.delete(&object.location).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}

@@ -162,6 +162,17 @@ async fn execute(
             journal.committed(relation);
         }
     };
+    // A write of `plan` to the table, in one commit, noted in the journal.
+    let write = async |relation: &Relation, plan, how| -> Result<(), String> {
+        before_write(relation).await;
+        let url = build.registry.location(relation);
+        lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
+            .await
+            .map_err(|e| lake::describe_error(&e))?;
+        committed(relation);
+        changed(build, relation);
+        Ok(())
+    };
     match statement {
         Statement::Insert(insert) => {
             let TableObject::TableName(name) = &insert.table else {
@@ -213,13 +224,7 @@ async fn execute(
                 .project(projection)
                 .and_then(LogicalPlanBuilder::build)
                 .map_err(|e| e.to_string())?;
-            let how = TableWrite::Append { merge_schema: false };
-            before_write(&relation).await;
-            lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
-                .await
-                .map_err(|e| lake::describe_error(&e))?;
-            committed(&relation);
-            changed(build, &relation);
+            write(&relation, plan, TableWrite::Append { merge_schema: false }).await?;
         }
         Statement::Delete(delete) => {
             let tables = match &delete.from {
@@ -278,12 +283,7 @@ async fn execute(
             let how = TableWrite::Overwrite {
                 partition_by: Vec::new(),
             };
-            before_write(&relation).await;
-            lake::write_table(ctx, &url, plan, how, &Default::default(), lake::Commit::default())
-                .await
-                .map_err(|e| lake::describe_error(&e))?;
-            committed(&relation);
-            changed(build, &relation);
+            write(&relation, plan, how).await?;
         }
         Statement::Query(query) => {
             let plan = plan_query(session, &query).await?;
