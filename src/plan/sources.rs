@@ -452,7 +452,17 @@ pub async fn register_csv_file(
     ctx.register_csv(name, path.to_string_lossy().as_ref(), options)
         .await
         .map_err(|e| {
-            Diagnostic::error(Code::Seed, format!("cannot read seed: {}", e.find_root())).with_span(Some(span))
+            let message = e.find_root().to_string();
+            // The CSV reader names the line of a malformed row: point at it.
+            let line = message
+                .split("at line ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok());
+            let span = match line {
+                Some(line) => Span::new(span.file.clone(), line, 1, 1),
+                None => span,
+            };
+            Diagnostic::error(Code::Seed, format!("cannot read seed: {message}")).with_span(Some(span))
         })
 }
 

@@ -1196,3 +1196,25 @@ fn a_selection_runs_in_dag_order_through_nodes_it_leaves_out() {
         assert_eq!(rows(p, "main", "c"), [n.to_string()]);
     }
 }
+
+#[test]
+fn a_malformed_seed_row_is_an_error_at_its_line_and_the_table_stays() {
+    let dir = fixture("basic");
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    let seed = std::fs::read_dir(p.join("seeds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|f| f.extension().is_some_and(|x| x == "csv"))
+        .unwrap();
+    let name = seed.file_stem().unwrap().to_str().unwrap().to_owned();
+    let before = rows(p, "main", &name);
+    let text = std::fs::read_to_string(&seed).unwrap();
+    let line = text.lines().count() + 1;
+    std::fs::write(&seed, format!("{text}1,2,3,4,5,6,7,8,9\n")).unwrap();
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("error[seed]: cannot read seed: "), "{stderr}");
+    assert!(stderr.contains(&format!("--> seeds/{name}.csv:{line}:1")), "{stderr}");
+    assert_eq!(rows(p, "main", &name), before);
+}
