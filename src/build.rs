@@ -28,6 +28,7 @@ pub enum Mode {
     Run,
     Seed,
     Test,
+    Snapshot,
 }
 
 impl Mode {
@@ -38,6 +39,7 @@ impl Mode {
             "run" => Mode::Run,
             "seed" => Mode::Seed,
             "test" => Mode::Test,
+            "snapshot" => Mode::Snapshot,
             _ => return None,
         })
     }
@@ -48,6 +50,7 @@ impl Mode {
             Mode::Run => "run",
             Mode::Seed => "seed",
             Mode::Test => "test",
+            Mode::Snapshot => "snapshot",
         }
     }
 
@@ -57,6 +60,7 @@ impl Mode {
             Mode::Run => resource_type == ResourceType::Model,
             Mode::Seed => resource_type == ResourceType::Seed,
             Mode::Test => resource_type == ResourceType::Test,
+            Mode::Snapshot => resource_type == ResourceType::Snapshot,
         }
     }
 }
@@ -353,7 +357,10 @@ fn hook_results(build: &Build, results: &RunResults) -> (serde_json::Value, serd
         .map(|result| {
             let node = build.dag.by_id.get(&result.unique_id).map(|&i| build.dag.node(i));
             if let Some(node) = node
-                && matches!(node.resource_type, ResourceType::Model | ResourceType::Seed)
+                && matches!(
+                    node.resource_type,
+                    ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+                )
             {
                 schemas.insert(node.relation.schema.clone());
             }

@@ -176,7 +176,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
 /// The macros a model's or test's template calls.
 fn node_macros(node: &Node, rendered: &Rendered) -> Value {
     match node.resource_type {
-        ResourceType::Model | ResourceType::Test => json!(sql_body(node, rendered).macros),
+        ResourceType::Model | ResourceType::Snapshot | ResourceType::Test => json!(sql_body(node, rendered).macros),
         _ => json!([]),
     }
 }
@@ -225,7 +225,7 @@ fn checksum(project: &Project, node: &Node, rendered: &Rendered) -> Value {
             }
             std::fs::read(path).unwrap_or_default()
         }
-        ResourceType::Model | ResourceType::Test => {
+        ResourceType::Model | ResourceType::Snapshot | ResourceType::Test => {
             let m = sql_body(node, rendered);
             if m.template.is_empty() {
                 m.sql.clone()
@@ -304,6 +304,10 @@ fn compiled_path(node: &Node) -> PathBuf {
             .parent()
             .unwrap_or(Path::new(""))
             .join(format!("{}.sql", node.relation.identifier))
+    } else if node.resource_type == ResourceType::Snapshot {
+        // A file may hold several snapshots (and a properties file is not
+        // SQL): each is compiled beside the others, under its file's name.
+        node.path.join(format!("{}.sql", node.name))
     } else {
         node.path.clone()
     }

@@ -31,11 +31,18 @@ pub fn run(global: &Global, out: &Output) -> u8 {
                     .count()
             };
             let (models, tests) = (count(ResourceType::Model), count(ResourceType::Test));
+            let snapshots = count(ResourceType::Snapshot);
             if out.json() {
-                out.event(serde_json::json!({"event": "compiled", "models": models, "tests": tests}));
+                out.event(
+                    serde_json::json!({"event": "compiled", "models": models, "snapshots": snapshots, "tests": tests}),
+                );
             } else {
                 let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
                 let mut what = plural(models, "model");
+                if snapshots > 0 {
+                    let joint = if tests > 0 { ", " } else { " and " };
+                    what = format!("{what}{joint}{}", plural(snapshots, "snapshot"));
+                }
                 if tests > 0 {
                     what = format!("{what} and {}", plural(tests, "data test"));
                 }
@@ -44,7 +51,12 @@ pub fn run(global: &Global, out: &Output) -> u8 {
                 let asking: Vec<&str> = selection
                     .iter()
                     .map(|&i| prepared.dag.node(i))
-                    .filter(|n| matches!(n.resource_type, ResourceType::Model | ResourceType::Test))
+                    .filter(|n| {
+                        matches!(
+                            n.resource_type,
+                            ResourceType::Model | ResourceType::Snapshot | ResourceType::Test
+                        )
+                    })
                     .filter(|n| {
                         n.rendered(&prepared.rendered.models, &prepared.rendered.tests)
                             .introspects

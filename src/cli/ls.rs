@@ -34,6 +34,7 @@ enum LsType {
     Seed,
     Source,
     Test,
+    Snapshot,
 }
 
 pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
@@ -51,6 +52,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         LsType::Seed => t == ResourceType::Seed,
         LsType::Source => t == ResourceType::Source,
         LsType::Test => t == ResourceType::Test,
+        LsType::Snapshot => t == ResourceType::Snapshot,
     };
     let wanted = |t: ResourceType| {
         (args.resource_type.is_empty() || args.resource_type.iter().any(|w| is(w, t)))

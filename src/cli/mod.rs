@@ -117,6 +117,8 @@ enum Command {
     Seed,
     /// Run the data tests of the selected nodes against what is in the lake.
     Test,
+    /// Build the snapshots: each row's history, as dbt's SCD type 2.
+    Snapshot,
     /// Render the models to target/compiled/ without running anything.
     Compile,
     /// Load and render the project and write target/manifest.json.
@@ -174,6 +176,7 @@ pub fn main() -> ExitCode {
             Command::Run => build::run(&cli.global, &out, etl::Mode::Run).await,
             Command::Seed => build::run(&cli.global, &out, etl::Mode::Seed).await,
             Command::Test => build::run(&cli.global, &out, etl::Mode::Test).await,
+            Command::Snapshot => build::run(&cli.global, &out, etl::Mode::Snapshot).await,
             Command::Compile => compile::run(&cli.global, &out),
             Command::Parse => compile::parse(&cli.global, &out),
             Command::Debug => debug::run(&cli.global, &out).await,

@@ -12,6 +12,7 @@ mod data_test;
 mod export;
 mod incremental;
 mod raw;
+mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub use data_test::{TestConfig, Threshold};
 pub use export::{ExportConfig, ExportFormat};
 pub use incremental::{BatchSize, Incremental, MergeSettings, MicrobatchConfig, OnSchemaChange, Strategy, parse_time};
 pub use raw::{RawConfig, string_list};
+pub use snapshot::{CheckColumns, HardDeletes, MetaColumns, Snapshot, SnapshotStrategy};
 
 use crate::diagnostic::{Code, Diagnostic, Span, did_you_mean};
 use crate::lake::Layout;
@@ -33,6 +35,7 @@ pub enum ResourceType {
     Source,
     Model,
     Test,
+    Snapshot,
 }
 
 impl ResourceType {
@@ -42,6 +45,7 @@ impl ResourceType {
             ResourceType::Source => "source",
             ResourceType::Model => "model",
             ResourceType::Test => "test",
+            ResourceType::Snapshot => "snapshot",
         }
     }
 }
@@ -59,6 +63,8 @@ pub enum Materialization {
     External,
     /// Data tests: queried, written only to store their failures.
     Test,
+    /// Snapshots: each run adds the query's changed rows as new versions.
+    Snapshot,
 }
 
 impl Materialization {
@@ -73,6 +79,7 @@ impl Materialization {
             Materialization::Seed => "seed",
             Materialization::External => "external",
             Materialization::Test => "test",
+            Materialization::Snapshot => "snapshot",
         }
     }
 
@@ -147,6 +154,8 @@ pub struct Config {
     pub audit: bool,
     /// Set for data tests.
     pub test: Option<TestConfig>,
+    /// Set for snapshots.
+    pub snapshot: Option<Snapshot>,
     /// Set for sources that declare one.
     pub freshness: Option<Freshness>,
     /// `pre_hook`/`post_hook` (or `pre-hook`/`post-hook`): SQL run before
@@ -189,6 +198,7 @@ impl Config {
             ResourceType::Seed => Some(Materialization::Seed),
             ResourceType::Source => Some(Materialization::External),
             ResourceType::Test => Some(Materialization::Test),
+            ResourceType::Snapshot => Some(Materialization::Snapshot),
             ResourceType::Model => c.materialization(),
         };
         let tags = c.key_list("tags");
@@ -225,6 +235,10 @@ impl Config {
             ResourceType::Test => data_test::test_config(&mut c, scope.generic_test).map(Some),
             _ => Some(None),
         };
+        let snapshot = match scope.resource {
+            ResourceType::Snapshot => snapshot::snapshot(&mut c).map(Some),
+            _ => Some(None),
+        };
         let freshness = c.freshness();
         let loaded_at_field = c.string("loaded_at_field");
         let hooks = c.hooks(scope.resource);
@@ -248,6 +262,7 @@ impl Config {
                 ingest: ingest?,
                 audit: audit?.unwrap_or(false),
                 test: test?,
+                snapshot: snapshot?,
                 freshness: freshness?,
                 loaded_at_field: loaded_at_field?,
                 hooks: hooks?,
@@ -330,6 +345,7 @@ const IGNORED_KEYS: &[(&str, &str)] = &[
         "descriptions are kept in the manifest; `persist_docs` is ignored",
     ),
     ("database", "etl writes one lake: `database` is ignored"),
+    ("target_database", "etl writes one lake: `target_database` is ignored"),
     ("quoting", "etl quotes every name it writes: `quoting` is ignored"),
 ];
 

@@ -277,8 +277,9 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             disabled.insert(model.name.clone(), model.path.clone());
             continue;
         }
+        let resource = project.models[i].resource_type;
         let scope = Scope {
-            resource: ResourceType::Model,
+            resource,
             name: &model.name,
             fallback: Span::file(&model.path),
             generic_test: false,
@@ -288,9 +289,9 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
             continue;
         };
         let node = Node {
-            unique_id: unique_id(ResourceType::Model, &project.models[i].fqn[0], &model.name),
+            unique_id: unique_id(resource, &project.models[i].fqn[0], &model.name),
             name: model.name.clone(),
-            resource_type: ResourceType::Model,
+            resource_type: resource,
             materialized: config.materialized,
             relation: model.relation.clone(),
             path: model.path.clone(),
@@ -340,8 +341,10 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     for (source, (schema, identifier)) in in_lake {
         let writer = graph.node_indices().find(|&i| {
             let n = &graph[i];
-            matches!(n.resource_type, ResourceType::Seed | ResourceType::Model)
-                && n.relation.schema == schema
+            matches!(
+                n.resource_type,
+                ResourceType::Seed | ResourceType::Model | ResourceType::Snapshot
+            ) && n.relation.schema == schema
                 && n.relation.identifier == identifier
         });
         let Some(writer) = writer else { continue };

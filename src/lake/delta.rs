@@ -532,6 +532,79 @@ pub async fn merge_into(
     written(&table).await
 }
 
+/// How a snapshot's staged rows land (see `merge_snapshot`): each row's
+/// `change_type` column says whether it closes the current version whose
+/// `scd_id` it carries (`update`, `delete`) or is a new version (`insert`).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotMerge<'a> {
+    pub change_type: &'a str,
+    pub scd_id: &'a str,
+    pub valid_to: &'a str,
+    /// SQL that current versions hold in `valid_to`; they hold null when
+    /// `None`.
+    pub valid_to_current: Option<&'a str>,
+    /// The columns an `insert` row writes.
+    pub insert_columns: &'a [String],
+}
+
+/// Applies a snapshot's staged rows to its table in one commit (Delta
+/// MERGE): the current version each `update`/`delete` row names gets its
+/// `valid_to`; `insert` rows are added. New columns are added to the
+/// table; columns the rows lack are null.
+pub async fn merge_snapshot(
+    ctx: &SessionContext,
+    url: &Url,
+    staged: datafusion::prelude::DataFrame,
+    merge: &SnapshotMerge<'_>,
+    layout: &Layout,
+    commit: impl Into<Commit>,
+) -> Result<Written, DeltaTableError> {
+    use datafusion::common::Column;
+    use datafusion::prelude::col;
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let (target, source) = (quoted(TARGET), quoted(SOURCE));
+    let current = match merge.valid_to_current {
+        Some(expr) => format!(
+            "({target}.{v} = {expr} or {target}.{v} is null)",
+            v = quoted(merge.valid_to)
+        ),
+        None => format!("{target}.{} is null", quoted(merge.valid_to)),
+    };
+    let predicate = format!(
+        "{target}.{scd} = {source}.{scd} and {source}.{change} in ('update', 'delete') and {current}",
+        scd = quoted(merge.scd_id),
+        change = quoted(merge.change_type),
+    );
+    let inserting = format!("{source}.{} = 'insert'", quoted(merge.change_type));
+    let commit = commit.into();
+    let table = table_at(ctx, url).await?;
+    commit.check(ctx, url, &table).await?;
+    let state = ctx.state();
+    table.update_datafusion_session(&state)?;
+    let mut builder = table
+        .merge(staged, predicate)
+        .with_source_alias(SOURCE)
+        .with_target_alias(TARGET)
+        .with_session_state(Arc::new(state))
+        .with_merge_schema(true)
+        .with_commit_properties(commit.properties());
+    if let Some(properties) = layout.writer_properties() {
+        builder = builder.with_writer_properties(properties);
+    }
+    let (table, _metrics) = builder
+        .when_matched_update(|update| update.update(merge.valid_to, col(Column::new(Some(SOURCE), merge.valid_to))))?
+        .when_not_matched_insert(|insert| {
+            merge
+                .insert_columns
+                .iter()
+                .fold(insert.predicate(inserting.as_str()), |i, c| {
+                    i.set(c.as_str(), col(Column::new(Some(SOURCE), c.as_str())))
+                })
+        })?
+        .await?;
+    written(&table).await
+}
+
 /// What a merge matches on and updates (see `merge_into`).
 #[derive(Debug, Clone, Copy)]
 pub struct Merge<'a> {

@@ -16,6 +16,7 @@ pub use incremental::incremental_models;
 mod fingerprint;
 mod nodes;
 mod probe;
+mod snapshot;
 mod write;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};

@@ -15,12 +15,12 @@ use datafusion::prelude::SessionContext;
 use crate::plan::{check_contract, compile_with, plan_model, register_csv_file, replace_scans};
 
 /// What a successful build produced.
-struct Outcome {
-    rows: Option<u64>,
-    version: Option<i64>,
-    message: String,
-    up_to_date: bool,
-    warnings: Vec<Diagnostic>,
+pub(super) struct Outcome {
+    pub(super) rows: Option<u64>,
+    pub(super) version: Option<i64>,
+    pub(super) message: String,
+    pub(super) up_to_date: bool,
+    pub(super) warnings: Vec<Diagnostic>,
 }
 
 pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> NodeResult {
@@ -158,7 +158,7 @@ async fn materialize(
     let node = build.dag.node(run.index);
     let writes_table = matches!(
         node.materialized,
-        Materialization::Seed | Materialization::Table | Materialization::Incremental
+        Materialization::Seed | Materialization::Table | Materialization::Incremental | Materialization::Snapshot
     );
     let url = build.registry.location(&node.relation);
     if let (Some(journal), true) = (journal, writes_table) {
@@ -169,6 +169,7 @@ async fn materialize(
         Materialization::Table | Materialization::Incremental => table(build, run).await,
         Materialization::View => view(build, run).await,
         Materialization::Ephemeral => ephemeral(build, run).await,
+        Materialization::Snapshot => super::snapshot::snapshot(build, run).await,
         Materialization::Test | Materialization::External => Ok(Outcome {
             rows: None,
             version: None,
@@ -196,11 +197,7 @@ async fn up_to_date(build: &Build, run: &mut NodeRun) -> Result<Option<Outcome>,
         return Ok(None);
     }
     let stored = super::fingerprint::stored(build, index).await?;
-    build
-        .expected
-        .lock()
-        .expect("expected versions poisoned")
-        .insert(index, stored.version);
+    super::write::expect_version(build, index, stored.version);
     // Data files gone from under the table: a node that would read or
     // keep the table as it is fails here, by name, before anything is
     // built on it; one rebuilt in full writes a whole new version.
@@ -443,7 +440,7 @@ async fn seed(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
     })
 }
 
-async fn planned(
+pub(super) async fn planned(
     build: &Build,
     run: &mut NodeRun,
 ) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {

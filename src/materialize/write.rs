@@ -36,6 +36,15 @@ pub(super) fn commit_of(build: &Build, run: &NodeRun) -> lake::Commit {
     }
 }
 
+/// The version of its table a node's commit will expect to follow.
+pub(super) fn expect_version(build: &Build, index: NodeIndex, version: lake::Expected) {
+    build
+        .expected
+        .lock()
+        .expect("expected versions poisoned")
+        .insert(index, version);
+}
+
 /// etl's metadata in a node's commit: which node and build wrote it, how,
 /// and the fingerprint it was built with.
 pub(super) fn commit_metadata(build: &Build, run: &NodeRun) -> Map<String, Value> {

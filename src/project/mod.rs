@@ -15,6 +15,7 @@ mod profiles;
 mod project_file;
 mod properties;
 mod settings;
+mod snapshots;
 pub mod yaml;
 pub use discovery::*;
 mod selectors;
@@ -89,6 +90,8 @@ pub struct Project {
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// The snapshot block it is, when its file holds several.
+    pub block: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -103,6 +106,8 @@ pub struct Model {
     pub description: String,
     pub columns: Vec<ColumnProperties>,
     pub properties_file: Option<PathBuf>,
+    /// A model, or a snapshot (built as one, then merged as SCD type 2).
+    pub resource_type: crate::config::ResourceType,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +130,7 @@ impl Model {
             description: String::new(),
             columns: Vec::new(),
             properties_file: None,
+            resource_type: crate::config::ResourceType::Model,
         }
     }
 }
@@ -144,6 +150,16 @@ impl Seed {
 
 type Diagnostics = Vec<Diagnostic>;
 
+/// Where a model's (or snapshot's) properties go.
+fn model_slot(m: &mut Model) -> PropsTarget<'_> {
+    (
+        &mut m.config,
+        &mut m.description,
+        &mut m.columns,
+        Some(&mut m.properties_file),
+    )
+}
+
 /// Loads the project at `dir`.
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let root = absolute(dir);
@@ -162,6 +178,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
 
     let model_files = discover(&root, &header.model_paths, &["sql"], &mut errors);
     let seed_files = discover(&root, &header.seed_paths, &["csv"], &mut errors);
+    let snapshot_files = discover(&root, &header.snapshot_paths, &["sql"], &mut errors);
     let mut macro_files = discover(&root, &header.macro_paths, &["sql"], &mut errors);
     // dbt keeps custom generic tests (`{% test %}` blocks) in
     // `tests/generic/`: those files are macros, not singular tests.
@@ -180,6 +197,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let mut yml_dirs = header.model_paths.clone();
     yml_dirs.extend(header.seed_paths.iter().cloned());
     yml_dirs.extend(header.macro_paths.iter().cloned());
+    yml_dirs.extend(header.snapshot_paths.iter().cloned());
     for package in &packages {
         yml_dirs.extend(package.model_dirs.iter().cloned());
         yml_dirs.extend(package.seed_dirs.iter().cloned());
@@ -190,7 +208,29 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     for (path, text) in read_all(&root, model_files, &mut errors) {
         let fqn = fqn_of(&header.name, &header.model_paths, &path);
         let config = tree_config(header.models.as_ref(), &header, &fqn);
-        models.push(Model::new(SourceFile { path, text }, fqn, config));
+        models.push(Model::new(
+            SourceFile {
+                path,
+                text,
+                block: None,
+            },
+            fqn,
+            config,
+        ));
+    }
+    // A snapshot's fqn holds its file's name, then its own, as in dbt.
+    for (path, text) in read_all(&root, snapshot_files, &mut errors) {
+        for (name, template) in snapshots::blocks(&path, &text, &mut errors) {
+            let mut fqn = fqn_of(&header.name, &header.snapshot_paths, &path);
+            fqn.push(name.clone());
+            let config = tree_config(header.snapshots.as_ref(), &header, &fqn);
+            let file = SourceFile {
+                path: path.clone(),
+                text: template,
+                block: Some(name),
+            };
+            models.push(snapshots::snapshot(file, fqn, config));
+        }
     }
     let mut seeds = Vec::new();
     for path in seed_files {
@@ -207,7 +247,15 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             let fqn = fqn_of(&package.name, &package.model_dirs, &path);
             let mut config = tree_config_at(package.models.as_ref(), &package.file, &package.name, &fqn);
             config.merge(tree_config(header.models.as_ref(), &header, &fqn));
-            models.push(Model::new(SourceFile { path, text }, fqn, config));
+            models.push(Model::new(
+                SourceFile {
+                    path,
+                    text,
+                    block: None,
+                },
+                fqn,
+                config,
+            ));
         }
         for path in discover(&root, &package.seed_dirs, &["csv"], &mut errors) {
             let fqn = fqn_of(&package.name, &package.seed_dirs, &path);
@@ -262,7 +310,6 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         };
         for (key, what, value) in [
             ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
-            ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
             ("exposures", "exposures are not listed by etl yet", &file.exposures),
             ("analyses", "analyses are not compiled by etl yet", &file.analyses),
             ("metrics", "metrics are not read by etl", &file.metrics),
@@ -305,24 +352,52 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             }
         }
         for mut props in file.models {
+            if let Some(relation) = &props.relation {
+                errors.push(
+                    Diagnostic::error(
+                        Code::InvalidConfig,
+                        format!("model `{}`: `relation` belongs to a snapshot", props.name.value),
+                    )
+                    .with_span(yaml::span(&path, &relation.referenced))
+                    .with_help("list it under `snapshots:` to snapshot that relation"),
+                );
+            }
             let target = TestTarget::Model(props.name.value.clone());
             data_tests.extend(node_tests(&owner, &path, &target, &mut props, &mut errors));
-            match model_index.get(&props.name.value) {
-                Some(&i) => {
-                    let m = &mut models[i];
-                    let slot = (
-                        &mut m.config,
-                        &mut m.description,
-                        &mut m.columns,
-                        Some(&mut m.properties_file),
-                    );
-                    apply_properties(&path, props, slot, &mut errors);
-                }
+            let index = model_index
+                .get(&props.name.value)
+                .filter(|&&i| models[i].resource_type == crate::config::ResourceType::Model);
+            match index {
+                Some(&i) => apply_properties(&path, props, model_slot(&mut models[i]), &mut errors),
                 None => errors.push(unknown_node(
                     &path,
                     &props,
                     "model",
                     models.iter().map(|m| m.name.as_str()),
+                )),
+            }
+        }
+        for mut props in file.snapshots {
+            // dbt 1.9: a snapshot defined by its properties.
+            if let Some(relation) = props.relation.take() {
+                let fqn = fqn_with(owner.name, &yml_dirs, &path, &props.name.value);
+                let config = tree_config(header.snapshots.as_ref(), &header, &fqn);
+                let line = yaml::span(&path, &relation.referenced).map_or(1, |s| s.line);
+                models.push(snapshots::from_relation(&path, &relation.value, line, fqn, config));
+            }
+            let target = TestTarget::Model(props.name.value.clone());
+            data_tests.extend(node_tests(&owner, &path, &target, &mut props, &mut errors));
+            let is_snapshot = |m: &Model| m.resource_type == crate::config::ResourceType::Snapshot;
+            match models
+                .iter()
+                .rposition(|m| is_snapshot(m) && m.name == props.name.value)
+            {
+                Some(i) => apply_properties(&path, props, model_slot(&mut models[i]), &mut errors),
+                None => errors.push(unknown_node(
+                    &path,
+                    &props,
+                    "snapshot",
+                    models.iter().filter(|m| is_snapshot(m)).map(|m| m.name.as_str()),
                 )),
             }
         }
@@ -381,14 +456,24 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
 
     let macro_files = macro_files
         .into_iter()
-        .filter_map(|path| read(&root, &path, &mut errors).map(|text| SourceFile { path, text }))
+        .filter_map(|path| {
+            read(&root, &path, &mut errors).map(|text| SourceFile {
+                path,
+                text,
+                block: None,
+            })
+        })
         .collect();
     for path in test_files {
         if let Some(text) = read(&root, &path, &mut errors) {
             data_tests.push(data_tests::singular_test(
                 &header.name,
                 &header.test_paths,
-                SourceFile { path, text },
+                SourceFile {
+                    path,
+                    text,
+                    block: None,
+                },
             ));
         }
     }

@@ -207,7 +207,11 @@ pub(super) fn load(root: &Path, install_path: &str) -> Result<Vec<Package>, Diag
         let macro_paths = discover(root, &dirs(project.macro_paths, "macros"), &["sql"], &mut errors);
         let macro_files = read_all(root, macro_paths, &mut errors)
             .into_iter()
-            .map(|(path, text)| SourceFile { path, text })
+            .map(|(path, text)| SourceFile {
+                path,
+                text,
+                block: None,
+            })
             .collect();
         packages.push(Package {
             name: project.name,

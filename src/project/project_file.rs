@@ -38,6 +38,8 @@ pub struct EtlProjectFile {
     pub tests: Option<ConfigTree>,
     #[serde(default)]
     pub sources: Option<ConfigTree>,
+    #[serde(default)]
+    pub snapshots: Option<ConfigTree>,
     /// Whose SQL semantics models are written in: `datafusion` (the
     /// default) or `duckdb`.
     #[serde(default)]
@@ -56,6 +58,8 @@ pub struct PathsSpec {
     pub seeds: Option<Vec<String>>,
     #[serde(default)]
     pub tests: Option<Vec<String>>,
+    #[serde(default)]
+    pub snapshots: Option<Vec<String>>,
 }
 
 /// A named target: where the lake lives and how to build against it.
@@ -103,7 +107,7 @@ pub struct DbtProjectFile {
     #[serde(default, rename = "analysis-paths")]
     pub analysis_paths: Option<Value>,
     #[serde(default, rename = "snapshot-paths")]
-    pub snapshot_paths: Option<Value>,
+    pub snapshot_paths: Option<Vec<String>>,
     #[serde(default, rename = "docs-paths")]
     pub docs_paths: Option<Value>,
     #[serde(default, rename = "asset-paths")]
@@ -131,7 +135,7 @@ pub struct DbtProjectFile {
     #[serde(default)]
     pub sources: Option<ConfigTree>,
     #[serde(default)]
-    pub snapshots: Option<Spanned<Value>>,
+    pub snapshots: Option<ConfigTree>,
     #[serde(default)]
     pub analyses: Option<Value>,
     #[serde(default)]

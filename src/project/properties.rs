@@ -27,7 +27,7 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub macros: Option<Value>,
     #[serde(default)]
-    pub snapshots: Option<Spanned<Value>>,
+    pub snapshots: Vec<ModelProperties>,
     #[serde(default)]
     pub analyses: Option<Spanned<Value>>,
     #[serde(default)]
@@ -59,6 +59,9 @@ pub type ConfigMap = BTreeMap<String, Spanned<Value>>;
 #[serde(deny_unknown_fields)]
 pub struct ModelProperties {
     pub name: Spanned<String>,
+    /// A snapshot's: the `ref()` or `source()` it snapshots (dbt 1.9).
+    #[serde(default)]
+    pub relation: Option<Spanned<String>>,
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]

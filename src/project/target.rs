@@ -56,6 +56,7 @@ pub(super) struct Header {
     pub(super) seed_paths: Vec<String>,
     pub(super) macro_paths: Vec<String>,
     pub(super) test_paths: Vec<String>,
+    pub(super) snapshot_paths: Vec<String>,
     pub(super) default_target: Option<Spanned<String>>,
     /// dbt's `profile:`: the profile of `profiles.yml` with the targets.
     pub(super) profile: Option<Spanned<String>>,
@@ -65,6 +66,7 @@ pub(super) struct Header {
     pub(super) vars: Map<String, Value>,
     pub(super) models: Option<ConfigTree>,
     pub(super) seeds: Option<ConfigTree>,
+    pub(super) snapshots: Option<ConfigTree>,
     /// Config for data tests, by folder.
     pub(super) tests: Option<ConfigTree>,
     /// Config for source tables: project, source, table.
@@ -104,6 +106,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             seed_paths: strings(paths.seeds, "seeds"),
             macro_paths: strings(paths.macros, "macros"),
             test_paths: strings(paths.tests, "tests"),
+            snapshot_paths: strings(paths.snapshots, "snapshots"),
             default_target: file.target,
             profile: None,
             dialect: file.sql_dialect,
@@ -111,6 +114,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars: file.vars,
             models: file.models,
             seeds: file.seeds,
+            snapshots: file.snapshots,
             tests: file.tests,
             sources: file.sources,
             warnings: Vec::new(),
@@ -167,10 +171,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             return Err(errors);
         }
         let mut warnings = Vec::new();
-        for (key, what, value) in [
-            ("snapshots", "snapshots are not built by etl yet", &file.snapshots),
-            ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
-        ] {
+        for (key, what, value) in [("unit_tests", "unit tests are not run by etl yet", &file.unit_tests)] {
             if let Some(value) = present(value) {
                 warnings.push(
                     Diagnostic::warning(Code::Unsupported, format!("`{key}`: {what}"))
@@ -196,6 +197,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             seed_paths: strings(file.seed_paths, "seeds"),
             macro_paths: strings(file.macro_paths, "macros"),
             test_paths: strings(file.test_paths, "tests"),
+            snapshot_paths: strings(file.snapshot_paths, "snapshots"),
             default_target: None,
             profile,
             dialect: None,
@@ -203,6 +205,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             vars,
             models: file.models,
             seeds: file.seeds,
+            snapshots: file.snapshots,
             tests: file.tests,
             sources: file.sources,
             warnings,

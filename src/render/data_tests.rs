@@ -40,6 +40,7 @@ pub(super) fn render_test(
                 description: String::new(),
                 columns: Vec::new(),
                 properties_file: None,
+                resource_type: crate::config::ResourceType::Test,
             };
             let this = relation_of(&test.name, &test.config, &project.target.schema);
             let (sql, recorded) = render_one(env, &model, this, globals, macros, project)?;

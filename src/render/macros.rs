@@ -246,7 +246,7 @@ impl Macros {
             let (file, start) = self.files.iter().rev().find(|(_, start)| *start <= line)?;
             return Some((file.clone(), line - start + 1, col));
         }
-        let file = template_files(project).find(|f| template_name(&f.path) == template)?;
+        let file = template_files(project).find(|f| template_name(f) == template)?;
         // Both prefixes have this length.
         let prefix = self.import.chars().count();
         let col = if line == 1 {
@@ -550,7 +550,7 @@ impl Object for Adapter {
 
 fn template_source(project: &Project, name: &str, macros: &Macros) -> Option<String> {
     template_files(project)
-        .find(|f| template_name(&f.path) == name)
+        .find(|f| template_name(f) == name)
         .map(|f| format!("{}{}", macros.prefix(&f.text), f.text))
 }
 

@@ -409,7 +409,7 @@ fn environment<'a>(
     let mut errors = Vec::new();
     for file in files {
         let source = format!("{}{}", macros.prefix(&file.text), mutable::mutable_literals(&file.text));
-        if let Err(err) = env.add_template_owned(template_name(&file.path), source) {
+        if let Err(err) = env.add_template_owned(template_name(file), source) {
             errors.push(macros.diagnostic(&err, project));
         }
     }
@@ -503,7 +503,7 @@ fn render_one(
             .push(package.clone());
     }
     let template = env
-        .get_template(&template_name(&model.file.path))
+        .get_template(&template_name(&model.file))
         .map_err(|e| macros.diagnostic(&e, project))?;
     let sql = template
         .render(context::render_context_with(scope.clone(), extra))
@@ -561,7 +561,7 @@ fn node_value(model: &Model, this: &Relation, resource_type: &str) -> Value {
 
 fn model_ref<'a>(model: &'a Model, config: &'a RawConfig) -> NodeRef<'a> {
     NodeRef {
-        resource_type: "model",
+        resource_type: model.resource_type.as_str(),
         name: &model.name,
         fqn: &model.fqn,
         config,
@@ -663,6 +663,7 @@ pub fn render_inline(
     let file = SourceFile {
         path: PathBuf::from("<inline>"),
         text: text.to_owned(),
+        block: None,
     };
     let model = Model {
         name: "inline".into(),
@@ -672,6 +673,7 @@ pub fn render_inline(
         description: String::new(),
         columns: Vec::new(),
         properties_file: None,
+        resource_type: crate::config::ResourceType::Model,
     };
     let env = environment(&run.macros, project, std::iter::once(&file)).map_err(|mut e| e.remove(0))?;
     let this = Relation {
@@ -899,8 +901,11 @@ fn target_value(project: &Project) -> Value {
     ]))
 }
 
-pub(super) fn template_name(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
+pub(super) fn template_name(file: &SourceFile) -> String {
+    match &file.block {
+        Some(block) => format!("{}#{block}", file.path.to_string_lossy()),
+        None => file.path.to_string_lossy().into_owned(),
+    }
 }
 
 /// Where `func('name')` is called in `text`, if it is written literally.

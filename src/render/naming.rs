@@ -64,6 +64,22 @@ impl Naming {
         let custom_schema = node.config.schema();
         let custom_alias = node.config.alias();
         let ephemeral = node.config.materialized() == Some("ephemeral");
+        // A snapshot's `target_schema` (dbt before 1.9) is its schema as
+        // written, never passed to `generate_schema_name`.
+        let target_schema = (node.resource_type == "snapshot")
+            .then(|| node.config.value("target_schema").and_then(|v| v.as_str()))
+            .flatten();
+        if let Some(schema) = target_schema {
+            let identifier = match &self.own {
+                Some((env, _, true)) if self.dbt => self.call(env, ALIAS_MACRO, custom_alias, node, macros, project)?,
+                _ => custom_alias.map_or(node.name, str::trim).to_owned(),
+            };
+            return Ok(Relation {
+                schema: schema.trim().to_owned(),
+                identifier,
+                ephemeral: false,
+            });
+        }
         if !self.dbt {
             return Ok(Relation {
                 schema: custom_schema.unwrap_or(&self.target_schema).to_owned(),

@@ -80,7 +80,7 @@ fn read(ctx: &SessionContext, sql_table: &str) -> (Vec<String>, Vec<String>) {
 
 /// Builds `fixture` with dbt and with etl and compares `tables`.
 fn same_as_dbt(fixture_name: &str, lake: &str, tables: &[&str]) {
-    same_as_dbt_after(fixture_name, lake, tables, None);
+    same_as_dbt_after(fixture_name, lake, tables, &[]);
 }
 
 /// The rows of a file dbt and etl each wrote, read by DataFusion, sorted.
@@ -103,23 +103,22 @@ fn file_rows(dir: &Path, file: &str) -> Vec<String> {
     })
 }
 
-/// [`same_as_dbt`], with `next_night` changing each project (its seeds)
-/// after a first build, and a second build compared.
+/// [`same_as_dbt`], with each of `next_nights` changing each project (its
+/// seeds) after the build before it, and the last build compared.
 fn same_as_dbt_after(
     fixture_name: &str,
     lake: &str,
     tables: &[&str],
-    next_night: Option<&dyn Fn(&Path)>,
+    next_nights: &[&dyn Fn(&Path)],
 ) -> (tempfile::TempDir, tempfile::TempDir) {
     let theirs = fixture(fixture_name);
     if theirs.path().join("packages.yml").exists() {
         dbt(theirs.path(), &["deps"]);
     }
     let ours = fixture(fixture_name);
-    let nights = if next_night.is_some() { 2 } else { 1 };
-    for night in 0..nights {
+    for night in 0..=next_nights.len() {
         if night > 0 {
-            let change = next_night.expect("a second night has a change");
+            let change = next_nights[night - 1];
             change(theirs.path());
             change(ours.path());
         }
@@ -288,8 +287,86 @@ fn incremental_merges_give_dbt_duckdbs_rows_on_the_next_night() {
         "dbt_merge",
         "dev.lake",
         &["main.customers", "main.statuses", "main.events"],
-        Some(&next_night),
+        &[&next_night],
     );
+}
+
+#[test]
+fn snapshots_give_dbt_duckdbs_rows_over_three_runs() {
+    // Night 2: order 1 changes (a later updated_at), 3 is gone, 4 is new;
+    // customer (1, us) is gone, (2, eu) changes, (3, eu) is new. Night 3:
+    // order 3 comes back, 2 changes its amount without a new updated_at
+    // (the timestamp strategy keeps it, the check strategy does not), 4 is
+    // gone; (1, us) comes back, (2, eu) is gone.
+    let second = |dir: &Path| {
+        std::fs::write(
+            dir.join("seeds/raw_orders.csv"),
+            "id,status,amount,updated_at\n\
+             1,shipped,10.50,2024-01-03 08:00:00\n\
+             2,placed,20.00,2024-01-01 11:30:00.5\n\
+             4,placed,7.00,2024-01-03 12:00:00.25\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("seeds/raw_customers.csv"),
+            "id,region,name,updated_at\n1,eu,Ana,2024-01-01\n2,eu,Bob,2024-01-02\n3,eu,Cy,2024-01-02\n",
+        )
+        .unwrap();
+    };
+    let third = |dir: &Path| {
+        std::fs::write(
+            dir.join("seeds/raw_orders.csv"),
+            "id,status,amount,updated_at\n\
+             1,shipped,10.50,2024-01-03 08:00:00\n\
+             2,placed,25.00,2024-01-01 11:30:00.5\n\
+             3,returned,5.25,2024-01-04 00:00:00\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("seeds/raw_customers.csv"),
+            "id,region,name,updated_at\n1,eu,Ana,2024-01-01\n1,us,Ana,2024-01-03\n3,eu,Cy,2024-01-02\n",
+        )
+        .unwrap();
+    };
+    let (theirs, ours) = same_as_dbt_after(
+        "dbt_snapshot",
+        "dev.lake",
+        &["snapshots.orders_ts", "main.check_history", "main.customers_history"],
+        &[&second, &third],
+    );
+    // The manifest loads with dbt's class; snapshots are named, placed
+    // and configured as dbt has them.
+    let script = format!(
+        "import json\n\
+         from dbt.artifacts.schemas.manifest import WritableManifest\n\
+         ours = json.load(open({ours:?}))\n\
+         WritableManifest.from_dict(ours)\n\
+         theirs = json.load(open({theirs:?}))\n\
+         snaps = [k for k, v in theirs['nodes'].items() if v['resource_type'] == 'snapshot']\n\
+         assert len(snaps) == 3, snaps\n\
+         for k in snaps:\n\
+         \x20   o, t = ours['nodes'][k], theirs['nodes'][k]\n\
+         \x20   assert o['resource_type'] == 'snapshot', o\n\
+         \x20   for f in ['fqn', 'schema', 'alias']:\n\
+         \x20       assert o[f] == t[f], (k, f, o[f], t[f])\n\
+         \x20   for f in ['strategy', 'unique_key', 'updated_at', 'check_cols', 'hard_deletes']:\n\
+         \x20       assert o['config'].get(f) == t['config'].get(f), (k, f, o['config'].get(f), t['config'].get(f))\n\
+         \x20   assert sorted(o['depends_on']['nodes']) == sorted(t['depends_on']['nodes']), k\n\
+         print('same')\n",
+        ours = ours.path().join("target/manifest.json"),
+        theirs = theirs.path().join("target/manifest.json"),
+    );
+    let out = Command::new(oracle().join("python"))
+        .args(["-c", &script])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "same");
 }
 
 #[test]
@@ -301,7 +378,7 @@ fn external_sources_and_models_give_dbt_duckdbs_rows_and_files() {
         "dbt_external",
         "ext",
         &["main.orders", "main.order_totals", "main.daily"],
-        None,
+        &[],
     );
     for file in ["out/orders.parquet", "ext/order_totals.parquet", "out/daily.csv"] {
         let (dbt_rows, etl_rows) = (file_rows(theirs.path(), file), file_rows(ours.path(), file));

@@ -10,6 +10,7 @@ mod outputs;
 mod packages;
 mod reference;
 mod s3_server;
+mod scd_snapshots;
 mod selection;
 mod snapshots;
 mod storage;

@@ -220,7 +220,7 @@ pub(super) fn path_matches(value: &str, paths: &[String]) -> bool {
 /// The files a node is defined in: its own, and a model's properties file.
 pub(super) fn node_paths(cx: &SelectContext, node: &Node) -> Vec<String> {
     let mut paths = vec![node.path.to_string_lossy().replace('\\', "/")];
-    if node.resource_type == ResourceType::Model {
+    if matches!(node.resource_type, ResourceType::Model | ResourceType::Snapshot) {
         if let Some(props) = &node.model(cx.project).properties_file {
             paths.push(props.to_string_lossy().replace('\\', "/"));
         }
