@@ -59,7 +59,7 @@ impl Mode {
             Mode::Build => resource_type != ResourceType::Source,
             Mode::Run => resource_type == ResourceType::Model,
             Mode::Seed => resource_type == ResourceType::Seed,
-            Mode::Test => resource_type == ResourceType::Test,
+            Mode::Test => matches!(resource_type, ResourceType::Test | ResourceType::UnitTest),
             Mode::Snapshot => resource_type == ResourceType::Snapshot,
         }
     }

@@ -3,6 +3,7 @@
 //! executed node) and `compiled/<path>.sql`. Field names follow dbt's
 //! artifacts so that tools reading those keep working.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use petgraph::graph::NodeIndex;
@@ -27,8 +28,30 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         .unwrap_or_default();
     let mut nodes = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
+    let mut unit_tests = serde_json::Map::new();
+    // A unit test hangs off its model in dbt's maps.
+    let tested_by: BTreeMap<NodeIndex, String> = dag
+        .order
+        .iter()
+        .filter(|&&i| dag.node(i).resource_type == ResourceType::UnitTest)
+        .filter_map(|&i| {
+            let model = dag.node(i).fqn.get(1)?;
+            let id = dag
+                .order
+                .iter()
+                .map(|&m| dag.node(m))
+                .find(|m| m.resource_type == ResourceType::Model && &m.name == model)?;
+            Some((i, id.unique_id.clone()))
+        })
+        .collect();
     for &index in &dag.order {
         let node = dag.node(index);
+        if node.resource_type == ResourceType::UnitTest {
+            let test = node.unit_test(project);
+            let model = tested_by.get(&index).cloned();
+            unit_tests.insert(node.unique_id.clone(), unit_test_entry(test, node, model, created_at));
+            continue;
+        }
         let location = (!matches!(node.materialized, Materialization::Ephemeral | Materialization::Test)).then(|| {
             match node.materialized {
                 Materialization::External => node.source(project).location.clone(),
@@ -125,6 +148,8 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         let id = &dag.node(index).unique_id;
         let mut parents: Vec<&str> = if is_source(index) {
             Vec::new()
+        } else if let Some(model) = tested_by.get(&index) {
+            vec![model.as_str()]
         } else {
             dag.parents(index).map(|p| dag.node(p).unique_id.as_str()).collect()
         };
@@ -133,8 +158,14 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         let mut children: Vec<&str> = dag
             .graph
             .neighbors_directed(index, petgraph::Direction::Outgoing)
-            .filter(|&c| !is_source(c))
+            .filter(|&c| !is_source(c) && !tested_by.contains_key(&c))
             .map(|c| dag.node(c).unique_id.as_str())
+            .chain(
+                tested_by
+                    .iter()
+                    .filter(|(_, model)| *model == id)
+                    .map(|(&t, _)| dag.node(t).unique_id.as_str()),
+            )
             .collect();
         children.sort_unstable();
         children.dedup();
@@ -168,8 +199,70 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "group_map": {},
         "saved_queries": {},
         "semantic_models": {},
-        "unit_tests": {},
+        "unit_tests": unit_tests,
         "functions": {},
+    })
+}
+
+/// dbt's entry for a unit test: its model, given and expected rows (CSV
+/// as rows of text, as dbt lists them), overrides.
+fn unit_test_entry(test: &crate::project::UnitTest, node: &Node, model: Option<String>, created_at: f64) -> Value {
+    use crate::project::Rows;
+    let rows = |rows: &Rows| match rows {
+        Rows::Dict(list) => (json!(list), "dict"),
+        Rows::Csv(text) => {
+            let mut lines = text.trim_start().lines().filter(|l| !l.trim().is_empty());
+            let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
+            let list: Vec<Value> = lines
+                .map(|line| {
+                    let cells = line
+                        .split(',')
+                        .map(str::trim)
+                        .map(|c| if c.is_empty() { Value::Null } else { json!(c) });
+                    Value::Object(header.iter().map(|h| h.to_string()).zip(cells).collect())
+                })
+                .collect();
+            (json!(list), "csv")
+        }
+        Rows::Sql(sql) => (json!(sql), "sql"),
+    };
+    let given: Vec<Value> = test
+        .given
+        .iter()
+        .map(|g| {
+            let (rows, format) = rows(&g.rows);
+            json!({"input": g.input.to_string(), "rows": rows, "format": format, "fixture": null})
+        })
+        .collect();
+    let (expected, format) = rows(&test.expect);
+    json!({
+        "model": test.model,
+        "given": given,
+        "expect": {"rows": expected, "format": format, "fixture": null},
+        "name": test.name,
+        "resource_type": "unit_test",
+        "package_name": test.package,
+        "path": test.path.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "original_file_path": test.path,
+        "unique_id": node.unique_id,
+        "fqn": test.fqn,
+        "description": test.description,
+        "overrides": test.overrides.written.then(|| json!({
+            "macros": test.overrides.macros,
+            "vars": test.overrides.vars,
+            "env_vars": test.overrides.env_vars,
+        })),
+        "depends_on": {"macros": [], "nodes": model.into_iter().collect::<Vec<_>>()},
+        "config": {
+            "tags": node.tags(),
+            "meta": node.config.raw().value("meta").cloned().unwrap_or_else(|| json!({})),
+            "enabled": true,
+        },
+        "checksum": null,
+        "schema": node.relation.schema,
+        "created_at": created_at,
+        "versions": null,
+        "version": null,
     })
 }
 

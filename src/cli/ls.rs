@@ -35,6 +35,8 @@ enum LsType {
     Source,
     Test,
     Snapshot,
+    #[value(name = "unit_test")]
+    UnitTest,
 }
 
 pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
@@ -53,6 +55,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         LsType::Source => t == ResourceType::Source,
         LsType::Test => t == ResourceType::Test,
         LsType::Snapshot => t == ResourceType::Snapshot,
+        LsType::UnitTest => t == ResourceType::UnitTest,
     };
     let wanted = |t: ResourceType| {
         (args.resource_type.is_empty() || args.resource_type.iter().any(|w| is(w, t)))

@@ -104,7 +104,11 @@ impl Output {
             (None, Some(f)) if f > 0 => format!("{} failing", thousands(f)),
             _ => String::new(),
         };
-        let what = format!("{} {}", result.materialized.as_str(), result.name);
+        let kind = match result.resource_type {
+            etl::graph::ResourceType::UnitTest => "unit_test",
+            _ => result.materialized.as_str(),
+        };
+        let what = format!("{kind} {}", result.name);
         self.line(&format!(
             "{done:>width$}/{total} {status:<5} {what:<44} {rows:>14} {:>7.2}s",
             result.execution_time

@@ -36,6 +36,8 @@ pub enum ResourceType {
     Model,
     Test,
     Snapshot,
+    #[serde(rename = "unit_test")]
+    UnitTest,
 }
 
 impl ResourceType {
@@ -46,6 +48,7 @@ impl ResourceType {
             ResourceType::Model => "model",
             ResourceType::Test => "test",
             ResourceType::Snapshot => "snapshot",
+            ResourceType::UnitTest => "unit_test",
         }
     }
 }
@@ -65,6 +68,8 @@ pub enum Materialization {
     Test,
     /// Snapshots: each run adds the query's changed rows as new versions.
     Snapshot,
+    /// Unit tests: a model's SQL run on mocked rows, in memory.
+    Unit,
 }
 
 impl Materialization {
@@ -80,6 +85,7 @@ impl Materialization {
             Materialization::External => "external",
             Materialization::Test => "test",
             Materialization::Snapshot => "snapshot",
+            Materialization::Unit => "unit",
         }
     }
 
@@ -199,6 +205,7 @@ impl Config {
             ResourceType::Source => Some(Materialization::External),
             ResourceType::Test => Some(Materialization::Test),
             ResourceType::Snapshot => Some(Materialization::Snapshot),
+            ResourceType::UnitTest => Some(Materialization::Unit),
             ResourceType::Model => c.materialization(),
         };
         let tags = c.key_list("tags");

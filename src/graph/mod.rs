@@ -46,6 +46,7 @@ pub enum Defined {
     Source(usize),
     Model(usize),
     Test(usize),
+    UnitTest(usize),
 }
 
 impl Node {
@@ -88,6 +89,13 @@ impl Node {
         match self.defined {
             Defined::Test(i) => &project.data_tests[i],
             _ => self.wrong_kind("data test"),
+        }
+    }
+
+    pub fn unit_test<'p>(&self, project: &'p Project) -> &'p crate::project::UnitTest {
+        match self.defined {
+            Defined::UnitTest(i) => &project.unit_tests[i],
+            _ => self.wrong_kind("unit test"),
         }
     }
 
@@ -375,6 +383,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
     }
 
     add_tests(project, rendered, &mut graph, &by_name, &by_source, &mut errors);
+    add_unit_tests(project, &mut graph, &by_name, &by_source, &mut errors);
     check_relations_unique(&graph, &mut errors);
     // A key set for a folder is checked on every node below it: said once.
     dedup(&mut errors);
@@ -465,6 +474,141 @@ fn dedup(diags: &mut Vec<Diagnostic>) {
 }
 
 /// A node's config, checked; its problems go to `errors`.
+/// Unit tests are nodes whose parents are what their model reads, run
+/// before it (see `materialize::run_edges`). Each given input must be one
+/// of them (or `this`), and each of them given.
+fn add_unit_tests(
+    project: &Project,
+    graph: &mut DiGraph<Node, ()>,
+    by_name: &BTreeMap<String, NodeIndex>,
+    by_source: &BTreeMap<(String, String), NodeIndex>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    use crate::project::Input;
+    for (i, test) in project.unit_tests.iter().enumerate() {
+        let fail = |message: String| {
+            Diagnostic::error(Code::InvalidConfig, format!("unit test `{}`: {message}", test.name))
+                .with_span(test.span.clone())
+        };
+        let model = by_name
+            .get(&test.model)
+            .copied()
+            .filter(|&m| graph[m].resource_type == ResourceType::Model);
+        let Some(model) = model else {
+            // A disabled model's unit tests are left out, as its tests are.
+            if !project.models.iter().any(|m| m.name == test.model) {
+                errors.push(
+                    fail(format!("`model: {}` is not a model of the project", test.model))
+                        .with_suggestion(&test.model, project.models.iter().map(|m| m.name.as_str())),
+                );
+            }
+            continue;
+        };
+        let scope = Scope {
+            resource: ResourceType::UnitTest,
+            name: &test.name,
+            fallback: test.span.clone().unwrap_or_else(|| Span::file(&test.path)),
+            generic_test: false,
+            keyed_default: keyed_default(project),
+        };
+        if !test.config.enabled() {
+            continue;
+        }
+        let Some(config) = checked(&test.config, &scope, errors) else {
+            continue;
+        };
+        // What the model's SQL scans, ephemeral models inlined: each must
+        // be given.
+        let scanned: Vec<NodeIndex> = {
+            let mut out: Vec<NodeIndex> = Vec::new();
+            let mut stack: Vec<NodeIndex> = graph.neighbors_directed(model, petgraph::Direction::Incoming).collect();
+            while let Some(p) = stack.pop() {
+                if graph[p].materialized == Materialization::Ephemeral {
+                    stack.extend(graph.neighbors_directed(p, petgraph::Direction::Incoming));
+                } else if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+            out
+        };
+        let mut given = Vec::new();
+        let mut ok = true;
+        for g in &test.given {
+            let found = match &g.input {
+                Input::Ref(name) => by_name.get(name).copied(),
+                Input::Source(s, t) => by_source.get(&(s.clone(), t.clone())).copied(),
+                Input::This => Some(model),
+            };
+            match found {
+                Some(node) if node == model || scanned.contains(&node) => given.push(node),
+                _ => {
+                    let read: Vec<String> = scanned.iter().map(|&p| input_text(&graph[p])).collect();
+                    errors.push(
+                        Diagnostic::error(
+                            Code::InvalidConfig,
+                            format!(
+                                "unit test `{}`: `{}` is not an input of `{}`",
+                                test.name, g.input, test.model
+                            ),
+                        )
+                        .with_span(g.span.clone())
+                        .with_note(format!("`{}` reads {}", test.model, read.join(", "))),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let missing: Vec<String> = scanned
+            .iter()
+            .filter(|p| !given.contains(p))
+            .map(|&p| input_text(&graph[p]))
+            .collect();
+        if !missing.is_empty() {
+            errors.push(
+                fail(format!("`{}` reads {}, not given", test.model, missing.join(", "))).with_help(
+                    "a unit test mocks every input of its model: add a `given` entry for each (`rows: []` for none)",
+                ),
+            );
+            ok = false;
+        }
+        if !ok {
+            continue;
+        }
+        let tested = &graph[model];
+        let node = Node {
+            unique_id: format!("unit_test.{}.{}.{}", test.package, test.model, test.name),
+            name: test.name.clone(),
+            resource_type: ResourceType::UnitTest,
+            materialized: Materialization::Unit,
+            relation: tested.relation.clone(),
+            path: test.path.clone(),
+            fqn: test.fqn.clone(),
+            config,
+            sql: None,
+            defined: Defined::UnitTest(i),
+        };
+        let id = graph.add_node(node);
+        for parent in scanned {
+            graph.update_edge(parent, id, ());
+        }
+    }
+}
+
+/// How a unit test's `input:` names a node.
+fn input_text(node: &Node) -> String {
+    match node.resource_type {
+        ResourceType::Source => format!(
+            "source('{}', '{}')",
+            node.fqn
+                .get(node.fqn.len().saturating_sub(2))
+                .cloned()
+                .unwrap_or_default(),
+            node.name
+        ),
+        _ => format!("ref('{}')", node.name),
+    }
+}
+
 fn checked(raw: &RawConfig, scope: &Scope<'_>, errors: &mut Vec<Diagnostic>) -> Option<Config> {
     Config::check(raw.clone(), scope).map_err(|e| errors.extend(e)).ok()
 }
@@ -472,7 +616,10 @@ fn checked(raw: &RawConfig, scope: &Scope<'_>, errors: &mut Vec<Diagnostic>) -> 
 fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic>) {
     let mut seen: BTreeMap<(String, String), &Node> = BTreeMap::new();
     for node in graph.node_weights() {
-        if matches!(node.materialized, Materialization::Ephemeral | Materialization::Test) {
+        if matches!(
+            node.materialized,
+            Materialization::Ephemeral | Materialization::Test | Materialization::Unit
+        ) {
             continue;
         }
         let key = (node.relation.schema.clone(), node.relation.identifier.clone());

@@ -17,6 +17,7 @@ mod fingerprint;
 mod nodes;
 mod probe;
 mod snapshot;
+mod unit_tests;
 mod write;
 
 pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
@@ -542,6 +543,20 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
         }
         if !kids.is_empty() {
             edges.insert(i, kids);
+        }
+    }
+    // A unit test runs before its model, which it skips when it fails.
+    for &test in runnable
+        .iter()
+        .filter(|&&i| dag.node(i).resource_type == ResourceType::UnitTest)
+    {
+        let node = dag.node(test);
+        let model = runnable.iter().copied().find(|&m| {
+            let n = dag.node(m);
+            n.resource_type == ResourceType::Model && node.fqn.get(1) == Some(&n.name)
+        });
+        if let Some(model) = model.filter(|m| selected.contains(m)) {
+            edges.entry(test).or_default().push(model);
         }
     }
     let mut ancestors: HashMap<NodeIndex, HashSet<NodeIndex>> = HashMap::new();

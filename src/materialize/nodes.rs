@@ -26,6 +26,9 @@ pub(super) struct Outcome {
 pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
     let node = build.dag.node(index);
+    if node.resource_type == crate::config::ResourceType::UnitTest {
+        return super::unit_tests::run(build, index).await;
+    }
     let session = match header_session(build, index).await {
         Ok(Some(session)) => session,
         Ok(None) => build.base_session(index),
@@ -170,7 +173,7 @@ async fn materialize(
         Materialization::View => view(build, run).await,
         Materialization::Ephemeral => ephemeral(build, run).await,
         Materialization::Snapshot => super::snapshot::snapshot(build, run).await,
-        Materialization::Test | Materialization::External => Ok(Outcome {
+        Materialization::Test | Materialization::External | Materialization::Unit => Ok(Outcome {
             rows: None,
             version: None,
             message: "source".into(),

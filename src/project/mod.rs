@@ -16,6 +16,8 @@ mod project_file;
 mod properties;
 mod settings;
 mod snapshots;
+mod unit_tests;
+pub use unit_tests::{Given, Input, Overrides, Rows, UnitTest};
 pub mod yaml;
 pub use discovery::*;
 mod selectors;
@@ -72,6 +74,8 @@ pub struct Project {
     pub macro_files: Vec<SourceFile>,
     /// Generic tests from properties files, then singular tests.
     pub data_tests: Vec<DataTest>,
+    /// `unit_tests:` of the properties files.
+    pub unit_tests: Vec<UnitTest>,
     /// Named selections from `selectors.yml`.
     pub selectors: Vec<SelectorDefinition>,
     /// What the project's files set that etl accepts but does not act on.
@@ -284,6 +288,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let seed_index = first_index(seeds.iter().map(|s| s.name.as_str()));
     let mut sources = Vec::new();
     let mut data_tests = Vec::new();
+    let mut all_unit_tests = Vec::new();
     let parsed = parallel::chunks(properties_files.len(), 1, |range| {
         properties_files[range]
             .iter()
@@ -309,7 +314,6 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             model_dirs: package.map_or(&header.model_paths, |p| &p.model_dirs),
         };
         for (key, what, value) in [
-            ("unit_tests", "unit tests are not run by etl yet", &file.unit_tests),
             ("exposures", "exposures are not listed by etl yet", &file.exposures),
             ("analyses", "analyses are not compiled by etl yet", &file.analyses),
             ("metrics", "metrics are not read by etl", &file.metrics),
@@ -376,6 +380,10 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                     models.iter().map(|m| m.name.as_str()),
                 )),
             }
+        }
+        for props in file.unit_tests {
+            let test = unit_tests::unit_test(&root, &header.test_paths, owner.name, &path, props, &mut errors);
+            all_unit_tests.extend(test);
         }
         for mut props in file.snapshots {
             // dbt 1.9: a snapshot defined by its properties.
@@ -501,6 +509,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         sources,
         macro_files,
         data_tests,
+        unit_tests: all_unit_tests,
         selectors,
         warnings,
         dispatch: header.dispatch,

@@ -41,7 +41,7 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub groups: Option<Value>,
     #[serde(default)]
-    pub unit_tests: Option<Spanned<Value>>,
+    pub unit_tests: Vec<super::unit_tests::UnitTestProperties>,
     #[serde(default)]
     pub data_tests: Option<Value>,
     #[serde(default)]

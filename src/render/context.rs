@@ -32,6 +32,17 @@ pub struct Globals {
     pub owners: BTreeMap<String, String>,
     /// The lake, when a node renders as it runs; `None` while parsing.
     pub warehouse: Option<Arc<dyn super::warehouse::Warehouse>>,
+    /// A unit test's `overrides`: macros that give a value instead of
+    /// running, and environment variables.
+    pub overrides: Option<Arc<Overrides>>,
+}
+
+/// What a unit test's render answers in place of macros and the
+/// environment.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub macros: serde_json::Map<String, serde_json::Value>,
+    pub env_vars: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One template render: the node being rendered and what it called.
@@ -263,7 +274,16 @@ fn var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, 
     }
 }
 
-fn env_var_fn(name: String, default: Option<Value>) -> Result<Value, Error> {
+fn env_var_fn(state: &State, name: String, default: Option<Value>) -> Result<Value, Error> {
+    if let Some(value) = scope(state)
+        .ok()
+        .and_then(|s| s.globals.overrides.as_ref()?.env_vars.get(&name).cloned())
+    {
+        return Ok(match value {
+            serde_json::Value::String(s) => Value::from(s),
+            other => Value::from(other.to_string()),
+        });
+    }
     // As dbt keeps them: secrets are for profiles and packages, never in
     // SQL that is compiled, logged and kept in artifacts.
     if name.starts_with("DBT_ENV_SECRET") {

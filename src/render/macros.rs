@@ -416,6 +416,16 @@ struct MacroFn {
 impl Object for MacroFn {
     fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let scope = context::scope(state)?;
+        // A unit test's `overrides: {macros: {name: value}}`.
+        if let Some(overrides) = &scope.globals.overrides {
+            let qualified = self.namespace.as_ref().map(|ns| format!("{ns}.{}", self.name));
+            let value = qualified
+                .and_then(|q| overrides.macros.get(&q))
+                .or_else(|| overrides.macros.get(&self.name));
+            if let Some(value) = value {
+                return Ok(Value::from(minijinja::value::Serde(value)));
+            }
+        }
         let runtime = &scope.macros;
         let (namespace, internal) = match &self.bound {
             Some(bound) => bound.clone(),

@@ -447,6 +447,7 @@ fn base_globals(project: &Project, options: &RenderOptions) -> Globals {
             .map(|(name, fqn)| (name.clone(), fqn[0].clone()))
             .collect(),
         warehouse: None,
+        overrides: None,
     }
 }
 
@@ -462,6 +463,7 @@ fn clone_globals(g: &Globals) -> Globals {
         incremental: g.incremental.clone(),
         owners: g.owners.clone(),
         warehouse: g.warehouse.clone(),
+        overrides: g.overrides.clone(),
     }
 }
 
@@ -647,6 +649,51 @@ pub fn render_at_run(
         }
     }
     Ok(rendered)
+}
+
+/// A model rendered for one of its unit tests: as it runs (`execute`
+/// true), with the test's `overrides`: its vars over the project's, its
+/// macros answering with their values, its environment variables, and
+/// `is_incremental()` true only when it overrides that macro with `true`.
+pub fn render_for_unit_test(
+    project: &Project,
+    run: &RunRender,
+    model_index: usize,
+    parsed: &RenderedModel,
+    lake: Arc<dyn Warehouse>,
+    overrides: &crate::project::Overrides,
+) -> Result<RenderedModel, Diagnostic> {
+    let model = &project.models[model_index];
+    let mut globals = Globals {
+        warehouse: Some(lake),
+        overrides: Some(Arc::new(context::Overrides {
+            macros: overrides.macros.clone(),
+            env_vars: overrides.env_vars.clone(),
+        })),
+        ..clone_globals(&run.globals)
+    };
+    globals.vars.extend(overrides.vars.clone());
+    globals.incremental.remove(&model.name);
+    if overrides.is_incremental() {
+        globals.incremental.insert(model.name.clone());
+    }
+    let globals = Arc::new(globals);
+    let env = environment(&run.macros, project, std::iter::once(&model.file)).map_err(|mut e| e.remove(0))?;
+    let (sql, recorded) = render_one(&env, model, parsed.relation.clone(), &globals, &run.macros, project)?;
+    for (_, name, _) in &recorded.refs {
+        if !parsed.refs.iter().any(|c| &c.name == name) {
+            return Err(Diagnostic::error(
+                crate::diagnostic::Code::RunTimeRef,
+                format!(
+                    "model `{}` calls `ref('{name}')` only under its unit test's overrides: etl, as dbt, learns \
+                     the DAG from the parse",
+                    parsed.name
+                ),
+            )
+            .with_span(Some(Span::file(&parsed.path))));
+        }
+    }
+    Ok(RenderedModel { sql, ..parsed.clone() })
 }
 
 /// SQL typed on the command line (`etl show --inline`), rendered as a

@@ -32,6 +32,12 @@ fn oracle() -> &'static Path {
 /// Runs dbt in `dir` (its own profiles.yml), as a dbt user would: seeds
 /// first (dbt does not order a source after the seed that loads it).
 fn dbt(dir: &Path, args: &[&str]) {
+    let (code, out) = dbt_exit(dir, args);
+    assert_eq!(code, 0, "`dbt {}` failed:\n{out}", args.join(" "));
+}
+
+/// [`dbt`], for a run that may fail: its exit code and output.
+fn dbt_exit(dir: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(oracle().join("dbt"))
         .args(args)
         .args(["--project-dir", ".", "--profiles-dir", "."])
@@ -40,13 +46,45 @@ fn dbt(dir: &Path, args: &[&str]) {
         .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         .output()
         .expect("dbt runs");
-    assert!(
-        out.status.success(),
-        "`dbt {}` failed:\n{}\n{}",
-        args.join(" "),
+    let text = format!(
+        "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Runs a Python `script` in the oracle's virtualenv, which prints
+/// `same` when what it checks holds.
+fn prints_same(script: &str) {
+    let out = Command::new(oracle().join("python"))
+        .args(["-c", script])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "same");
+}
+
+/// Each result of a run_results.json: unique_id → status.
+fn statuses(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("target/run_results.json")).unwrap()).unwrap();
+    results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["unique_id"].as_str().unwrap().to_owned(),
+                r["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Each of `tables` (`schema.table`) of the DuckDB file, as Parquet files
@@ -356,17 +394,85 @@ fn snapshots_give_dbt_duckdbs_rows_over_three_runs() {
         ours = ours.path().join("target/manifest.json"),
         theirs = theirs.path().join("target/manifest.json"),
     );
-    let out = Command::new(oracle().join("python"))
-        .args(["-c", &script])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    prints_same(&script);
+}
+
+#[test]
+fn unit_tests_pass_and_fail_as_dbt_duckdbs_do() {
+    // Rows given as YAML, CSV (inline, and a fixture file) and SQL; vars
+    // and macros overridden; an incremental model with `is_incremental`
+    // and `this`; one test wrong on purpose. Each passes or fails as in
+    // dbt, alone (`test --select test_type:unit`, once the inputs exist,
+    // as dbt needs them) and in `build`, where the failing one skips its
+    // model and what is built on it.
+    let theirs = fixture("dbt_unit_tests");
+    let ours = fixture("dbt_unit_tests");
+    dbt(theirs.path(), &["seed"]);
+    dbt(theirs.path(), &["run"]);
+    etl_ok(ours.path(), &["seed"]);
+    etl_ok(ours.path(), &["run"]);
+    let unit = ["test", "--select", "test_type:unit"];
+    let (code, out) = dbt_exit(theirs.path(), &unit);
+    assert_eq!(code, 1, "{out}");
+    let (code, stdout, stderr) = crate::support::etl(ours.path(), &unit);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let expected = statuses(theirs.path());
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    assert_eq!(
+        expected
+            .get("unit_test.unit_shop.customers.wrong_on_purpose")
+            .map(String::as_str),
+        Some("fail")
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "same");
+    assert_eq!(statuses(ours.path()), expected);
+    assert!(
+        stdout.contains(
+            "| +/- | id | valid_email | signup_date |\n\
+             |-----|----|-------------|-------------|\n\
+             | -   | 1  | false       | 2024-01-01  |\n\
+             | +   | 1  | true        | 2024-01-01  |"
+        ),
+        "{stdout}"
+    );
+
+    let (code, out) = dbt_exit(theirs.path(), &["build"]);
+    assert_eq!(code, 1, "{out}");
+    let (code, stdout, stderr) = crate::support::etl(ours.path(), &["build"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    // dbt skips the other unit tests of a model one failed on when they
+    // happen to run after it: emails_are_checked passes or is skipped
+    // there, by the order of the run; etl runs it (it passes).
+    let sibling = "unit_test.unit_shop.customers.emails_are_checked";
+    let mut expected = statuses(theirs.path());
+    assert!(matches!(expected.remove(sibling).as_deref(), Some("pass" | "skipped")));
+    assert_eq!(
+        expected.get("model.unit_shop.customer_value").map(String::as_str),
+        Some("skipped")
+    );
+    let mut ours_now = statuses(ours.path());
+    assert_eq!(ours_now.remove(sibling).as_deref(), Some("pass"));
+    assert_eq!(ours_now, expected);
+
+    // The manifest's unit tests load with dbt's class, as dbt lists them.
+    let script = format!(
+        "import json\n\
+         from dbt.artifacts.schemas.manifest import WritableManifest\n\
+         ours = json.load(open({ours:?}))\n\
+         WritableManifest.from_dict(ours)\n\
+         theirs = json.load(open({theirs:?}))\n\
+         assert sorted(ours['unit_tests']) == sorted(theirs['unit_tests']), (sorted(ours['unit_tests']), sorted(theirs['unit_tests']))\n\
+         for k, t in theirs['unit_tests'].items():\n\
+         \x20   o = ours['unit_tests'][k]\n\
+         \x20   for f in ['model', 'fqn', 'depends_on', 'overrides', 'expect', 'name']:\n\
+         \x20       assert o[f] == t[f], (k, f, o[f], t[f])\n\
+         \x20   assert [g['input'] for g in o['given']] == [g['input'] for g in t['given']], k\n\
+         for m in ['model.unit_shop.customers', 'model.unit_shop.customer_value']:\n\
+         \x20   assert sorted(ours['child_map'][m]) == sorted(theirs['child_map'][m]), (m, ours['child_map'][m], theirs['child_map'][m])\n\
+         print('same')\n",
+        ours = ours.path().join("target/manifest.json"),
+        theirs = theirs.path().join("target/manifest.json"),
+    );
+    prints_same(&script);
 }
 
 #[test]
@@ -434,15 +540,5 @@ fn manifest_run_results_and_catalog_load_with_dbts_own_artifact_classes() {
         catalog = ours.path().join("target/catalog.json"),
         theirs = theirs.path().join("target/manifest.json"),
     );
-    let out = Command::new(oracle().join("python"))
-        .args(["-c", &script])
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "same");
+    prints_same(&script);
 }

@@ -15,3 +15,4 @@ mod selection;
 mod snapshots;
 mod storage;
 mod support;
+mod unit_tests;

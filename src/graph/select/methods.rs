@@ -118,6 +118,7 @@ pub(super) fn method_matches(
             }
         }
         Method::ResourceType => m.is_match(node.resource_type.as_str()),
+        Method::TestType if node.resource_type == ResourceType::UnitTest => c.value == "unit",
         Method::TestType => {
             node.resource_type == ResourceType::Test && {
                 let generic = node.test(project).is_generic();

@@ -1,0 +1,145 @@
+//! Unit tests (dbt 1.8's `unit_tests:`) as etl runs them: with their
+//! model in `build` and `test`, selected with it, not in `run`; and every
+//! mistake in one reported where it is written. (Pass and fail are
+//! compared with dbt-duckdb's in dbt_oracle.rs.)
+
+use std::path::Path;
+
+use crate::support::*;
+
+fn seeded_and_run() -> tempfile::TempDir {
+    let dir = fixture("dbt_unit_tests");
+    etl_ok(dir.path(), &["seed"]);
+    etl_ok(dir.path(), &["run"]);
+    dir
+}
+
+fn write_tests(p: &Path, yaml: &str) {
+    std::fs::write(p.join("models/unit_tests.yml"), yaml).unwrap();
+}
+
+#[test]
+fn a_models_unit_tests_go_with_it_and_a_failure_skips_it() {
+    let dir = seeded_and_run();
+    let p = dir.path();
+    let (stdout, _) = etl_ok(p, &["ls", "--select", "customers", "--output", "name"]);
+    assert_eq!(stdout, "customers\nemails_are_checked\nwrong_on_purpose\n");
+    let (stdout, _) = etl_ok(p, &["ls", "--resource-type", "unit_test", "--output", "name"]);
+    // By unique_id (`unit_test.<project>.<model>.<test>`), as dbt lists them.
+    assert_eq!(
+        stdout,
+        "vip_threshold_is_a_var\nemails_are_checked\nwrong_on_purpose\nonly_new_orders_are_read\n"
+    );
+    // `etl run` builds models only.
+    let (stdout, _) = etl_ok(p, &["run", "--select", "customers"]);
+    assert!(!stdout.contains("unit_test"), "{stdout}");
+    // In `build`, a failing unit test stops its model and what reads it.
+    let (code, stdout, _) = etl(p, &["build", "--select", "customers+"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  unit_test wrong_on_purpose"), "{stdout}");
+    assert!(stdout.contains("SKIP  view customers"), "{stdout}");
+    assert!(stdout.contains("SKIP  table customer_value"), "{stdout}");
+    assert!(stdout.contains("PASS  unit_test emails_are_checked"), "{stdout}");
+    // Without it, the model builds after its tests pass.
+    let (stdout, _) = etl_ok(p, &["build", "--select", "customers+", "--exclude", "wrong_on_purpose"]);
+    let tests = stdout.find("unit_test emails_are_checked").unwrap();
+    let model = stdout.find("view customers").unwrap();
+    assert!(tests < model, "{stdout}");
+    let results = artifact(p, "run_results.json");
+    let vip = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == "unit_test.unit_shop.customer_value.vip_threshold_is_a_var")
+        .unwrap();
+    assert_eq!(vip["status"], "pass");
+}
+
+#[test]
+fn an_input_not_given_or_not_read_is_an_error_at_the_test() {
+    let dir = seeded_and_run();
+    let p = dir.path();
+    write_tests(
+        p,
+        "version: 2\n\
+         unit_tests:\n\
+         \x20 - name: half_mocked\n\
+         \x20   model: customer_value\n\
+         \x20   given:\n\
+         \x20     - input: ref('customers')\n\
+         \x20       rows: []\n\
+         \x20     - input: ref('raw_customers')\n\
+         \x20       rows: []\n\
+         \x20   expect:\n\
+         \x20     rows: []\n",
+    );
+    let (code, _, stderr) = etl(p, &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("unit test `half_mocked`: `ref('raw_customers')` is not an input of `customer_value`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/unit_tests.yml:8:16"), "{stderr}");
+    assert!(
+        stderr.contains("unit test `half_mocked`: `customer_value` reads ref('raw_orders'), not given"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/unit_tests.yml:3:11"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_column_or_value_fails_the_test_with_its_reason() {
+    let dir = seeded_and_run();
+    let p = dir.path();
+    write_tests(
+        p,
+        "version: 2\n\
+         unit_tests:\n\
+         \x20 - name: typo\n\
+         \x20   model: customers\n\
+         \x20   given:\n\
+         \x20     - input: ref('raw_customers')\n\
+         \x20       rows:\n\
+         \x20         - {id: 1, emial: a@b.co}\n\
+         \x20   expect:\n\
+         \x20     rows: []\n\
+         \x20 - name: not_a_date\n\
+         \x20   model: customers\n\
+         \x20   given:\n\
+         \x20     - input: ref('raw_customers')\n\
+         \x20       rows:\n\
+         \x20         - {id: 1, signup_date: someday}\n\
+         \x20   expect:\n\
+         \x20     rows: [{id: 1, colour: red}]\n",
+    );
+    let (code, _, stderr) = etl(p, &["test", "--select", "test_type:unit"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "error[unit-test]: unit test `typo`: `given` for `ref('raw_customers')`: `emial` is not one of its \
+             columns (id, email, signup_date)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/unit_tests.yml:6:16"), "{stderr}");
+    assert!(
+        stderr.contains("unit test `not_a_date`: `given` for `ref('raw_customers')`: column `signup_date`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_incremental_unit_test_needs_its_table_and_says_so() {
+    let dir = fixture("dbt_unit_tests");
+    let p = dir.path();
+    etl_ok(p, &["seed"]);
+    let (code, _, stderr) = etl(p, &["test", "--select", "only_new_orders_are_read"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the columns of `this` are not known"), "{stderr}");
+    assert!(
+        stderr.contains("build `orders_inc` once first (`etl build --select orders_inc`)"),
+        "{stderr}"
+    );
+    etl_ok(p, &["run", "--select", "orders_inc"]);
+    etl_ok(p, &["test", "--select", "only_new_orders_are_read"]);
+}
