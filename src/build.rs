@@ -91,6 +91,21 @@ pub struct BuildOptions {
     pub force: bool,
     pub event_time_start: Option<NaiveDateTime>,
     pub event_time_end: Option<NaiveDateTime>,
+    /// `--empty`: models are built from refs and sources that read no
+    /// rows, to check a change's SQL and schemas without the data.
+    pub empty: bool,
+    /// `--defer`: nodes this run does not build are read where the run of
+    /// `--state` wrote them.
+    pub defer: Option<Defer>,
+}
+
+/// `--defer --state DIR [--favor-state]`.
+#[derive(Debug, Clone)]
+pub struct Defer {
+    /// The state's target/ folder, with its manifest.json.
+    pub state: PathBuf,
+    /// Read the state's relation even when this lake has one.
+    pub favor_state: bool,
 }
 
 /// What a build reports while it runs.
@@ -170,6 +185,50 @@ pub async fn build(
     Ok(outcome)
 }
 
+/// Where the state's run wrote each node this run does not build: the
+/// `relation.location` of its manifest (etl's; a node it does not list, or
+/// lists without a location, is read from this lake only).
+fn deferred_locations(
+    dag: &graph::Dag,
+    built: &std::collections::HashSet<NodeIndex>,
+    defer: &Defer,
+) -> Result<HashMap<NodeIndex, url::Url>, Vec<Diagnostic>> {
+    let path = defer.state.join("manifest.json");
+    let unreadable = |why: String| {
+        vec![
+            Diagnostic::error(
+                Code::InvalidState,
+                format!("`--defer`: cannot read `{}`: {why}", path.display()),
+            )
+            .with_help("`--state` names the target/ folder of the run to defer to, with its manifest.json"),
+        ]
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let nodes = manifest["nodes"]
+        .as_object()
+        .ok_or_else(|| unreadable("it has no `nodes`".into()))?;
+    let mut out = HashMap::new();
+    for &index in &dag.order {
+        let node = dag.node(index);
+        let readable = matches!(
+            node.resource_type,
+            ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+        ) && node.materialized != crate::graph::Materialization::Ephemeral;
+        if built.contains(&index) || !readable {
+            continue;
+        }
+        let location = nodes
+            .get(&node.unique_id)
+            .and_then(|n| n["relation"]["location"].as_str())
+            .and_then(|l| url::Url::parse(l).ok());
+        if let Some(location) = location {
+            out.insert(index, location);
+        }
+    }
+    Ok(out)
+}
+
 async fn build_locked(
     prepared: Prepared,
     options: &BuildOptions,
@@ -246,6 +305,10 @@ async fn build_locked(
     });
     let root = project.root.clone();
     let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
+    if let Some(defer) = &options.defer {
+        let built: std::collections::HashSet<NodeIndex> = nodes.iter().copied().collect();
+        registry.defer_to(deferred_locations(&dag, &built, defer)?, defer.favor_state);
+    }
     let run_options = RunOptions {
         threads,
         full_refresh: options.full_refresh,
@@ -254,6 +317,7 @@ async fn build_locked(
         force: options.force,
         event_time_start: options.event_time_start,
         event_time_end: options.event_time_end,
+        empty: options.empty,
     };
     let mut build = Build::new(project, dag, rendered, registry, run_options, full_build_sql);
     build.graph = Arc::new(serde_json::json!({
@@ -454,6 +518,7 @@ fn outside_a_build(prepared: Prepared, ctx: SessionContext, invocation: &str) ->
         force: false,
         event_time_start: None,
         event_time_end: None,
+        empty: false,
     };
     let mut build = Build::new(project, dag, rendered, registry, options, HashMap::new());
     build.graph = Arc::new(serde_json::json!({"nodes": manifest["nodes"], "sources": manifest["sources"]}));

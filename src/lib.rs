@@ -27,7 +27,8 @@ pub mod project;
 pub mod render;
 
 pub use build::{
-    BuildOptions, Mode, Outcome, Progress, Selecting, build, catalog, inline_query, run_operation, select, session,
+    BuildOptions, Defer, Mode, Outcome, Progress, Selecting, build, catalog, inline_query, run_operation, select,
+    session,
 };
 
 use diagnostic::Diagnostic;

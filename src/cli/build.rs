@@ -22,7 +22,16 @@ pub async fn run_only(global: &Global, out: &Output, mode: Mode, only: Option<&B
     let root = prepared.project.root.clone();
     let mut selecting = global.selecting();
     selecting.only = only.cloned();
+    let defer = match global.defer() {
+        Ok(defer) => defer,
+        Err(diag) => {
+            out.fatal(&[diag], Some(&root));
+            return 2;
+        }
+    };
     let options = BuildOptions {
+        defer,
+        empty: global.empty,
         mode,
         selecting,
         threads: global.threads,

@@ -71,6 +71,20 @@ pub struct Global {
     /// The target/ folder of an earlier run, for `state:` and `result:` selectors.
     #[arg(long, global = true)]
     state: Option<PathBuf>,
+    /// Build with every ref and source read as empty: checks the SQL and
+    /// the schemas of a change without reading data (dbt's `--empty`).
+    /// Tables are written with no rows; exports, file bookkeeping and
+    /// snapshots' history are left alone.
+    #[arg(long, global = true)]
+    empty: bool,
+    /// Read the nodes this run does not build from where the `--state`
+    /// run wrote them, when this lake has none of its own (dbt's defer).
+    #[arg(long, global = true)]
+    defer: bool,
+    /// With `--defer`: read the state's relations even when this lake has
+    /// its own.
+    #[arg(long, global = true)]
+    favor_state: bool,
     /// How tests follow the nodes they test: eager, cautious, buildable, empty.
     #[arg(long, global = true, default_value = "eager", value_parser = ["eager", "cautious", "buildable", "empty"])]
     indirect_selection: String,
@@ -230,6 +244,25 @@ impl Global {
 }
 
 impl Global {
+    /// `--defer --state DIR [--favor-state]`.
+    fn defer(&self) -> Result<Option<etl::Defer>, Diagnostic> {
+        match (self.defer, &self.state) {
+            (false, _) if self.favor_state => Err(Diagnostic::error(
+                Code::MissingState,
+                "`--favor-state` goes with `--defer --state DIR`",
+            )),
+            (false, _) => Ok(None),
+            (true, None) => Err(Diagnostic::error(
+                Code::MissingState,
+                "`--defer` reads the relations of an earlier run: give its target/ folder with `--state DIR`",
+            )),
+            (true, Some(state)) => Ok(Some(etl::Defer {
+                state: state.clone(),
+                favor_state: self.favor_state,
+            })),
+        }
+    }
+
     /// What `--select`, `--exclude`, `--selector`, `--indirect-selection`
     /// and `--state` ask for.
     fn selecting(&self) -> etl::Selecting {

@@ -94,11 +94,24 @@ async fn collect_inputs(
             Materialization::External => source_state(build, parent).await?,
             _ => {
                 let url = build.registry.location(&node.relation);
-                match table_version(build, parent).await {
-                    Some(version) => {
+                let here = table_version(build, parent).await;
+                // Read from the state's lake under `--defer`: that table's
+                // version is the input.
+                match (here, build.registry.deferred(parent)) {
+                    (None, Some((deferred, _))) | (_, Some((deferred, true))) => {
+                        match lake::current_version(&build.registry.ctx, &deferred).await {
+                            Some(version) => json!({
+                                "deferred": deferred.as_str(),
+                                "version": version,
+                                "committed_at": commit_time(build, &deferred, version as i64).await,
+                            }),
+                            None => json!({"deferred": deferred.as_str(), "version": null}),
+                        }
+                    }
+                    (Some(version), _) => {
                         json!({"version": version, "committed_at": commit_time(build, &url, version).await})
                     }
-                    None => json!({"version": null}),
+                    (None, None) => json!({"version": null}),
                 }
             }
         };

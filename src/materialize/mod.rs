@@ -50,6 +50,8 @@ pub struct RunOptions {
     /// `--event-time-end`) instead of their own.
     pub event_time_start: Option<chrono::NaiveDateTime>,
     pub event_time_end: Option<chrono::NaiveDateTime>,
+    /// `--empty`: every ref and source reads no rows (dbt's `--empty`).
+    pub empty: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -209,6 +209,11 @@ async fn up_to_date(build: &Build, run: &mut NodeRun) -> Result<Option<Outcome>,
     if let (Some(diag), true) = (&missing, in_place) {
         return Err(diag.clone());
     }
+    // Built from empty inputs: never up to date, and no fingerprint, so
+    // that the next build builds it from its data.
+    if build.options.empty {
+        return Ok(None);
+    }
     // A range asked for is rebuilt, whatever changed.
     let ranged = build.options.event_time_start.is_some() || build.options.event_time_end.is_some();
     let microbatch = node.config.incremental.as_ref().map(|i| &i.strategy);
@@ -310,7 +315,8 @@ async fn write_exports(
     exports: &[super::export::Export],
     version: i64,
 ) -> Result<Vec<url::Url>, Diagnostic> {
-    if exports.is_empty() {
+    // `--empty` writes no rows: a BI tool's files keep the last real ones.
+    if exports.is_empty() || build.options.empty {
         return Ok(Vec::new());
     }
     let node = build.dag.node(index);
@@ -461,7 +467,13 @@ async fn plan_with_inputs(
     let compiled = compile_with(&build.dag, index, &build.models, &build.rendered_now(index));
     build.registry.ensure_parents(&build.dag, &build.project, index).await?;
     let node = build.dag.node(index);
-    let new_files = match super::ingest::prepare(build, index).await? {
+    // Under `--empty` nothing is read, so no file is counted as ingested.
+    let prepared = if build.options.empty {
+        None
+    } else {
+        super::ingest::prepare(build, index).await?
+    };
+    let new_files = match prepared {
         Some((ingest, readers)) => {
             run.ingest = Some(ingest);
             readers
@@ -483,6 +495,11 @@ async fn plan_with_inputs(
             .with_span(Some(Span::file(&node.path)))
         })?;
     }
+    if build.options.empty {
+        plan = crate::plan::without_rows(plan).map_err(|e| {
+            Diagnostic::error(Code::Plan, format!("`--empty`: {e}")).with_span(Some(Span::file(&node.path)))
+        })?;
+    }
     if node.config.contract_enforced {
         check_contract(session, node.model(&build.project), plan.schema()).await?;
     }
@@ -494,6 +511,22 @@ async fn table(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> 
     let node = build.dag.node(index);
     let exports = super::export::exports_of(node, &build.project.root);
     let (plan, _) = planned(build, run).await?;
+    // `--empty`: an incremental table is checked (planned), not written:
+    // a commit of no rows would also drop its record of ingested files.
+    if build.options.empty && build.options.incremental.contains(&node.name) {
+        register_written(build, index).await?;
+        let version = match build.expected.lock().expect("expected versions poisoned").get(&index) {
+            Some(lake::Expected::Version(v)) => Some(*v),
+            _ => None,
+        };
+        return Ok(Outcome {
+            rows: Some(0),
+            version,
+            message: "incremental: planned, kept as it is under `--empty`".into(),
+            up_to_date: false,
+            warnings: Vec::new(),
+        });
+    }
     let layout = &node.config.layout;
     let audit = super::audit::audits(build, index);
     let (written, mut message) = if node.materialized == Materialization::Incremental {

@@ -396,6 +396,18 @@ pub(super) async fn snapshot(build: &Build, run: &mut NodeRun) -> Result<Outcome
         .with_span(Some(Span::file(&node.path)))
         .with_help("restore them from a backup: a snapshot's history cannot be built again from its query"));
     }
+    // `--empty` reads no rows: an existing history is kept as it is (an
+    // empty query would close every current row).
+    if let (true, lake::Expected::Version(version)) = (build.options.empty, stored.version) {
+        register_written(build, index).await?;
+        return Ok(Outcome {
+            rows: Some(0),
+            version: Some(version),
+            message: "snapshot: kept as it is under `--empty`".into(),
+            up_to_date: false,
+            warnings: Vec::new(),
+        });
+    }
     let (plan, _) = planned(build, run).await?;
     let query_schema: Schema = plan.schema().as_arrow().clone();
     check_columns(node, settings, &query_schema)?;

@@ -23,7 +23,7 @@ pub use compile::{CompiledSql, compile, compile_with};
 pub use contract::check_contract;
 pub use identifiers::{plan_sql, plan_statement};
 pub use registry::Registry;
-pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate};
+pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate, without_rows};
 pub use session::{
     SessionOptions, etl_rules, new_session, plans_hash_joins, session_with_header, spill_joins, without_etl_rules,
 };

@@ -3,7 +3,7 @@
 //! when they finish; nodes outside the selection are found in the lake
 //! (Delta tables, stored views) the first time something reads them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::MemorySchemaProvider;
@@ -29,6 +29,9 @@ pub struct Registry {
     /// Row counts of the CSV and JSON source files read, kept in the lake.
     pub row_counts: RowCounts,
     registered: Mutex<HashSet<NodeIndex>>,
+    /// `--defer`: where the state's run wrote the nodes this run does not
+    /// build; and `--favor-state`: read there even when this lake has one.
+    deferred: Mutex<(HashMap<NodeIndex, Url>, bool)>,
     /// Lazy registrations run one at a time, so that two models reading
     /// the same source do not both infer its schema.
     lazy: tokio::sync::Mutex<()>,
@@ -41,6 +44,7 @@ impl Registry {
             row_counts: RowCounts::new(lake.clone()),
             lake,
             registered: Mutex::new(HashSet::new()),
+            deferred: Mutex::new((HashMap::new(), false)),
             lazy: tokio::sync::Mutex::new(()),
         }
     }
@@ -98,6 +102,30 @@ impl Registry {
         self.registered.lock().expect("registry poisoned").contains(&index)
     }
 
+    /// `--defer`: the nodes not built by this run are read from `locations`
+    /// (another lake's tables and views) when this lake has none of its
+    /// own, or always with `favor_state`.
+    pub fn defer_to(&self, locations: HashMap<NodeIndex, Url>, favor_state: bool) {
+        *self.deferred.lock().expect("registry poisoned") = (locations, favor_state);
+    }
+
+    /// The location `--defer` gives `index`, and whether the state is
+    /// favored over this lake.
+    pub fn deferred(&self, index: NodeIndex) -> Option<(Url, bool)> {
+        let deferred = self.deferred.lock().expect("registry poisoned");
+        deferred.0.get(&index).map(|url| (url.clone(), deferred.1))
+    }
+
+    /// Where `index` is read from: its deferred location when it has one
+    /// and `here` holds nothing (or the state is favored), else `here`.
+    fn read_location(&self, index: NodeIndex, here: Url, exists_here: bool) -> (Url, bool) {
+        let deferred = self.deferred.lock().expect("registry poisoned");
+        match deferred.0.get(&index) {
+            Some(url) if deferred.1 || !exists_here => (url.clone(), true),
+            _ => (here, false),
+        }
+    }
+
     /// The nodes registered now.
     pub fn registered(&self) -> HashSet<NodeIndex> {
         self.registered.lock().expect("registry poisoned").clone()
@@ -137,11 +165,21 @@ impl Registry {
         let provider: Arc<dyn TableProvider> = match node.resource_type {
             ResourceType::Source => source_provider(&self.ctx, &self.row_counts, node.source(project)).await?,
             _ if node.materialized == Materialization::View => {
-                let location = self.location(&node.relation);
-                let view = lake::read_view(&self.ctx, &location)
-                    .await
-                    .map_err(|e| Diagnostic::error(Code::Lake, e.to_string()))?
-                    .ok_or_else(|| not_built(format!("no view at `{location}`")))?;
+                let here = self.location(&node.relation);
+                let read = |location: Url| async move {
+                    lake::read_view(&self.ctx, &location)
+                        .await
+                        .map_err(|e| Diagnostic::error(Code::Lake, e.to_string()))
+                };
+                let mine = read(here.clone()).await?;
+                let (location, deferred) = self.read_location(index, here, mine.is_some());
+                let view = if deferred {
+                    tracing::info!(node = %node.name, %location, "deferred: read from the state's lake");
+                    read(location.clone()).await?
+                } else {
+                    mine
+                };
+                let view = view.ok_or_else(|| not_built(format!("no view at `{location}`")))?;
                 drop(_guard);
                 Box::pin(self.ensure_parents(dag, project, index)).await?;
                 let plan = super::plan_sql(&self.ctx.state(), &view.sql).await.map_err(|e| {
@@ -155,10 +193,17 @@ impl Registry {
                     .map_err(|e| Diagnostic::error(Code::Register, e));
             }
             _ => {
-                let location = self.location(&node.relation);
-                lake::delta_provider(&self.ctx, &location)
-                    .await
-                    .map_err(|e| not_built(e.to_string()))?
+                let here = self.location(&node.relation);
+                let mine = lake::delta_provider(&self.ctx, &here).await;
+                let (location, deferred) = self.read_location(index, here, mine.is_ok());
+                if deferred {
+                    tracing::info!(node = %node.name, %location, "deferred: read from the state's lake");
+                    lake::delta_provider(&self.ctx, &location)
+                        .await
+                        .map_err(|e| not_built(format!("nor in the state's lake: {e}")))?
+                } else {
+                    mine.map_err(|e| not_built(e.to_string()))?
+                }
             }
         };
         self.register(index, &node.relation, provider)

@@ -42,6 +42,20 @@ pub fn replace_scans(
     .map(|t| t.data)
 }
 
+/// `plan` with every scan (of a ref, a source, `this`, in subqueries too)
+/// reading no rows: dbt's `--empty`, which checks a model's SQL and the
+/// schema it writes without its data.
+pub fn without_rows(plan: LogicalPlan) -> Result<LogicalPlan, DataFusionError> {
+    plan.transform_up_with_subqueries(|node| match node {
+        scan @ LogicalPlan::TableScan(_) => {
+            let limited = LogicalPlanBuilder::from(scan).limit(0, Some(0))?.build()?;
+            Ok(Transformed::yes(limited))
+        }
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+}
+
 /// `plan` with every scan of `relation` keeping only the rows that share
 /// `keys` (nulls equal) with a row of `other`, which has those columns: a
 /// semi join, planned with the rest of the query.

@@ -237,6 +237,8 @@ fn the_library_builds_a_project_as_the_cli_does() {
         force: false,
         event_time_start: None,
         event_time_end: None,
+        defer: None,
+        empty: false,
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut started = None;

@@ -4,6 +4,7 @@
 mod core;
 mod data_tests;
 mod dbt_oracle;
+mod defer_and_empty;
 mod incremental;
 mod nightly;
 mod outputs;
