@@ -29,6 +29,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
     let mut nodes = serde_json::Map::new();
     let mut sources = serde_json::Map::new();
     let mut unit_tests = serde_json::Map::new();
+    let mut exposures = serde_json::Map::new();
     // A unit test hangs off its model in dbt's maps.
     let tested_by: BTreeMap<NodeIndex, String> = dag
         .order
@@ -50,6 +51,10 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
             let test = node.unit_test(project);
             let model = tested_by.get(&index).cloned();
             unit_tests.insert(node.unique_id.clone(), unit_test_entry(test, node, model, created_at));
+            continue;
+        }
+        if node.resource_type == ResourceType::Exposure {
+            exposures.insert(node.unique_id.clone(), exposure_entry(project, dag, index, created_at));
             continue;
         }
         let location = (!matches!(node.materialized, Materialization::Ephemeral | Materialization::Test)).then(|| {
@@ -189,7 +194,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "sources": sources,
         "macros": macros(rendered, created_at),
         "docs": {},
-        "exposures": {},
+        "exposures": exposures,
         "metrics": {},
         "groups": {},
         "selectors": {},
@@ -201,6 +206,59 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "semantic_models": {},
         "unit_tests": unit_tests,
         "functions": {},
+    })
+}
+
+/// dbt's entry for an exposure: what it is, who owns it, what it reads.
+fn exposure_entry(project: &Project, dag: &Dag, index: NodeIndex, created_at: f64) -> Value {
+    use crate::project::Input;
+    let node = dag.node(index);
+    let e = node.exposure(project);
+    let mut parents: Vec<&str> = dag.parents(index).map(|p| dag.node(p).unique_id.as_str()).collect();
+    parents.sort_unstable();
+    let refs: Vec<Value> = e
+        .depends_on
+        .iter()
+        .filter_map(|(input, _)| match input {
+            Input::Ref(name) => Some(json!({"name": name, "package": null, "version": null})),
+            _ => None,
+        })
+        .collect();
+    let sources: Vec<Value> = e
+        .depends_on
+        .iter()
+        .filter_map(|(input, _)| match input {
+            Input::Source(s, t) => Some(json!([s, t])),
+            _ => None,
+        })
+        .collect();
+    json!({
+        "name": e.name,
+        "resource_type": "exposure",
+        "package_name": e.package,
+        "path": e.path.file_name().map(|f| f.to_string_lossy().into_owned()),
+        "original_file_path": e.path,
+        "unique_id": node.unique_id,
+        "fqn": e.fqn,
+        "type": e.kind,
+        "owner": e.owner,
+        "description": e.description,
+        "label": e.label,
+        "maturity": e.maturity,
+        "meta": node.config.raw().value("meta").cloned().unwrap_or_else(|| json!({})),
+        "tags": node.tags(),
+        "config": {
+            "enabled": true,
+            "tags": node.tags(),
+            "meta": node.config.raw().value("meta").cloned().unwrap_or_else(|| json!({})),
+        },
+        "unrendered_config": {},
+        "url": e.url,
+        "depends_on": {"macros": [], "nodes": parents},
+        "refs": refs,
+        "sources": sources,
+        "metrics": [],
+        "created_at": created_at,
     })
 }
 

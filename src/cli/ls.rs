@@ -37,6 +37,7 @@ enum LsType {
     Snapshot,
     #[value(name = "unit_test")]
     UnitTest,
+    Exposure,
 }
 
 pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
@@ -56,6 +57,7 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         LsType::Test => t == ResourceType::Test,
         LsType::Snapshot => t == ResourceType::Snapshot,
         LsType::UnitTest => t == ResourceType::UnitTest,
+        LsType::Exposure => t == ResourceType::Exposure,
     };
     let wanted = |t: ResourceType| {
         (args.resource_type.is_empty() || args.resource_type.iter().any(|w| is(w, t)))
@@ -75,6 +77,8 @@ pub fn run(global: &Global, args: &LsArgs, out: &Output) -> u8 {
         LsOutput::Path => node.path.display().to_string(),
         LsOutput::Selector => match node.resource_type {
             ResourceType::Source => format!("source:{}", node.fqn.join(".")),
+            ResourceType::UnitTest => format!("unit_test:{}.{}", node.fqn[0], node.name),
+            ResourceType::Exposure => format!("exposure:{}.{}", node.fqn[0], node.name),
             _ => node.fqn.join("."),
         },
         LsOutput::Json => json!({

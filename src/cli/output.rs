@@ -96,6 +96,7 @@ impl Output {
             Status::Pass => "PASS",
             Status::Warn => "WARN",
             Status::Fail => "FAIL",
+            Status::NoOp => "NO-OP",
         };
         let width = total.to_string().len();
         let rows = match (result.rows_affected, result.failures) {
@@ -198,6 +199,7 @@ impl Output {
                 "event": "run_finished", "elapsed": results.elapsed,
                 "success": count(Status::Success), "error": count(Status::Error), "skipped": count(Status::Skipped),
                 "pass": count(Status::Pass), "warn": count(Status::Warn), "fail": count(Status::Fail),
+                "no_op": count(Status::NoOp),
                 "rejected": rejected,
             }));
             return;
@@ -251,8 +253,12 @@ impl Output {
             } else {
                 String::new()
             };
+            let noop = match count(Status::NoOp) {
+                0 => String::new(),
+                n => format!(", {n} no-op"),
+            };
             parts.push(format!(
-                "{} succeeded{fresh}, {} failed, {} skipped",
+                "{} succeeded{fresh}, {} failed, {} skipped{noop}",
                 count(Status::Success),
                 count(Status::Error),
                 count(Status::Skipped)

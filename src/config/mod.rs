@@ -38,6 +38,7 @@ pub enum ResourceType {
     Snapshot,
     #[serde(rename = "unit_test")]
     UnitTest,
+    Exposure,
 }
 
 impl ResourceType {
@@ -49,6 +50,7 @@ impl ResourceType {
             ResourceType::Test => "test",
             ResourceType::Snapshot => "snapshot",
             ResourceType::UnitTest => "unit_test",
+            ResourceType::Exposure => "exposure",
         }
     }
 }
@@ -70,6 +72,8 @@ pub enum Materialization {
     Snapshot,
     /// Unit tests: a model's SQL run on mocked rows, in memory.
     Unit,
+    /// Exposures: what reads the project from outside; never built.
+    Exposure,
 }
 
 impl Materialization {
@@ -86,6 +90,7 @@ impl Materialization {
             Materialization::Test => "test",
             Materialization::Snapshot => "snapshot",
             Materialization::Unit => "unit",
+            Materialization::Exposure => "exposure",
         }
     }
 
@@ -206,6 +211,7 @@ impl Config {
             ResourceType::Test => Some(Materialization::Test),
             ResourceType::Snapshot => Some(Materialization::Snapshot),
             ResourceType::UnitTest => Some(Materialization::Unit),
+            ResourceType::Exposure => Some(Materialization::Exposure),
             ResourceType::Model => c.materialization(),
         };
         let tags = c.key_list("tags");

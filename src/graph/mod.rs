@@ -47,6 +47,7 @@ pub enum Defined {
     Model(usize),
     Test(usize),
     UnitTest(usize),
+    Exposure(usize),
 }
 
 impl Node {
@@ -89,6 +90,13 @@ impl Node {
         match self.defined {
             Defined::Test(i) => &project.data_tests[i],
             _ => self.wrong_kind("data test"),
+        }
+    }
+
+    pub fn exposure<'p>(&self, project: &'p Project) -> &'p crate::project::Exposure {
+        match self.defined {
+            Defined::Exposure(i) => &project.exposures[i],
+            _ => self.wrong_kind("exposure"),
         }
     }
 
@@ -384,6 +392,7 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
 
     add_tests(project, rendered, &mut graph, &by_name, &by_source, &mut errors);
     add_unit_tests(project, &mut graph, &by_name, &by_source, &mut errors);
+    add_exposures(project, &mut graph, &by_name, &by_source, &mut errors);
     check_relations_unique(&graph, &mut errors);
     // A key set for a folder is checked on every node below it: said once.
     dedup(&mut errors);
@@ -594,6 +603,73 @@ fn add_unit_tests(
     }
 }
 
+/// Exposures are nodes under what they read; they are never built.
+fn add_exposures(
+    project: &Project,
+    graph: &mut DiGraph<Node, ()>,
+    by_name: &BTreeMap<String, NodeIndex>,
+    by_source: &BTreeMap<(String, String), NodeIndex>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    use crate::project::Input;
+    for (i, exposure) in project.exposures.iter().enumerate() {
+        if !exposure.config.enabled() {
+            continue;
+        }
+        let mut parents = Vec::new();
+        for (input, span) in &exposure.depends_on {
+            let found = match input {
+                Input::Ref(name) => by_name.get(name).copied(),
+                Input::Source(s, t) => by_source.get(&(s.clone(), t.clone())).copied(),
+                Input::This => None,
+            };
+            match found {
+                Some(node) => parents.push(node),
+                None => errors.push(
+                    Diagnostic::error(
+                        Code::UnknownRef,
+                        format!(
+                            "exposure `{}` depends on `{input}`, which is not an enabled node of the project",
+                            exposure.name
+                        ),
+                    )
+                    .with_span(span.clone()),
+                ),
+            }
+        }
+        let scope = Scope {
+            resource: ResourceType::Exposure,
+            name: &exposure.name,
+            fallback: exposure.span.clone().unwrap_or_else(|| Span::file(&exposure.path)),
+            generic_test: false,
+            keyed_default: keyed_default(project),
+        };
+        let Some(config) = checked(&exposure.config, &scope, errors) else {
+            continue;
+        };
+        let node = Node {
+            unique_id: format!("exposure.{}.{}", exposure.package, exposure.name),
+            name: exposure.name.clone(),
+            resource_type: ResourceType::Exposure,
+            materialized: Materialization::Exposure,
+            relation: Relation {
+                schema: String::new(),
+                identifier: exposure.name.clone(),
+                ephemeral: true,
+            },
+            path: exposure.path.clone(),
+            fqn: exposure.fqn.clone(),
+            config,
+            sql: None,
+            defined: Defined::Exposure(i),
+        };
+        let id = graph.add_node(node);
+        for parent in parents {
+            graph.update_edge(parent, id, ());
+        }
+    }
+}
+
 /// How a unit test's `input:` names a node.
 fn input_text(node: &Node) -> String {
     match node.resource_type {
@@ -618,7 +694,7 @@ fn check_relations_unique(graph: &DiGraph<Node, ()>, errors: &mut Vec<Diagnostic
     for node in graph.node_weights() {
         if matches!(
             node.materialized,
-            Materialization::Ephemeral | Materialization::Test | Materialization::Unit
+            Materialization::Ephemeral | Materialization::Test | Materialization::Unit | Materialization::Exposure
         ) {
             continue;
         }

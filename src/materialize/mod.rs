@@ -66,6 +66,9 @@ pub enum Status {
     Warn,
     /// A data test over `error_if` at severity error.
     Fail,
+    /// Nothing to run: an exposure, whose inputs are built.
+    #[serde(rename = "no-op")]
+    NoOp,
 }
 
 impl Status {
@@ -77,6 +80,7 @@ impl Status {
             Status::Pass => "pass",
             Status::Warn => "warn",
             Status::Fail => "fail",
+            Status::NoOp => "no-op",
         }
     }
 

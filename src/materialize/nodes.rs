@@ -29,6 +29,20 @@ pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> Node
     if node.resource_type == crate::config::ResourceType::UnitTest {
         return super::unit_tests::run(build, index).await;
     }
+    // An exposure runs nothing: in `build`, as in dbt, it says its inputs
+    // are built (or is skipped with them).
+    if node.resource_type == crate::config::ResourceType::Exposure {
+        return NodeResult {
+            status: Status::NoOp,
+            message: "NO-OP".into(),
+            diagnostic: None,
+            ..NodeResult::error(
+                node,
+                Diagnostic::error(Code::Internal, "an exposure runs nothing"),
+                started.elapsed().as_secs_f64(),
+            )
+        };
+    }
     let session = match header_session(build, index).await {
         Ok(Some(session)) => session,
         Ok(None) => build.base_session(index),
@@ -173,13 +187,15 @@ async fn materialize(
         Materialization::View => view(build, run).await,
         Materialization::Ephemeral => ephemeral(build, run).await,
         Materialization::Snapshot => super::snapshot::snapshot(build, run).await,
-        Materialization::Test | Materialization::External | Materialization::Unit => Ok(Outcome {
-            rows: None,
-            version: None,
-            message: "source".into(),
-            up_to_date: false,
-            warnings: Vec::new(),
-        }),
+        Materialization::Test | Materialization::External | Materialization::Unit | Materialization::Exposure => {
+            Ok(Outcome {
+                rows: None,
+                version: None,
+                message: "source".into(),
+                up_to_date: false,
+                warnings: Vec::new(),
+            })
+        }
     }?;
     if let (Some(journal), true, Some(version)) = (journal, writes_table, outcome.version) {
         journal.committed_up_to(&node.relation, version as u64);

@@ -11,10 +11,12 @@ mod data_tests;
 mod discovery;
 mod packages;
 pub use packages::{Installed, Package};
+mod exposures;
 mod profiles;
 mod project_file;
 mod properties;
 mod settings;
+pub use exposures::Exposure;
 mod snapshots;
 mod unit_tests;
 pub use unit_tests::{Given, Input, Overrides, Rows, UnitTest};
@@ -76,6 +78,8 @@ pub struct Project {
     pub data_tests: Vec<DataTest>,
     /// `unit_tests:` of the properties files.
     pub unit_tests: Vec<UnitTest>,
+    /// `exposures:` of the properties files.
+    pub exposures: Vec<Exposure>,
     /// Named selections from `selectors.yml`.
     pub selectors: Vec<SelectorDefinition>,
     /// What the project's files set that etl accepts but does not act on.
@@ -289,6 +293,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let mut sources = Vec::new();
     let mut data_tests = Vec::new();
     let mut all_unit_tests = Vec::new();
+    let mut all_exposures = Vec::new();
     let parsed = parallel::chunks(properties_files.len(), 1, |range| {
         properties_files[range]
             .iter()
@@ -314,7 +319,6 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             model_dirs: package.map_or(&header.model_paths, |p| &p.model_dirs),
         };
         for (key, what, value) in [
-            ("exposures", "exposures are not listed by etl yet", &file.exposures),
             ("analyses", "analyses are not compiled by etl yet", &file.analyses),
             ("metrics", "metrics are not read by etl", &file.metrics),
             (
@@ -380,6 +384,9 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                     models.iter().map(|m| m.name.as_str()),
                 )),
             }
+        }
+        for props in file.exposures {
+            all_exposures.extend(exposures::exposure(owner.name, &path, props, &mut errors));
         }
         for props in file.unit_tests {
             let test = unit_tests::unit_test(&root, &header.test_paths, owner.name, &path, props, &mut errors);
@@ -510,6 +517,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
         macro_files,
         data_tests,
         unit_tests: all_unit_tests,
+        exposures: all_exposures,
         selectors,
         warnings,
         dispatch: header.dispatch,

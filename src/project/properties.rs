@@ -31,7 +31,7 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub analyses: Option<Spanned<Value>>,
     #[serde(default)]
-    pub exposures: Option<Spanned<Value>>,
+    pub exposures: Vec<super::exposures::ExposureProperties>,
     #[serde(default)]
     pub metrics: Option<Spanned<Value>>,
     #[serde(default)]

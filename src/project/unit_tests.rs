@@ -221,7 +221,7 @@ pub(super) fn unit_test(
     .filter(|_| ok)
 }
 
-fn parse_input(text: &str) -> Option<Input> {
+pub(super) fn parse_input(text: &str) -> Option<Input> {
     let text = text.trim();
     if text == "this" {
         return Some(Input::This);

@@ -407,6 +407,13 @@ fn unit_tests_pass_and_fail_as_dbt_duckdbs_do() {
     // model and what is built on it.
     let theirs = fixture("dbt_unit_tests");
     let ours = fixture("dbt_unit_tests");
+    // What a change reaches: an exposure's inputs, a model's unit tests
+    // and exposures, listed as dbt lists them.
+    let ls = ["ls", "-s", "+exposure:weekly_revenue", "customer_value+"];
+    let (code, listed) = dbt_exit(theirs.path(), &[&["-q"][..], &ls].concat());
+    assert_eq!(code, 0, "{listed}");
+    let (ours_listed, _) = etl_ok(ours.path(), &ls);
+    assert_eq!(ours_listed.trim(), listed.trim());
     dbt(theirs.path(), &["seed"]);
     dbt(theirs.path(), &["run"]);
     etl_ok(ours.path(), &["seed"]);
@@ -466,6 +473,10 @@ fn unit_tests_pass_and_fail_as_dbt_duckdbs_do() {
          \x20   for f in ['model', 'fqn', 'depends_on', 'overrides', 'expect', 'name']:\n\
          \x20       assert o[f] == t[f], (k, f, o[f], t[f])\n\
          \x20   assert [g['input'] for g in o['given']] == [g['input'] for g in t['given']], k\n\
+         for k, t in theirs['exposures'].items():\n\
+         \x20   o = ours['exposures'][k]\n\
+         \x20   assert {{f: v for f, v in o.items() if f != 'created_at'}} == {{f: v for f, v in t.items() if f != 'created_at'}}, (o, t)\n\
+         assert len(theirs['exposures']) == 1\n\
          for m in ['model.unit_shop.customers', 'model.unit_shop.customer_value']:\n\
          \x20   assert sorted(ours['child_map'][m]) == sorted(theirs['child_map'][m]), (m, ours['child_map'][m], theirs['child_map'][m])\n\
          print('same')\n",

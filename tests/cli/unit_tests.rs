@@ -1,7 +1,8 @@
 //! Unit tests (dbt 1.8's `unit_tests:`) as etl runs them: with their
 //! model in `build` and `test`, selected with it, not in `run`; and every
-//! mistake in one reported where it is written. (Pass and fail are
-//! compared with dbt-duckdb's in dbt_oracle.rs.)
+//! mistake in one reported where it is written. Exposures, the other
+//! resource of the same fixture, beside them. (Pass and fail, and the
+//! listings, are compared with dbt-duckdb's in dbt_oracle.rs.)
 
 use std::path::Path;
 
@@ -142,4 +143,47 @@ fn an_incremental_unit_test_needs_its_table_and_says_so() {
     );
     etl_ok(p, &["run", "--select", "orders_inc"]);
     etl_ok(p, &["test", "--select", "only_new_orders_are_read"]);
+}
+
+#[test]
+fn an_exposure_is_a_no_op_of_build_and_its_mistakes_are_errors() {
+    let dir = fixture("dbt_unit_tests");
+    let p = dir.path();
+    // (A first build: the incremental model's unit test needs its table.)
+    let (stdout, _) = etl_ok(
+        p,
+        &["build", "--exclude", "wrong_on_purpose", "only_new_orders_are_read"],
+    );
+    assert!(stdout.contains("NO-OP exposure weekly_revenue"), "{stdout}");
+    assert!(stdout.contains(", 1 no-op"), "{stdout}");
+    let results = artifact(p, "run_results.json");
+    let exposure = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["unique_id"] == "exposure.unit_shop.weekly_revenue")
+        .unwrap();
+    assert_eq!(exposure["status"], "no-op");
+    // Not in `run`.
+    let (stdout, _) = etl_ok(p, &["run"]);
+    assert!(!stdout.contains("exposure"), "{stdout}");
+
+    std::fs::write(
+        p.join("models/exposures.yml"),
+        "version: 2\n\
+         exposures:\n\
+         \x20 - name: weekly_revenue\n\
+         \x20   type: dashbord\n\
+         \x20   depends_on: [ref('customer_valu')]\n\
+         \x20   owner: {name: Ana}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("exposure `weekly_revenue`: `type: dashbord` is not one of dashboard, notebook"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `dashboard`?"), "{stderr}");
+    assert!(stderr.contains("--> models/exposures.yml:4:11"), "{stderr}");
 }

@@ -81,6 +81,14 @@ pub(super) fn method_matches(
             let stem = node.path.file_stem().and_then(|f| f.to_str()).unwrap_or_default();
             m.is_match(file) || m.is_match(stem)
         }
+        // `exposure:name` or `exposure:package.name`.
+        Method::Exposure => {
+            node.resource_type == ResourceType::Exposure
+                && match c.value.split_once('.') {
+                    Some((package, name)) => part_match(package, &node.fqn[0]) && part_match(name, &node.name),
+                    None => part_match(&c.value, &node.name),
+                }
+        }
         Method::Source => {
             node.resource_type == ResourceType::Source && {
                 // `source_name`, `source_name.table`, `package.source_name.table`.

@@ -41,6 +41,7 @@ pub(super) enum Method {
     Package,
     State,
     Result,
+    Exposure,
 }
 
 pub(super) const METHODS: &[&str] = &[
@@ -56,6 +57,7 @@ pub(super) const METHODS: &[&str] = &[
     "package",
     "state",
     "result",
+    "exposure",
 ];
 
 pub(super) fn parse_cli(args: &[String], flag: &str) -> Result<Spec, Diagnostic> {
@@ -275,6 +277,7 @@ pub(super) fn parse_method(m: &str) -> Option<Method> {
         "package" => Method::Package,
         "state" => Method::State,
         "result" => Method::Result,
+        "exposure" => Method::Exposure,
         _ => {
             let key = m.strip_prefix("config.")?;
             if key.is_empty() || key.split('.').any(str::is_empty) {
