@@ -15,6 +15,7 @@ mod ingest;
 pub use incremental::incremental_models;
 mod fingerprint;
 mod nodes;
+mod planning;
 mod probe;
 mod snapshot;
 mod unit_tests;
@@ -157,6 +158,15 @@ pub struct NodeRun {
     pub ingest: Option<ingest::Ingest>,
     /// Seconds spent planning, summed over its plans.
     pub plan_seconds: f64,
+}
+
+/// What a successful build produced.
+pub(super) struct Outcome {
+    pub(super) rows: Option<u64>,
+    pub(super) version: Option<i64>,
+    pub(super) message: String,
+    pub(super) up_to_date: bool,
+    pub(super) warnings: Vec<Diagnostic>,
 }
 
 /// Everything a node's build needs, shared between concurrent tasks.

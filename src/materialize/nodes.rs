@@ -5,23 +5,15 @@ use std::time::Instant;
 use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
+use super::planning::planned;
 use super::write::{commit_of, lake_error, register_written, write_and_register};
-use super::{Build, NodeResult, NodeRun, Phases, Status};
+use super::{Build, NodeResult, NodeRun, Outcome, Phases, Status};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, Node};
 use crate::lake::{self, ViewDefinition};
 use datafusion::prelude::SessionContext;
 
-use crate::plan::{check_contract, compile_with, plan_model, register_csv_file, replace_scans};
-
-/// What a successful build produced.
-pub(super) struct Outcome {
-    pub(super) rows: Option<u64>,
-    pub(super) version: Option<i64>,
-    pub(super) message: String,
-    pub(super) up_to_date: bool,
-    pub(super) warnings: Vec<Diagnostic>,
-}
+use crate::plan::register_csv_file;
 
 pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> NodeResult {
     let started = Instant::now();
@@ -463,63 +455,6 @@ async fn seed(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
         up_to_date: false,
         warnings: Vec::new(),
     })
-}
-
-pub(super) async fn planned(
-    build: &Build,
-    run: &mut NodeRun,
-) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
-    let started = Instant::now();
-    let planned = plan_with_inputs(build, run).await;
-    run.plan_seconds += started.elapsed().as_secs_f64();
-    planned
-}
-
-async fn plan_with_inputs(
-    build: &Build,
-    run: &mut NodeRun,
-) -> Result<(datafusion::logical_expr::LogicalPlan, String), Diagnostic> {
-    let index = run.index;
-    let compiled = compile_with(&build.dag, index, &build.models, &build.rendered_now(index));
-    build.registry.ensure_parents(&build.dag, &build.project, index).await?;
-    let node = build.dag.node(index);
-    // Under `--empty` nothing is read, so no file is counted as ingested.
-    let prepared = if build.options.empty {
-        None
-    } else {
-        super::ingest::prepare(build, index).await?
-    };
-    let new_files = match prepared {
-        Some((ingest, readers)) => {
-            run.ingest = Some(ingest);
-            readers
-        }
-        None => Vec::new(),
-    };
-    if build.options.incremental.contains(&node.name) {
-        // `{{ this }}`: an incremental model reads its own current table.
-        build.registry.ensure(&build.dag, &build.project, index).await?;
-    }
-    let session = &run.session;
-    let mut plan = plan_model(session, &compiled).await?;
-    for files in new_files {
-        plan = replace_scans(plan, &files.source, files.provider).map_err(|e| {
-            Diagnostic::error(
-                Code::Plan,
-                format!("reading the new files of {}: {e}", files.source.sql()),
-            )
-            .with_span(Some(Span::file(&node.path)))
-        })?;
-    }
-    if build.options.empty {
-        plan = crate::plan::without_rows(plan).map_err(|e| {
-            Diagnostic::error(Code::Plan, format!("`--empty`: {e}")).with_span(Some(Span::file(&node.path)))
-        })?;
-    }
-    if node.config.contract_enforced {
-        check_contract(session, node.model(&build.project), plan.schema()).await?;
-    }
-    Ok((plan, compiled.sql))
 }
 
 async fn table(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {

@@ -16,10 +16,9 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::ViewTable;
 use std::sync::Arc;
 
-use super::nodes::Outcome;
-use super::nodes::planned;
+use super::planning::planned;
 use super::write::{commit_of, execution_error, register_written};
-use super::{Build, NodeRun};
+use super::{Build, NodeRun, Outcome};
 use crate::config::{CheckColumns, HardDeletes, MetaColumns, Snapshot, SnapshotStrategy};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::lake;

@@ -5,41 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::Value;
-use serde_saphyr::Spanned;
 
-use super::properties::ConfigMap;
+use super::properties::ExposureProperties;
 use super::unit_tests::{Input, parse_input};
 use super::{Diagnostics, yaml};
 use crate::config::RawConfig;
 use crate::diagnostic::{Code, Diagnostic, Span};
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExposureProperties {
-    pub name: Spanned<String>,
-    #[serde(rename = "type")]
-    pub kind: Spanned<String>,
-    pub owner: Spanned<Value>,
-    #[serde(default)]
-    pub depends_on: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub label: Option<String>,
-    #[serde(default)]
-    pub maturity: Option<Spanned<String>>,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub tags: Option<Value>,
-    #[serde(default)]
-    pub meta: Option<Value>,
-    #[serde(default)]
-    pub config: ConfigMap,
-}
 
 /// An exposure, checked.
 #[derive(Debug, Clone)]

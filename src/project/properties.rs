@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
 // Every key dbt accepts is declared, so that unknown keys can be errors;
@@ -31,7 +31,7 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub analyses: Option<Spanned<Value>>,
     #[serde(default)]
-    pub exposures: Vec<super::exposures::ExposureProperties>,
+    pub exposures: Vec<ExposureProperties>,
     #[serde(default)]
     pub metrics: Option<Spanned<Value>>,
     #[serde(default)]
@@ -41,7 +41,7 @@ pub struct PropertiesFile {
     #[serde(default)]
     pub groups: Option<Value>,
     #[serde(default)]
-    pub unit_tests: Vec<super::unit_tests::UnitTestProperties>,
+    pub unit_tests: Vec<UnitTestProperties>,
     #[serde(default)]
     pub data_tests: Option<Value>,
     #[serde(default)]
@@ -227,4 +227,88 @@ pub struct ExternalProperties {
 /// A key that is present, even with a null value.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     Value::deserialize(d).map(Some)
+}
+
+/// A unit test's entry, as written.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitTestProperties {
+    pub name: Spanned<String>,
+    pub model: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub given: Vec<GivenProperties>,
+    pub expect: RowsProperties,
+    #[serde(default)]
+    pub overrides: Option<OverridesProperties>,
+    #[serde(default)]
+    pub config: ConfigMap,
+    #[serde(default)]
+    pub versions: Option<Spanned<Value>>,
+}
+
+/// A `given` entry: an input and its rows (the keys of
+/// [`RowsProperties`], written out: serde's `flatten` cannot deny unknown
+/// keys).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GivenProperties {
+    pub input: Spanned<String>,
+    #[serde(default)]
+    pub rows: Option<Spanned<Value>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fixture: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowsProperties {
+    #[serde(default)]
+    pub rows: Option<Spanned<Value>>,
+    #[serde(default)]
+    pub format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fixture: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverridesProperties {
+    #[serde(default)]
+    pub macros: Map<String, Value>,
+    #[serde(default)]
+    pub vars: Map<String, Value>,
+    #[serde(default)]
+    pub env_vars: Map<String, Value>,
+}
+
+/// An exposure's entry, as written.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExposureProperties {
+    pub name: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub owner: Spanned<Value>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub maturity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Value>,
+    #[serde(default)]
+    pub meta: Option<Value>,
+    #[serde(default)]
+    pub config: ConfigMap,
 }

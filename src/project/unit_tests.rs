@@ -6,71 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use serde_saphyr::Spanned;
 
-use super::properties::ConfigMap;
+use super::properties::{RowsProperties, UnitTestProperties};
 use super::{Diagnostics, yaml};
 use crate::config::RawConfig;
 use crate::diagnostic::{Code, Diagnostic, Span};
-
-/// A unit test's entry, as written.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UnitTestProperties {
-    pub name: Spanned<String>,
-    pub model: Spanned<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub given: Vec<GivenProperties>,
-    pub expect: RowsProperties,
-    #[serde(default)]
-    pub overrides: Option<OverridesProperties>,
-    #[serde(default)]
-    pub config: ConfigMap,
-    #[serde(default)]
-    pub versions: Option<Spanned<Value>>,
-}
-
-/// A `given` entry: an input and its rows (the keys of
-/// [`RowsProperties`], written out: serde's `flatten` cannot deny unknown
-/// keys).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GivenProperties {
-    pub input: Spanned<String>,
-    #[serde(default)]
-    pub rows: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub format: Option<Spanned<String>>,
-    #[serde(default)]
-    pub fixture: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RowsProperties {
-    #[serde(default)]
-    pub rows: Option<Spanned<Value>>,
-    #[serde(default)]
-    pub format: Option<Spanned<String>>,
-    #[serde(default)]
-    pub fixture: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OverridesProperties {
-    #[serde(default)]
-    pub macros: Map<String, Value>,
-    #[serde(default)]
-    pub vars: Map<String, Value>,
-    #[serde(default)]
-    pub env_vars: Map<String, Value>,
-}
 
 /// A unit test, checked.
 #[derive(Debug, Clone)]

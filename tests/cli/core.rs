@@ -393,13 +393,10 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     for (message, at) in [
         (
-            "`unit_tests`: unit tests are not run by etl yet",
-            "models/properties.yml:8:3",
+            "`analyses`: analyses are not compiled by etl yet",
+            "models/properties.yml:19:3",
         ),
-        (
-            "`exposures`: exposures are not listed by etl yet",
-            "models/properties.yml:15:3",
-        ),
+        ("`metrics`: metrics are not read by etl", "models/properties.yml:22:3"),
         (
             "model `orders`: `constraints`: constraints are not enforced by etl yet",
             "models/properties.yml:5:7",
@@ -419,6 +416,9 @@ fn dbt_features_etl_does_not_act_on_are_said_not_ignored() {
         );
     }
     assert_eq!(stderr.matches("warning[").count(), 5, "{stderr}");
+    // Its unit test and exposure, supported since, run.
+    assert!(stdout.contains("PASS  unit_test orders_keeps_amounts"), "{stdout}");
+    assert!(stdout.contains("NO-OP exposure weekly_report"), "{stdout}");
 
     // What would change what is built is refused, at its line, before
     // anything runs.
