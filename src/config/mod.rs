@@ -512,9 +512,12 @@ impl Checker<'_> {
                 Some(Value::Array(items)) => items.clone(),
                 Some(other) => vec![other.clone()],
             };
-            if !matches!(resource, ResourceType::Model | ResourceType::Seed) {
+            if !matches!(
+                resource,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Snapshot
+            ) {
                 let message = format!(
-                    "`{key}`: etl runs hooks around models and seeds, not {}s",
+                    "`{key}`: etl runs hooks around models, snapshots and seeds, not {}s",
                     resource.as_str()
                 );
                 self.fail(key, message);

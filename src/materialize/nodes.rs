@@ -93,7 +93,7 @@ async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) ->
         Err(diag) => return NodeResult::error(node, diag, started.elapsed().as_secs_f64()),
     }
     let (pre_hooks, post_hooks) = match node.resource_type {
-        crate::config::ResourceType::Model => {
+        crate::config::ResourceType::Model | crate::config::ResourceType::Snapshot => {
             let rendered = build.rendered_now(index);
             (rendered.pre_hooks.clone(), rendered.post_hooks.clone())
         }

@@ -179,3 +179,47 @@ fn wrong_snapshot_settings_are_errors_at_their_line() {
     );
     assert!(stderr.contains("--> snapshots/more.sql:2:1"), "{stderr}");
 }
+
+#[test]
+fn a_snapshots_hooks_run_around_it_and_a_failing_one_undoes_its_run() {
+    let dir = fixture("dbt_snapshot");
+    let p = dir.path();
+    std::fs::write(
+        p.join("snapshots/audited.sql"),
+        "{% snapshot audited %}\n\
+         {{ config(unique_key='id', strategy='check', check_cols='all',\n\
+                   post_hook=\"delete from {{ this }} where status = 'cancelled'\") }}\n\
+         select id, status from {{ ref('raw_orders') }}\n\
+         {% endsnapshot %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("seeds/raw_orders.csv"),
+        "id,status,amount,updated_at\n1,placed,1,2024-01-01\n2,cancelled,2,2024-01-01\n",
+    )
+    .unwrap();
+    etl_ok(p, &["build", "--select", "+audited"]);
+    let ids: Vec<String> = lake_rows(p, "main", "audited")
+        .into_iter()
+        .map(|r| r.split('|').take(2).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(ids, ["1|placed"]);
+    // A post-hook that fails: the run's merge is undone.
+    let text = std::fs::read_to_string(p.join("snapshots/audited.sql")).unwrap();
+    std::fs::write(
+        p.join("snapshots/audited.sql"),
+        text.replace("where status = 'cancelled'", "where colour = 'red'"),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("seeds/raw_orders.csv"),
+        "id,status,amount,updated_at\n1,paid,1,2024-01-02\n",
+    )
+    .unwrap();
+    etl_ok(p, &["seed"]);
+    let before = lake_rows(p, "main", "audited");
+    let (code, _, stderr) = etl(p, &["snapshot", "--select", "audited"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the node's writes are undone"), "{stderr}");
+    assert_eq!(lake_rows(p, "main", "audited"), before);
+}
