@@ -198,7 +198,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "metrics": {},
         "groups": {},
         "selectors": {},
-        "disabled": {},
+        "disabled": disabled(project, rendered, created_at),
         "parent_map": parent_map,
         "child_map": child_map,
         "group_map": {},
@@ -207,6 +207,60 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         "unit_tests": unit_tests,
         "functions": {},
     })
+}
+
+/// dbt's `disabled`: each model and snapshot with `enabled: false`, as
+/// parsed (a list per unique_id, as dbt keeps them).
+fn disabled(project: &Project, rendered: &Rendered, created_at: f64) -> Value {
+    let mut out = serde_json::Map::new();
+    for (model, m) in project.models.iter().zip(&rendered.models) {
+        if m.config.enabled() {
+            continue;
+        }
+        let package = model.fqn.first().unwrap_or(&project.name);
+        let kind = model.resource_type.as_str();
+        let id = format!("{kind}.{package}.{}", model.name);
+        let mut config = m.config.values().clone();
+        config.insert("enabled".into(), json!(false));
+        let materialized = match model.resource_type {
+            ResourceType::Snapshot => "snapshot",
+            _ => config.get("materialized").and_then(Value::as_str).unwrap_or("view"),
+        }
+        .to_owned();
+        config.insert("materialized".into(), json!(materialized));
+        let entry = json!({
+            "unique_id": id,
+            "name": model.name,
+            "resource_type": kind,
+            "package_name": package,
+            "path": model.file.path,
+            "original_file_path": model.file.path,
+            "fqn": model.fqn,
+            "database": "lake",
+            "schema": m.relation.schema,
+            "alias": m.relation.identifier,
+            "checksum": {"name": "sha256", "checksum": sha256_hex(m.template.as_bytes())},
+            "config": config,
+            "unrendered_config": m.config.values(),
+            "tags": [],
+            "description": model.description,
+            "columns": columns(&model.columns),
+            "meta": {},
+            "raw_code": m.template,
+            "language": "sql",
+            "refs": m.refs.iter().map(|r| json!({"name": r.name, "package": r.package, "version": null})).collect::<Vec<_>>(),
+            "sources": m.sources.iter().map(|(s, t)| json!([s, t])).collect::<Vec<_>>(),
+            "depends_on": {"nodes": [], "macros": []},
+            "created_at": created_at,
+        });
+        out.insert(id, json!([entry]));
+    }
+    Value::Object(out)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// dbt's entry for an exposure: what it is, who owns it, what it reads.
@@ -366,7 +420,6 @@ fn macros(rendered: &Rendered, created_at: f64) -> Value {
 /// model or singular test, its CSV for a seed; a generic test's is that of
 /// its rendered SQL).
 fn checksum(project: &Project, node: &Node, rendered: &Rendered) -> Value {
-    use sha2::Digest;
     let bytes: Vec<u8> = match node.resource_type {
         // As dbt: a seed over 1 MiB is checked by its path, not read.
         ResourceType::Seed => {
@@ -387,11 +440,7 @@ fn checksum(project: &Project, node: &Node, rendered: &Rendered) -> Value {
         }
         _ => Vec::new(),
     };
-    let hash: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    json!({"name": "sha256", "checksum": hash})
+    json!({"name": "sha256", "checksum": sha256_hex(&bytes)})
 }
 
 /// The rendered SQL of a model or data test.

@@ -477,6 +477,7 @@ fn unit_tests_pass_and_fail_as_dbt_duckdbs_do() {
          \x20   o = ours['exposures'][k]\n\
          \x20   assert {{f: v for f, v in o.items() if f != 'created_at'}} == {{f: v for f, v in t.items() if f != 'created_at'}}, (o, t)\n\
          assert len(theirs['exposures']) == 1\n\
+         assert sorted(ours['disabled']) == sorted(theirs['disabled']) == ['model.unit_shop.legacy'], (ours['disabled'], theirs['disabled'])\n\
          for m in ['model.unit_shop.customers', 'model.unit_shop.customer_value']:\n\
          \x20   assert sorted(ours['child_map'][m]) == sorted(theirs['child_map'][m]), (m, ours['child_map'][m], theirs['child_map'][m])\n\
          print('same')\n",
