@@ -514,7 +514,8 @@ async fn table(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> 
             etl[super::ingest::RECORD_KEY] = serde_json::to_value(&ingest.consumed).unwrap_or_default();
             commit.app_transaction = Some((format!("etl/{}", node.unique_id), ingest.total() as i64));
         }
-        let applied = if config.microbatch().is_some() {
+        // Under `--empty`, one write of no rows, not one per window.
+        let applied = if config.microbatch().is_some() && !build.options.empty {
             super::incremental::microbatch::build_microbatch(build, run, &config, plan, commit).await
         } else {
             super::incremental::build_incremental(build, run, &config, plan, commit).await

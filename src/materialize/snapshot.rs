@@ -213,13 +213,9 @@ impl Staging<'_> {
             cols.join(", ")
         };
         let from_query: Vec<String> = query_columns.iter().map(|n| format!("s.{}", quoted(n))).collect();
-        let nulls: Vec<String> = query_columns
-            .iter()
-            .map(|n| match self.type_of(n) {
-                Some(t) if !t.is_null() => format!("cast(null as {})", sql_type(t)),
-                _ => "null".to_owned(),
-            })
-            .collect();
+        // Untyped: a union takes a null of any type (a list or a struct
+        // column too); the first branch's columns give the types.
+        let nulls: Vec<String> = query_columns.iter().map(|_| "null".to_owned()).collect();
         let u = self.updated_at("s");
         let mut parts = Vec::new();
         // New keys, and new versions of changed rows.
@@ -319,23 +315,6 @@ impl Staging<'_> {
     }
 }
 
-/// The SQL name of an Arrow type, for a typed null.
-fn sql_type(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "varchar".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int".into(),
-        DataType::Int64 => "bigint".into(),
-        DataType::Float32 => "real".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Date32 | DataType::Date64 => "date".into(),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p}, {s})"),
-        DataType::Timestamp(_, None) => "timestamp".into(),
-        DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
-        _ => "varchar".into(),
-    }
-}
-
 /// Checks that the columns the settings name are the query's.
 fn check_columns(node: &crate::graph::Node, settings: &Snapshot, query: &Schema) -> Result<(), Diagnostic> {
     let has = |name: &str| query.fields().iter().any(|f| f.name() == name);
@@ -395,8 +374,12 @@ pub(super) async fn snapshot(build: &Build, run: &mut NodeRun) -> Result<Outcome
         .with_span(Some(Span::file(&node.path)))
         .with_help("restore them from a backup: a snapshot's history cannot be built again from its query"));
     }
-    // `--empty` reads no rows: an existing history is kept as it is (an
-    // empty query would close every current row).
+    let (plan, _) = planned(build, run).await?;
+    let query_schema: Schema = plan.schema().as_arrow().clone();
+    check_columns(node, settings, &query_schema)?;
+    // `--empty` reads no rows: the query is checked (planned), and an
+    // existing history kept as it is (an empty query would close every
+    // current row).
     if let (true, lake::Expected::Version(version)) = (build.options.empty, stored.version) {
         register_written(build, index).await?;
         return Ok(Outcome {
@@ -407,13 +390,11 @@ pub(super) async fn snapshot(build: &Build, run: &mut NodeRun) -> Result<Outcome
             warnings: Vec::new(),
         });
     }
-    let (plan, _) = planned(build, run).await?;
-    let query_schema: Schema = plan.schema().as_arrow().clone();
-    check_columns(node, settings, &query_schema)?;
     let ctx = run.session.clone();
     let url = build.registry.location(&node.relation);
-    let now = chrono::Utc::now()
-        .naive_utc()
+    // dbt-duckdb's `now()::timestamp`: the local time of the machine.
+    let now = chrono::Local::now()
+        .naive_local()
         .format("%Y-%m-%dT%H:%M:%S%.6f")
         .to_string();
     let now = format!("to_timestamp_micros('{now}')");

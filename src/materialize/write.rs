@@ -52,7 +52,15 @@ pub(super) fn commit_metadata(build: &Build, run: &NodeRun) -> Map<String, Value
     let mut etl = Map::new();
     etl.insert("unique_id".into(), Value::from(node.unique_id.clone()));
     etl.insert("invocation_id".into(), Value::from(build.options.invocation_id.clone()));
-    etl.insert("materialized".into(), Value::from(node.materialized.as_str()));
+    // A table written under `--empty` is not a base to build on: the next
+    // build builds it in full (an incremental model's watermark would
+    // otherwise be nothing, and its history lost).
+    let materialized = if build.options.empty {
+        "empty"
+    } else {
+        node.materialized.as_str()
+    };
+    etl.insert("materialized".into(), Value::from(materialized));
     if let Some(fp) = &run.fingerprint {
         etl.insert("fingerprint".into(), Value::from(fp.clone()));
     }

@@ -108,3 +108,33 @@ fn an_empty_build_writes_no_rows_and_counts_no_file_as_read() {
     etl_ok(p, &["build"]);
     assert_eq!(rows(p, "main", "clicks"), all, "no file is read twice");
 }
+
+#[test]
+fn an_empty_first_build_leaves_incremental_models_to_be_built_in_full() {
+    // A watermark (`max(ordered_at) from this`) and microbatch windows:
+    // after `--empty` on a new lake, the next build reads everything.
+    // (The microbatch model's windows end on 2024-01-03, not today.)
+    for (fixture_name, schema, table, flags) in [
+        ("dbt_unit_tests", "main", "orders_inc", ["--exclude", "test_type:unit"]),
+        ("microbatch", "main", "versions", ["--event-time-end", "2024-01-03"]),
+    ] {
+        let with = |first: &[&'static str]| [first, &flags[..]].concat();
+        let full = fixture(fixture_name);
+        etl_ok(full.path(), &with(&["build"]));
+        let lake = if full.path().join("dev.lake").exists() {
+            "dev.lake"
+        } else {
+            "lake"
+        };
+        let expected = rows_in(&full.path().join(lake), schema, table);
+        assert!(!expected.is_empty(), "{fixture_name}");
+
+        let dir = fixture(fixture_name);
+        let p = dir.path();
+        let (stdout, _) = etl_ok(p, &with(&["build", "--empty"]));
+        assert!(stdout.contains(&format!(" {table} ")), "{stdout}");
+        assert_eq!(rows_in(&p.join(lake), schema, table), Vec::<String>::new());
+        etl_ok(p, &with(&["build"]));
+        assert_eq!(rows_in(&p.join(lake), schema, table), expected, "{fixture_name}");
+    }
+}
