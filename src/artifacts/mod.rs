@@ -323,20 +323,28 @@ fn unit_test_entry(test: &crate::project::UnitTest, node: &Node, model: Option<S
     let rows = |rows: &Rows| match rows {
         Rows::Dict(list) => (json!(list), "dict"),
         Rows::Csv(text) => {
-            let mut lines = text.trim_start().lines().filter(|l| !l.trim().is_empty());
-            let header: Vec<&str> = lines.next().unwrap_or_default().split(',').map(str::trim).collect();
+            let mut lines = crate::project::csv_lines(text).into_iter();
+            let header: Vec<String> = lines
+                .next()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
             let list: Vec<Value> = lines
-                .map(|line| {
-                    let cells = line
-                        .split(',')
-                        .map(str::trim)
-                        .map(|c| if c.is_empty() { Value::Null } else { json!(c) });
-                    Value::Object(header.iter().map(|h| h.to_string()).zip(cells).collect())
+                .map(|cells| {
+                    Value::Object(
+                        header
+                            .iter()
+                            .cloned()
+                            .zip(cells.into_iter().map(|c| json!(c)))
+                            .collect(),
+                    )
                 })
                 .collect();
             (json!(list), "csv")
         }
         Rows::Sql(sql) => (json!(sql), "sql"),
+        Rows::Own => (json!([]), "dict"),
     };
     let given: Vec<Value> = test
         .given

@@ -175,10 +175,16 @@ impl Dag {
     /// The ephemeral models `index` reads, directly or through other
     /// ephemerals, parents first: these become CTEs of its SQL.
     pub fn ephemeral_ancestors(&self, index: NodeIndex) -> Vec<NodeIndex> {
+        self.ephemeral_ancestors_but(index, &[])
+    }
+
+    /// [`Dag::ephemeral_ancestors`], leaving out `kept` (and what only
+    /// they read): a unit test gives their rows.
+    pub fn ephemeral_ancestors_but(&self, index: NodeIndex, kept: &[NodeIndex]) -> Vec<NodeIndex> {
         let mut found = Vec::new();
         let mut stack: Vec<NodeIndex> = self.parents(index).collect();
         while let Some(p) = stack.pop() {
-            if self.graph[p].materialized == Materialization::Ephemeral && !found.contains(&p) {
+            if self.graph[p].materialized == Materialization::Ephemeral && !found.contains(&p) && !kept.contains(&p) {
                 found.push(p);
                 stack.extend(self.parents(p));
             }
@@ -526,13 +532,27 @@ fn add_unit_tests(
         let Some(config) = checked(&test.config, &scope, errors) else {
             continue;
         };
-        // What the model's SQL scans, ephemeral models inlined: each must
-        // be given.
+        // What the test gives: nodes named by its inputs.
+        let mut given = Vec::new();
+        let mut ok = true;
+        let resolved: Vec<Option<NodeIndex>> = test
+            .given
+            .iter()
+            .map(|g| match &g.input {
+                Input::Ref(name) => by_name.get(name).copied(),
+                Input::Source(s, t) => by_source.get(&(s.clone(), t.clone())).copied(),
+                Input::This => Some(model),
+            })
+            .collect();
+        // What the model's SQL scans, through the ephemeral models it
+        // inlines (an ephemeral model given, with SQL rows as dbt has
+        // them, stands for what it reads).
         let scanned: Vec<NodeIndex> = {
             let mut out: Vec<NodeIndex> = Vec::new();
             let mut stack: Vec<NodeIndex> = graph.neighbors_directed(model, petgraph::Direction::Incoming).collect();
             while let Some(p) = stack.pop() {
-                if graph[p].materialized == Materialization::Ephemeral {
+                let is_given = resolved.contains(&Some(p));
+                if graph[p].materialized == Materialization::Ephemeral && !is_given {
                     stack.extend(graph.neighbors_directed(p, petgraph::Direction::Incoming));
                 } else if !out.contains(&p) {
                     out.push(p);
@@ -540,16 +560,32 @@ fn add_unit_tests(
             }
             out
         };
-        let mut given = Vec::new();
-        let mut ok = true;
-        for g in &test.given {
-            let found = match &g.input {
-                Input::Ref(name) => by_name.get(name).copied(),
-                Input::Source(s, t) => by_source.get(&(s.clone(), t.clone())).copied(),
-                Input::This => Some(model),
-            };
-            match found {
-                Some(node) if node == model || scanned.contains(&node) => given.push(node),
+        for (g, found) in test.given.iter().zip(&resolved) {
+            match *found {
+                Some(node) if node == model || scanned.contains(&node) => {
+                    let kind = &graph[node];
+                    if matches!(g.rows, crate::project::Rows::Own) && kind.resource_type != ResourceType::Seed {
+                        errors.push(
+                            fail(format!("`{}` needs `rows` (or a `fixture`)", g.input))
+                                .with_span(g.span.clone())
+                                .with_note("only a seed's own rows are read when none are given, as in dbt"),
+                        );
+                        ok = false;
+                    }
+                    if kind.materialized == Materialization::Ephemeral
+                        && !matches!(g.rows, crate::project::Rows::Sql(_))
+                    {
+                        errors.push(
+                            fail(format!(
+                                "`{}` is an ephemeral model: give its rows as SQL (`format: sql`), as dbt asks",
+                                g.input
+                            ))
+                            .with_span(g.span.clone()),
+                        );
+                        ok = false;
+                    }
+                    given.push(node);
+                }
                 _ => {
                     let read: Vec<String> = scanned.iter().map(|&p| input_text(&graph[p])).collect();
                     errors.push(
@@ -567,15 +603,16 @@ fn add_unit_tests(
                 }
             }
         }
+        // A seed not given is read as it is, as in dbt.
         let missing: Vec<String> = scanned
             .iter()
-            .filter(|p| !given.contains(p))
+            .filter(|p| !given.contains(p) && graph[**p].resource_type != ResourceType::Seed)
             .map(|&p| input_text(&graph[p]))
             .collect();
         if !missing.is_empty() {
             errors.push(
                 fail(format!("`{}` reads {}, not given", test.model, missing.join(", "))).with_help(
-                    "a unit test mocks every input of its model: add a `given` entry for each (`rows: []` for none)",
+                    "a unit test mocks every input of its model but seeds: add a `given` entry for each (`rows: []` for none)",
                 ),
             );
             ok = false;

@@ -25,7 +25,7 @@ use petgraph::graph::NodeIndex;
 use super::{Build, NodeResult, Phases, Status};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::graph::ResourceType;
-use crate::project::{Input, Rows, UnitTest};
+use crate::project::{Input, Rows, UnitTest, csv_lines};
 
 /// Runs the unit test at `index`.
 pub(super) async fn run(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
@@ -100,10 +100,10 @@ async fn check(build: &Arc<Build>, index: NodeIndex) -> Result<Option<(usize, St
             &test.overrides,
         )
     })?;
-    let compiled = crate::plan::compile_with(&build.dag, model, &build.models, &rendered);
-
-    // A session whose only tables are the mocks.
+    // A session whose only tables are the mocks (and seeds' own rows).
     let ctx = mock_session(&build.registry.ctx);
+    let mut kept = Vec::new();
+    let mut given_nodes = Vec::new();
     for given in &test.given {
         let input = match &given.input {
             Input::This => model,
@@ -124,23 +124,59 @@ async fn check(build: &Arc<Build>, index: NodeIndex) -> Result<Option<(usize, St
                 })
                 .ok_or_else(|| failed(format!("`{}` is not an input of `{}`", given.input, test.model)))?,
         };
-        let schema = input_schema(build, input).await.map_err(|e| {
-            failed(format!("the columns of `{}` are not known: {e}", given.input)).with_help(if given.input == Input::This {
-                format!(
-                    "a unit test types its mocked rows as the real input: build `{}` once first (`etl build --select {}`)",
-                    test.model, test.model
+        given_nodes.push(input);
+        let node = build.dag.node(input);
+        let relation = &node.relation;
+        // An ephemeral model given: its SQL rows, under the name the
+        // model's SQL reads it by.
+        if node.materialized == crate::graph::Materialization::Ephemeral {
+            let Rows::Sql(sql) = &given.rows else {
+                return Err(failed(format!("`{}`: an ephemeral model's rows are SQL", given.input)));
+            };
+            let batch = sql_batch(&ctx, sql)
+                .await
+                .map_err(|e| failed(format!("`given` for `{}`: {e}", given.input)).with_span(given.span.clone()))?;
+            register(&ctx, None, &format!("__dbt__cte__{}", relation.identifier), batch)
+                .map_err(|e| failed(format!("mocking `{}`: {e}", given.input)))?;
+            kept.push(input);
+            continue;
+        }
+        let batch = if matches!(given.rows, Rows::Own) {
+            own_rows(build, input)
+                .await
+                .map_err(|e| failed(format!("the rows of `{}`: {e}", given.input)))?
+        } else {
+            let schema = input_schema(build, input).await.map_err(|e| {
+                failed(format!("the columns of `{}` are not known: {e}", given.input)).with_help(
+                    if given.input == Input::This {
+                        format!(
+                            "a unit test types its mocked rows as the real input: build `{}` once first (`etl build --select {}`)",
+                            test.model, test.model
+                        )
+                    } else {
+                        "a unit test types its mocked rows as the real input: build its inputs first".to_owned()
+                    },
                 )
-            } else {
-                "a unit test types its mocked rows as the real input: build its inputs first".to_owned()
-            })
-        })?;
-        let batch = mock_rows(&ctx, &schema, &given.rows)
-            .await
-            .map_err(|e| failed(format!("`given` for `{}`: {e}", given.input)).with_span(given.span.clone()))?;
-        let relation = &build.dag.node(input).relation;
-        register(&ctx, &relation.schema, &relation.identifier, batch)
+            })?;
+            mock_rows(&ctx, &schema, &given.rows)
+                .await
+                .map_err(|e| failed(format!("`given` for `{}`: {e}", given.input)).with_span(given.span.clone()))?
+        };
+        register(&ctx, Some(&relation.schema), &relation.identifier, batch)
             .map_err(|e| failed(format!("mocking `{}`: {e}", given.input)))?;
     }
+    // Seeds not given are read as they are, as in dbt.
+    for parent in build.dag.parents(index).collect::<Vec<_>>() {
+        let node = build.dag.node(parent);
+        if node.resource_type == ResourceType::Seed && !given_nodes.contains(&parent) {
+            let batch = own_rows(build, parent)
+                .await
+                .map_err(|e| failed(format!("the rows of seed `{}`: {e}", node.name)))?;
+            register(&ctx, Some(&node.relation.schema), &node.relation.identifier, batch)
+                .map_err(|e| failed(format!("reading seed `{}`: {e}", node.name)))?;
+        }
+    }
+    let compiled = crate::plan::compile_but(&build.dag, model, &build.models, &rendered, &kept);
     let plan = crate::plan::plan_model(&ctx, &compiled).await.map_err(|mut diag| {
         diag.notes.push(format!(
             "while running `{}` on the rows of unit test `{}`",
@@ -153,9 +189,13 @@ async fn check(build: &Arc<Build>, index: NodeIndex) -> Result<Option<(usize, St
 
     // What the test expects, in the model's types, and the model's rows in
     // those columns.
-    let expected_columns = columns_of(&ctx, &test.expect)
+    let mut expected_columns = columns_of(&ctx, &test.expect)
         .await
         .map_err(|e| failed(format!("`expect`: {e}")))?;
+    // `rows: []`: no rows, in whatever columns.
+    if expected_columns.is_empty() {
+        expected_columns = actual_schema.fields().iter().map(|f| f.name().clone()).collect();
+    }
     let mut fields = Vec::new();
     for column in &expected_columns {
         match actual_schema.field_with_name(column) {
@@ -252,17 +292,51 @@ fn mock_session(base: &SessionContext) -> SessionContext {
     ctx
 }
 
-fn register(ctx: &SessionContext, schema: &str, name: &str, batch: RecordBatch) -> Result<(), String> {
-    let catalog = ctx.catalog("datafusion").ok_or("no default catalog")?;
-    if catalog.schema(schema).is_none() {
-        catalog
-            .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
-            .map_err(|e| e.to_string())?;
-    }
+/// `batch` as the table `schema.name` (or `name` in the default schema).
+fn register(ctx: &SessionContext, schema: Option<&str>, name: &str, batch: RecordBatch) -> Result<(), String> {
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
-    ctx.register_table(TableReference::partial(schema, name), Arc::new(table))
+    let reference = match schema {
+        Some(schema) => {
+            let catalog = ctx.catalog("datafusion").ok_or("no default catalog")?;
+            if catalog.schema(schema).is_none() {
+                catalog
+                    .register_schema(schema, Arc::new(MemorySchemaProvider::new()))
+                    .map_err(|e| e.to_string())?;
+            }
+            TableReference::partial(schema, name)
+        }
+        None => TableReference::bare(name),
+    };
+    ctx.register_table(reference, Arc::new(table))
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The rows of a node as the lake has them (a seed a test reads as it is).
+async fn own_rows(build: &Build, index: NodeIndex) -> Result<RecordBatch, String> {
+    let schema = input_schema(build, index).await?;
+    let relation = &build.dag.node(index).relation;
+    let batches = build
+        .registry
+        .ctx
+        .table(TableReference::partial(
+            relation.schema.as_str(),
+            relation.identifier.as_str(),
+        ))
+        .await
+        .map_err(|e| e.find_root().to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.find_root().to_string())?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())
+}
+
+/// The rows of a SQL query, as one batch.
+async fn sql_batch(ctx: &SessionContext, sql: &str) -> Result<RecordBatch, String> {
+    let df = ctx.sql(sql).await.map_err(|e| e.find_root().to_string())?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(|e| e.find_root().to_string())?;
+    datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())
 }
 
 /// The columns of an input, as the lake has them.
@@ -301,6 +375,7 @@ async fn columns_of(ctx: &SessionContext, rows: &Rows) -> Result<Vec<String>, St
             out
         }
         Rows::Csv(text) => csv_header(text),
+        Rows::Own => Vec::new(),
         Rows::Sql(sql) => {
             let df = ctx.sql(sql).await.map_err(|e| e.find_root().to_string())?;
             df.schema().fields().iter().map(|f| f.name().clone()).collect()
@@ -309,10 +384,10 @@ async fn columns_of(ctx: &SessionContext, rows: &Rows) -> Result<Vec<String>, St
 }
 
 fn csv_header(text: &str) -> Vec<String> {
-    text.trim_start()
-        .lines()
+    csv_lines(text)
+        .into_iter()
         .next()
-        .map(|line| line.split(',').map(|c| c.trim().to_owned()).collect())
+        .map(|cells| cells.into_iter().map(Option::unwrap_or_default).collect())
         .unwrap_or_default()
 }
 
@@ -340,11 +415,7 @@ async fn mock_rows(ctx: &SessionContext, schema: &SchemaRef, rows: &Rows) -> Res
         Rows::Csv(text) => {
             let names = csv_header(text);
             let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); names.len()];
-            for (n, line) in text.trim_start().lines().skip(1).enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let cells: Vec<&str> = line.split(',').collect();
+            for (n, cells) in csv_lines(text).into_iter().skip(1).enumerate() {
                 if cells.len() != names.len() {
                     return Err(format!(
                         "CSV row {} has {} values for {} columns",
@@ -354,12 +425,12 @@ async fn mock_rows(ctx: &SessionContext, schema: &SchemaRef, rows: &Rows) -> Res
                     ));
                 }
                 for (column, cell) in values.iter_mut().zip(cells) {
-                    let cell = cell.trim();
-                    column.push((!cell.is_empty() && cell != "null").then(|| cell.to_owned()));
+                    column.push(cell);
                 }
             }
             (names, values)
         }
+        Rows::Own => return Err("a seed's own rows are read from the lake, not mocked".into()),
         Rows::Sql(sql) => {
             let batches = ctx
                 .sql(sql)

@@ -46,8 +46,20 @@ pub fn compile(dag: &Dag, index: NodeIndex, models: &[RenderedModel]) -> Compile
 /// Compiles `body` (the rendered SQL of the node at `index`, a model or a
 /// data test) with the ephemeral models it reads.
 pub fn compile_with(dag: &Dag, index: NodeIndex, models: &[RenderedModel], body: &RenderedModel) -> CompiledSql {
+    compile_but(dag, index, models, body, &[])
+}
+
+/// [`compile_with`], leaving the ephemeral models of `kept` as the names
+/// the SQL reads them by (`__dbt__cte__<name>`), for a unit test to give.
+pub fn compile_but(
+    dag: &Dag,
+    index: NodeIndex,
+    models: &[RenderedModel],
+    body: &RenderedModel,
+    kept: &[NodeIndex],
+) -> CompiledSql {
     let model = body;
-    let ephemerals = dag.ephemeral_ancestors(index);
+    let ephemerals = dag.ephemeral_ancestors_but(index, kept);
     if ephemerals.is_empty() {
         return CompiledSql {
             path: model.path.clone(),

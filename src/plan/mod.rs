@@ -19,7 +19,7 @@ mod shared;
 mod sources;
 
 pub use by_key::{key_of, same_every_run};
-pub use compile::{CompiledSql, compile, compile_with};
+pub use compile::{CompiledSql, compile, compile_but, compile_with};
 pub use contract::check_contract;
 pub use identifiers::{plan_sql, plan_statement};
 pub use registry::Registry;

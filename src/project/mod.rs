@@ -19,7 +19,7 @@ mod settings;
 pub use exposures::Exposure;
 mod snapshots;
 mod unit_tests;
-pub use unit_tests::{Given, Input, Overrides, Rows, UnitTest};
+pub use unit_tests::{Given, Input, Overrides, Rows, UnitTest, csv_lines};
 pub mod yaml;
 pub use discovery::*;
 mod selectors;

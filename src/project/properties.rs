@@ -238,7 +238,7 @@ pub struct UnitTestProperties {
     pub model: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
+    /// Required, as in dbt (`given: []` for a model that reads nothing).
     pub given: Vec<GivenProperties>,
     pub expect: RowsProperties,
     #[serde(default)]

@@ -66,6 +66,8 @@ pub enum Rows {
     Dict(Vec<Map<String, Value>>),
     Csv(String),
     Sql(String),
+    /// Neither `rows` nor `fixture`: a seed's own rows, as dbt reads them.
+    Own,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -169,6 +171,10 @@ pub(super) fn parse_input(text: &str) -> Option<Input> {
     }
     let call = regex::Regex::new(r#"^(ref|source)\s*\(\s*(.*?)\s*\)$"#).expect("a valid pattern");
     let caps = call.captures(text)?;
+    // `ref('m', v=2)`: model versions are not supported.
+    if caps[2].contains('=') {
+        return None;
+    }
     let args: Vec<String> = caps[2]
         .split(',')
         .map(|a| a.trim().trim_matches(|c| c == '\'' || c == '"').to_owned())
@@ -244,6 +250,7 @@ fn rows(
             }
         }
         (Some(rows), None) => rows.value,
+        (None, None) if what == "given" => return Some(Rows::Own),
         (None, None) => Value::Array(Vec::new()),
     };
     match (format, text) {
@@ -276,9 +283,71 @@ fn rows(
     }
 }
 
+/// The lines of CSV rows, each a list of cells: quoted cells (`"Smith,
+/// John"`, `""` for a quote) as text, an empty unquoted cell or `null` as
+/// null. Blank lines are skipped.
+pub fn csv_lines(text: &str) -> Vec<Vec<Option<String>>> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(csv_cells)
+        .collect()
+}
+
+fn csv_cells(line: &str) -> Vec<Option<String>> {
+    let finish = |cell: &str, quoted: bool| {
+        if quoted {
+            return Some(cell.to_owned());
+        }
+        let cell = cell.trim();
+        (!cell.is_empty() && cell != "null").then(|| cell.to_owned())
+    };
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let (mut inside, mut quoted) = (false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if inside {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    cell.push('"');
+                    chars.next();
+                }
+                '"' => inside = false,
+                _ => cell.push(c),
+            }
+        } else if c == '"' && cell.trim().is_empty() {
+            (inside, quoted) = (true, true);
+            cell.clear();
+        } else if c == ',' {
+            cells.push(finish(&cell, quoted));
+            cell.clear();
+            quoted = false;
+        } else if !quoted {
+            cell.push(c);
+        }
+    }
+    cells.push(finish(&cell, quoted));
+    cells
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_may_be_quoted() {
+        let lines = csv_lines("id,name,note\n1,\"Smith, John\",\n2, Bo ,\"say \"\"hi\"\"\"\n\n");
+        let text = |cells: &[Option<String>]| -> Vec<String> {
+            cells
+                .iter()
+                .map(|c| c.clone().unwrap_or_else(|| "NULL".into()))
+                .collect()
+        };
+        assert_eq!(text(&lines[0]), ["id", "name", "note"]);
+        assert_eq!(text(&lines[1]), ["1", "Smith, John", "NULL"]);
+        assert_eq!(text(&lines[2]), ["2", "Bo", "say \"hi\""]);
+        assert_eq!(lines.len(), 3);
+    }
 
     #[test]
     fn inputs_are_refs_sources_or_this() {
@@ -294,5 +363,6 @@ mod tests {
         assert_eq!(parse_input(" this "), Some(Input::This));
         assert_eq!(parse_input("orders"), None);
         assert_eq!(parse_input("source('shop')"), None);
+        assert_eq!(parse_input("ref('orders', v=2)"), None);
     }
 }

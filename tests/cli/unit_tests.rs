@@ -24,12 +24,17 @@ fn a_models_unit_tests_go_with_it_and_a_failure_skips_it() {
     let dir = seeded_and_run();
     let p = dir.path();
     let (stdout, _) = etl_ok(p, &["ls", "--select", "customers", "--output", "name"]);
-    assert_eq!(stdout, "customers\nemails_are_checked\nwrong_on_purpose\n");
+    assert_eq!(
+        stdout,
+        "customers\na_seed_is_read_as_it_is\nemails_are_checked\nquoted_csv_cells\nwrong_on_purpose\n"
+    );
     let (stdout, _) = etl_ok(p, &["ls", "--resource-type", "unit_test", "--output", "name"]);
     // By unique_id (`unit_test.<project>.<model>.<test>`), as dbt lists them.
     assert_eq!(
         stdout,
-        "vip_threshold_is_a_var\nemails_are_checked\nwrong_on_purpose\nonly_new_orders_are_read\n"
+        "vip_threshold_is_a_var\na_seed_is_read_as_it_is\nemails_are_checked\nquoted_csv_cells\n\
+         wrong_on_purpose\nonly_new_orders_are_read\nan_ephemeral_input_is_given_as_sql\n\
+         nothing_paid_gives_nothing\n"
     );
     // `etl run` builds models only.
     let (stdout, _) = etl_ok(p, &["run", "--select", "customers"]);
@@ -67,7 +72,7 @@ fn an_input_not_given_or_not_read_is_an_error_at_the_test() {
          \x20 - name: half_mocked\n\
          \x20   model: customer_value\n\
          \x20   given:\n\
-         \x20     - input: ref('customers')\n\
+         \x20     - input: ref('raw_orders')\n\
          \x20       rows: []\n\
          \x20     - input: ref('raw_customers')\n\
          \x20       rows: []\n\
@@ -82,7 +87,7 @@ fn an_input_not_given_or_not_read_is_an_error_at_the_test() {
     );
     assert!(stderr.contains("--> models/unit_tests.yml:8:16"), "{stderr}");
     assert!(
-        stderr.contains("unit test `half_mocked`: `customer_value` reads ref('raw_orders'), not given"),
+        stderr.contains("unit test `half_mocked`: `customer_value` reads ref('customers'), not given"),
         "{stderr}"
     );
     assert!(stderr.contains("--> models/unit_tests.yml:3:11"), "{stderr}");
