@@ -36,7 +36,7 @@ pub fn manifest(project: &Project, dag: &Dag, rendered: &Rendered, invocation_id
         .iter()
         .filter(|&&i| dag.node(i).resource_type == ResourceType::UnitTest)
         .filter_map(|&i| {
-            let model = dag.node(i).fqn.get(1)?;
+            let model = dag.node(i).fqn.iter().rev().nth(1)?;
             let id = dag
                 .order
                 .iter()

@@ -569,7 +569,7 @@ fn run_edges(dag: &Dag, runnable: &[NodeIndex], selected: &HashSet<NodeIndex>) -
         let node = dag.node(test);
         let model = runnable.iter().copied().find(|&m| {
             let n = dag.node(m);
-            n.resource_type == ResourceType::Model && node.fqn.get(1) == Some(&n.name)
+            n.resource_type == ResourceType::Model && node.fqn.iter().rev().nth(1) == Some(&n.name)
         });
         if let Some(model) = model.filter(|m| selected.contains(m)) {
             edges.entry(test).or_default().push(model);

@@ -40,6 +40,7 @@ pub(super) fn exposure(
     file: &Path,
     props: ExposureProperties,
     errors: &mut Diagnostics,
+    warnings: &mut Diagnostics,
 ) -> Option<Exposure> {
     let name = props.name.value.clone();
     let mut ok = true;
@@ -82,6 +83,17 @@ pub(super) fn exposure(
     let mut depends_on = Vec::new();
     for entry in &props.depends_on {
         let span = yaml::span_of(file, entry);
+        // dbt's semantic layer: etl has no metrics to link.
+        if entry.value.trim_start().starts_with("metric(") {
+            warnings.push(
+                Diagnostic::warning(
+                    Code::Unsupported,
+                    format!("exposure `{name}`: `{}`: metrics are not read by etl", entry.value),
+                )
+                .with_span(span),
+            );
+            continue;
+        }
         match parse_input(&entry.value) {
             Some(input @ (Input::Ref(_) | Input::Source(..))) => depends_on.push((input, span)),
             _ => fail(

@@ -209,6 +209,7 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     for package in &packages {
         yml_dirs.extend(package.model_dirs.iter().cloned());
         yml_dirs.extend(package.seed_dirs.iter().cloned());
+        yml_dirs.extend(package.snapshot_dirs.iter().cloned());
     }
     let properties_files = discover(&root, &yml_dirs, &["yml", "yaml"], &mut errors);
 
@@ -264,6 +265,24 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 fqn,
                 config,
             ));
+        }
+        for (path, text) in read_all(
+            &root,
+            discover(&root, &package.snapshot_dirs, &["sql"], &mut errors),
+            &mut errors,
+        ) {
+            for (name, template) in snapshots::blocks(&path, &text, &mut errors) {
+                let mut fqn = fqn_of(&package.name, &package.snapshot_dirs, &path);
+                fqn.push(name.clone());
+                let mut config = tree_config_at(package.snapshots.as_ref(), &package.file, &package.name, &fqn);
+                config.merge(tree_config(header.snapshots.as_ref(), &header, &fqn));
+                let file = SourceFile {
+                    path: path.clone(),
+                    text: template,
+                    block: Some(name),
+                };
+                models.push(snapshots::snapshot(file, fqn, config));
+            }
         }
         for path in discover(&root, &package.seed_dirs, &["csv"], &mut errors) {
             let fqn = fqn_of(&package.name, &package.seed_dirs, &path);
@@ -386,10 +405,21 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             }
         }
         for props in file.exposures {
-            all_exposures.extend(exposures::exposure(owner.name, &path, props, &mut errors));
+            all_exposures.extend(exposures::exposure(
+                owner.name,
+                &path,
+                props,
+                &mut errors,
+                &mut warnings,
+            ));
         }
         for props in file.unit_tests {
-            let test = unit_tests::unit_test(&root, &header.test_paths, owner.name, &path, props, &mut errors);
+            // A package's fixtures are under its own test paths.
+            let test_paths = package.map_or(&header.test_paths, |p| &p.test_dirs);
+            let mut folders = fqn_with(owner.name, &yml_dirs, &path, "");
+            folders.pop();
+            folders.remove(0);
+            let test = unit_tests::unit_test(&root, test_paths, owner.name, &folders, &path, props, &mut errors);
             all_unit_tests.extend(test);
         }
         for mut props in file.snapshots {
@@ -491,6 +521,18 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 },
             ));
         }
+    }
+    // The project file's `unit_tests:` tree, under each unit test's own.
+    check_tree_paths(
+        header.unit_tests.as_ref(),
+        &header,
+        all_unit_tests.iter().map(|t: &UnitTest| t.fqn.as_slice()),
+        &mut errors,
+    );
+    for test in &mut all_unit_tests {
+        let mut config = tree_config(header.unit_tests.as_ref(), &header, &test.fqn);
+        config.merge(std::mem::take(&mut test.config));
+        test.config = config;
     }
     // The project file's `tests:` tree, under each test's own config.
     for test in &mut data_tests {

@@ -26,10 +26,13 @@ pub struct Package {
     /// Its model and seed folders, relative to the project.
     pub(super) model_dirs: Vec<String>,
     pub(super) seed_dirs: Vec<String>,
+    pub(super) snapshot_dirs: Vec<String>,
+    pub(super) test_dirs: Vec<String>,
     /// Its own dbt_project.yml, and the `models:`/`seeds:` trees there.
     pub(super) file: PathBuf,
     pub(super) models: Option<project_file::ConfigTree>,
     pub(super) seeds: Option<project_file::ConfigTree>,
+    pub(super) snapshots: Option<project_file::ConfigTree>,
 }
 
 /// The files dbt reads the package list from.
@@ -138,10 +141,16 @@ struct PackageProject {
     model_paths: Option<Vec<String>>,
     #[serde(default, rename = "seed-paths", alias = "data-paths")]
     seed_paths: Option<Vec<String>>,
+    #[serde(default, rename = "snapshot-paths")]
+    snapshot_paths: Option<Vec<String>>,
+    #[serde(default, rename = "test-paths")]
+    test_paths: Option<Vec<String>>,
     #[serde(default)]
     models: Option<project_file::ConfigTree>,
     #[serde(default)]
     seeds: Option<project_file::ConfigTree>,
+    #[serde(default)]
+    snapshots: Option<project_file::ConfigTree>,
 }
 
 /// The packages of the project at `root`, installed in `install_path`.
@@ -215,11 +224,14 @@ pub(super) fn load(root: &Path, install_path: &str) -> Result<Vec<Package>, Diag
             .collect();
         packages.push(Package {
             name: project.name,
-            model_dirs: dirs(project.model_paths, "models"),
-            seed_dirs: dirs(project.seed_paths, "seeds"),
+            model_dirs: dirs(project.model_paths.clone(), "models"),
+            seed_dirs: dirs(project.seed_paths.clone(), "seeds"),
+            snapshot_dirs: dirs(project.snapshot_paths.clone(), "snapshots"),
+            test_dirs: dirs(project.test_paths.clone(), "tests"),
             file,
             models: project.models,
             seeds: project.seeds,
+            snapshots: project.snapshots,
             root: folder,
             macro_files,
         });

@@ -139,7 +139,7 @@ pub struct DbtProjectFile {
     #[serde(default)]
     pub analyses: Option<Value>,
     #[serde(default)]
-    pub unit_tests: Option<Spanned<Value>>,
+    pub unit_tests: Option<ConfigTree>,
     #[serde(default)]
     pub functions: Option<Value>,
     #[serde(default, rename = "on-run-start")]

@@ -67,6 +67,7 @@ pub(super) struct Header {
     pub(super) models: Option<ConfigTree>,
     pub(super) seeds: Option<ConfigTree>,
     pub(super) snapshots: Option<ConfigTree>,
+    pub(super) unit_tests: Option<ConfigTree>,
     /// Config for data tests, by folder.
     pub(super) tests: Option<ConfigTree>,
     /// Config for source tables: project, source, table.
@@ -115,6 +116,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             models: file.models,
             seeds: file.seeds,
             snapshots: file.snapshots,
+            unit_tests: None,
             tests: file.tests,
             sources: file.sources,
             warnings: Vec::new(),
@@ -170,15 +172,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut warnings = Vec::new();
-        for (key, what, value) in [("unit_tests", "unit tests are not run by etl yet", &file.unit_tests)] {
-            if let Some(value) = present(value) {
-                warnings.push(
-                    Diagnostic::warning(Code::Unsupported, format!("`{key}`: {what}"))
-                        .with_span(yaml::span(&rel, &value.referenced)),
-                );
-            }
-        }
+        let warnings = Vec::new();
         // dbt scopes vars by project: `vars: {my_project: {x: 1}}`.
         let mut vars = Map::new();
         for (k, v) in file.vars {
@@ -206,6 +200,7 @@ pub(super) fn read_project_file(root: &Path) -> Result<Header, Diagnostics> {
             models: file.models,
             seeds: file.seeds,
             snapshots: file.snapshots,
+            unit_tests: file.unit_tests,
             tests: file.tests,
             sources: file.sources,
             warnings,

@@ -93,6 +93,7 @@ pub(super) fn unit_test(
     root: &Path,
     test_paths: &[String],
     package: &str,
+    folders: &[String],
     file: &Path,
     props: UnitTestProperties,
     errors: &mut Diagnostics,
@@ -144,7 +145,11 @@ pub(super) fn unit_test(
     let written = props.overrides.is_some();
     let overrides = props.overrides.unwrap_or_default();
     Some(UnitTest {
-        fqn: vec![package.to_owned(), props.model.value.clone(), name.clone()],
+        // As dbt: `[package, folders..., model, test]`.
+        fqn: std::iter::once(package.to_owned())
+            .chain(folders.iter().cloned())
+            .chain([props.model.value.clone(), name.clone()])
+            .collect(),
         name,
         model: props.model.value.clone(),
         package: package.to_owned(),

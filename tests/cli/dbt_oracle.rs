@@ -249,11 +249,18 @@ fn a_package_s_macros_and_tests_give_dbt_duckdbs_rows() {
     // implementation first (`dispatch:`), to the package's otherwise; a
     // surrogate key built with `{% do fields.append() %}`; the package's
     // generic test `money.positive`; its seed and model, built with the
-    // project's and read with `ref('money', 'fx')`.
+    // project's and read with `ref('money', 'fx')`; its snapshot, read by
+    // the project; its unit test, with a fixture file of its own.
     same_as_dbt(
         "dbt_packages",
         "dev.lake",
-        &["main.payment_facts", "main.fx_rates", "main.fx", "main.fx_usage"],
+        &[
+            "main.payment_facts",
+            "main.fx_rates",
+            "main.fx",
+            "main.fx_usage",
+            "main.fx_history_ids",
+        ],
     );
 }
 

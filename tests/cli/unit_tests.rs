@@ -179,7 +179,7 @@ fn an_exposure_is_a_no_op_of_build_and_its_mistakes_are_errors() {
          exposures:\n\
          \x20 - name: weekly_revenue\n\
          \x20   type: dashbord\n\
-         \x20   depends_on: [ref('customer_valu')]\n\
+         \x20   depends_on: [ref('customer_valu'), \"metric('revenue')\"]\n\
          \x20   owner: {name: Ana}\n",
     )
     .unwrap();
@@ -191,4 +191,58 @@ fn an_exposure_is_a_no_op_of_build_and_its_mistakes_are_errors() {
     );
     assert!(stderr.contains("did you mean `dashboard`?"), "{stderr}");
     assert!(stderr.contains("--> models/exposures.yml:4:11"), "{stderr}");
+    assert!(
+        stderr.contains("exposure `weekly_revenue` depends on `ref('customer_valu')`")
+            || stderr.contains("did you mean `dashboard`?"),
+        "{stderr}"
+    );
+
+    // A metric is the semantic layer's: a warning, the rest is read.
+    std::fs::write(
+        p.join("models/exposures.yml"),
+        "version: 2\n\
+         exposures:\n\
+         \x20 - name: weekly_revenue\n\
+         \x20   type: dashboard\n\
+         \x20   depends_on: [ref('customer_value'), \"metric('revenue')\"]\n\
+         \x20   owner: {name: Ana}\n",
+    )
+    .unwrap();
+    let (_, stderr) = etl_ok(p, &["ls", "--select", "+exposure:weekly_revenue", "--output", "name"]);
+    assert!(
+        stderr.contains(
+            "warning[unsupported]: exposure `weekly_revenue`: `metric('revenue')`: metrics are not read by etl"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_project_files_unit_tests_tree_configures_them() {
+    let dir = fixture("dbt_unit_tests");
+    let p = dir.path();
+    let project = std::fs::read_to_string(p.join("dbt_project.yml")).unwrap();
+    std::fs::write(
+        p.join("dbt_project.yml"),
+        format!("{project}unit_tests:\n  unit_shop:\n    customers:\n      +enabled: false\n    paid_totals:\n      +tags: [money]\n"),
+    )
+    .unwrap();
+    let (stdout, _) = etl_ok(p, &["ls", "--resource-type", "unit_test", "--output", "name"]);
+    assert!(!stdout.contains("emails_are_checked"), "{stdout}");
+    assert!(stdout.contains("vip_threshold_is_a_var"), "{stdout}");
+    let (stdout, _) = etl_ok(p, &["ls", "--select", "tag:money", "--output", "name"]);
+    assert_eq!(
+        stdout,
+        "an_ephemeral_input_is_given_as_sql\nnothing_paid_gives_nothing\n"
+    );
+    // A path that names no unit test is an error, as for the other trees.
+    std::fs::write(
+        p.join("dbt_project.yml"),
+        format!("{project}unit_tests:\n  unit_shop:\n    custmers:\n      +enabled: false\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = etl(p, &["ls"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("`custmers` matches no folder or file"), "{stderr}");
+    assert!(stderr.contains("--> dbt_project.yml:15:5"), "{stderr}");
 }

@@ -38,7 +38,7 @@ pub(super) fn expand_selection(dag: &Dag, selected: BTreeSet<NodeIndex>, mode: I
         }
     }
     // A model's unit tests go with it, as in dbt (their fqn is
-    // `[package, model, test]`).
+    // `[package, folders..., model, test]`).
     if mode != IndirectSelection::Empty {
         for &i in &dag.order {
             let test = dag.node(i);
@@ -47,7 +47,7 @@ pub(super) fn expand_selection(dag: &Dag, selected: BTreeSet<NodeIndex>, mode: I
             }
             let tested = selected.iter().any(|&s| {
                 let n = dag.node(s);
-                n.resource_type == ResourceType::Model && test.fqn.get(1) == Some(&n.name)
+                n.resource_type == ResourceType::Model && test.fqn.iter().rev().nth(1) == Some(&n.name)
             });
             if tested {
                 direct.insert(i);
