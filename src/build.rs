@@ -307,7 +307,13 @@ async fn build_locked(
     let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
     if let Some(defer) = &options.defer {
         let built: std::collections::HashSet<NodeIndex> = nodes.iter().copied().collect();
-        registry.defer_to(deferred_locations(&dag, &built, defer)?, defer.favor_state);
+        let locations = deferred_locations(&dag, &built, defer)?;
+        let views = locations
+            .keys()
+            .filter(|&&i| dag.node(i).materialized == crate::graph::Materialization::View)
+            .map(|&i| (i, crate::plan::compile(&dag, i, &rendered.models).sql))
+            .collect();
+        registry.defer_to(locations, views, defer.favor_state);
     }
     let run_options = RunOptions {
         threads,

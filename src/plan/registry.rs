@@ -32,6 +32,10 @@ pub struct Registry {
     /// `--defer`: where the state's run wrote the nodes this run does not
     /// build; and `--favor-state`: read there even when this lake has one.
     deferred: Mutex<(HashMap<NodeIndex, Url>, bool)>,
+    /// The SQL a deferred view is planned with: this project's, whose
+    /// relations are read by the same rules (the state's stored SQL names
+    /// the state's schemas).
+    deferred_views: Mutex<HashMap<NodeIndex, String>>,
     /// Lazy registrations run one at a time, so that two models reading
     /// the same source do not both infer its schema.
     lazy: tokio::sync::Mutex<()>,
@@ -45,6 +49,7 @@ impl Registry {
             lake,
             registered: Mutex::new(HashSet::new()),
             deferred: Mutex::new((HashMap::new(), false)),
+            deferred_views: Mutex::new(HashMap::new()),
             lazy: tokio::sync::Mutex::new(()),
         }
     }
@@ -105,8 +110,9 @@ impl Registry {
     /// `--defer`: the nodes not built by this run are read from `locations`
     /// (another lake's tables and views) when this lake has none of its
     /// own, or always with `favor_state`.
-    pub fn defer_to(&self, locations: HashMap<NodeIndex, Url>, favor_state: bool) {
+    pub fn defer_to(&self, locations: HashMap<NodeIndex, Url>, views: HashMap<NodeIndex, String>, favor_state: bool) {
         *self.deferred.lock().expect("registry poisoned") = (locations, favor_state);
+        *self.deferred_views.lock().expect("registry poisoned") = views;
     }
 
     /// The location `--defer` gives `index`, and whether the state is
@@ -173,13 +179,27 @@ impl Registry {
                 };
                 let mine = read(here.clone()).await?;
                 let (location, deferred) = self.read_location(index, here, mine.is_some());
-                let view = if deferred {
-                    tracing::info!(node = %node.name, %location, "deferred: read from the state's lake");
-                    read(location.clone()).await?
-                } else {
-                    mine
+                let deferred_sql = deferred
+                    .then(|| {
+                        self.deferred_views
+                            .lock()
+                            .expect("registry poisoned")
+                            .get(&index)
+                            .cloned()
+                    })
+                    .flatten();
+                let view = match deferred_sql {
+                    Some(sql) => {
+                        tracing::info!(node = %node.name, %location, "deferred: its SQL reads the state's lake");
+                        lake::ViewDefinition {
+                            unique_id: node.unique_id.clone(),
+                            sql,
+                            parents: Vec::new(),
+                            fingerprint: None,
+                        }
+                    }
+                    None => mine.ok_or_else(|| not_built(format!("no view at `{location}`")))?,
                 };
-                let view = view.ok_or_else(|| not_built(format!("no view at `{location}`")))?;
                 drop(_guard);
                 Box::pin(self.ensure_parents(dag, project, index)).await?;
                 let plan = super::plan_sql(&self.ctx.state(), &view.sql).await.map_err(|e| {

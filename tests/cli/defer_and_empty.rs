@@ -138,3 +138,55 @@ fn an_empty_first_build_leaves_incremental_models_to_be_built_in_full() {
         assert_eq!(rows_in(&p.join(lake), schema, table), expected, "{fixture_name}");
     }
 }
+
+#[test]
+fn a_deferred_view_reads_its_inputs_by_this_projects_names() {
+    // Production's stored view names production's schemas; a developer's
+    // target has its own: the view is planned with this project's SQL.
+    let prod = fixture("basic");
+    let p = prod.path();
+    std::fs::write(
+        p.join("models/staging/stg_countries.sql"),
+        "select code, region from {{ ref('countries') }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/marts/regions.sql"),
+        "select region, count(*) as countries from {{ ref('stg_countries') }} group by region\n",
+    )
+    .unwrap();
+    etl_ok(p, &["build"]);
+    let dev = dev_copy_of(p);
+    let d = dev.path();
+    let project = std::fs::read_to_string(d.join("project.yaml")).unwrap();
+    std::fs::write(
+        d.join("project.yaml"),
+        format!("{project}\ntargets:\n  dev:\n    lake: ./lake\n    schema: alice\n"),
+    )
+    .unwrap();
+    let state = p.join("target");
+    // What was read in the state's lake is logged (as users see it).
+    let (code, stdout, stderr) = etl_with_env(
+        d,
+        &[
+            "build",
+            "--select",
+            "regions",
+            "--defer",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &[("ETL_LOG", "etl=info".into())],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("deferred: its SQL reads the state's lake node=stg_countries"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deferred: read from the state's lake node=countries"),
+        "{stderr}"
+    );
+    assert_eq!(rows(d, "marts", "regions"), rows(p, "marts", "regions"));
+    assert_eq!(rows(d, "marts", "regions"), ["Americas|1", "Europe|2"]);
+}
