@@ -16,6 +16,7 @@
 
 pub mod artifacts;
 mod build;
+pub mod check;
 pub mod config;
 pub mod diagnostic;
 pub mod graph;

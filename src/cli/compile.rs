@@ -8,7 +8,7 @@ use etl::graph::ResourceType;
 
 use super::{Global, Output, invocation_id};
 
-pub fn run(global: &Global, out: &Output) -> u8 {
+pub async fn run(global: &Global, out: &Output) -> u8 {
     let invocation = invocation_id();
     let prepared = match global.prepare(out, &invocation) {
         Ok(p) => p,
@@ -71,7 +71,7 @@ pub fn run(global: &Global, out: &Output) -> u8 {
                     ));
                 }
             }
-            0
+            check(global, out, &prepared, &selection).await
         }
         Err(e) => {
             out.fatal(
@@ -81,6 +81,57 @@ pub fn run(global: &Global, out: &Output) -> u8 {
             2
         }
     }
+}
+
+/// Plans every selected model against its inputs' schemas (no data read):
+/// exit 2 with each model that does not plan, at its line.
+async fn check(
+    global: &Global,
+    out: &Output,
+    prepared: &etl::Prepared,
+    selection: &[petgraph::graph::NodeIndex],
+) -> u8 {
+    let root = &prepared.project.root;
+    let ctx = match etl::session(&prepared.project, global.memory_limit.as_deref()) {
+        Ok(ctx) => ctx,
+        Err(diag) => {
+            out.fatal(&[diag], Some(root));
+            return 2;
+        }
+    };
+    let started = std::time::Instant::now();
+    let checked = etl::check::check(prepared, selection, ctx).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if out.json() {
+        out.event(serde_json::json!({
+            "event": "checked", "planned": checked.planned, "errors": checked.errors.len(),
+            "skipped": checked.skipped, "seconds": seconds,
+        }));
+    }
+    if !checked.errors.is_empty() {
+        out.fatal(&checked.errors, Some(root));
+        if !out.json() {
+            let n = checked.errors.len();
+            out.line(&format!(
+                "{n} node{} of the selection do{} not plan: nothing was run",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "es" } else { "" }
+            ));
+        }
+        return 2;
+    }
+    if !out.json() {
+        let line = format!(
+            "Checked {} model{} against their inputs' schemas, no data read",
+            checked.planned,
+            if checked.planned == 1 { "" } else { "s" }
+        );
+        out.line(&line);
+        for skipped in &checked.skipped {
+            out.line(&format!("  not checked: {skipped}"));
+        }
+    }
+    0
 }
 
 pub fn parse(global: &Global, out: &Output) -> u8 {

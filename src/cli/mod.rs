@@ -191,7 +191,7 @@ pub fn main() -> ExitCode {
             Command::Seed => build::run(&cli.global, &out, etl::Mode::Seed).await,
             Command::Test => build::run(&cli.global, &out, etl::Mode::Test).await,
             Command::Snapshot => build::run(&cli.global, &out, etl::Mode::Snapshot).await,
-            Command::Compile => compile::run(&cli.global, &out),
+            Command::Compile => compile::run(&cli.global, &out).await,
             Command::Parse => compile::parse(&cli.global, &out),
             Command::Debug => debug::run(&cli.global, &out).await,
             Command::Init(args) => init::run(&cli.global, args, &out),

@@ -424,17 +424,7 @@ async fn seed(build: &Build, run: &mut NodeRun) -> Result<Outcome, Diagnostic> {
                 .with_note(format!("its columns: {}", columns.join(", "))));
             }
         }
-        let select: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                let q = format!("\"{}\"", c.replace('"', "\"\""));
-                match types.get(c) {
-                    Some(t) => format!("cast({q} as {t}) as {q}"),
-                    None => q,
-                }
-            })
-            .collect();
-        let sql = format!("select {} from \"{temp}\"", select.join(", "));
+        let sql = crate::plan::seed_select(&columns, types, &temp);
         let plan = ctx
             .sql(&sql)
             .await

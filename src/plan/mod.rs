@@ -28,7 +28,8 @@ pub use session::{
     SessionOptions, etl_rules, new_session, plans_hash_joins, session_with_header, spill_joins, without_etl_rules,
 };
 pub use sources::{
-    known_row_counts, list_source_files, register_csv_file, shown_file, source_files_provider, source_root, sql_type,
+    known_row_counts, list_source_files, register_csv_file, seed_select, shown_file, source_files_provider,
+    source_root, sql_type,
 };
 
 use datafusion::common::Location;

@@ -440,6 +440,22 @@ pub async fn sql_type(ctx: &SessionContext, name: &str) -> Result<DataType, Unkn
 pub struct UnknownType(pub String);
 
 /// Registers a local CSV file (a seed) under `name`, types inferred.
+/// The query that reads a seed's CSV, registered as `temp`, with its
+/// `column_types` applied.
+pub fn seed_select(columns: &[String], types: &std::collections::BTreeMap<String, String>, temp: &str) -> String {
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let q = format!("\"{}\"", c.replace('"', "\"\""));
+            match types.get(c) {
+                Some(t) => format!("cast({q} as {t}) as {q}"),
+                None => q,
+            }
+        })
+        .collect();
+    format!("select {} from \"{temp}\"", select.join(", "))
+}
+
 pub async fn register_csv_file(
     ctx: &SessionContext,
     name: &str,

@@ -343,3 +343,67 @@ fn a_night_killed_after_some_of_its_commits_gives_the_rows_of_an_uninterrupted_n
         assert!(a == b, "{table}: rows differ after a kill and a rerun");
     }
 }
+
+#[test]
+fn compile_plans_every_model_and_reports_each_misspelt_column_with_nothing_run() {
+    // See: issue 26. Two mistakes in two gold models, found together,
+    // each at its line and column, before anything is written.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    let (stdout, _) = etl_ok(p, &["compile"]);
+    assert!(
+        stdout.contains("Checked 26 models against their inputs' schemas, no data read"),
+        "{stdout}"
+    );
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = p.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "models/gold/kpis_produit.sql",
+        "sum(revenue) as revenue",
+        "sum(revenu) as revenue",
+    );
+    edit(
+        "models/gold/revenue_by_channel.sql",
+        "        channel,",
+        "        chanel,",
+    );
+    let (code, stdout, stderr) = etl(p, &["compile"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("2 nodes of the selection do not plan: nothing was run"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("error[sql]: No field named revenu."), "{stderr}");
+    assert!(stderr.contains("--> models/gold/kpis_produit.sql:9:13"), "{stderr}");
+    assert!(stderr.contains("error[sql]: No field named chanel."), "{stderr}");
+    assert!(
+        stderr.contains("--> models/gold/revenue_by_channel.sql:5:9"),
+        "{stderr}"
+    );
+    assert!(!p.join("lake/warehouse").exists(), "nothing was written");
+}
+
+#[test]
+fn a_model_that_compiles_fails_at_run_time_only_for_its_data() {
+    // A cast the data decides: it plans, and fails on a value.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    std::fs::write(
+        p.join("models/gold/ids_as_numbers.sql"),
+        "select cast(channel as int) as id from {{ ref('orders_clean') }}\n",
+    )
+    .unwrap();
+    etl_ok(p, &["compile", "--select", "ids_as_numbers"]);
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("ERROR table ids_as_numbers"), "{stdout}");
+    assert!(
+        stderr.contains("building `ids_as_numbers` failed: Cast error"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("27 succeeded, 1 failed"), "{stdout}");
+}
