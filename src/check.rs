@@ -11,7 +11,7 @@
 //! line and column; a model whose input does not plan is not checked (its
 //! input's error says why).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -54,72 +54,100 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
     // Each node that could not be planned or read, with why, for what
     // reads it.
     let mut failed: HashMap<NodeIndex, String> = HashMap::new();
+    // Layers of the DAG: the models of one are planned at once, on every
+    // core (planning is most of the check), once the layer before is
+    // registered.
+    let mut depth: HashMap<NodeIndex, usize> = HashMap::new();
+    let mut layers: BTreeMap<usize, Vec<NodeIndex>> = BTreeMap::new();
     for &i in dag.order.iter().filter(|i| needed.contains(i)) {
-        let node = dag.node(i);
-        if let Some(why) = dag.parents(i).find_map(|p| failed.get(&p).cloned()) {
-            if selected.contains(&i) && matches!(node.resource_type, ResourceType::Model | ResourceType::Snapshot) {
-                out.skipped.push(format!("`{}` ({why})", node.name));
+        let d = dag.parents(i).filter_map(|p| depth.get(&p)).max().map_or(0, |d| d + 1);
+        depth.insert(i, d);
+        layers.entry(d).or_default().push(i);
+    }
+    for layer in layers.into_values() {
+        let mut to_plan = Vec::new();
+        for i in layer {
+            let node = dag.node(i);
+            if let Some(why) = dag.parents(i).find_map(|p| failed.get(&p).cloned()) {
+                if selected.contains(&i) && matches!(node.resource_type, ResourceType::Model | ResourceType::Snapshot) {
+                    out.skipped.push(format!("`{}` ({why})", node.name));
+                }
+                failed.insert(i, why);
+                continue;
             }
-            failed.insert(i, why);
-            continue;
-        }
-        let result = match node.resource_type {
-            // A source that is the lake's table a seed or model writes is
-            // read with that node's columns.
-            ResourceType::Source => match dag.parents(i).next() {
-                Some(writer) => same_columns(&registry, dag, writer, i).await,
-                None => registry.ensure(dag, project, i).await,
-            },
-            ResourceType::Seed => seed(&registry, prepared, i).await,
-            ResourceType::Model | ResourceType::Snapshot => {
-                let rendered = node.rendered(&prepared.rendered.models, &[]);
-                if rendered.introspects {
-                    // Rendered as parsed (`execute` false): its SQL is known
-                    // when it runs. Its dependents read it from the lake.
-                    let why = format!("`{}` renders as it runs", node.name);
-                    if selected.contains(&i) {
-                        out.skipped
-                            .push(format!("`{}` (it reads the lake as it renders)", node.name));
+            let result = match node.resource_type {
+                // A source that is the lake's table a seed or model writes
+                // is read with that node's columns.
+                ResourceType::Source => match dag.parents(i).next() {
+                    Some(writer) => same_columns(&registry, dag, writer, i).await,
+                    None => registry.ensure(dag, project, i).await,
+                },
+                ResourceType::Seed => seed(&registry, prepared, i).await,
+                ResourceType::Model | ResourceType::Snapshot => {
+                    let rendered = node.rendered(&prepared.rendered.models, &[]);
+                    if rendered.introspects {
+                        // Rendered as parsed (`execute` false): its SQL is
+                        // known when it runs. Its dependents read it from
+                        // the lake.
+                        let why = format!("`{}` renders as it runs", node.name);
+                        if selected.contains(&i) {
+                            out.skipped
+                                .push(format!("`{}` (it reads the lake as it renders)", node.name));
+                        }
+                        // Not in the lake yet: what reads it is not checked.
+                        if node.materialized == Materialization::Ephemeral
+                            || registry.ensure(dag, project, i).await.is_err()
+                        {
+                            failed.insert(i, why);
+                        }
+                        continue;
                     }
-                    // Not in the lake yet: what reads it is not checked.
-                    if node.materialized == Materialization::Ephemeral
-                        || registry.ensure(dag, project, i).await.is_err()
-                    {
-                        failed.insert(i, why);
-                    }
+                    let compiled = compile(dag, i, &prepared.rendered.models);
+                    let ctx = registry.ctx.clone();
+                    let planning = tokio::spawn(async move {
+                        plan_model(&ctx, &compiled)
+                            .await
+                            .map(|plan| plan.schema().as_arrow().clone())
+                    });
+                    to_plan.push((i, planning));
                     continue;
                 }
-                let compiled = compile(dag, i, &prepared.rendered.models);
-                match plan_model(&registry.ctx, &compiled).await {
-                    Ok(plan) => {
-                        out.planned += 1;
-                        if node.materialized == Materialization::Ephemeral {
-                            Ok(())
-                        } else {
-                            let schema = output_schema(node, plan.schema().as_arrow());
-                            registry
-                                .register(i, &node.relation, Arc::new(EmptyTable::new(schema)))
-                                .map_err(|e| Diagnostic::error(Code::Register, e))
-                        }
-                    }
-                    Err(diag) => Err(diag),
-                }
-            }
-            _ => continue,
-        };
-        if let Err(diag) = result {
-            // A model's SQL is the check's to report; an input it cannot
-            // read (a source's files not there) is the build's: what reads
-            // it is not checked, and says why.
-            if matches!(node.resource_type, ResourceType::Model | ResourceType::Snapshot) {
-                failed.insert(i, format!("`{}` does not plan", node.name));
-                out.errors.push(diag);
-            } else {
+                _ => continue,
+            };
+            if result.is_err() {
+                // An input the check cannot read (a source's files not
+                // there) is the build's to report: what reads it is not
+                // checked, and says why.
                 let what = match node.resource_type {
                     ResourceType::Source => format!("source `{}`", node.fqn[1..].join(".")),
                     kind => format!("{} `{}`", kind.as_str(), node.name),
                 };
                 failed.insert(i, format!("{what} cannot be read: `etl build` says why"));
+            }
+        }
+        for (i, planning) in to_plan {
+            let node = dag.node(i);
+            let planned = match planning.await {
+                Ok(planned) => planned,
+                Err(e) => Err(Diagnostic::error(
+                    Code::Internal,
+                    format!("planning `{}` stopped: {e}", node.name),
+                )),
+            };
+            let registered = planned.and_then(|schema| {
+                out.planned += 1;
+                if node.materialized == Materialization::Ephemeral {
+                    return Ok(());
+                }
+                let schema = output_schema(node, &schema);
+                registry
+                    .register(i, &node.relation, Arc::new(EmptyTable::new(schema)))
+                    .map_err(|e| Diagnostic::error(Code::Register, e))
+            });
+            // A model's SQL is the check's to report.
+            if let Err(diag) = registered {
+                failed.insert(i, format!("`{}` does not plan", node.name));
+                out.errors.push(diag);
             }
         }
     }
