@@ -314,20 +314,9 @@ fn register(ctx: &SessionContext, schema: Option<&str>, name: &str, batch: Recor
 
 /// The rows of a node as the lake has them (a seed a test reads as it is).
 async fn own_rows(build: &Build, index: NodeIndex) -> Result<RecordBatch, String> {
-    let schema = input_schema(build, index).await?;
-    let relation = &build.dag.node(index).relation;
-    let batches = build
-        .registry
-        .ctx
-        .table(TableReference::partial(
-            relation.schema.as_str(),
-            relation.identifier.as_str(),
-        ))
-        .await
-        .map_err(|e| e.find_root().to_string())?
-        .collect()
-        .await
-        .map_err(|e| e.find_root().to_string())?;
+    let df = in_lake(build, index).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(|e| e.find_root().to_string())?;
     datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())
 }
 
@@ -341,13 +330,20 @@ async fn sql_batch(ctx: &SessionContext, sql: &str) -> Result<RecordBatch, Strin
 
 /// The columns of an input, as the lake has them.
 async fn input_schema(build: &Build, index: NodeIndex) -> Result<SchemaRef, String> {
+    let df = in_lake(build, index).await?;
+    Ok(Arc::new(df.schema().as_arrow().clone()))
+}
+
+/// A node's relation, read from the lake (found there if this run did
+/// not build it).
+async fn in_lake(build: &Build, index: NodeIndex) -> Result<datafusion::prelude::DataFrame, String> {
     build
         .registry
         .ensure(&build.dag, &build.project, index)
         .await
         .map_err(|d| d.message)?;
     let relation = &build.dag.node(index).relation;
-    let df = build
+    build
         .registry
         .ctx
         .table(TableReference::partial(
@@ -355,8 +351,7 @@ async fn input_schema(build: &Build, index: NodeIndex) -> Result<SchemaRef, Stri
             relation.identifier.as_str(),
         ))
         .await
-        .map_err(|e| e.find_root().to_string())?;
-    Ok(Arc::new(df.schema().as_arrow().clone()))
+        .map_err(|e| e.find_root().to_string())
 }
 
 /// The columns rows name, in order: a mapping's keys, a CSV's header, a

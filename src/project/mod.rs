@@ -227,20 +227,15 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
             config,
         ));
     }
-    // A snapshot's fqn holds its file's name, then its own, as in dbt.
-    for (path, text) in read_all(&root, snapshot_files, &mut errors) {
-        for (name, template) in snapshots::blocks(&path, &text, &mut errors) {
-            let mut fqn = fqn_of(&header.name, &header.snapshot_paths, &path);
-            fqn.push(name.clone());
-            let config = tree_config(header.snapshots.as_ref(), &header, &fqn);
-            let file = SourceFile {
-                path: path.clone(),
-                text: template,
-                block: Some(name),
-            };
-            models.push(snapshots::snapshot(file, fqn, config));
-        }
-    }
+    let files = read_all(&root, snapshot_files, &mut errors);
+    let config = |fqn: &[String]| tree_config(header.snapshots.as_ref(), &header, fqn);
+    models.extend(snapshots::of_files(
+        files,
+        &header.name,
+        &header.snapshot_paths,
+        config,
+        &mut errors,
+    ));
     let mut seeds = Vec::new();
     for path in seed_files {
         let fqn = fqn_of(&header.name, &header.seed_paths, &path);
@@ -266,24 +261,20 @@ pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
                 config,
             ));
         }
-        for (path, text) in read_all(
-            &root,
-            discover(&root, &package.snapshot_dirs, &["sql"], &mut errors),
+        let files = discover(&root, &package.snapshot_dirs, &["sql"], &mut errors);
+        let files = read_all(&root, files, &mut errors);
+        let config = |fqn: &[String]| {
+            let mut config = tree_config_at(package.snapshots.as_ref(), &package.file, &package.name, fqn);
+            config.merge(tree_config(header.snapshots.as_ref(), &header, fqn));
+            config
+        };
+        models.extend(snapshots::of_files(
+            files,
+            &package.name,
+            &package.snapshot_dirs,
+            config,
             &mut errors,
-        ) {
-            for (name, template) in snapshots::blocks(&path, &text, &mut errors) {
-                let mut fqn = fqn_of(&package.name, &package.snapshot_dirs, &path);
-                fqn.push(name.clone());
-                let mut config = tree_config_at(package.snapshots.as_ref(), &package.file, &package.name, &fqn);
-                config.merge(tree_config(header.snapshots.as_ref(), &header, &fqn));
-                let file = SourceFile {
-                    path: path.clone(),
-                    text: template,
-                    block: Some(name),
-                };
-                models.push(snapshots::snapshot(file, fqn, config));
-            }
-        }
+        ));
         for path in discover(&root, &package.seed_dirs, &["csv"], &mut errors) {
             let fqn = fqn_of(&package.name, &package.seed_dirs, &path);
             let mut config = tree_config_at(package.seeds.as_ref(), &package.file, &package.name, &fqn);

@@ -5,7 +5,7 @@
 //! body, at the same lines and columns as in its file, so that errors
 //! point where the user wrote them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use regex::Regex;
 
@@ -56,6 +56,32 @@ pub(super) fn blocks(path: &Path, text: &str, errors: &mut Diagnostics) -> Vec<(
         );
     }
     found
+}
+
+/// The snapshots of `files` under `dirs` (a project's or a package's): a
+/// snapshot's fqn holds its file's name, then its own, as in dbt.
+pub(super) fn of_files(
+    files: Vec<(PathBuf, String)>,
+    owner: &str,
+    dirs: &[String],
+    config: impl Fn(&[String]) -> RawConfig,
+    errors: &mut Diagnostics,
+) -> Vec<Model> {
+    let mut out = Vec::new();
+    for (path, text) in files {
+        for (name, template) in blocks(&path, &text, errors) {
+            let mut fqn = super::fqn_of(owner, dirs, &path);
+            fqn.push(name.clone());
+            let config = config(&fqn);
+            let file = SourceFile {
+                path: path.clone(),
+                text: template,
+                block: Some(name),
+            };
+            out.push(snapshot(file, fqn, config));
+        }
+    }
+    out
 }
 
 /// `text` with every character outside `start..end` a space, but newlines.
