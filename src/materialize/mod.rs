@@ -223,21 +223,29 @@ impl NodeResult {
     /// The result of a node that errored with `diag`.
     pub fn error(node: &Node, diag: Diagnostic, elapsed: f64) -> NodeResult {
         NodeResult {
+            diagnostic: Some(diag.clone()),
+            ..NodeResult::of(node, Status::Error, diag.to_string(), elapsed)
+        }
+    }
+
+    /// A result of `node` that wrote nothing.
+    pub fn of(node: &Node, status: Status, message: String, elapsed: f64) -> NodeResult {
+        NodeResult {
             unique_id: node.unique_id.clone(),
             name: node.name.clone(),
             resource_type: node.resource_type,
             materialized: node.materialized,
-            status: Status::Error,
+            status,
             execution_time: elapsed,
             rows_affected: None,
             failures: None,
             up_to_date: false,
-            message: diag.to_string(),
+            message,
             location: None,
             relation: node.relation.sql(),
             version: None,
             phases: Phases::default(),
-            diagnostic: Some(diag),
+            diagnostic: None,
             warnings: Vec::new(),
         }
     }

@@ -24,16 +24,7 @@ pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> Node
     // An exposure runs nothing: in `build`, as in dbt, it says its inputs
     // are built (or is skipped with them).
     if node.resource_type == crate::config::ResourceType::Exposure {
-        return NodeResult {
-            status: Status::NoOp,
-            message: "NO-OP".into(),
-            diagnostic: None,
-            ..NodeResult::error(
-                node,
-                Diagnostic::error(Code::Internal, "an exposure runs nothing"),
-                started.elapsed().as_secs_f64(),
-            )
-        };
+        return NodeResult::of(node, Status::NoOp, "NO-OP".into(), started.elapsed().as_secs_f64());
     }
     let session = match header_session(build, index).await {
         Ok(Some(session)) => session,

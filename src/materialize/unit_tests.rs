@@ -22,7 +22,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use petgraph::graph::NodeIndex;
 
-use super::{Build, NodeResult, Phases, Status};
+use super::{Build, NodeResult, Status};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::graph::ResourceType;
 use crate::project::{Input, Rows, UnitTest, csv_lines};
@@ -44,22 +44,9 @@ pub(super) async fn run(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
         Err(diag) => (Status::Error, diag.to_string(), Some(diag), None),
     };
     NodeResult {
-        unique_id: node.unique_id.clone(),
-        name: node.name.clone(),
-        resource_type: node.resource_type,
-        materialized: node.materialized,
-        status,
-        execution_time: elapsed,
-        rows_affected: None,
         failures,
-        up_to_date: false,
-        message,
-        location: None,
-        relation: node.relation.sql(),
-        version: None,
-        phases: Phases::default(),
         diagnostic,
-        warnings: Vec::new(),
+        ..NodeResult::of(node, status, message, elapsed)
     }
 }
 
