@@ -22,6 +22,7 @@ use petgraph::graph::NodeIndex;
 use crate::Prepared;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, ResourceType};
+use crate::plan::lineage::{self, Lineage, Tables};
 use crate::plan::{Registry, compile, plan_model, register_csv_file};
 
 /// What the check found: the models that do not plan, and how many it
@@ -33,6 +34,8 @@ pub struct Checked {
     /// Selected models not checked, each with why: they read the lake as
     /// they render (`execute`), or an input that cannot be read or planned.
     pub skipped: Vec<String>,
+    /// The column lineage of each model planned.
+    pub lineage: HashMap<NodeIndex, Lineage>,
 }
 
 /// Plans the models of `selection` (and the models they read) in `ctx`.
@@ -51,6 +54,7 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
         }
     }
     let mut out = Checked::default();
+    let tables = Arc::new(tables(dag));
     // Each node that could not be planned or read, with why, for what
     // reads it.
     let mut failed: HashMap<NodeIndex, String> = HashMap::new();
@@ -104,10 +108,11 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
                     }
                     let compiled = compile(dag, i, &prepared.rendered.models);
                     let ctx = registry.ctx.clone();
+                    let tables = tables.clone();
                     let planning = tokio::spawn(async move {
                         plan_model(&ctx, &compiled)
                             .await
-                            .map(|plan| plan.schema().as_arrow().clone())
+                            .map(|plan| (plan.schema().as_arrow().clone(), lineage::of_plan(&plan, &tables)))
                     });
                     to_plan.push((i, planning));
                     continue;
@@ -134,8 +139,9 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
                     format!("planning `{}` stopped: {e}", node.name),
                 )),
             };
-            let registered = planned.and_then(|schema| {
+            let registered = planned.and_then(|(schema, lineage)| {
                 out.planned += 1;
+                out.lineage.insert(i, lineage);
                 if node.materialized == Materialization::Ephemeral {
                     return Ok(());
                 }
@@ -152,6 +158,33 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
         }
     }
     out
+}
+
+/// The node each table a plan scans is: the lake's tables and the
+/// sources' (a source that is a node's table is that node).
+fn tables(dag: &crate::graph::Dag) -> Tables {
+    let mut tables = Tables::new();
+    for &i in &dag.order {
+        let node = dag.node(i);
+        if node.materialized == Materialization::Ephemeral {
+            tables.insert((String::new(), format!("__dbt__cte__{}", node.relation.identifier)), i);
+            continue;
+        }
+        let kept = match node.resource_type {
+            ResourceType::Model => true,
+            ResourceType::Seed | ResourceType::Snapshot => true,
+            ResourceType::Source => dag.parents(i).next().is_none(),
+            _ => false,
+        };
+        if kept {
+            let key = (
+                node.relation.schema.to_lowercase(),
+                node.relation.identifier.to_lowercase(),
+            );
+            tables.entry(key).or_insert(i);
+        }
+    }
+    tables
 }
 
 /// Registers `reader`'s relation with the columns of `writer`'s.

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use crate::graph::{Dag, Materialization, Node, ResourceType};
 use crate::lake;
 use crate::materialize::{Rejected, RunResults, Status};
+use crate::plan::lineage::Lineage;
 use crate::plan::{CompiledSql, compile_with};
 use crate::project::{Project, TestKind, TestTarget};
 use crate::render::{Rendered, RenderedModel};
@@ -456,6 +457,36 @@ fn sql_body<'a>(node: &Node, rendered: &'a Rendered) -> &'a RenderedModel {
     match node.resource_type {
         ResourceType::Test => node.rendered(&rendered.models, &rendered.tests),
         _ => node.rendered(&rendered.models, &rendered.tests),
+    }
+}
+
+/// Adds each planned model's column lineage to its manifest entry:
+/// `lineage.columns.<column>` lists the upstream columns it derives from
+/// (`unique_id`, `column`, `how`), `lineage.filtered_on` the columns its
+/// rows are filtered or joined on. Extra keys, as dbt's readers allow.
+pub fn add_lineage(manifest: &mut Value, dag: &Dag, lineage: &std::collections::HashMap<NodeIndex, Lineage>) {
+    let id = |i: NodeIndex| dag.node(i).unique_id.clone();
+    for (&index, model) in lineage {
+        let Some(entry) = manifest["nodes"].get_mut(&dag.node(index).unique_id) else {
+            continue;
+        };
+        let columns: serde_json::Map<String, Value> = model
+            .columns
+            .iter()
+            .map(|(column, origins)| {
+                let from: Vec<Value> = origins
+                    .iter()
+                    .map(|o| json!({"unique_id": id(o.node), "column": o.column, "how": o.how.as_str()}))
+                    .collect();
+                (column.clone(), Value::Array(from))
+            })
+            .collect();
+        let filtered_on: Vec<Value> = model
+            .filtered_on
+            .iter()
+            .map(|(n, c)| json!({"unique_id": id(*n), "column": c}))
+            .collect();
+        entry["lineage"] = json!({"columns": columns, "filtered_on": filtered_on});
     }
 }
 

@@ -19,9 +19,7 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
         Ok(nodes) => nodes,
         Err(code) => return code,
     };
-    let manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
-    let written = artifacts::write_json(&prepared.project, "manifest.json", &manifest)
-        .and_then(|_| artifacts::write_compiled(&prepared.project, &prepared.dag, &selection, &prepared.rendered));
+    let written = artifacts::write_compiled(&prepared.project, &prepared.dag, &selection, &prepared.rendered);
     match written {
         Ok(_) => {
             let count = |t: ResourceType| {
@@ -71,7 +69,21 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
                     ));
                 }
             }
-            check(global, out, &prepared, &selection).await
+            let (code, lineage) = check(global, out, &prepared, &selection).await;
+            // The manifest, with the lineage of every model planned.
+            let mut manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
+            artifacts::add_lineage(&mut manifest, &prepared.dag, &lineage);
+            if let Err(e) = artifacts::write_json(&prepared.project, "manifest.json", &manifest) {
+                out.fatal(
+                    &[Diagnostic::error(
+                        Code::Io,
+                        format!("cannot write target/manifest.json: {e}"),
+                    )],
+                    Some(&root),
+                );
+                return 2;
+            }
+            code
         }
         Err(e) => {
             out.fatal(
@@ -83,20 +95,23 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
     }
 }
 
+type Lineages = std::collections::HashMap<petgraph::graph::NodeIndex, etl::plan::lineage::Lineage>;
+
 /// Plans every selected model against its inputs' schemas (no data read):
-/// exit 2 with each model that does not plan, at its line.
+/// exit 2 with each model that does not plan, at its line. With the
+/// lineage of the models planned.
 async fn check(
     global: &Global,
     out: &Output,
     prepared: &etl::Prepared,
     selection: &[petgraph::graph::NodeIndex],
-) -> u8 {
+) -> (u8, Lineages) {
     let root = &prepared.project.root;
     let ctx = match etl::session(&prepared.project, global.memory_limit.as_deref()) {
         Ok(ctx) => ctx,
         Err(diag) => {
             out.fatal(&[diag], Some(root));
-            return 2;
+            return (2, Lineages::new());
         }
     };
     let started = std::time::Instant::now();
@@ -118,7 +133,7 @@ async fn check(
                 if n == 1 { "es" } else { "" }
             ));
         }
-        return 2;
+        return (2, checked.lineage);
     }
     if !out.json() {
         let line = format!(
@@ -131,7 +146,7 @@ async fn check(
             out.line(&format!("  not checked: {skipped}"));
         }
     }
-    0
+    (0, checked.lineage)
 }
 
 pub fn parse(global: &Global, out: &Output) -> u8 {

@@ -8,6 +8,7 @@ mod debug;
 mod deps;
 mod docs;
 mod init;
+mod lineage;
 mod ls;
 mod operation;
 mod output;
@@ -133,8 +134,12 @@ enum Command {
     Test,
     /// Build the snapshots: each row's history, as dbt's SCD type 2.
     Snapshot,
-    /// Render the models to target/compiled/ without running anything.
+    /// Render the models to target/compiled/ and plan each against its
+    /// inputs' schemas, without running anything.
     Compile,
+    /// Where a column comes from, or (`--downstream`) what derives from it:
+    /// `etl lineage kpis_produit.revenue`.
+    Lineage(lineage::LineageArgs),
     /// Load and render the project and write target/manifest.json.
     Parse,
     /// Check the project, its target, its packages and that the lake is
@@ -193,6 +198,7 @@ pub fn main() -> ExitCode {
             Command::Snapshot => build::run(&cli.global, &out, etl::Mode::Snapshot).await,
             Command::Compile => compile::run(&cli.global, &out).await,
             Command::Parse => compile::parse(&cli.global, &out),
+            Command::Lineage(args) => lineage::run(&cli.global, args, &out).await,
             Command::Debug => debug::run(&cli.global, &out).await,
             Command::Init(args) => init::run(&cli.global, args, &out),
             Command::RunOperation(args) => operation::run(&cli.global, args, &out).await,

@@ -10,6 +10,7 @@ mod dialect;
 mod distinct;
 mod duckdb_functions;
 mod identifiers;
+pub mod lineage;
 mod options;
 mod registry;
 mod rewrite;

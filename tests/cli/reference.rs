@@ -407,3 +407,81 @@ fn a_model_that_compiles_fails_at_run_time_only_for_its_data() {
     );
     assert!(stdout.contains("27 succeeded, 1 failed"), "{stdout}");
 }
+
+#[test]
+fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns() {
+    // See: issue 26. Checked by hand against the SQL: kpis_produit sums
+    // product_days, which sums order_items_clean's revenue, which the
+    // ephemeral order_items_validated computes as quantity * unit_price.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    let (stdout, _) = etl_ok(p, &["lineage", "shop.kpis_produit.revenue"]);
+    let expected = [
+        "kpis_produit.revenue",
+        "└─ aggregated from product_days.revenue",
+        "   └─ aggregated from order_items_clean.revenue",
+        "      └─ passed through from order_items_validated.revenue",
+        "         ├─ computed from source.bronze.order_items.quantity",
+        "         └─ computed from source.bronze.order_items.unit_price",
+        "rows filtered or joined on: product_days.product_id, products_clean.product_id",
+    ];
+    assert_eq!(stdout, expected.join("\n") + "\n");
+    // The e-mail is hashed once, in customers_validated; what reads it
+    // gets the hash, and the rows it rejects.
+    let (stdout, _) = etl_ok(p, &["lineage", "source.bronze.customers.email", "--downstream"]);
+    let expected = [
+        "source.bronze.customers.email",
+        "├─ computed into customers_validated.email_hash",
+        "│  ├─ passed through into customers_clean.email_hash",
+        "│  └─ passed through into customers_rejected.email_hash",
+        "└─ computed into customers_validated.reject_reason",
+        "   ├─ passed through into customers_rejected.reject_reason",
+        "   ├─ filters the rows of customers_clean",
+        "   └─ filters the rows of customers_rejected",
+    ];
+    assert_eq!(stdout, expected.join("\n") + "\n");
+    // As JSON, for tools.
+    let (stdout, _) = etl_ok(
+        p,
+        &[
+            "lineage",
+            "bronze.customers.email",
+            "--downstream",
+            "--log-format",
+            "json",
+        ],
+    );
+    let event: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(event["tree"]["unique_id"], "source.shop.bronze.customers");
+    assert_eq!(event["tree"]["branches"][0]["how"], "computed");
+
+    // The manifest `etl compile` writes carries the same lineage.
+    etl_ok(p, &["compile"]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("target/manifest.json")).unwrap()).unwrap();
+    let lineage = &manifest["nodes"]["model.shop.kpis_produit"]["lineage"];
+    assert_eq!(
+        lineage["columns"]["revenue"],
+        serde_json::json!([{"unique_id": "model.shop.product_days", "column": "revenue", "how": "aggregated"}])
+    );
+    assert_eq!(
+        lineage["columns"]["margin"].as_array().unwrap().len(),
+        3,
+        "revenue, units and cost: {}",
+        lineage["columns"]["margin"]
+    );
+
+    // What cannot be answered says why.
+    let (code, _, stderr) = etl(p, &["lineage", "kpis_produit.revenu"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`kpis_produit` has no column `revenu`; its columns: product_id, name, category"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = etl(p, &["lineage", "kpis.revenue"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`kpis` is not a model, seed, snapshot or source of this project"),
+        "{stderr}"
+    );
+}
