@@ -365,6 +365,20 @@ async fn build_locked(
             format!("cannot write target/run_results.json: {e}"),
         )]
     })?;
+    // The lake's own history of runs, which the docs site's quality
+    // report reads: one document per run, none for `--empty`.
+    if !options.empty {
+        let mut record = artifacts::run_results(&results, &rejected, &invocation, options.mode.name(), &|_| None);
+        record["metadata"]["target"] = serde_json::Value::from(build.project.target.name.clone());
+        let name = format!("{}_{invocation}", chrono::Utc::now().format("%Y-%m-%dT%H-%M-%S%.3fZ"));
+        let lake = &build.project.target.lake;
+        if let Err(e) = crate::lake::write_document(&build.registry.ctx, lake, "runs", &name, &record).await {
+            problems.push(Diagnostic::warning(
+                Code::Io,
+                format!("the run's record was not kept in the lake (the docs' quality report leaves it out): {e}"),
+            ));
+        }
+    }
     Ok(Outcome {
         results,
         rejected,
@@ -667,6 +681,82 @@ pub async fn catalog(prepared: &Prepared, memory_limit: Option<&str>) -> Result<
         "sources": sources,
         "errors": if errors.is_empty() { serde_json::Value::Null } else { serde_json::json!(errors) },
     }))
+}
+
+/// What `etl docs generate` writes: the manifest with every model's
+/// column lineage, the catalog, and the docs site's data.
+pub struct Docs {
+    pub manifest: serde_json::Value,
+    pub catalog: serde_json::Value,
+    pub site: serde_json::Value,
+    /// Models that do not plan (their lineage is left out), and models
+    /// not planned, with why.
+    pub not_planned: Vec<Diagnostic>,
+    pub skipped: Vec<String>,
+}
+
+/// The runs of the quality report: the last this many.
+const SITE_RUNS: usize = 30;
+/// The commits of each table the site shows.
+const SITE_VERSIONS: usize = 30;
+
+/// Gathers the docs: plans every model for its lineage, reads each
+/// table's stats from its Delta log, the last runs' records and the
+/// sources' freshness from the lake. Reads no table data.
+pub async fn docs(prepared: &Prepared, memory_limit: Option<&str>) -> Result<Docs, Diagnostic> {
+    let catalog = catalog(prepared, memory_limit).await?;
+    let (dag, project) = (&prepared.dag, &prepared.project);
+    let checked = crate::check::check(prepared, &dag.order, session(project, memory_limit)?).await;
+    let mut manifest = artifacts::manifest(project, dag, &prepared.rendered, &prepared.invocation_id());
+    artifacts::add_lineage(&mut manifest, dag, &checked.lineage);
+    let ctx = session(project, memory_limit)?;
+    let registry = Registry::new(ctx.clone(), project.target.lake.clone());
+    let mut stats = BTreeMap::new();
+    for &index in &dag.order {
+        let node = dag.node(index);
+        let stored = matches!(
+            node.materialized,
+            graph::Materialization::Table
+                | graph::Materialization::Incremental
+                | graph::Materialization::Seed
+                | graph::Materialization::Snapshot
+        );
+        if !stored {
+            continue;
+        }
+        let url = registry.location(&node.relation);
+        if let Ok(Some(table)) = crate::lake::table_stats(&ctx, &url, SITE_VERSIONS).await {
+            stats.insert(node.unique_id.clone(), table);
+        }
+    }
+    let runs = crate::lake::recent_documents(&ctx, &project.target.lake, "runs", SITE_RUNS)
+        .await
+        .unwrap_or_default();
+    let sources: Vec<NodeIndex> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| dag.node(i).resource_type == ResourceType::Source)
+        .collect();
+    let freshness: Vec<serde_json::Value> = materialize::check_freshness(&registry, project, dag, &sources)
+        .await
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .collect();
+    let site = artifacts::site::site_data(&artifacts::site::SiteInputs {
+        manifest: &manifest,
+        catalog: &catalog,
+        stats: &stats,
+        runs: &runs,
+        freshness: &freshness,
+    });
+    Ok(Docs {
+        manifest,
+        catalog,
+        site,
+        not_planned: checked.errors,
+        skipped: checked.skipped,
+    })
 }
 
 /// The nodes `selecting` picks, with the selector's warnings.

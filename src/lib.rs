@@ -28,8 +28,8 @@ pub mod project;
 pub mod render;
 
 pub use build::{
-    BuildOptions, Defer, Mode, Outcome, Progress, Selecting, build, catalog, inline_query, run_operation, select,
-    session,
+    BuildOptions, Defer, Docs, Mode, Outcome, Progress, Selecting, build, catalog, docs, inline_query, run_operation,
+    select, session,
 };
 
 use diagnostic::Diagnostic;

@@ -3,6 +3,8 @@
 //! executed node) and `compiled/<path>.sql`. Field names follow dbt's
 //! artifacts so that tools reading those keep working.
 
+pub mod site;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -637,6 +639,7 @@ pub fn run_results(
                 "materialized": r.materialized,
                 "adapter_response": { "rows_affected": r.rows_affected },
                 "failures": r.failures,
+                "etl_tested_rows": r.tested_rows,
                 "etl_up_to_date": r.up_to_date,
                 "etl_phases": r.phases,
                 "etl_warnings": r.warnings,

@@ -971,3 +971,75 @@ pub async fn update_where(
     let (_, metrics) = update.await?;
     Ok(metrics.num_updated_rows as u64)
 }
+
+/// What a table holds now and what its last commits did, for the docs
+/// site: read from the Delta log (file sizes and row counts of the add
+/// actions, commitInfo of the latest commits), never from the data.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStats {
+    pub version: i64,
+    pub files: usize,
+    pub bytes: u64,
+    /// Rows, when every file's statistics count them.
+    pub rows: Option<u64>,
+    /// The latest commits, newest first.
+    pub history: Vec<VersionStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStats {
+    pub version: i64,
+    /// Milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    pub operation: Option<String>,
+    /// Rows the commit added (written, or inserted and rewritten by a
+    /// merge), from its operation metrics.
+    pub added_rows: Option<u64>,
+    pub added_files: Option<u64>,
+    pub removed_files: Option<u64>,
+}
+
+/// The stats of the table at `url`; `None` when there is none.
+pub async fn table_stats(ctx: &SessionContext, url: &Url, commits: usize) -> Result<Option<TableStats>, LakeError> {
+    let Some(table) = open_table(ctx, url).await? else {
+        return Ok(None);
+    };
+    let version = table.version().unwrap_or_default() as i64;
+    let (mut files, mut bytes, mut rows) = (0, 0u64, Some(0u64));
+    for file in table.snapshot()?.log_data() {
+        files += 1;
+        bytes += file.size().max(0) as u64;
+        rows = match (rows, file.num_records()) {
+            (Some(r), Some(n)) => Some(r + n as u64),
+            _ => None,
+        };
+    }
+    let history: Vec<_> = table.history(Some(commits)).try_collect().await?;
+    let history = history
+        .into_iter()
+        .enumerate()
+        .map(|(i, info)| {
+            let metric = |keys: &[&str]| -> Option<u64> {
+                let metrics = info.info.get("operationMetrics")?;
+                let found: Vec<u64> = keys.iter().filter_map(|k| metrics.get(*k)?.as_u64()).collect();
+                (!found.is_empty()).then(|| found.iter().sum())
+            };
+            VersionStats {
+                // Newest first, one commit a version.
+                version: version - i as i64,
+                timestamp: info.timestamp,
+                operation: info.operation.clone(),
+                added_rows: metric(&["num_added_rows", "num_target_rows_inserted", "num_target_rows_updated"]),
+                added_files: metric(&["num_added_files", "num_target_files_added"]),
+                removed_files: metric(&["num_removed_files", "num_target_files_removed"]),
+            }
+        })
+        .collect();
+    Ok(Some(TableStats {
+        version,
+        files,
+        bytes,
+        rows,
+        history,
+    }))
+}

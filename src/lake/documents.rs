@@ -43,3 +43,34 @@ pub async fn write_document(
         .map(drop)
         .map_err(failed_at(root, format!("_etl/{kind}/{name}.json")))
 }
+
+/// The last `count` documents of `kind`, oldest first, by name (named so
+/// that names sort by time, as the runs' records are). A document that
+/// does not parse is left out.
+pub async fn recent_documents(
+    ctx: &SessionContext,
+    root: &Url,
+    kind: &str,
+    count: usize,
+) -> Result<Vec<serde_json::Value>, LakeError> {
+    let store = store_for(ctx, root)?;
+    let folder = path_of(&format!("{}_etl/{kind}/", root.path()))?;
+    let mut names: Vec<StorePath> = store
+        .list(Some(&folder))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(failed_at(root, format!("_etl/{kind}/")))?;
+    names.retain(|p| p.as_ref().ends_with(".json"));
+    names.sort();
+    let keep = names.len().saturating_sub(count);
+    let mut out = Vec::new();
+    for path in &names[keep..] {
+        let Ok(got) = store.get(path).await else { continue };
+        let Ok(bytes) = got.bytes().await else { continue };
+        if let Ok(value) = serde_json::from_slice(&bytes) {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}

@@ -103,6 +103,9 @@ pub struct NodeResult {
     pub rows_affected: Option<u64>,
     /// Failing rows, for data tests.
     pub failures: Option<u64>,
+    /// The rows a test with a percent threshold counted its failures
+    /// against (a reject rate's denominator).
+    pub tested_rows: Option<u64>,
     /// Not run: its SQL, config and inputs are those of its last build.
     pub up_to_date: bool,
     pub message: String,
@@ -239,6 +242,7 @@ impl NodeResult {
             execution_time: elapsed,
             rows_affected: None,
             failures: None,
+            tested_rows: None,
             up_to_date: false,
             message,
             location: None,
@@ -644,6 +648,7 @@ fn skip_descendants(
             execution_time: 0.0,
             rows_affected: None,
             failures: None,
+            tested_rows: None,
             up_to_date: false,
             message: format!("skipped: upstream `{cause}` failed"),
             location: None,

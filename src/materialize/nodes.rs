@@ -294,6 +294,7 @@ fn success(build: &Build, node: &Node, outcome: Outcome, elapsed: f64) -> NodeRe
         execution_time: elapsed,
         rows_affected: outcome.rows,
         failures: None,
+        tested_rows: None,
         up_to_date: outcome.up_to_date,
         message: outcome.message,
         location: (node.materialized != Materialization::Ephemeral)

@@ -45,6 +45,7 @@ pub(super) async fn run(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     };
     NodeResult {
         failures,
+        tested_rows: None,
         diagnostic,
         ..NodeResult::of(node, status, message, elapsed)
     }

@@ -5,6 +5,7 @@ mod core;
 mod data_tests;
 mod dbt_oracle;
 mod defer_and_empty;
+mod docs_site;
 mod incremental;
 mod nightly;
 mod outputs;

@@ -35,6 +35,8 @@ use added_rows::Narrowed;
 pub struct TestOutcome {
     pub status: Status,
     pub failures: u64,
+    /// The rows a percent threshold is taken of.
+    pub tested_rows: Option<u64>,
     pub message: String,
     pub location: Option<String>,
 }
@@ -70,6 +72,7 @@ pub async fn run_test_unless_up_to_date(build: &Build, index: NodeIndex) -> Node
                 execution_time: started.elapsed().as_secs_f64(),
                 rows_affected: None,
                 failures: last["failures"].as_u64(),
+                tested_rows: last["tested_rows"].as_u64(),
                 up_to_date: true,
                 message: format!(
                     "up to date: {} on the same data ({})",
@@ -125,6 +128,7 @@ async fn store_result(
         "fingerprint": fingerprint,
         "status": status,
         "failures": result.failures,
+        "tested_rows": result.tested_rows,
         "message": result.message,
         "location": result.location,
         "invocation_id": build.options.invocation_id,
@@ -207,6 +211,7 @@ async fn run_test_reading(build: &Build, index: NodeIndex, narrowed: Option<Narr
             execution_time: elapsed,
             rows_affected: None,
             failures: Some(outcome.failures),
+            tested_rows: outcome.tested_rows,
             up_to_date: false,
             message: outcome.message,
             location: outcome.location,
@@ -328,6 +333,7 @@ async fn test(build: &Build, index: NodeIndex, narrowed: Option<Narrowed>) -> Re
     Ok(TestOutcome {
         status,
         failures: count,
+        tested_rows: total.map(|t| t.max(0.0).round() as u64),
         message,
         location,
     })
