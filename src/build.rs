@@ -273,6 +273,26 @@ async fn build_locked(
             selection.nodes
         }
     };
+    // Every model this run builds, planned against its inputs' schemas
+    // before anything is written: a misspelt column fails the run here,
+    // with every other, not when the build reaches it.
+    let check_started = std::time::Instant::now();
+    let checked: Vec<NodeIndex> = selected
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let kind = prepared.dag.node(i).resource_type;
+            options.mode.includes(kind) && matches!(kind, ResourceType::Model | ResourceType::Snapshot)
+        })
+        .collect();
+    if !checked.is_empty() {
+        let check_ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
+        let found = crate::check::check_with(&prepared, &checked, check_ctx, &full_build_sql, true).await;
+        if !found.errors.is_empty() {
+            return Err(found.errors);
+        }
+    }
+    timings.push(("check", check_started.elapsed().as_secs_f64()));
     let invocation = prepared.invocation_id();
     let render_options = prepared.render_options().clone();
     let Prepared {

@@ -114,12 +114,19 @@ async fn check(
             return (2, Lineages::new());
         }
     };
+    let second = match etl::session(&prepared.project, global.memory_limit.as_deref()) {
+        Ok(ctx) => ctx,
+        Err(diag) => {
+            out.fatal(&[diag], Some(root));
+            return (2, Lineages::new());
+        }
+    };
     let started = std::time::Instant::now();
-    let checked = etl::check::check(prepared, selection, ctx).await;
+    let checked = etl::check::check_both_ways(prepared, selection, ctx, second).await;
     let seconds = started.elapsed().as_secs_f64();
     if out.json() {
         out.event(serde_json::json!({
-            "event": "checked", "planned": checked.planned, "errors": checked.errors.len(),
+            "event": "checked", "planned": checked.planned, "both_ways": checked.both_ways, "errors": checked.errors.len(),
             "skipped": checked.skipped, "seconds": seconds,
         }));
     }
@@ -136,8 +143,17 @@ async fn check(
         return (2, checked.lineage);
     }
     if !out.json() {
+        let both = match checked.both_ways {
+            0 => String::new(),
+            n => format!(
+                " ({n} incremental one{} both ways: as a full build and on {} table{})",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "its" } else { "their" },
+                if n == 1 { "" } else { "s" }
+            ),
+        };
         let line = format!(
-            "Checked {} model{} against their inputs' schemas, no data read",
+            "Checked {} model{}{both} against their inputs' schemas, no data read",
             checked.planned,
             if checked.planned == 1 { "" } else { "s" }
         );

@@ -622,6 +622,45 @@ fn a_missing_source_file_names_the_yaml_line() {
 }
 
 #[test]
+fn a_source_without_files_is_checked_with_its_declared_columns() {
+    // See: issue 26. data/events/ holds no file yet: its declared columns
+    // stand for it, so what reads it is checked before the files come.
+    let dir = fixture("sources");
+    let p = dir.path();
+    etl_ok(p, &["seed"]);
+    let yml = p.join("models/sources.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let declared = text.replacen(
+        "        format: parquet\n",
+        "        format: parquet\n        columns:\n          - {name: id, data_type: bigint}\n          - {name: kind, data_type: varchar}\n",
+        1,
+    );
+    assert_ne!(declared, text);
+    std::fs::write(&yml, &declared).unwrap();
+    let (stdout, _) = etl_ok(p, &["compile"]);
+    assert!(stdout.contains("Checked 2 models against"), "{stdout}");
+    let model = p.join("models/joined.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replacen("e.kind", "e.knd", 1)).unwrap();
+    let (code, _, stderr) = etl(p, &["compile"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("No field named e.knd."), "{stderr}");
+    assert!(stderr.contains("--> models/joined.sql:1:23"), "{stderr}");
+    // A column declared without a type: the source's columns are not
+    // known, and what reads it is not checked (the build says why).
+    std::fs::write(
+        &yml,
+        declared.replacen("{name: kind, data_type: varchar}", "{name: kind}", 1),
+    )
+    .unwrap();
+    let (stdout, _) = etl_ok(p, &["compile"]);
+    assert!(
+        stdout.contains("not checked: `joined` (source `files.events` cannot be read: `etl build` says why)"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn json_log_format_prints_one_object_per_line() {
     let dir = fixture("basic");
     let (code, stdout, _) = etl(dir.path(), &["build", "--log-format", "json", "--select", "countries"]);

@@ -245,15 +245,26 @@ fn write_audit_publish_keeps_the_published_version_when_a_test_fails() {
 
 #[test]
 fn a_broken_contract_fails_the_model_before_anything_is_written() {
+    // Checked on the plan by `etl compile` and at the start of the build
+    // (exit 2, nothing run), as every model's SQL is (issue 26).
     let dir = fixture("quality_gates");
     let (code, _, _) = etl(dir.path(), &["build", "--select", "contracted"]);
     assert_eq!(code, 0);
     assert_eq!(rows(dir.path(), "main", "contracted"), ["1|9.5"]);
     let (code, _, stderr) = etl(
         dir.path(),
+        &["compile", "--select", "contracted", "--vars", "{break_contract: true}"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("error[contract]: model `contracted` breaks its contract: 2 columns differ"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = etl(
+        dir.path(),
         &["build", "--select", "contracted", "--vars", "{break_contract: true}"],
     );
-    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr.contains("error[contract]: model `contracted` breaks its contract: 2 columns differ"),
         "{stderr}"

@@ -533,7 +533,9 @@ fn manifest_run_results_and_catalog_load_with_dbts_own_artifact_classes() {
     let (stdout, _) = etl_ok(ours.path(), &["docs", "generate"]);
     assert_eq!(
         stdout,
-        "Catalog of 9 relations and 2 sources written to target/catalog.json\n"
+        "Catalog of 9 relations and 2 sources written to target/catalog.json\n\
+         Docs site written to target/docs/ (the last 1 run in its quality report): open \
+         target/docs/index.html, or run `etl docs serve`\n"
     );
     let script = format!(
         "import json, sys\n\

@@ -485,3 +485,154 @@ fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns
         "{stderr}"
     );
 }
+
+/// Every table's Delta version, by folder.
+fn table_versions(lake: &Path) -> BTreeSet<(String, usize)> {
+    let mut out = BTreeSet::new();
+    for schema in std::fs::read_dir(lake.join("warehouse")).unwrap().flatten() {
+        for table in std::fs::read_dir(schema.path()).unwrap().flatten() {
+            let log = table.path().join("_delta_log");
+            if log.is_dir() {
+                let commits = std::fs::read_dir(&log).unwrap().count();
+                out.insert((table.path().display().to_string(), commits));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn build_checks_every_model_it_runs_before_writing_anything() {
+    // See: issue 26. The night after a bad edit: two misspelt columns in
+    // two gold models fail the build before any table, even the new
+    // day's silver, is written.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    lakegen::append_day(&p.join("lake/bronze")).unwrap();
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = p.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    edit(
+        "models/gold/kpis_produit.sql",
+        "sum(revenue) as revenue",
+        "sum(revenu) as revenue",
+    );
+    edit(
+        "models/gold/revenue_by_channel.sql",
+        "        channel,",
+        "        chanel,",
+    );
+    let before = table_versions(&p.join("lake"));
+    let runs = std::fs::read_dir(p.join("lake/_etl/runs")).unwrap().count();
+    let (code, stdout, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("error[sql]: No field named revenu."), "{stderr}");
+    assert!(stderr.contains("--> models/gold/kpis_produit.sql:9:13"), "{stderr}");
+    assert!(stderr.contains("error[sql]: No field named chanel."), "{stderr}");
+    assert!(
+        stderr.contains("--> models/gold/revenue_by_channel.sql:5:9"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("OK "), "nothing ran: {stdout}");
+    assert_eq!(table_versions(&p.join("lake")), before, "no table changed");
+    assert_eq!(std::fs::read_dir(p.join("lake/_etl/runs")).unwrap().count(), runs);
+    // Fixed, the night runs and reads the new day.
+    edit(
+        "models/gold/kpis_produit.sql",
+        "sum(revenu) as revenue",
+        "sum(revenue) as revenue",
+    );
+    edit(
+        "models/gold/revenue_by_channel.sql",
+        "        chanel,",
+        "        channel,",
+    );
+    let (stdout, _) = etl_ok(p, &["build"]);
+    assert!(stdout.contains("27 succeeded"), "{stdout}");
+}
+
+#[test]
+fn the_check_plans_again_a_model_whose_input_changed_though_its_sql_did_not() {
+    // The build's check keeps what it planned (target/check_cache.json)
+    // and plans again only what changed: a silver column renamed must
+    // fail the gold model that reads it, whose own SQL is the same; also
+    // after the project is copied, and with the cache file corrupt.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    let cache = p.join("target/check_cache.json");
+    assert!(cache.is_file());
+    let rename = |project: &Path, from: &str, to: &str| {
+        let path = project.join("models/silver/products/products_clean.sql");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    };
+    let no_cost = |project: &Path| {
+        let (code, stdout, stderr) = etl(project, &["build"]);
+        assert_eq!(code, 2, "{stdout}\n{stderr}");
+        assert!(stderr.contains("No field named p.cost."), "{stderr}");
+        assert!(stderr.contains("--> models/gold/kpis_produit.sql:"), "{stderr}");
+    };
+    rename(p, "    cost,\n", "    cost as unit_cost,\n");
+    no_cost(p);
+    rename(p, "    cost as unit_cost,\n", "    cost,\n");
+    let (stdout, _) = etl_ok(p, &["build"]);
+    assert!(stdout.contains("27 succeeded (18 up to date), 0 failed"), "{stdout}");
+    // A copy of the project, with its target/ and its lake.
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(p, copy.path());
+    rename(copy.path(), "    cost,\n", "    cost as unit_cost,\n");
+    no_cost(copy.path());
+    // A corrupt cache is no cache.
+    std::fs::write(&cache, "{\"model.shop.kpis_produit\": {\"key\": 1").unwrap();
+    let (stdout, _) = etl_ok(p, &["build"]);
+    assert!(stdout.contains("27 succeeded (18 up to date), 0 failed"), "{stdout}");
+    rename(p, "    cost,\n", "    cost as unit_cost,\n");
+    no_cost(p);
+}
+
+#[test]
+fn compile_checks_an_incremental_model_both_ways_once_its_table_exists() {
+    // `{% if is_incremental() %}` is rendered only on an existing table:
+    // before the first build the branch is not SQL yet; after it, a typo
+    // in it is reported by `compile` and stops `build`.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    let path = p.join("models/gold/product_days.sql");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let typo = text.replacen(
+        "(select min(order_id) from orders)",
+        "(select min(order_idd) from orders)",
+        1,
+    );
+    assert_ne!(typo, text);
+    std::fs::write(&path, &typo).unwrap();
+    let (stdout, _) = etl_ok(p, &["compile"]);
+    assert!(stdout.contains("Checked 26 models against"), "{stdout}");
+    std::fs::write(&path, &text).unwrap();
+    etl_ok(p, &["build"]);
+    let (stdout, _) = etl_ok(p, &["compile"]);
+    assert!(
+        stdout.contains("Checked 26 models (16 incremental ones both ways: as a full build and on their tables)"),
+        "{stdout}"
+    );
+    std::fs::write(&path, &typo).unwrap();
+    let (code, stdout, stderr) = etl(p, &["compile"]);
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("No field named order_idd. Did you mean 'orders.order_id'?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(with is_incremental() true: its table exists)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--> models/gold/product_days.sql:33:33"), "{stderr}");
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--> models/gold/product_days.sql:33:33"), "{stderr}");
+}
