@@ -289,7 +289,16 @@ async fn build_locked(
         let check_ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
         let found = crate::check::check_with(&prepared, &checked, check_ctx, &full_build_sql, true).await;
         if !found.errors.is_empty() {
-            return Err(found.errors);
+            let n = found.errors.len();
+            let mut errors = found.errors;
+            if let Some(last) = errors.pop() {
+                errors.push(last.with_note(format!(
+                    "found by the check before the build ({n} model{} of the selection do{} not plan): nothing was run",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "es" } else { "" }
+                )));
+            }
+            return Err(errors);
         }
     }
     timings.push(("check", check_started.elapsed().as_secs_f64()));

@@ -159,8 +159,16 @@ pub async fn check_with(
                             continue;
                         }
                     }
-                    let ctx = registry.ctx.clone();
-                    let header = node.config.sql_header.clone();
+                    // Planned in the session it runs in: its own when its
+                    // `sql_header` sets options.
+                    let ctx = match crate::plan::session_of_node(&registry.ctx, node).await {
+                        Ok(session) => session.unwrap_or_else(|| registry.ctx.clone()),
+                        Err(diag) => {
+                            failed.insert(i, format!("`{}` does not plan", node.name));
+                            out.errors.push(diag);
+                            continue;
+                        }
+                    };
                     let tables = tables.clone();
                     // An incremental model rendered on its table reads
                     // `{{ this }}`: the columns of its full build.
@@ -168,12 +176,6 @@ pub async fn check_with(
                         .get(&node.name)
                         .map(|sql| (sql.clone(), node.relation.clone(), registry.clone()));
                     let planning = tokio::spawn(async move {
-                        // Planned in the session it runs in: its own when
-                        // its `sql_header` sets options.
-                        let ctx = match header {
-                            Some(header) => crate::plan::session_with_header(&ctx, &header).await?,
-                            None => ctx,
-                        };
                         if let Some((full, relation, registry)) = this {
                             if let Ok(plan) = crate::plan::plan_sql(&ctx.state(), &full).await {
                                 let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
@@ -229,12 +231,9 @@ pub async fn check_with(
                 registry.unregister(i, &node.relation);
                 if registry.ensure(dag, project, i).await.is_ok() {
                     let compiled = compile(dag, i, &prepared.rendered.models);
-                    let ctx = match &node.config.sql_header {
-                        Some(header) => crate::plan::session_with_header(&registry.ctx, header).await,
-                        None => Ok(registry.ctx.clone()),
-                    };
+                    let ctx = crate::plan::session_of_node(&registry.ctx, node).await;
                     planned = match ctx {
-                        Ok(ctx) => plan_model(&ctx, &compiled)
+                        Ok(ctx) => plan_model(ctx.as_ref().unwrap_or(&registry.ctx), &compiled)
                             .await
                             .map(|plan| (plan.schema().as_arrow().clone(), Some(lineage::of_plan(&plan, &tables)))),
                         Err(diag) => Err(diag),

@@ -58,21 +58,11 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
         None
     };
     // Which materializations may have one is checked with the config.
-    let Some(header) = &node.config.sql_header else {
+    if node.config.sql_header.is_none() {
         return Ok(plain);
-    };
+    }
     let base = plain.unwrap_or_else(|| build.registry.ctx.clone());
-    let session = crate::plan::session_with_header(&base, header).await;
-    session.map(Some).map_err(|mut diag| {
-        diag.message = format!("model `{}`: {}", node.name, diag.message);
-        let span = node
-            .config
-            .raw()
-            .span("sql_header")
-            .cloned()
-            .unwrap_or_else(|| Span::file(&node.path));
-        diag.with_span(Some(span))
-    })
+    crate::plan::session_of_node(&base, node).await
 }
 
 async fn build_in_session(build: &Build, run: &mut NodeRun, started: Instant) -> NodeResult {

@@ -380,3 +380,26 @@ mod tests {
         assert!(err.contains("does not parse"), "{err}");
     }
 }
+
+/// The session `node` plans and runs in: `base` with the node's
+/// `sql_header` applied, when it has one. A header that is not only
+/// settings is the node's config error, at the key.
+pub async fn session_of_node(
+    base: &SessionContext,
+    node: &crate::graph::Node,
+) -> Result<Option<SessionContext>, Diagnostic> {
+    let Some(header) = &node.config.sql_header else {
+        return Ok(None);
+    };
+    let session = session_with_header(base, header).await;
+    session.map(Some).map_err(|mut diag| {
+        diag.message = format!("model `{}`: {}", node.name, diag.message);
+        let span = node
+            .config
+            .raw()
+            .span("sql_header")
+            .cloned()
+            .unwrap_or_else(|| crate::diagnostic::Span::file(&node.path));
+        diag.with_span(Some(span))
+    })
+}
