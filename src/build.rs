@@ -285,12 +285,13 @@ async fn build_locked(
             options.mode.includes(kind) && matches!(kind, ResourceType::Model | ResourceType::Snapshot)
         })
         .collect();
+    let mut found = crate::check::Checked::default();
     if !checked.is_empty() {
         let check_ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
-        let found = crate::check::check_with(&prepared, &checked, check_ctx, &full_build_sql, true).await;
+        found = crate::check::check_with(&prepared, &checked, check_ctx, &full_build_sql, true).await;
         if !found.errors.is_empty() {
             let n = found.errors.len();
-            let mut errors = found.errors;
+            let mut errors = std::mem::take(&mut found.errors);
             if let Some(last) = errors.pop() {
                 errors.push(last.with_note(format!(
                     "found by the check before the build ({n} model{} of the selection do{} not plan): nothing was run",
@@ -311,7 +312,8 @@ async fn build_locked(
         timings: prepare_timings,
         ..
     } = prepared;
-    let manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
+    let mut manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
+    artifacts::add_plans(&mut manifest, &dag, &found.plans, &found.lineage);
     artifacts::write_json(&project, "manifest.json", &manifest).map_err(|e| {
         vec![Diagnostic::error(
             Code::Io,
@@ -737,7 +739,7 @@ pub async fn docs(prepared: &Prepared, memory_limit: Option<&str>) -> Result<Doc
     let (dag, project) = (&prepared.dag, &prepared.project);
     let checked = crate::check::check(prepared, &dag.order, session(project, memory_limit)?).await;
     let mut manifest = artifacts::manifest(project, dag, &prepared.rendered, &prepared.invocation_id());
-    artifacts::add_lineage(&mut manifest, dag, &checked.lineage);
+    artifacts::add_plans(&mut manifest, dag, &checked.plans, &checked.lineage);
     let ctx = session(project, memory_limit)?;
     let registry = Registry::new(ctx.clone(), project.target.lake.clone());
     let mut stats = BTreeMap::new();
@@ -795,12 +797,20 @@ pub fn select(prepared: &Prepared, selecting: &Selecting) -> Result<graph::Selec
         None => None,
     };
     let compiled = |i| artifacts::compiled_code(&prepared.dag, i, &prepared.rendered);
+    // The plans of the models whose SQL is not the state's, to tell an
+    // edit of text from a change of the query.
+    let plans = match &state {
+        Some(state) if !state.plans.is_empty() => changed_plans(prepared, state, &compiled),
+        _ => HashMap::new(),
+    };
+    let planned = |i: NodeIndex| plans.get(&i).cloned();
     let cx = graph::SelectContext {
         dag: &prepared.dag,
         project: &prepared.project,
         indirect: graph::IndirectSelection::parse(&selecting.indirect_selection).unwrap_or_default(),
         state: state.as_ref(),
         compiled: &compiled,
+        plans: &planned,
     };
     let args = graph::SelectArgs {
         select: selecting.select.clone(),
@@ -808,6 +818,52 @@ pub fn select(prepared: &Prepared, selecting: &Selecting) -> Result<graph::Selec
         selector: selecting.selector.clone(),
     };
     graph::select(&cx, &args)
+}
+
+/// The plan fingerprints of the models whose compiled SQL differs from
+/// the state's, which has theirs: planned (as `etl compile` plans) on this
+/// thread's runtime, or a runtime of its own when there is none. Empty
+/// when they cannot be planned here (the SQL then decides).
+fn changed_plans(
+    prepared: &Prepared,
+    state: &graph::PreviousState,
+    compiled: &dyn Fn(NodeIndex) -> Option<String>,
+) -> HashMap<NodeIndex, String> {
+    let dag = &prepared.dag;
+    let changed: Vec<NodeIndex> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|&i| {
+            let node = dag.node(i);
+            node.resource_type == ResourceType::Model
+                && state.plans.contains_key(&node.unique_id)
+                && state.nodes.get(&node.unique_id).map(|(sql, _)| sql.clone()) != Some(compiled(i))
+        })
+        .collect();
+    if changed.is_empty() {
+        return HashMap::new();
+    }
+    let Ok(ctx) = session(&prepared.project, None) else {
+        return HashMap::new();
+    };
+    let planning = async { crate::check::check(prepared, &changed, ctx).await };
+    let checked = match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(planning))
+        }
+        Ok(_) => return HashMap::new(),
+        Err(_) => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(planning),
+            Err(_) => return HashMap::new(),
+        },
+    };
+    checked
+        .plans
+        .into_iter()
+        .filter(|(i, _)| changed.contains(i))
+        .map(|(i, plan)| (i, plan.fingerprint))
+        .collect()
 }
 
 /// A DataFusion session for the project, with `memory_limit` (or the

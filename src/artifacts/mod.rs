@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::graph::{Dag, Materialization, Node, ResourceType};
 use crate::lake;
 use crate::materialize::{Rejected, RunResults, Status};
+use crate::plan::Planned;
 use crate::plan::lineage::Lineage;
 use crate::plan::{CompiledSql, compile_with};
 use crate::project::{Project, TestKind, TestTarget};
@@ -462,11 +463,28 @@ fn sql_body<'a>(node: &Node, rendered: &'a Rendered) -> &'a RenderedModel {
     }
 }
 
-/// Adds each planned model's column lineage to its manifest entry:
-/// `lineage.columns.<column>` lists the upstream columns it derives from
-/// (`unique_id`, `column`, `how`), `lineage.filtered_on` the columns its
-/// rows are filtered or joined on. Extra keys, as dbt's readers allow.
-pub fn add_lineage(manifest: &mut Value, dag: &Dag, lineage: &std::collections::HashMap<NodeIndex, Lineage>) {
+/// Adds what the check knows of each planned model to its manifest entry,
+/// beside dbt's keys (dbt's readers allow extra ones): `etl_plan`, its
+/// plan's fingerprint and its columns with their types (what a later
+/// `--state` compares); `lineage.columns.<column>`, the upstream columns it
+/// derives from (`unique_id`, `column`, `how`); `lineage.filtered_on`, the
+/// columns its rows are filtered or joined on.
+pub fn add_plans(
+    manifest: &mut Value,
+    dag: &Dag,
+    plans: &std::collections::HashMap<NodeIndex, Planned>,
+    lineage: &std::collections::HashMap<NodeIndex, Lineage>,
+) {
+    for (&index, plan) in plans {
+        if let Some(entry) = manifest["nodes"].get_mut(&dag.node(index).unique_id) {
+            let columns: Vec<Value> = plan
+                .columns
+                .iter()
+                .map(|(name, kind)| json!({"name": name, "data_type": kind}))
+                .collect();
+            entry["etl_plan"] = json!({"fingerprint": plan.fingerprint, "columns": columns});
+        }
+    }
     let id = |i: NodeIndex| dag.node(i).unique_id.clone();
     for (&index, model) in lineage {
         let Some(entry) = manifest["nodes"].get_mut(&dag.node(index).unique_id) else {
@@ -520,6 +538,16 @@ pub fn read_state(dir: &Path) -> Result<crate::graph::PreviousState, String> {
                 let sql = node.get("compiled_code").and_then(Value::as_str).map(str::to_owned);
                 let config = node.get("config").cloned().unwrap_or(Value::Null);
                 state.nodes.insert(id.clone(), (sql, config));
+                if let Some(plan) = node["etl_plan"]["fingerprint"].as_str() {
+                    state.plans.insert(id.clone(), plan.to_owned());
+                    let columns = node["etl_plan"]["columns"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| Some((c["name"].as_str()?.to_owned(), c["data_type"].as_str()?.to_owned())))
+                        .collect();
+                    state.columns.insert(id.clone(), columns);
+                }
             }
         }
     }

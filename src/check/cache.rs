@@ -29,6 +29,9 @@ pub struct Cache {
 struct Entry {
     key: String,
     columns: String,
+    /// Its plan's fingerprint (`plan_fingerprint`).
+    #[serde(default)]
+    plan: String,
 }
 
 impl Cache {
@@ -45,15 +48,20 @@ impl Cache {
         }
     }
 
-    /// The columns `model` was planned with under `key`.
-    pub fn get(&self, model: &str, key: &str) -> Option<SchemaRef> {
-        let entry = self.entries.get(model).filter(|e| e.key == key)?;
-        decode(&entry.columns)
+    /// The columns `model` was planned with under `key`, and its plan's
+    /// fingerprint.
+    pub fn get(&self, model: &str, key: &str) -> Option<(SchemaRef, String)> {
+        let entry = self.entries.get(model).filter(|e| e.key == key && !e.plan.is_empty())?;
+        Some((decode(&entry.columns)?, entry.plan.clone()))
     }
 
-    pub fn put(&mut self, model: &str, key: String, schema: &Schema) {
+    pub fn put(&mut self, model: &str, key: String, schema: &Schema, plan: &str) {
         let Some(columns) = encode(schema) else { return };
-        let entry = Entry { key, columns };
+        let entry = Entry {
+            key,
+            columns,
+            plan: plan.to_owned(),
+        };
         if self.entries.get(model) != Some(&entry) {
             self.entries.insert(model.to_owned(), entry);
             self.changed = true;
@@ -137,14 +145,15 @@ mod tests {
         ]);
         let mut cache = Cache::open(path.clone());
         assert!(cache.get("m", "k").is_none());
-        cache.put("m", "k".into(), &schema);
-        cache.put("n", "k2".into(), &schema);
+        cache.put("m", "k".into(), &schema, "p1");
+        cache.put("n", "k2".into(), &schema, "p2");
         cache.save();
         let mut again = Cache::open(path.clone());
-        assert_eq!(again.get("m", "k").unwrap().as_ref(), &schema);
+        let (columns, plan) = again.get("m", "k").unwrap();
+        assert_eq!((columns.as_ref(), plan.as_str()), (&schema, "p1"));
         assert!(again.get("m", "other").is_none(), "another key is a miss");
         // A model planned under a new key replaces its entry; the others stay.
-        again.put("m", "k3".into(), &schema);
+        again.put("m", "k3".into(), &schema, "p3");
         again.save();
         let third = Cache::open(path.clone());
         assert!(third.get("m", "k").is_none());
@@ -152,7 +161,7 @@ mod tests {
         assert!(third.get("n", "k2").is_some());
         std::fs::write(&path, "{not json").unwrap();
         assert!(Cache::open(path.clone()).get("n", "k2").is_none());
-        std::fs::write(&path, r#"{"n": {"key": "k2", "columns": "zz"}}"#).unwrap();
+        std::fs::write(&path, r#"{"n": {"key": "k2", "columns": "zz", "plan": "p2"}}"#).unwrap();
         assert!(
             Cache::open(path).get("n", "k2").is_none(),
             "columns that are not IPC are a miss"

@@ -25,7 +25,7 @@ use crate::Prepared;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, ResourceType};
 use crate::plan::lineage::{self, Lineage, Tables};
-use crate::plan::{Registry, check_contract, compile, plan_model, register_csv_file};
+use crate::plan::{Planned, Registry, check_contract, compile, plan_fingerprint, plan_model, register_csv_file};
 
 /// What the check found: the models that do not plan, and how many it
 /// planned.
@@ -43,6 +43,8 @@ pub struct Checked {
     pub cached: usize,
     /// Incremental models checked both ways (`check_both_ways`).
     pub both_ways: usize,
+    /// Each planned model's plan: its fingerprint and its columns.
+    pub plans: HashMap<NodeIndex, Planned>,
 }
 
 /// Plans the models of `selection` (and the models they read) in `ctx`,
@@ -154,8 +156,8 @@ pub async fn check_with(
                         .as_ref()
                         .and_then(|_| model_key(dag, i, &columns, &session_key, &compiled.sql, full_sql));
                     if let (Some(cache), Some(key)) = (&cache, &key) {
-                        if let Some(schema) = cache.get(&node.unique_id, key) {
-                            to_plan.push((i, key.clone(), Planning::Cached(schema)));
+                        if let Some((schema, fingerprint)) = cache.get(&node.unique_id, key) {
+                            to_plan.push((i, key.clone(), Planning::Cached(schema, fingerprint)));
                             continue;
                         }
                     }
@@ -182,9 +184,10 @@ pub async fn check_with(
                                 let _ = registry.register(i, &relation, Arc::new(EmptyTable::new(schema)));
                             }
                         }
-                        plan_model(&ctx, &compiled)
-                            .await
-                            .map(|plan| (plan.schema().as_arrow().clone(), lineage::of_plan(&plan, &tables)))
+                        plan_model(&ctx, &compiled).await.map(|plan| {
+                            let lineage = lineage::of_plan(&plan, &tables);
+                            (plan.schema().as_arrow().clone(), lineage, plan_fingerprint(&plan))
+                        })
                     });
                     to_plan.push((i, key.unwrap_or_default(), Planning::Planned(planning)));
                     continue;
@@ -213,9 +216,12 @@ pub async fn check_with(
         for (i, key, planning) in to_plan {
             let node = dag.node(i);
             let (mut planned, hit) = match planning {
-                Planning::Cached(schema) => (Ok((schema.as_ref().clone(), None)), true),
+                Planning::Cached(schema, fingerprint) => (Ok((schema.as_ref().clone(), None, fingerprint)), true),
                 Planning::Planned(task) => match task.await {
-                    Ok(planned) => (planned.map(|(schema, lineage)| (schema, Some(lineage))), false),
+                    Ok(planned) => (
+                        planned.map(|(schema, lineage, fingerprint)| (schema, Some(lineage), fingerprint)),
+                        false,
+                    ),
                     Err(e) => (
                         Err(Diagnostic::error(
                             Code::Internal,
@@ -235,13 +241,16 @@ pub async fn check_with(
                     planned = match ctx {
                         Ok(ctx) => plan_model(ctx.as_ref().unwrap_or(&registry.ctx), &compiled)
                             .await
-                            .map(|plan| (plan.schema().as_arrow().clone(), Some(lineage::of_plan(&plan, &tables)))),
+                            .map(|plan| {
+                                let lineage = lineage::of_plan(&plan, &tables);
+                                (plan.schema().as_arrow().clone(), Some(lineage), plan_fingerprint(&plan))
+                            }),
                         Err(diag) => Err(diag),
                     };
                 }
             }
             // A contract is checked on the plan, as the build does.
-            if let Ok((schema, _)) = &planned {
+            if let Ok((schema, _, _)) = &planned {
                 if node.resource_type == ResourceType::Model && node.config.contract_enforced {
                     let columns = datafusion::common::DFSchema::try_from(schema.clone());
                     if let Ok(columns) = columns {
@@ -251,8 +260,20 @@ pub async fn check_with(
                     }
                 }
             }
-            let registered = planned.and_then(|(schema, lineage)| {
+            let registered = planned.and_then(|(schema, lineage, fingerprint)| {
                 out.planned += 1;
+                let typed = schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), crate::materialize::sql_type(f.data_type())))
+                    .collect();
+                out.plans.insert(
+                    i,
+                    Planned {
+                        fingerprint: fingerprint.clone(),
+                        columns: typed,
+                    },
+                );
                 if hit {
                     out.cached += 1;
                 }
@@ -260,7 +281,7 @@ pub async fn check_with(
                     out.lineage.insert(i, lineage);
                 }
                 if let Some(cache) = cache.as_mut().filter(|_| !key.is_empty()) {
-                    cache.put(&node.unique_id, key.clone(), &schema);
+                    cache.put(&node.unique_id, key.clone(), &schema, &fingerprint);
                 }
                 if node.materialized == Materialization::Ephemeral {
                     // Inlined where it is read: what reads it depends on
@@ -346,10 +367,97 @@ pub async fn check_both_ways(
     out
 }
 
+/// How a model's plan changed since a state: columns gone or of another
+/// type, and which columns of the models that read it (planned in the same
+/// check) read those. Breaking when any does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Change {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// `(column, type then, type now)`.
+    pub retyped: Vec<(String, String, String)>,
+    /// The readers hit: `(model, its column)`, or `(model, "")` for one
+    /// whose rows are filtered or joined on such a column.
+    pub broken: Vec<(NodeIndex, String)>,
+}
+
+impl Change {
+    pub fn breaking(&self) -> bool {
+        !self.broken.is_empty()
+    }
+
+    /// As the manifest records it (`etl_change`).
+    pub fn to_json(&self, dag: &crate::graph::Dag) -> serde_json::Value {
+        serde_json::json!({
+            "breaking": self.breaking(),
+            "added": self.added,
+            "removed": self.removed,
+            "retyped": self.retyped.iter().map(|(c, was, now)| serde_json::json!({"column": c, "was": was, "now": now})).collect::<Vec<_>>(),
+            "read_by": self.broken.iter().map(|(n, c)| {
+                let id = &dag.node(*n).unique_id;
+                if c.is_empty() { format!("{id} (its rows)") } else { format!("{id}.{c}") }
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The models of `checked` whose plan is not the state's, each with how
+/// its columns changed for what reads it.
+pub fn changes(
+    dag: &crate::graph::Dag,
+    state: &crate::graph::PreviousState,
+    checked: &Checked,
+) -> BTreeMap<NodeIndex, Change> {
+    let mut out = BTreeMap::new();
+    for (&i, plan) in &checked.plans {
+        let id = &dag.node(i).unique_id;
+        let (Some(before), Some(old_columns)) = (state.plans.get(id), state.columns.get(id)) else {
+            continue;
+        };
+        if *before == plan.fingerprint {
+            continue;
+        }
+        let mut change = Change::default();
+        for (name, was) in old_columns {
+            match plan.columns.iter().find(|(n, _)| n == name) {
+                None => change.removed.push(name.clone()),
+                Some((_, now)) if now != was => change.retyped.push((name.clone(), was.clone(), now.clone())),
+                Some(_) => {}
+            }
+        }
+        change.added = plan
+            .columns
+            .iter()
+            .filter(|(n, _)| !old_columns.iter().any(|(o, _)| o == n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let hit: Vec<&String> = change
+            .removed
+            .iter()
+            .chain(change.retyped.iter().map(|(c, _, _)| c))
+            .collect();
+        for child in dag.children(i) {
+            let Some(lineage) = checked.lineage.get(&child) else {
+                continue;
+            };
+            for (column, origins) in &lineage.columns {
+                if origins.iter().any(|o| o.node == i && hit.contains(&&o.column)) {
+                    change.broken.push((child, column.clone()));
+                }
+            }
+            if lineage.filtered_on.iter().any(|(n, c)| *n == i && hit.contains(&c)) {
+                change.broken.push((child, String::new()));
+            }
+        }
+        out.insert(i, change);
+    }
+    out
+}
+
 /// A model being planned, or found planned as last time.
 enum Planning {
-    Planned(tokio::task::JoinHandle<Result<(Schema, Lineage), Diagnostic>>),
-    Cached(SchemaRef),
+    Planned(tokio::task::JoinHandle<Result<(Schema, Lineage, String), Diagnostic>>),
+    Cached(SchemaRef, String),
 }
 
 /// The cache key of model `i`: everything its plan depends on. `None`

@@ -69,10 +69,29 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
                     ));
                 }
             }
-            let (code, lineage) = check(global, out, &prepared, &selection).await;
-            // The manifest, with the lineage of every model planned.
+            let (code, checked) = check(global, out, &prepared, &selection).await;
+            // The manifest, with the plan and lineage of every model planned.
             let mut manifest = artifacts::manifest(&prepared.project, &prepared.dag, &prepared.rendered, &invocation);
-            artifacts::add_lineage(&mut manifest, &prepared.dag, &lineage);
+            artifacts::add_plans(&mut manifest, &prepared.dag, &checked.plans, &checked.lineage);
+            // Against `--state`: each changed model, breaking or not.
+            if let Some(dir) = &global.state {
+                match artifacts::read_state(dir) {
+                    Ok(state) => {
+                        let changes = etl::check::changes(&prepared.dag, &state, &checked);
+                        report_changes(out, &prepared.dag, &changes);
+                        for (&i, change) in &changes {
+                            let id = &prepared.dag.node(i).unique_id;
+                            if let Some(entry) = manifest["nodes"].get_mut(id) {
+                                entry["etl_change"] = change.to_json(&prepared.dag);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        out.fatal(&[Diagnostic::error(Code::InvalidState, e)], Some(&root));
+                        return 2;
+                    }
+                }
+            }
             if let Err(e) = artifacts::write_json(&prepared.project, "manifest.json", &manifest) {
                 out.fatal(
                     &[Diagnostic::error(
@@ -95,8 +114,6 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
     }
 }
 
-type Lineages = std::collections::HashMap<petgraph::graph::NodeIndex, etl::plan::lineage::Lineage>;
-
 /// Plans every selected model against its inputs' schemas (no data read):
 /// exit 2 with each model that does not plan, at its line. With the
 /// lineage of the models planned.
@@ -105,20 +122,20 @@ async fn check(
     out: &Output,
     prepared: &etl::Prepared,
     selection: &[petgraph::graph::NodeIndex],
-) -> (u8, Lineages) {
+) -> (u8, etl::check::Checked) {
     let root = &prepared.project.root;
     let ctx = match etl::session(&prepared.project, global.memory_limit.as_deref()) {
         Ok(ctx) => ctx,
         Err(diag) => {
             out.fatal(&[diag], Some(root));
-            return (2, Lineages::new());
+            return (2, etl::check::Checked::default());
         }
     };
     let second = match etl::session(&prepared.project, global.memory_limit.as_deref()) {
         Ok(ctx) => ctx,
         Err(diag) => {
             out.fatal(&[diag], Some(root));
-            return (2, Lineages::new());
+            return (2, etl::check::Checked::default());
         }
     };
     let started = std::time::Instant::now();
@@ -140,7 +157,7 @@ async fn check(
                 if n == 1 { "es" } else { "" }
             ));
         }
-        return (2, checked.lineage);
+        return (2, checked);
     }
     if !out.json() {
         let both = match checked.both_ways {
@@ -162,7 +179,65 @@ async fn check(
             out.line(&format!("  not checked: {skipped}"));
         }
     }
-    (0, checked.lineage)
+    (0, checked)
+}
+
+/// One line per model changed since the state: breaking (what reads a
+/// column removed or retyped) or not.
+fn report_changes(
+    out: &Output,
+    dag: &etl::graph::Dag,
+    changes: &std::collections::BTreeMap<petgraph::graph::NodeIndex, etl::check::Change>,
+) {
+    if out.json() {
+        for (&i, change) in changes {
+            out.event(serde_json::json!({"event": "changed", "unique_id": dag.node(i).unique_id, "change": change.to_json(dag)}));
+        }
+        return;
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let breaking = changes.values().filter(|c| c.breaking()).count();
+    out.line(&format!(
+        "Changed since the state: {} model{} ({breaking} breaking for what reads {})",
+        changes.len(),
+        if changes.len() == 1 { "" } else { "s" },
+        if changes.len() == 1 { "it" } else { "them" }
+    ));
+    for (&i, change) in changes {
+        let mut what: Vec<String> = change.added.iter().map(|c| format!("`{c}` added")).collect();
+        what.extend(change.removed.iter().map(|c| format!("`{c}` removed")));
+        what.extend(
+            change
+                .retyped
+                .iter()
+                .map(|(c, was, now)| format!("`{c}` {was} -> {now}")),
+        );
+        let columns = if what.is_empty() {
+            "same columns".to_owned()
+        } else {
+            what.join(", ")
+        };
+        let verdict = if change.breaking() {
+            let readers: Vec<String> = change
+                .broken
+                .iter()
+                .map(|(n, c)| {
+                    let name = &dag.node(*n).name;
+                    if c.is_empty() {
+                        format!("{name} (its rows)")
+                    } else {
+                        format!("{name}.{c}")
+                    }
+                })
+                .collect();
+            format!("breaking: read by {}", readers.join(", "))
+        } else {
+            "not breaking".to_owned()
+        };
+        out.line(&format!("  {}: {columns}; {verdict}", dag.node(i).name));
+    }
 }
 
 pub fn parse(global: &Global, out: &Output) -> u8 {

@@ -11,6 +11,7 @@ mod distinct;
 mod duckdb_functions;
 mod identifiers;
 pub mod lineage;
+mod normal;
 mod options;
 mod registry;
 mod rewrite;
@@ -23,6 +24,7 @@ pub use by_key::{key_of, same_every_run};
 pub use compile::{CompiledSql, compile, compile_but, compile_with};
 pub use contract::check_contract;
 pub use identifiers::{plan_sql, plan_statement};
+pub use normal::{Planned, plan_fingerprint};
 pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate, without_rows};
 pub use session::{

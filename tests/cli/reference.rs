@@ -636,3 +636,102 @@ fn compile_checks_an_incremental_model_both_ways_once_its_table_exists() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--> models/gold/product_days.sql:33:33"), "{stderr}");
 }
+
+#[test]
+fn state_modified_is_judged_on_the_plan_and_the_manifest_says_what_a_change_breaks() {
+    // See: issue 26. Against a state written by `etl compile`: comments,
+    // whitespace and a renamed CTE are not a modification; a retyped
+    // column read downstream is a breaking change, an added one is not.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    etl_ok(p, &["compile"]);
+    let state = tempfile::tempdir().unwrap();
+    copy_dir(&p.join("target"), state.path());
+    let state_dir = state.path().to_str().unwrap();
+    let edit = |file: &str, from: &str, to: &str| {
+        let path = p.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file}: {from}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+    };
+    let modified = || {
+        let (stdout, _) = etl_ok(
+            p,
+            &[
+                "ls",
+                "--select",
+                "state:modified",
+                "--resource-type",
+                "model",
+                "--output",
+                "name",
+                "--state",
+                state_dir,
+            ],
+        );
+        stdout.lines().map(str::to_owned).collect::<BTreeSet<String>>()
+    };
+    edit(
+        "models/gold/kpis_produit.sql",
+        "with sold as (",
+        "-- summed per product\nWITH   sales_sum AS (",
+    );
+    edit(
+        "models/gold/kpis_produit.sql",
+        "left join sold s",
+        "left join sales_sum s",
+    );
+    edit(
+        "models/gold/kpis_produit.sql",
+        "sum(units) as units,",
+        "sum(units)   as units, -- units sold",
+    );
+    assert!(!modified().contains("kpis_produit"), "{:?}", modified());
+    // The same text edits with a real change are one.
+    edit(
+        "models/gold/kpis_produit.sql",
+        "sum(orders) as orders",
+        "max(orders) as orders",
+    );
+    assert!(modified().contains("kpis_produit"));
+    edit(
+        "models/gold/kpis_produit.sql",
+        "max(orders) as orders",
+        "sum(orders) as orders",
+    );
+
+    edit(
+        "models/silver/orders/orders_clean.sql",
+        "coalesce(v.total_amount, t.items_total) as total_amount,",
+        "cast(coalesce(v.total_amount, t.items_total) as double) as total_amount,",
+    );
+    edit("models/gold/sales_by_day.sql", "select\n", "select\n    1 as one,\n");
+    let (stdout, _) = etl_ok(p, &["compile", "--state", state_dir]);
+    assert!(
+        stdout.contains(
+            "  orders_clean: `total_amount` DECIMAL(38,2) -> DOUBLE; breaking: read by revenue_orders.revenue"
+        ),
+        "{stdout}"
+    );
+    // sales_by_day gains a column (and its revenue follows orders_clean's
+    // type); nothing reads it.
+    assert!(
+        stdout.contains("  sales_by_day: `one` added, `revenue` DECIMAL(38,2) -> DOUBLE; not breaking"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("  kpis_produit:"), "{stdout}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("target/manifest.json")).unwrap()).unwrap();
+    let change = &manifest["nodes"]["model.shop.orders_clean"]["etl_change"];
+    assert_eq!(change["breaking"], true);
+    assert_eq!(change["retyped"][0]["column"], "total_amount");
+    assert_eq!(
+        change["read_by"],
+        serde_json::json!(["model.shop.revenue_orders.revenue"])
+    );
+    assert_eq!(
+        manifest["nodes"]["model.shop.sales_by_day"]["etl_change"]["breaking"],
+        false
+    );
+    assert!(manifest["nodes"]["model.shop.kpis_produit"]["etl_change"].is_null());
+}

@@ -21,6 +21,7 @@ fn names(p: &etl::Prepared, select_: &[&str], exclude: &[&str]) -> BTreeSet<Stri
         indirect: IndirectSelection::Eager,
         state: None,
         compiled: &compiled,
+        plans: &compiled,
     };
     let args = SelectArgs {
         select: select_.iter().map(|s| s.to_string()).collect(),

@@ -262,7 +262,13 @@ pub(super) fn state_matches(
             }
         }
     }
-    let body = old_sql.as_deref() != (cx.compiled)(index).as_deref();
+    // Judged on the SQL, unless both plans are known and equal: a plan can
+    // only clear a change of text, never make one.
+    let body = old_sql.as_deref() != (cx.compiled)(index).as_deref()
+        && !matches!(
+            (state.plans.get(&node.unique_id), (cx.plans)(index)),
+            (Some(old), Some(now)) if *old == now
+        );
     let configs = strip_contract(old_config) != strip_contract(&current_config);
     let contract =
         old_config.get("contract") != current_config.get("contract") || (node.config.contract_enforced && body);

@@ -61,6 +61,11 @@ pub struct PreviousState {
     pub nodes: HashMap<String, (Option<String>, Value)>,
     /// unique_id -> status from its run_results.json.
     pub results: HashMap<String, String>,
+    /// unique_id -> its plan's fingerprint, when its manifest has one
+    /// (`etl_plan`, written by etl's check).
+    pub plans: HashMap<String, String>,
+    /// unique_id -> its planned columns and their types (`etl_plan`).
+    pub columns: HashMap<String, Vec<(String, String)>>,
 }
 
 /// Everything a selection is resolved against.
@@ -71,6 +76,10 @@ pub struct SelectContext<'a> {
     pub state: Option<&'a PreviousState>,
     /// The compiled SQL of a node, for `state:modified`.
     pub compiled: &'a dyn Fn(NodeIndex) -> Option<String>,
+    /// The fingerprint of a node's plan now, for `state:modified`: a
+    /// body whose SQL changed but whose plan is the state's is not
+    /// modified (whitespace, comments, a CTE renamed).
+    pub plans: &'a dyn Fn(NodeIndex) -> Option<String>,
 }
 
 /// The outcome of a selection: the nodes in DAG order, and a warning for
