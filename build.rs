@@ -15,6 +15,9 @@ const FILES: [&str; 2] = [
 fn main() {
     println!("cargo:rerun-if-changed=site/package.json");
     println!("cargo:rerun-if-changed=site/package-lock.json");
+    // Tried again when the environment that decides npm changes.
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=npm_config_registry");
     println!("cargo:rustc-check-cfg=cfg(etl_docs_js_missing)");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dir = out.join("site");
@@ -50,7 +53,15 @@ fn install(dir: &Path, modules: &Path) -> Result<(), String> {
         std::fs::copy(Path::new("site").join(file), dir.join(file)).map_err(|e| format!("{file}: {e}"))?;
     }
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+            "--fetch-timeout=60000",
+            "--fetch-retries=1",
+        ])
         .current_dir(dir)
         .status()
         .map_err(|e| format!("npm: {e}"))?;

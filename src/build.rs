@@ -288,7 +288,12 @@ async fn build_locked(
     let mut found = crate::check::Checked::default();
     if !checked.is_empty() {
         let check_ctx = session(&prepared.project, options.memory_limit.as_deref()).map_err(|d| vec![d])?;
-        found = crate::check::check_with(&prepared, &checked, check_ctx, &full_build_sql, true).await;
+        let options = crate::check::Options {
+            full_sql: full_build_sql.clone(),
+            cached: true,
+            unselected_from_lake: true,
+        };
+        found = crate::check::check_with(&prepared, &checked, check_ctx, &options).await;
         if !found.errors.is_empty() {
             let n = found.errors.len();
             let mut errors = std::mem::take(&mut found.errors);
@@ -313,7 +318,8 @@ async fn build_locked(
         ..
     } = prepared;
     let mut manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
-    artifacts::add_plans(&mut manifest, &dag, &found.plans, &found.lineage);
+    // Lineage is left out: models found planned by the cache have none.
+    artifacts::add_plans(&mut manifest, &dag, &found.plans, &HashMap::new());
     artifacts::write_json(&project, "manifest.json", &manifest).map_err(|e| {
         vec![Diagnostic::error(
             Code::Io,

@@ -78,7 +78,9 @@ impl Cache {
         let Ok(text) = serde_json::to_vec(&self.entries) else {
             return;
         };
-        let temp = self.path.with_extension("json.tmp");
+        // Its own temporary file: two builds sharing target/ each rename
+        // a whole file.
+        let temp = self.path.with_extension(format!("json.{}.tmp", std::process::id()));
         let written = self
             .path
             .parent()

@@ -45,12 +45,29 @@ pub struct Checked {
     pub both_ways: usize,
     /// Each planned model's plan: its fingerprint and its columns.
     pub plans: HashMap<NodeIndex, Planned>,
+    /// `check_both_ways`: the plans of the incremental models as they
+    /// render on their tables.
+    pub on_table: HashMap<NodeIndex, Planned>,
 }
 
 /// Plans the models of `selection` (and the models they read) in `ctx`,
 /// as `prepared` renders them.
 pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionContext) -> Checked {
-    check_with(prepared, selection, ctx, &HashMap::new(), false).await
+    check_with(prepared, selection, ctx, &Options::default()).await
+}
+
+/// How `check_with` checks.
+#[derive(Default)]
+pub struct Options {
+    /// Each model rendered on its existing table, as a full build renders
+    /// it (see `check_with`).
+    pub full_sql: HashMap<String, String>,
+    /// Reuse and keep `target/check_cache.json`.
+    pub cached: bool,
+    /// A model the selection reads but does not build is read as the lake
+    /// has it (its table, as the build will read it), and planned only
+    /// when it has none: what a build of the selection reads.
+    pub unselected_from_lake: bool,
 }
 
 /// `check`, for models rendered on their existing tables
@@ -64,13 +81,17 @@ pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionCon
 /// last check is not planned again (its columns are kept in
 /// `target/check_cache.json`; see [`cache`]); its lineage is then not
 /// given.
+///
+/// Only the selected models' errors are reported: a model the selection
+/// only reads that does not plan leaves what reads it not checked.
 pub async fn check_with(
     prepared: &Prepared,
     selection: &[NodeIndex],
     ctx: SessionContext,
-    full_sql: &HashMap<String, String>,
-    cached: bool,
+    options: &Options,
 ) -> Checked {
+    let full_sql = &options.full_sql;
+    let cached = options.cached;
     let dag = &prepared.dag;
     let project = &prepared.project;
     let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
@@ -131,6 +152,15 @@ pub async fn check_with(
                     },
                 },
                 ResourceType::Seed => seed(&registry, prepared, i).await,
+                // Read, not built, by this build: as the lake has it.
+                ResourceType::Model | ResourceType::Snapshot
+                    if options.unselected_from_lake
+                        && !selected.contains(&i)
+                        && node.materialized != Materialization::Ephemeral
+                        && registry.ensure(dag, project, i).await.is_ok() =>
+                {
+                    Ok(())
+                }
                 ResourceType::Model | ResourceType::Snapshot => {
                     let rendered = node.rendered(&prepared.rendered.models, &[]);
                     if rendered.introspects {
@@ -147,6 +177,8 @@ pub async fn check_with(
                             || registry.ensure(dag, project, i).await.is_err()
                         {
                             failed.insert(i, why);
+                        } else if let Some(schema) = registered_columns(&registry, &node.relation).await {
+                            columns.insert(i, cache::columns_key(&schema));
                         }
                         continue;
                     }
@@ -167,7 +199,9 @@ pub async fn check_with(
                         Ok(session) => session.unwrap_or_else(|| registry.ctx.clone()),
                         Err(diag) => {
                             failed.insert(i, format!("`{}` does not plan", node.name));
-                            out.errors.push(diag);
+                            if selected.contains(&i) {
+                                out.errors.push(diag);
+                            }
                             continue;
                         }
                     };
@@ -233,7 +267,10 @@ pub async fn check_with(
             };
             // `{{ this }}` as its full build would write it did not do:
             // the table as the lake has it decides.
+            let mut key = key;
             if planned.is_err() && full_sql.contains_key(&node.name) {
+                // Planned on a table the key does not describe: not kept.
+                key = String::new();
                 registry.unregister(i, &node.relation);
                 if registry.ensure(dag, project, i).await.is_ok() {
                     let compiled = compile(dag, i, &prepared.rendered.models);
@@ -285,8 +322,11 @@ pub async fn check_with(
                 }
                 if node.materialized == Materialization::Ephemeral {
                     // Inlined where it is read: what reads it depends on
-                    // its SQL and its inputs, which its key holds.
-                    columns.insert(i, key.clone());
+                    // its SQL and its inputs, which its key holds (none:
+                    // what reads it is planned, not found).
+                    if !key.is_empty() {
+                        columns.insert(i, key.clone());
+                    }
                     return Ok(());
                 }
                 columns.insert(i, cache::columns_key(&output_schema(node, &schema)));
@@ -295,10 +335,13 @@ pub async fn check_with(
                     .register(i, &node.relation, Arc::new(EmptyTable::new(schema)))
                     .map_err(|e| Diagnostic::error(Code::Register, e))
             });
-            // A model's SQL is the check's to report.
+            // A selected model's SQL is the check's to report; one the
+            // selection only reads leaves what reads it not checked.
             if let Err(diag) = registered {
                 failed.insert(i, format!("`{}` does not plan", node.name));
-                out.errors.push(diag);
+                if selected.contains(&i) {
+                    out.errors.push(diag);
+                }
             }
         }
         tracing::debug!(
@@ -335,8 +378,11 @@ pub async fn check_both_ways(
     if selected.is_empty() {
         return out;
     }
-    let full_sql: HashMap<String, String> = selected
+    // Every model rendered on its table, selected or read by one.
+    let full_sql: HashMap<String, String> = dag
+        .order
         .iter()
+        .filter(|&&i| on_table.contains(&dag.node(i).name))
         .map(|&i| (dag.node(i).name.clone(), compile(dag, i, &prepared.rendered.models).sql))
         .collect();
     let again = match prepared.again_with_incremental(on_table) {
@@ -351,7 +397,18 @@ pub async fn check_both_ways(
         .iter()
         .filter_map(|&i| again.dag.by_id.get(&dag.node(i).unique_id).copied())
         .collect();
-    let incremental = check_with(&again, &indexes, second, &full_sql, false).await;
+    let options = Options {
+        full_sql,
+        ..Options::default()
+    };
+    let incremental = check_with(&again, &indexes, second, &options).await;
+    // The second way's plans, by the first way's nodes: a state written
+    // by a build (which renders them on their tables) compares with them.
+    for (i, plan) in incremental.plans {
+        if let Some(&first) = dag.by_id.get(&again.dag.node(i).unique_id) {
+            out.on_table.insert(first, plan);
+        }
+    }
     for mut diag in incremental.errors {
         if out
             .errors
@@ -414,7 +471,8 @@ pub fn changes(
         let (Some(before), Some(old_columns)) = (state.plans.get(id), state.columns.get(id)) else {
             continue;
         };
-        if *before == plan.fingerprint {
+        let other = checked.on_table.get(&i);
+        if *before == plan.fingerprint || other.is_some_and(|o| o.fingerprint == *before) {
             continue;
         }
         let mut change = Change::default();
@@ -503,7 +561,8 @@ fn tables(dag: &crate::graph::Dag) -> Tables {
     for &i in &dag.order {
         let node = dag.node(i);
         if node.materialized == Materialization::Ephemeral {
-            tables.insert((String::new(), format!("__dbt__cte__{}", node.relation.identifier)), i);
+            let cte = format!("__dbt__cte__{}", node.relation.identifier).to_lowercase();
+            tables.insert((String::new(), cte), i);
             continue;
         }
         let kept = match node.resource_type {

@@ -132,9 +132,8 @@ fn respond(dir: &Path, url: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>
     let path = url.split(['?', '#']).next().unwrap_or("/");
     let name = path.trim_start_matches('/');
     let name = if name.is_empty() { "index.html" } else { name };
-    let file: Option<PathBuf> = (!name.split('/').any(|part| part == ".." || part.starts_with('.')))
-        .then(|| dir.join(name))
-        .filter(|p| p.is_file());
+    let outside = name.contains(['\\', ':']) || name.split('/').any(|part| part == ".." || part.starts_with('.'));
+    let file: Option<PathBuf> = (!outside).then(|| dir.join(name)).filter(|p| p.is_file());
     let Some(bytes) = file.and_then(|p| std::fs::read(p).ok()) else {
         return tiny_http::Response::from_string("not found").with_status_code(404);
     };

@@ -21,7 +21,12 @@ pub struct Planned {
 /// The fingerprint of `plan`.
 pub fn plan_fingerprint(plan: &LogicalPlan) -> String {
     let mut aliases: Vec<String> = Vec::new();
+    // The plan's printout shows only the first rows of a VALUES list.
+    let mut values = String::new();
     let _ = plan.apply_with_subqueries(|p| {
+        if let LogicalPlan::Values(v) = p {
+            values.push_str(&format!("{:?}\n", v.values));
+        }
         if let LogicalPlan::SubqueryAlias(a) = p {
             let name = a.alias.table().to_owned();
             // An ephemeral model's CTE is named by the model.
@@ -32,6 +37,7 @@ pub fn plan_fingerprint(plan: &LogicalPlan) -> String {
         Ok(TreeNodeRecursion::Continue)
     });
     let mut text = plan.display_indent().to_string();
+    text.push_str(&values);
     // Where an alias is named: as a qualifier (`paid.id`) and where it is
     // defined (`SubqueryAlias: paid`), not inside a literal.
     for (k, name) in aliases.iter().enumerate() {
@@ -85,5 +91,8 @@ mod tests {
         for sql in other {
             assert_ne!(fingerprint(sql).await, base, "{sql}");
         }
+        // A VALUES list past the rows its printout shows.
+        let rows = |last: i32| format!("select * from (values (1), (2), (3), (4), (5), (6), ({last})) as v(x)");
+        assert_ne!(fingerprint(&rows(7)).await, fingerprint(&rows(8)).await);
     }
 }

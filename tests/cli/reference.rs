@@ -735,3 +735,31 @@ fn state_modified_is_judged_on_the_plan_and_the_manifest_says_what_a_change_brea
     );
     assert!(manifest["nodes"]["model.shop.kpis_produit"]["etl_change"].is_null());
 }
+
+#[test]
+fn the_check_reports_only_the_selection_and_reads_what_it_does_not_build_from_the_lake() {
+    // A half-edited silver model does not stop a build of a gold model
+    // that reads its table; `compile` of that gold model says it could not
+    // be checked rather than failing for a model it was not asked about.
+    let (dir, _) = reference_project(300, 3, 0.04);
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    // An incremental ancestor on its table (product_days) planned the
+    // second way without a false error.
+    let (stdout, _) = etl_ok(p, &["compile", "--select", "kpis_produit"]);
+    assert!(stdout.contains("Checked"), "{stdout}");
+    let path = p.join("models/silver/products/products_clean.sql");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("    cost,\n", "    cots,\n", 1)).unwrap();
+    let (stdout, _) = etl_ok(p, &["build", "--select", "kpis_produit", "--force"]);
+    assert!(stdout.contains("1 succeeded"), "{stdout}");
+    let (stdout, _) = etl_ok(p, &["compile", "--select", "kpis_produit"]);
+    assert!(
+        stdout.contains("not checked: `kpis_produit` (`products_clean` does not plan)"),
+        "{stdout}"
+    );
+    // Selected, the broken model is reported.
+    let (code, _, stderr) = etl(p, &["build", "--select", "products_clean+"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("No field named cots."), "{stderr}");
+}
