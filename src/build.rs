@@ -415,6 +415,8 @@ async fn build_locked(
                 format!("the run's record was not kept in the lake (the docs' quality report leaves it out): {e}"),
             ));
         }
+        // The last RUNS_KEPT records are kept; the site shows the last 30.
+        let _ = crate::lake::prune_documents(&build.registry.ctx, lake, "runs", RUNS_KEPT).await;
     }
     Ok(Outcome {
         results,
@@ -731,6 +733,10 @@ pub struct Docs {
     pub not_planned: Vec<Diagnostic>,
     pub skipped: Vec<String>,
 }
+
+/// The run records a build keeps in the lake (`_etl/runs/`): about a
+/// year of nightly builds, some 90 KiB each on the reference project.
+const RUNS_KEPT: usize = 400;
 
 /// The runs of the quality report: the last this many.
 const SITE_RUNS: usize = 30;

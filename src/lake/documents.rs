@@ -44,6 +44,30 @@ pub async fn write_document(
         .map_err(failed_at(root, format!("_etl/{kind}/{name}.json")))
 }
 
+/// Deletes all but the last `keep` documents of `kind` (by name, which
+/// sorts by time for the runs' records). Best effort: a document that
+/// cannot be deleted stays until the next time.
+pub async fn prune_documents(ctx: &SessionContext, root: &Url, kind: &str, keep: usize) -> Result<usize, LakeError> {
+    let store = store_for(ctx, root)?;
+    let folder = path_of(&format!("{}_etl/{kind}/", root.path()))?;
+    let mut names: Vec<StorePath> = store
+        .list(Some(&folder))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(failed_at(root, format!("_etl/{kind}/")))?;
+    names.retain(|p| p.as_ref().ends_with(".json"));
+    names.sort();
+    let old = names.len().saturating_sub(keep);
+    let mut deleted = 0;
+    for path in &names[..old] {
+        if store.delete(path).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// The last `count` documents of `kind`, oldest first, by name (named so
 /// that names sort by time, as the runs' records are). A document that
 /// does not parse is left out.
@@ -73,4 +97,28 @@ pub async fn recent_documents(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_last_documents_are_read_and_the_older_ones_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Url::from_directory_path(dir.path()).unwrap();
+        let ctx = SessionContext::new();
+        for day in 1..=5 {
+            let name = format!("2024-01-0{day}T00-00-00Z_x");
+            write_document(&ctx, &root, "runs", &name, &serde_json::json!({"day": day}))
+                .await
+                .unwrap();
+        }
+        let last = recent_documents(&ctx, &root, "runs", 2).await.unwrap();
+        assert_eq!(last, [serde_json::json!({"day": 4}), serde_json::json!({"day": 5})]);
+        assert_eq!(prune_documents(&ctx, &root, "runs", 3).await.unwrap(), 2);
+        let kept = recent_documents(&ctx, &root, "runs", 10).await.unwrap();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(kept[0], serde_json::json!({"day": 3}));
+    }
 }

@@ -39,23 +39,33 @@ pub fn plan_fingerprint(plan: &LogicalPlan) -> String {
     let mut text = plan.display_indent().to_string();
     text.push_str(&values);
     // Where an alias is named: as a qualifier (`paid.id`) and where it is
-    // defined (`SubqueryAlias: paid`), not inside a literal.
+    // defined (`SubqueryAlias: paid`).
     for (k, name) in aliases.iter().enumerate() {
-        let name = regex::escape(name);
-        let Ok(word) = regex::Regex::new(&format!(r"(?m)(\b{name}\.|SubqueryAlias: {name}$)")) else {
-            continue;
-        };
-        text = word
-            .replace_all(&text, |c: &regex::Captures| {
-                if c[0].ends_with('.') {
-                    format!("__alias{k}.")
-                } else {
-                    format!("SubqueryAlias: __alias{k}")
-                }
-            })
-            .into_owned();
+        text = rename(&text, name, &format!("__alias{k}"));
     }
     format!("{:x}", md5::Md5::digest(text.as_bytes()))
+}
+
+/// `text` with `name` replaced by `with` where it qualifies a column
+/// (`name.`, not preceded by a character of a name) or ends a
+/// `SubqueryAlias: name` line. By hand: a regex compiled per alias costs
+/// more than planning the model.
+fn rename(text: &str, name: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let part_of_name = |c: char| c.is_alphanumeric() || c == '_';
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + name.len()..];
+        let starts = !before.is_some_and(part_of_name);
+        let qualifier = after.starts_with('.');
+        let defined = rest[..at].ends_with("SubqueryAlias: ") && (after.is_empty() || after.starts_with('\n'));
+        out.push_str(&rest[..at]);
+        out.push_str(if starts && (qualifier || defined) { with } else { name });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -70,6 +80,15 @@ mod tests {
             .await
             .unwrap();
         plan_fingerprint(&ctx.state().create_logical_plan(sql).await.unwrap())
+    }
+
+    #[test]
+    fn only_qualifiers_and_definitions_are_renamed() {
+        let text = "Projection: paid.id, unpaid.id, Utf8(\"paid\")\n  SubqueryAlias: paid\n    TableScan: paid_orders";
+        assert_eq!(
+            rename(text, "paid", "__alias0"),
+            "Projection: __alias0.id, unpaid.id, Utf8(\"paid\")\n  SubqueryAlias: __alias0\n    TableScan: paid_orders"
+        );
     }
 
     #[tokio::test]
