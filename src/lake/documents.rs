@@ -44,10 +44,12 @@ pub async fn write_document(
         .map_err(failed_at(root, format!("_etl/{kind}/{name}.json")))
 }
 
-/// Deletes all but the last `keep` documents of `kind` (by name, which
-/// sorts by time for the runs' records). Best effort: a document that
-/// cannot be deleted stays until the next time.
-pub async fn prune_documents(ctx: &SessionContext, root: &Url, kind: &str, keep: usize) -> Result<usize, LakeError> {
+/// The store and the documents of `kind`, sorted by name.
+async fn list_documents(
+    ctx: &SessionContext,
+    root: &Url,
+    kind: &str,
+) -> Result<(Arc<dyn ObjectStore>, Vec<StorePath>), LakeError> {
     let store = store_for(ctx, root)?;
     let folder = path_of(&format!("{}_etl/{kind}/", root.path()))?;
     let mut names: Vec<StorePath> = store
@@ -58,6 +60,14 @@ pub async fn prune_documents(ctx: &SessionContext, root: &Url, kind: &str, keep:
         .map_err(failed_at(root, format!("_etl/{kind}/")))?;
     names.retain(|p| p.as_ref().ends_with(".json"));
     names.sort();
+    Ok((store, names))
+}
+
+/// Deletes all but the last `keep` documents of `kind` (by name, which
+/// sorts by time for the runs' records). Best effort: a document that
+/// cannot be deleted stays until the next time.
+pub async fn prune_documents(ctx: &SessionContext, root: &Url, kind: &str, keep: usize) -> Result<usize, LakeError> {
+    let (store, names) = list_documents(ctx, root, kind).await?;
     let old = names.len().saturating_sub(keep);
     let mut deleted = 0;
     for path in &names[..old] {
@@ -77,16 +87,7 @@ pub async fn recent_documents(
     kind: &str,
     count: usize,
 ) -> Result<Vec<serde_json::Value>, LakeError> {
-    let store = store_for(ctx, root)?;
-    let folder = path_of(&format!("{}_etl/{kind}/", root.path()))?;
-    let mut names: Vec<StorePath> = store
-        .list(Some(&folder))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .map_err(failed_at(root, format!("_etl/{kind}/")))?;
-    names.retain(|p| p.as_ref().ends_with(".json"));
-    names.sort();
+    let (store, names) = list_documents(ctx, root, kind).await?;
     let keep = names.len().saturating_sub(count);
     let mut out = Vec::new();
     for path in &names[keep..] {
