@@ -318,8 +318,7 @@ async fn build_locked(
         ..
     } = prepared;
     let mut manifest = artifacts::manifest(&project, &dag, &rendered, &invocation);
-    // Lineage is left out: models found planned by the cache have none.
-    artifacts::add_plans(&mut manifest, &dag, &found.plans, &HashMap::new());
+    artifacts::add_plans(&mut manifest, &dag, &found.plans, &found.lineage);
     artifacts::write_json(&project, "manifest.json", &manifest).map_err(|e| {
         vec![Diagnostic::error(
             Code::Io,

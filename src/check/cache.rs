@@ -32,6 +32,9 @@ struct Entry {
     /// Its plan's fingerprint (`plan_fingerprint`).
     #[serde(default)]
     plan: String,
+    /// Its column lineage, nodes by unique id (see `check::lineage_json`).
+    #[serde(default)]
+    lineage: Option<serde_json::Value>,
 }
 
 impl Cache {
@@ -50,17 +53,18 @@ impl Cache {
 
     /// The columns `model` was planned with under `key`, and its plan's
     /// fingerprint.
-    pub fn get(&self, model: &str, key: &str) -> Option<(SchemaRef, String)> {
+    pub fn get(&self, model: &str, key: &str) -> Option<(SchemaRef, String, Option<&serde_json::Value>)> {
         let entry = self.entries.get(model).filter(|e| e.key == key && !e.plan.is_empty())?;
-        Some((decode(&entry.columns)?, entry.plan.clone()))
+        Some((decode(&entry.columns)?, entry.plan.clone(), entry.lineage.as_ref()))
     }
 
-    pub fn put(&mut self, model: &str, key: String, schema: &Schema, plan: &str) {
+    pub fn put(&mut self, model: &str, key: String, schema: &Schema, plan: &str, lineage: Option<serde_json::Value>) {
         let Some(columns) = encode(schema) else { return };
         let entry = Entry {
             key,
             columns,
             plan: plan.to_owned(),
+            lineage,
         };
         if self.entries.get(model) != Some(&entry) {
             self.entries.insert(model.to_owned(), entry);
@@ -147,15 +151,16 @@ mod tests {
         ]);
         let mut cache = Cache::open(path.clone());
         assert!(cache.get("m", "k").is_none());
-        cache.put("m", "k".into(), &schema, "p1");
-        cache.put("n", "k2".into(), &schema, "p2");
+        cache.put("m", "k".into(), &schema, "p1", Some(serde_json::json!({"columns": []})));
+        cache.put("n", "k2".into(), &schema, "p2", None);
         cache.save();
         let mut again = Cache::open(path.clone());
-        let (columns, plan) = again.get("m", "k").unwrap();
+        let (columns, plan, lineage) = again.get("m", "k").unwrap();
         assert_eq!((columns.as_ref(), plan.as_str()), (&schema, "p1"));
+        assert_eq!(lineage, Some(&serde_json::json!({"columns": []})));
         assert!(again.get("m", "other").is_none(), "another key is a miss");
         // A model planned under a new key replaces its entry; the others stay.
-        again.put("m", "k3".into(), &schema, "p3");
+        again.put("m", "k3".into(), &schema, "p3", None);
         again.save();
         let third = Cache::open(path.clone());
         assert!(third.get("m", "k").is_none());

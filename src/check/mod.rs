@@ -36,8 +36,8 @@ pub struct Checked {
     /// Selected models not checked, each with why: they read the lake as
     /// they render (`execute`), or an input that cannot be read or planned.
     pub skipped: Vec<String>,
-    /// The column lineage of each model planned (not of those found
-    /// planned as last time).
+    /// The column lineage of each model planned (or found planned as last
+    /// time, with its lineage).
     pub lineage: HashMap<NodeIndex, Lineage>,
     /// Models found planned as last time, of `planned`.
     pub cached: usize,
@@ -51,9 +51,13 @@ pub struct Checked {
 }
 
 /// Plans the models of `selection` (and the models they read) in `ctx`,
-/// as `prepared` renders them.
+/// as `prepared` renders them, with the check's cache.
 pub async fn check(prepared: &Prepared, selection: &[NodeIndex], ctx: SessionContext) -> Checked {
-    check_with(prepared, selection, ctx, &Options::default()).await
+    let options = Options {
+        cached: true,
+        ..Options::default()
+    };
+    check_with(prepared, selection, ctx, &options).await
 }
 
 /// How `check_with` checks.
@@ -78,9 +82,8 @@ pub struct Options {
 /// table as the lake has it, and only that result counts.
 ///
 /// With `cached`, a model whose SQL and inputs' columns are those of its
-/// last check is not planned again (its columns are kept in
-/// `target/check_cache.json`; see [`cache`]); its lineage is then not
-/// given.
+/// last check is not planned again (its columns, plan fingerprint and
+/// lineage are kept in `target/check_cache.json`; see [`cache`]).
 ///
 /// Only the selected models' errors are reported: a model the selection
 /// only reads that does not plan leaves what reads it not checked.
@@ -188,8 +191,16 @@ pub async fn check_with(
                         .as_ref()
                         .and_then(|_| model_key(dag, i, &columns, &session_key, &compiled.sql, full_sql));
                     if let (Some(cache), Some(key)) = (&cache, &key) {
-                        if let Some((schema, fingerprint)) = cache.get(&node.unique_id, key) {
-                            to_plan.push((i, key.clone(), Planning::Cached(schema, fingerprint)));
+                        // Its lineage comes with it (a cache of an older etl
+                        // has none: planned again).
+                        let found =
+                            cache
+                                .get(&cache_id(node, full_sql), key)
+                                .and_then(|(schema, fingerprint, lineage)| {
+                                    Some((schema, fingerprint, lineage_from_json(dag, lineage?)?))
+                                });
+                        if let Some((schema, fingerprint, lineage)) = found {
+                            to_plan.push((i, key.clone(), Planning::Cached(schema, fingerprint, lineage)));
                             continue;
                         }
                     }
@@ -250,7 +261,9 @@ pub async fn check_with(
         for (i, key, planning) in to_plan {
             let node = dag.node(i);
             let (mut planned, hit) = match planning {
-                Planning::Cached(schema, fingerprint) => (Ok((schema.as_ref().clone(), None, fingerprint)), true),
+                Planning::Cached(schema, fingerprint, lineage) => {
+                    (Ok((schema.as_ref().clone(), Some(lineage), fingerprint)), true)
+                }
                 Planning::Planned(task) => match task.await {
                     Ok(planned) => (
                         planned.map(|(schema, lineage, fingerprint)| (schema, Some(lineage), fingerprint)),
@@ -314,11 +327,12 @@ pub async fn check_with(
                 if hit {
                     out.cached += 1;
                 }
+                if let Some(cache) = cache.as_mut().filter(|_| !key.is_empty()) {
+                    let json = lineage.as_ref().map(|l| lineage_json(dag, l));
+                    cache.put(&cache_id(node, full_sql), key.clone(), &schema, &fingerprint, json);
+                }
                 if let Some(lineage) = lineage {
                     out.lineage.insert(i, lineage);
-                }
-                if let Some(cache) = cache.as_mut().filter(|_| !key.is_empty()) {
-                    cache.put(&node.unique_id, key.clone(), &schema, &fingerprint);
                 }
                 if node.materialized == Materialization::Ephemeral {
                     // Inlined where it is read: what reads it depends on
@@ -399,6 +413,7 @@ pub async fn check_both_ways(
         .collect();
     let options = Options {
         full_sql,
+        cached: true,
         ..Options::default()
     };
     let incremental = check_with(&again, &indexes, second, &options).await;
@@ -515,7 +530,60 @@ pub fn changes(
 /// A model being planned, or found planned as last time.
 enum Planning {
     Planned(tokio::task::JoinHandle<Result<(Schema, Lineage, String), Diagnostic>>),
-    Cached(SchemaRef, String),
+    Cached(SchemaRef, String, Lineage),
+}
+
+/// A model's entry in the cache: one per way it renders (as a full build,
+/// or on its table), so that `compile` and `build` keep both.
+fn cache_id(node: &crate::graph::Node, full_sql: &HashMap<String, String>) -> String {
+    if full_sql.contains_key(&node.name) {
+        format!("{}#on-table", node.unique_id)
+    } else {
+        node.unique_id.clone()
+    }
+}
+
+/// A model's lineage as the cache keeps it: nodes by unique id.
+fn lineage_json(dag: &crate::graph::Dag, lineage: &Lineage) -> serde_json::Value {
+    let id = |i: NodeIndex| dag.node(i).unique_id.clone();
+    let columns: Vec<serde_json::Value> = lineage
+        .columns
+        .iter()
+        .map(|(name, origins)| {
+            let from: Vec<serde_json::Value> = origins
+                .iter()
+                .map(|o| serde_json::json!([id(o.node), o.column, o.how.as_str()]))
+                .collect();
+            serde_json::json!([name, from])
+        })
+        .collect();
+    let filtered: Vec<serde_json::Value> = lineage
+        .filtered_on
+        .iter()
+        .map(|(n, c)| serde_json::json!([id(*n), c]))
+        .collect();
+    serde_json::json!({"columns": columns, "filtered_on": filtered})
+}
+
+/// The lineage `lineage_json` kept; `None` when a node it names is gone.
+fn lineage_from_json(dag: &crate::graph::Dag, json: &serde_json::Value) -> Option<Lineage> {
+    let node = |v: &serde_json::Value| dag.by_id.get(v.as_str()?).copied();
+    let mut out = Lineage::default();
+    for column in json["columns"].as_array()? {
+        let mut origins = Vec::new();
+        for o in column[1].as_array()? {
+            origins.push(crate::plan::lineage::Origin {
+                node: node(&o[0])?,
+                column: o[1].as_str()?.to_owned(),
+                how: crate::plan::lineage::How::parse(o[2].as_str()?)?,
+            });
+        }
+        out.columns.push((column[0].as_str()?.to_owned(), origins));
+    }
+    for f in json["filtered_on"].as_array()? {
+        out.filtered_on.insert((node(&f[0])?, f[1].as_str()?.to_owned()));
+    }
+    Some(out)
 }
 
 /// The cache key of model `i`: everything its plan depends on. `None`

@@ -143,7 +143,7 @@ async fn check(
     let seconds = started.elapsed().as_secs_f64();
     if out.json() {
         out.event(serde_json::json!({
-            "event": "checked", "planned": checked.planned, "both_ways": checked.both_ways, "errors": checked.errors.len(),
+            "event": "checked", "planned": checked.planned, "cached": checked.cached, "both_ways": checked.both_ways, "errors": checked.errors.len(),
             "skipped": checked.skipped, "seconds": seconds,
         }));
     }

@@ -103,7 +103,10 @@ pub async fn run_statements(
             });
         }
     }
-    let before = build.registry.registered();
+    // Only what this statement made readable is forgotten: a relation
+    // another node registered meanwhile (its parents, its `{{ this }}`)
+    // stays for it, and one registered before stays as it was.
+    let mut made_readable = Vec::new();
     for relation in named {
         let found = build.dag.graph.node_indices().find(|&i| {
             let node = build.dag.node(i);
@@ -113,12 +116,16 @@ pub async fn run_statements(
                 && node.relation.identifier == relation.identifier
         });
         if let Some(index) = found {
-            let _ = build.registry.ensure(&build.dag, &build.project, index).await;
+            if !build.registry.is_registered(index)
+                && build.registry.ensure(&build.dag, &build.project, index).await.is_ok()
+            {
+                made_readable.push(index);
+            }
         }
     }
     let result = run_parsed(build, session, statements, default_schema, journal).await;
-    for index in build.registry.registered().difference(&before) {
-        build.registry.unregister(*index, &build.dag.node(*index).relation);
+    for index in made_readable {
+        build.registry.unregister(index, &build.dag.node(index).relation);
     }
     result
 }

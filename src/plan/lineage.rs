@@ -29,6 +29,12 @@ pub enum How {
 }
 
 impl How {
+    pub fn parse(text: &str) -> Option<How> {
+        [How::PassedThrough, How::Renamed, How::Computed, How::Aggregated]
+            .into_iter()
+            .find(|h| h.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             How::PassedThrough => "passed through",

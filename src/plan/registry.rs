@@ -103,7 +103,7 @@ impl Registry {
         self.register(index, relation, Arc::new(view))
     }
 
-    fn is_registered(&self, index: NodeIndex) -> bool {
+    pub fn is_registered(&self, index: NodeIndex) -> bool {
         self.registered.lock().expect("registry poisoned").contains(&index)
     }
 

@@ -455,10 +455,32 @@ fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns
     assert_eq!(event["tree"]["unique_id"], "source.shop.bronze.customers");
     assert_eq!(event["tree"]["branches"][0]["how"], "computed");
 
-    // The manifest `etl compile` writes carries the same lineage.
+    // The manifest `etl compile` writes carries the same lineage, also
+    // when the check finds the models planned as last time.
     etl_ok(p, &["compile"]);
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("target/manifest.json")).unwrap()).unwrap();
+    let (stdout, _) = etl_ok(p, &["compile", "--log-format", "json"]);
+    let checked: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "checked")
+        .unwrap();
+    // All but the two whose SQL holds the run's start time (`loaded_at`).
+    assert_eq!(
+        (checked["planned"].as_u64(), checked["cached"].as_u64()),
+        (Some(26), Some(24)),
+        "{checked}"
+    );
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.join("target/manifest.json")).unwrap()).unwrap();
+    for (id, node) in first["nodes"].as_object().unwrap() {
+        assert_eq!(node["lineage"], manifest["nodes"][id]["lineage"], "{id}");
+        assert_eq!(
+            node["etl_plan"]["columns"], manifest["nodes"][id]["etl_plan"]["columns"],
+            "{id}"
+        );
+    }
     let lineage = &manifest["nodes"]["model.shop.kpis_produit"]["lineage"];
     assert_eq!(
         lineage["columns"]["revenue"],
