@@ -100,12 +100,16 @@ pub async fn check_with(
     let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
     // The selection and everything it reads.
     let selected: HashSet<NodeIndex> = selection.iter().copied().collect();
+    // One walk up from all of them: each node visited once.
     let mut needed: BTreeSet<NodeIndex> = BTreeSet::new();
-    for &i in selection {
-        let node = dag.node(i);
-        if matches!(node.resource_type, ResourceType::Model | ResourceType::Snapshot) {
-            needed.insert(i);
-            needed.extend(dag.ancestors(i));
+    let mut stack: Vec<NodeIndex> = selection
+        .iter()
+        .copied()
+        .filter(|&i| matches!(dag.node(i).resource_type, ResourceType::Model | ResourceType::Snapshot))
+        .collect();
+    while let Some(i) = stack.pop() {
+        if needed.insert(i) {
+            stack.extend(dag.parents(i));
         }
     }
     let mut out = Checked::default();
@@ -603,11 +607,22 @@ fn model_key(
         parents.push((dag.node(p).unique_id.as_str(), columns.get(&p)?.as_str()));
     }
     parents.sort_unstable();
+    // A timestamp written into the SQL (the run's start, as a `loaded_at`)
+    // changes its value, never its type nor whether the query plans: the
+    // key holds its place, so such a model is found planned night after
+    // night.
+    static TIMESTAMP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?").expect("a valid pattern")
+    });
+    let sql = TIMESTAMP.replace_all(sql, "<timestamp>");
+    let full = full_sql
+        .get(&node.name)
+        .map(|f| TIMESTAMP.replace_all(f, "<timestamp>"));
     let mut parts = vec![
         session_key,
-        sql,
+        &sql,
         node.config.sql_header.as_deref().unwrap_or(""),
-        full_sql.get(&node.name).map_or("", String::as_str),
+        full.as_deref().unwrap_or(""),
     ];
     for (id, columns) in &parents {
         parts.push(id);

@@ -170,6 +170,23 @@ fn compile_writes_sql_with_ephemeral_ctes_and_runs_nothing() {
     assert!(sql.contains("from \"main\".\"stg_orders\" o"), "{sql}");
     assert!(sql.contains("),\n     paid as ("), "{sql}");
     assert!(!dir.path().join("lake/warehouse").exists());
+    // Compiled again: a file whose SQL is the same is not rewritten (its
+    // inode stays), one whose model changed is.
+    use std::os::unix::fs::MetadataExt;
+    let compiled = |name: &str| dir.path().join("target/compiled/models").join(name);
+    let inode = |name: &str| std::fs::metadata(compiled(name)).unwrap().ino();
+    let (same, changed) = (inode("marts/revenue_by_region.sql"), inode("staging/stg_orders.sql"));
+    let model = dir.path().join("models/staging/stg_orders.sql");
+    let text = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, format!("{text}\n-- edited\n")).unwrap();
+    etl_ok(dir.path(), &["compile"]);
+    assert_eq!(inode("marts/revenue_by_region.sql"), same);
+    assert_ne!(inode("staging/stg_orders.sql"), changed);
+    assert!(
+        std::fs::read_to_string(compiled("staging/stg_orders.sql"))
+            .unwrap()
+            .contains("-- edited")
+    );
 }
 
 #[test]
