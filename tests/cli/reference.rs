@@ -355,12 +355,7 @@ fn compile_plans_every_model_and_reports_each_misspelt_column_with_nothing_run()
         stdout.contains("Checked 26 models against their inputs' schemas, no data read"),
         "{stdout}"
     );
-    let edit = |file: &str, from: &str, to: &str| {
-        let path = p.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    };
+    let edit = |file: &str, from: &str, to: &str| edit_file(p, file, from, to);
     edit(
         "models/gold/kpis_produit.sql",
         "sum(revenue) as revenue",
@@ -533,12 +528,7 @@ fn build_checks_every_model_it_runs_before_writing_anything() {
     let p = dir.path();
     etl_ok(p, &["build"]);
     lakegen::append_day(&p.join("lake/bronze")).unwrap();
-    let edit = |file: &str, from: &str, to: &str| {
-        let path = p.join(file);
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file}");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    };
+    let edit = |file: &str, from: &str, to: &str| edit_file(p, file, from, to);
     edit(
         "models/gold/kpis_produit.sql",
         "sum(revenue) as revenue",
@@ -590,9 +580,7 @@ fn the_check_plans_again_a_model_whose_input_changed_though_its_sql_did_not() {
     let cache = p.join("target/check_cache.json");
     assert!(cache.is_file());
     let rename = |project: &Path, from: &str, to: &str| {
-        let path = project.join("models/silver/products/products_clean.sql");
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        edit_file(project, "models/silver/products/products_clean.sql", from, to)
     };
     let no_cost = |project: &Path| {
         let (code, stdout, stderr) = etl(project, &["build"]);
@@ -771,9 +759,12 @@ fn the_check_reports_only_the_selection_and_reads_what_it_does_not_build_from_th
     // second way without a false error.
     let (stdout, _) = etl_ok(p, &["compile", "--select", "kpis_produit"]);
     assert!(stdout.contains("Checked"), "{stdout}");
-    let path = p.join("models/silver/products/products_clean.sql");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("    cost,\n", "    cots,\n", 1)).unwrap();
+    edit_file(
+        p,
+        "models/silver/products/products_clean.sql",
+        "    cost,\n",
+        "    cots,\n",
+    );
     let (stdout, _) = etl_ok(p, &["build", "--select", "kpis_produit", "--force"]);
     assert!(stdout.contains("1 succeeded"), "{stdout}");
     let (stdout, _) = etl_ok(p, &["compile", "--select", "kpis_produit"]);

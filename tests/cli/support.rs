@@ -13,6 +13,15 @@ pub fn fixture(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// Replaces the first `from` in the project's `file` with `to`; `from`
+/// must be there.
+pub fn edit_file(project: &Path, file: &str, from: &str, to: &str) {
+    let path = project.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{file} holds no `{from}`");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+}
+
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
