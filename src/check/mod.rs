@@ -20,12 +20,15 @@ use datafusion::prelude::SessionContext;
 use petgraph::graph::NodeIndex;
 
 mod cache;
+pub use cache::finish_saving;
 
 use crate::Prepared;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::{Materialization, ResourceType};
 use crate::plan::lineage::{self, Lineage, Tables};
-use crate::plan::{Planned, Registry, check_contract, compile, plan_fingerprint, plan_model, register_csv_file};
+use crate::plan::{
+    Planned, Registry, check_contract, compile, plan_fingerprint, plan_model, plan_model_in, register_csv_file,
+};
 
 /// What the check found: the models that do not plan, and how many it
 /// planned.
@@ -136,6 +139,10 @@ pub async fn check_with(
     }
     for layer in layers.into_values() {
         let mut to_plan = Vec::new();
+        // One copy of the session's state for the layer's plans (a copy
+        // per plan was a fifth of the check): its tables are shared, so it
+        // sees every table registered since.
+        let layer_state = Arc::new(registry.ctx.state());
         for i in layer {
             let node = dag.node(i);
             if let Some(why) = dag.parents(i).find_map(|p| failed.get(&p).cloned()) {
@@ -210,8 +217,8 @@ pub async fn check_with(
                     }
                     // Planned in the session it runs in: its own when its
                     // `sql_header` sets options.
-                    let ctx = match crate::plan::session_of_node(&registry.ctx, node).await {
-                        Ok(session) => session.unwrap_or_else(|| registry.ctx.clone()),
+                    let state = match crate::plan::session_of_node(&registry.ctx, node).await {
+                        Ok(session) => session.map_or_else(|| layer_state.clone(), |s| Arc::new(s.state())),
                         Err(diag) => {
                             failed.insert(i, format!("`{}` does not plan", node.name));
                             if selected.contains(&i) {
@@ -228,12 +235,12 @@ pub async fn check_with(
                         .map(|sql| (sql.clone(), node.relation.clone(), registry.clone()));
                     let planning = tokio::spawn(async move {
                         if let Some((full, relation, registry)) = this {
-                            if let Ok(plan) = crate::plan::plan_sql(&ctx.state(), &full).await {
+                            if let Ok(plan) = crate::plan::plan_sql(&state, &full).await {
                                 let schema: SchemaRef = Arc::new(plan.schema().as_arrow().clone());
                                 let _ = registry.register(i, &relation, Arc::new(EmptyTable::new(schema)));
                             }
                         }
-                        plan_model(&ctx, &compiled).await.map(|plan| {
+                        plan_model_in(&state, &compiled).await.map(|plan| {
                             let lineage = lineage::of_plan(&plan, &tables);
                             (plan.schema().as_arrow().clone(), lineage, plan_fingerprint(&plan))
                         })

@@ -46,11 +46,20 @@ use crate::diagnostic::{Code, Diagnostic, Span};
 /// Plans a model's compiled SQL. Only queries are allowed: a model is a
 /// `select`, never DDL or DML.
 pub async fn plan_model(ctx: &SessionContext, compiled: &CompiledSql) -> Result<LogicalPlan, Diagnostic> {
+    plan_model_in(&ctx.state(), compiled).await
+}
+
+/// `plan_model` in a state already taken from its session (taking one
+/// copies every function's name: planning many models, take it once).
+pub async fn plan_model_in(
+    state: &datafusion::execution::SessionState,
+    compiled: &CompiledSql,
+) -> Result<LogicalPlan, Diagnostic> {
     let options = datafusion::execution::context::SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let planned = plan_sql(&ctx.state(), &compiled.sql)
+    let planned = plan_sql(state, &compiled.sql)
         .await
         .and_then(|plan| options.verify_plan(&plan).map(|()| plan));
     planned.map_err(|err| sql_diagnostic(&err, compiled))
