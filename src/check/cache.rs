@@ -40,6 +40,7 @@ struct Entry {
 impl Cache {
     /// The cache of `target/`; empty when it cannot be read.
     pub fn open(path: PathBuf) -> Cache {
+        finish_saving();
         let entries = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -79,6 +80,18 @@ impl Cache {
         if !self.changed {
             return;
         }
+        // Written on a thread of its own, so that what follows the check
+        // (the manifest, the build) need not wait for 7 MB of JSON at
+        // 5,000 models; one save at a time, and `open` and
+        // `finish_saving` wait for it.
+        let mut saving = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(previous) = saving.take() {
+            let _ = previous.join();
+        }
+        *saving = Some(std::thread::spawn(move || self.write()));
+    }
+
+    fn write(self) {
         let Ok(text) = serde_json::to_vec(&self.entries) else {
             return;
         };
@@ -92,8 +105,21 @@ impl Cache {
             .and_then(|_| std::fs::write(&temp, text))
             .and_then(|_| std::fs::rename(&temp, &self.path));
         if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
             tracing::debug!(path = %self.path.display(), error = %e, "check cache not written");
         }
+    }
+}
+
+/// The cache being written, if one is.
+static SAVING: std::sync::Mutex<Option<std::thread::JoinHandle<()>>> = std::sync::Mutex::new(None);
+
+/// Waits until the cache `save` started is written: before the process
+/// ends, and before a cache is read again.
+pub fn finish_saving() {
+    let pending = SAVING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+    if let Some(pending) = pending {
+        let _ = pending.join();
     }
 }
 

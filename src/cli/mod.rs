@@ -104,7 +104,8 @@ pub struct Global {
     #[arg(long, global = true, value_parser = parse_event_time)]
     event_time_end: Option<chrono::NaiveDateTime>,
     /// After a build, print where the time went: per phase (load, render,
-    /// plan, execute, commit) and for the slowest nodes.
+    /// plan, execute, commit) and for the slowest nodes; after `compile`,
+    /// per stage.
     #[arg(long, global = true)]
     timings: bool,
     /// `text` for people, `json` for machines (one object per line).
@@ -211,6 +212,8 @@ pub fn main() -> ExitCode {
             Command::Source { command } => source::run(&cli.global, command, &out).await,
         }
     });
+    // The check's cache, written beside what followed the check.
+    etl::check::finish_saving();
     ExitCode::from(code)
 }
 
