@@ -703,7 +703,7 @@ pub fn write_json(project: &Project, name: &str, value: &Value) -> std::io::Resu
     let dir = target_dir(project);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
-    write_atomically(&path, &serde_json::to_vec_pretty(value)?)?;
+    write_atomically(&path, &serde_json::to_vec(value)?)?;
     Ok(path)
 }
 
@@ -736,6 +736,8 @@ pub fn write_compiled(
 ) -> std::io::Result<usize> {
     let dir = target_dir(project).join("compiled");
     let mut count = 0;
+    // Each folder made once, not once per file in it.
+    let mut made: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for &index in nodes {
         let node = dag.node(index);
         if node.sql.is_none() {
@@ -751,7 +753,10 @@ pub fn write_compiled(
             continue;
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            if !made.contains(parent) {
+                std::fs::create_dir_all(parent)?;
+                made.insert(parent.to_path_buf());
+            }
         }
         write_atomically(&path, compiled.sql.as_bytes())?;
         count += 1;
