@@ -117,6 +117,28 @@ impl Output {
         self.diagnostics(&result.warnings, None);
     }
 
+    /// Where a command that runs no node spent its time (`--timings` of
+    /// `etl compile`): each stage's seconds; stages done beside another
+    /// say so in their name.
+    pub fn stages(&self, stages: &[(&'static str, f64)], wall: f64) {
+        if self.json() {
+            let mut phases = serde_json::Map::new();
+            for (stage, seconds) in stages {
+                phases.insert((*stage).to_owned(), json!(seconds));
+            }
+            self.event(json!({"event": "timings", "phases": phases, "wall": wall}));
+            return;
+        }
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header(["stage", "seconds"]);
+        for (stage, seconds) in stages {
+            table.add_row([stage.to_string(), format!("{seconds:.3}")]);
+        }
+        self.line("");
+        self.line(&format!("Where the time went ({wall:.2}s wall clock):"));
+        self.line(&table.to_string());
+    }
+
     /// Where a build's time went (`--timings`): the stages before the
     /// first node, then plan, execute and commit summed over the nodes
     /// (which run `threads` at a time, so the sums can exceed the wall

@@ -455,12 +455,38 @@ fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns
     etl_ok(p, &["compile"]);
     let first: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.join("target/manifest.json")).unwrap()).unwrap();
-    let (stdout, _) = etl_ok(p, &["compile", "--log-format", "json"]);
-    let checked: serde_json::Value = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "checked")
-        .unwrap();
+    let (stdout, _) = etl_ok(p, &["compile", "--log-format", "json", "--timings"]);
+    let event = |name: &str| -> serde_json::Value {
+        stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|e| e["event"] == name)
+            .unwrap()
+    };
+    let checked = event("checked");
+    // `--timings`: each stage, the check's as the event says.
+    let timings = event("timings");
+    let stages: Vec<&str> = timings["phases"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "load",
+            "render",
+            "graph",
+            "select",
+            "check",
+            "write compiled (beside check)",
+            "manifest (beside check)",
+            "write manifest"
+        ]
+    );
+    assert!(timings["phases"]["check"].as_f64().unwrap() >= checked["seconds"].as_f64().unwrap());
+    assert!(timings["wall"].as_f64().unwrap() >= timings["phases"]["check"].as_f64().unwrap());
     // Also the two whose SQL holds the run's start time (`loaded_at`): the
     // key holds the timestamp's place.
     assert_eq!(
