@@ -360,6 +360,7 @@ async fn build_locked(
         event_time_start: options.event_time_start,
         event_time_end: options.event_time_end,
         empty: options.empty,
+        started_at: render_options.run_started_at,
     };
     let mut build = Build::new(project, dag, rendered, registry, run_options, full_build_sql);
     build.graph = Arc::new(serde_json::json!({
@@ -577,6 +578,7 @@ fn outside_a_build(prepared: Prepared, ctx: SessionContext, invocation: &str) ->
         event_time_start: None,
         event_time_end: None,
         empty: false,
+        started_at: chrono::Utc::now(),
     };
     let mut build = Build::new(project, dag, rendered, registry, options, HashMap::new());
     build.graph = Arc::new(serde_json::json!({"nodes": manifest["nodes"], "sources": manifest["sources"]}));

@@ -42,16 +42,20 @@ pub struct ExportConfig {
     /// A relative location is relative to the project's folder, not the
     /// lake's (dbt-duckdb's `external` models).
     pub project_relative: bool,
+    /// Also a copy per build day beside the file:
+    /// `exports/kpis_produit/2024-01-31.csv` beside `exports/kpis_produit.csv`.
+    pub dated: bool,
 }
 
 /// The exports `export` asks for: `csv`, `[csv, parquet]`, or
-/// `{format: csv, location: exports/x.csv, order_by: "day"}` (or a list).
+/// `{format: csv, location: exports/x.csv, order_by: "day", dated: true}`
+/// (or a list).
 pub(super) fn exports(c: &mut Checker<'_>) -> Option<Vec<ExportConfig>> {
     let value = match c.raw.value("export") {
         None | Some(Value::Null) => return Some(Vec::new()),
         Some(value) => value.clone(),
     };
-    let help = "write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv}`";
+    let help = "write `export: csv`, `export: [csv, parquet]` or `export: {format: csv, location: exports/x.csv, order_by: day, dated: true}`";
     let items: Vec<&Value> = match &value {
         Value::Array(items) => items.iter().collect(),
         other => vec![other],
@@ -71,22 +75,29 @@ pub(super) fn exports(c: &mut Checker<'_>) -> Option<Vec<ExportConfig>> {
 }
 
 fn export(item: &Value) -> Result<ExportConfig, String> {
-    let (format_name, location, order_by) = match item {
-        Value::String(f) => (f.clone(), None, None),
+    let (format_name, location, order_by, dated) = match item {
+        Value::String(f) => (f.clone(), None, None, false),
         Value::Object(map) => {
             if let Some(key) = map
                 .keys()
-                .find(|k| !matches!(k.as_str(), "format" | "location" | "order_by"))
+                .find(|k| !matches!(k.as_str(), "format" | "location" | "order_by" | "dated"))
             {
-                return Err(format!("unknown key `{key}` in `export`"));
+                return Err(format!(
+                    "unknown key `{key}` in `export` (its keys: format, location, order_by, dated)"
+                ));
             }
+            let dated = match map.get("dated") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => return Err(format!("`dated` must be true or false, not `{other}`")),
+            };
             let text = |key: &str| match map.get(key) {
                 None => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 Some(other) => Err(format!("`{key}` must be a string, not `{other}`")),
             };
             let format = text("format")?.unwrap_or_else(|| "csv".into());
-            (format, text("location")?, text("order_by")?)
+            (format, text("location")?, text("order_by")?, dated)
         }
         other => return Err(format!("`export` cannot be `{other}`")),
     };
@@ -97,6 +108,7 @@ fn export(item: &Value) -> Result<ExportConfig, String> {
         location,
         order_by,
         project_relative: false,
+        dated,
     })
 }
 
@@ -163,5 +175,6 @@ pub(super) fn external_model(c: &mut Checker<'_>) -> Option<ExportConfig> {
         })),
         order_by: None,
         project_relative,
+        dated: false,
     })
 }

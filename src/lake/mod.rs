@@ -144,6 +144,18 @@ pub async fn probe(ctx: &SessionContext, url: &Url, limit: usize) -> Result<usiz
     Ok(found)
 }
 
+/// Copies the object at `from` to `to`, in the same store, replacing what
+/// `to` held at once (the store's own copy: a hard link then a rename on
+/// local disk, a server-side copy on S3).
+pub async fn copy_object(ctx: &SessionContext, from: &Url, to: &Url) -> Result<(), LakeError> {
+    let store = store_for(ctx, from)?;
+    let (source, target) = (path_of(from.path())?, path_of(to.path())?);
+    store
+        .copy(&source, &target)
+        .await
+        .map_err(|e| LakeError::request(to, &e))
+}
+
 /// The size of the object at `url`; `None` when there is none.
 pub async fn object_size(ctx: &SessionContext, url: &Url) -> Result<Option<u64>, LakeError> {
     let store = store_for(ctx, url)?;

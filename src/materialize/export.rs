@@ -37,6 +37,8 @@ pub struct Export {
     pub location: String,
     /// SQL `order by` expressions.
     pub order_by: Option<String>,
+    /// Also a copy for the build's day, in a folder named after the file.
+    pub dated: bool,
 }
 
 /// The exports a node's config asks for, each file at the place it names
@@ -62,6 +64,7 @@ pub fn exports_of(node: &Node, project_root: &std::path::Path) -> Vec<Export> {
                 format: e.format,
                 location,
                 order_by: e.order_by.clone(),
+                dated: e.dated,
             }
         })
         .collect()
@@ -75,6 +78,37 @@ fn export_url(lake: &Url, export: &Export) -> Result<Url, String> {
             .join(&export.location)
             .map_err(|e| format!("`{}`: {e}", export.location)),
     }
+}
+
+/// Where the copy of an export for `day` (`2024-01-31`) goes: in a folder
+/// named after the file, beside it (`exports/kpis_produit.csv` ->
+/// `exports/kpis_produit/2024-01-31.csv`).
+fn dated_url(url: &Url, day: &str) -> Result<Url, String> {
+    let name = url
+        .path_segments()
+        .and_then(|mut segments| segments.next_back())
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| format!("`{url}` names no file"))?;
+    let (stem, extension) = match name.rsplit_once('.') {
+        Some((stem, extension)) if !stem.is_empty() => (stem, Some(extension)),
+        _ => (name, None),
+    };
+    let file = match extension {
+        Some(extension) => format!("{stem}/{day}.{extension}"),
+        None => format!("{stem}/{day}"),
+    };
+    url.join(&file).map_err(|e| format!("`{url}`: {e}"))
+}
+
+/// Every file an export writes for a build on `day`: its own, then its
+/// copy for the day when it is dated.
+fn export_urls(lake: &Url, export: &Export, day: &str) -> Result<Vec<Url>, String> {
+    let url = export_url(lake, export)?;
+    let mut urls = vec![url.clone()];
+    if export.dated {
+        urls.push(dated_url(&url, day)?);
+    }
+    Ok(urls)
 }
 
 /// What a model's exports were made from, as kept in the lake.
@@ -106,6 +140,7 @@ pub async fn write_all(
     exports: &[Export],
     version: i64,
     committed_at: Option<i64>,
+    day: &str,
 ) -> Result<Vec<Url>, (Export, String)> {
     let mut files = Vec::new();
     let mut urls = Vec::new();
@@ -113,15 +148,31 @@ pub async fn write_all(
         let url = write_export(ctx, lake, table, export)
             .await
             .map_err(|e| (export.clone(), e))?;
-        let size = crate::lake::object_size(ctx, &url)
-            .await
-            .map_err(|e| (export.clone(), e.to_string()))?
-            .unwrap_or_default();
-        files.push(ExportedFile {
-            url: url.to_string(),
-            size,
-        });
-        urls.push(url);
+        let mut written = vec![url.clone()];
+        // The day's copy is the file just written, copied by the store
+        // (a hard link on local disk, which the next export's atomic
+        // replace leaves alone; a server-side copy on S3).
+        for dated in export_urls(lake, export, day)
+            .map_err(|e| (export.clone(), e))?
+            .into_iter()
+            .skip(1)
+        {
+            crate::lake::copy_object(ctx, &url, &dated)
+                .await
+                .map_err(|e| (export.clone(), e.to_string()))?;
+            written.push(dated);
+        }
+        for url in written {
+            let size = crate::lake::object_size(ctx, &url)
+                .await
+                .map_err(|e| (export.clone(), e.to_string()))?
+                .unwrap_or_default();
+            files.push(ExportedFile {
+                url: url.to_string(),
+                size,
+            });
+            urls.push(url);
+        }
     }
     let exported = Exported {
         version,
@@ -136,37 +187,49 @@ pub async fn write_all(
 }
 
 /// Whether the exports of a model were made from its table at `version`
-/// (committed at `committed_at`), and each file is still the one written.
-pub async fn up_to_date(
+/// (committed at `committed_at`), and each file is still the one written,
+/// the copies for `day` of the dated ones included: `None` when they are,
+/// else why not.
+pub async fn not_up_to_date(
     ctx: &SessionContext,
     lake: &Url,
     unique_id: &str,
     exports: &[Export],
     version: i64,
     committed_at: Option<i64>,
-) -> bool {
+    day: &str,
+) -> Option<String> {
     let Some(kept) = crate::lake::read_document(ctx, lake, STATE_KIND, unique_id)
         .await
         .and_then(|v| serde_json::from_value::<Exported>(v).ok())
     else {
-        return false;
+        return Some("no record of what it was made from".into());
     };
-    if kept.version != version || kept.committed_at != committed_at || kept.files.len() != exports.len() {
-        return false;
+    if kept.version != version || kept.committed_at != committed_at {
+        return Some(format!("made from version {}", kept.version));
     }
-    for (export, file) in exports.iter().zip(&kept.files) {
-        let Ok(url) = export_url(lake, export) else {
-            return false;
+    let mut urls = Vec::new();
+    for export in exports {
+        match export_urls(lake, export, day) {
+            Ok(more) => urls.extend(more.into_iter().enumerate().map(|(i, url)| (url, i > 0))),
+            Err(e) => return Some(e),
+        }
+    }
+    for (url, is_dated) in &urls {
+        let Some(file) = kept.files.iter().find(|f| f.url == url.as_str()) else {
+            return Some(if *is_dated {
+                format!("no copy for {day} yet")
+            } else {
+                format!("`{url}` not made from it")
+            });
         };
-        if url.as_str() != file.url {
-            return false;
-        }
-        match crate::lake::object_size(ctx, &url).await {
+        match crate::lake::object_size(ctx, url).await {
             Ok(Some(size)) if size == file.size => {}
-            _ => return false,
+            Ok(None) => return Some(format!("`{url}` deleted since")),
+            _ => return Some(format!("`{url}` changed since")),
         }
     }
-    true
+    None
 }
 
 /// Writes `table` (a registered relation, as SQL) to the export's file and
@@ -207,4 +270,31 @@ pub async fn write_export(ctx: &SessionContext, lake: &Url, table: &str, export:
     };
     result.map_err(|e| e.find_root().to_string())?;
     Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_days_copy_goes_in_a_folder_named_after_the_file() {
+        let dated = |url: &str| dated_url(&Url::parse(url).unwrap(), "2024-01-31").map(|u| u.to_string());
+        assert_eq!(
+            dated("file:///lake/exports/kpis_produit.csv").unwrap(),
+            "file:///lake/exports/kpis_produit/2024-01-31.csv"
+        );
+        assert_eq!(
+            dated("s3://bucket/bi/sales.by.day.parquet").unwrap(),
+            "s3://bucket/bi/sales.by.day/2024-01-31.parquet"
+        );
+        assert_eq!(
+            dated("file:///lake/exports/kpis").unwrap(),
+            "file:///lake/exports/kpis/2024-01-31"
+        );
+        assert_eq!(
+            dated("file:///lake/exports/.hidden").unwrap(),
+            "file:///lake/exports/.hidden/2024-01-31"
+        );
+        assert!(dated("file:///lake/exports/").is_err());
+    }
 }

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub event_time_end: Option<chrono::NaiveDateTime>,
     /// `--empty`: every ref and source reads no rows (dbt's `--empty`).
     pub empty: bool,
+    /// When the run started (`run_started_at`): the day of dated exports.
+    pub started_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

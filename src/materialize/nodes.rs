@@ -321,6 +321,7 @@ async fn write_exports(
         exports,
         version,
         committed_at,
+        &export_day(build),
     )
     .await
     .map_err(|(export, e)| {
@@ -332,6 +333,11 @@ async fn write_exports(
         .with_note(format!("the table itself was written (version {version})"))
         .with_help("the next build writes the export again")
     })
+}
+
+/// The day of a build's dated exports: the UTC date it started.
+fn export_day(build: &Build) -> String {
+    build.options.started_at.format("%Y-%m-%d").to_string()
 }
 
 /// For a table found up to date: its exports written again when they were
@@ -350,23 +356,24 @@ async fn exports_made_again(
     let registry = &build.registry;
     let location = registry.location(&node.relation);
     let committed_at = super::fingerprint::commit_time(build, &location, version).await;
-    if super::export::up_to_date(
+    let Some(why) = super::export::not_up_to_date(
         &registry.ctx,
         &registry.lake,
         &node.unique_id,
         &exports,
         version,
         committed_at,
+        &export_day(build),
     )
     .await
-    {
+    else {
         return Ok(None);
-    }
+    };
     build.registry.ensure(&build.dag, &build.project, index).await?;
     let urls = write_exports(build, index, &exports, version).await?;
     let urls: Vec<String> = urls.iter().map(ToString::to_string).collect();
     Ok(Some(format!(
-        "; its export did not match version {version} and was written again: {}",
+        "; its export did not match version {version} ({why}) and was written again: {}",
         urls.join(", ")
     )))
 }

@@ -287,7 +287,7 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
 
     etl_ok(p, &["build", "--select", "revenue_by_region"]);
     let m = message(p, "model.basic.revenue_by_region");
-    assert!(m.starts_with("up to date: same SQL, config and inputs as its last build; its export did not match version 1 and was written again: file://"), "{m}");
+    assert!(m.starts_with("up to date: same SQL, config and inputs as its last build; its export did not match version 1 (made from version 0) and was written again: file://"), "{m}");
     let table = query(
         p,
         &["marts.revenue_by_region"],
@@ -310,7 +310,12 @@ fn an_export_a_kill_left_behind_its_table_is_written_by_the_next_build() {
     // An export deleted by hand is written again too.
     std::fs::remove_file(&export).unwrap();
     etl_ok(p, &["build", "--select", "revenue_by_region"]);
-    assert!(message(p, "model.basic.revenue_by_region").contains("its export did not match version 1"));
+    let m = message(p, "model.basic.revenue_by_region");
+    assert!(m.contains("its export did not match version 1 (`file://"), "{m}");
+    assert!(
+        m.contains("revenue_by_region.csv` deleted since) and was written again"),
+        "{m}"
+    );
     assert!(export.exists());
 }
 
@@ -461,4 +466,97 @@ fn malformed_arguments_stop_etl_with_exit_code_2() {
         "{stderr}"
     );
     assert!(!p.join("lake/warehouse").exists(), "nothing ran");
+}
+
+#[test]
+fn a_dated_export_keeps_a_copy_per_build_day_beside_a_parquet_one() {
+    // Issue 29: exports as BI teams expect them, sorted, as CSV and
+    // Parquet, with a copy per build day kept beside the CSV.
+    let dir = fixture("basic");
+    let p = dir.path();
+    edit_file(
+        p,
+        "project.yaml",
+        r#"+export: {format: csv, order_by: "revenue desc"}"#,
+        r#"+export: [{format: csv, order_by: "revenue desc", dated: true}, {format: parquet, order_by: "revenue desc"}]"#,
+    );
+    etl_ok(p, &["build"]);
+    let exports = p.join("lake/exports");
+    let days = |p: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(p.join("lake/exports/revenue_by_region"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let first = days(p);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let day = first[0].strip_suffix(".csv").unwrap().to_owned();
+    assert!(chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d").is_ok(), "{day}");
+    let csv = std::fs::read_to_string(exports.join("revenue_by_region.csv")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(exports.join(format!("revenue_by_region/{day}.csv"))).unwrap(),
+        csv
+    );
+    // The Parquet export holds the same rows in the same order.
+    let parquet = query_parquet(&exports.join("revenue_by_region.parquet"));
+    let rows: Vec<String> = csv.lines().skip(1).map(|l| l.replace(',', "|")).collect();
+    assert_eq!(parquet, rows);
+    assert!(rows.len() > 1);
+
+    // The next day: the copy of the day before stays, and today's is made
+    // though the table is up to date. (Yesterday is made by renaming.)
+    let record = p.join("lake/_etl/exports/model.basic.revenue_by_region.json");
+    let kept = std::fs::read_to_string(&record).unwrap();
+    assert!(kept.contains(&format!("revenue_by_region/{day}.csv")), "{kept}");
+    std::fs::write(&record, kept.replace(&day, "2000-01-01")).unwrap();
+    std::fs::rename(
+        exports.join(format!("revenue_by_region/{day}.csv")),
+        exports.join("revenue_by_region/2000-01-01.csv"),
+    )
+    .unwrap();
+    etl_ok(p, &["build"]);
+    let m = message(p, "model.basic.revenue_by_region");
+    let second = days(p);
+    assert_eq!(second.len(), 2, "{second:?}");
+    assert_eq!(second[0], "2000-01-01.csv");
+    let today = second[1].strip_suffix(".csv").unwrap();
+    assert!(today >= day.as_str(), "{today} after {day}");
+    assert!(
+        m.starts_with(&format!(
+            "up to date: same SQL, config and inputs as its last build; its export did not match version 0 (no copy for {today} yet) and was written again: file://"
+        )),
+        "{m}"
+    );
+    // Then nothing more to do.
+    etl_ok(p, &["build"]);
+    assert_eq!(
+        message(p, "model.basic.revenue_by_region"),
+        "up to date: same SQL, config and inputs as its last build"
+    );
+    assert_eq!(days(p), second);
+
+    // `dated` is true or false.
+    edit_file(p, "project.yaml", "dated: true", "dated: yes please");
+    let (code, _, stderr) = etl(p, &["build"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(r#"`dated` must be true or false, not `"yes please"`"#),
+        "{stderr}"
+    );
+}
+
+/// The rows of a Parquet file, `|`-joined, in file order.
+fn query_parquet(path: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let df = ctx
+            .read_parquet(path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let batches = df.collect().await.unwrap();
+        format_rows(&batches)
+    })
 }
