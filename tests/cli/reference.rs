@@ -112,11 +112,35 @@ fn the_reference_project_cleans_a_generated_lake_as_promised() {
         );
         assert_eq!(total, revenue, "{gold}");
     }
-    // The BI exports are there.
-    for export in ["kpis_produit", "ventes_geo", "ltv_cohorts"] {
+    // The BI exports are there, every KPI table as CSV and Parquet, sorted
+    // as configured; the two dated ones with the day's copy.
+    for export in [
+        "kpis_produit",
+        "ventes_geo",
+        "ltv_cohorts",
+        "produits_premium",
+        "sales_by_day",
+        "revenue_by_channel",
+    ] {
         let csv = std::fs::read_to_string(p.join(format!("lake/exports/{export}.csv"))).unwrap();
         assert!(csv.lines().count() > 1, "{export}");
+        assert!(p.join(format!("lake/exports/{export}.parquet")).is_file(), "{export}");
+        let dated = p.join(format!("lake/exports/{export}"));
+        assert_eq!(
+            dated.is_dir(),
+            ["kpis_produit", "sales_by_day"].contains(&export),
+            "{export}"
+        );
     }
+    let days: Vec<String> = std::fs::read_to_string(p.join("lake/exports/sales_by_day.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_owned())
+        .collect();
+    let mut sorted = days.clone();
+    sorted.sort();
+    assert_eq!(days, sorted, "sales_by_day.csv is by day");
 }
 
 #[test]
