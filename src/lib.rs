@@ -26,6 +26,7 @@ mod parallel;
 pub mod plan;
 pub mod project;
 pub mod render;
+pub mod serve;
 
 pub use build::{
     BuildOptions, Defer, Docs, Mode, Outcome, Progress, Selecting, build, catalog, docs, inline_query, run_operation,

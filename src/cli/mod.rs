@@ -13,6 +13,7 @@ mod ls;
 mod operation;
 mod output;
 mod retry;
+mod serve;
 mod show;
 mod source;
 
@@ -155,6 +156,9 @@ enum Command {
         #[command(subcommand)]
         command: docs::DocsCommand,
     },
+    /// Serve the lake's tables over the PostgreSQL wire protocol (BI
+    /// tools, psql, any Postgres driver), read-only.
+    Serve(serve::ServeArgs),
     /// List the project's nodes.
     #[command(alias = "list")]
     Ls(ls::LsArgs),
@@ -205,6 +209,7 @@ pub fn main() -> ExitCode {
             Command::RunOperation(args) => operation::run(&cli.global, args, &out).await,
             Command::Docs { command } => docs::run(&cli.global, command, &out).await,
             Command::Ls(args) => ls::run(&cli.global, args, &out),
+            Command::Serve(args) => serve::run(&cli.global, args, &out).await,
             Command::Show(args) => show::run(&cli.global, args, &out).await,
             Command::Clean => clean::run(&cli.global, &out),
             Command::Deps => deps::run(&cli.global, &out),

@@ -60,7 +60,7 @@ pub(super) fn commit_actions(text: &str) -> Result<Vec<serde_json::Value>, serde
 
 /// Whether the folder at `url` holds any Delta commit (a listing error
 /// counts as yes: the caller then reports the error it had).
-pub(super) async fn has_commits(ctx: &SessionContext, url: &Url) -> bool {
+pub async fn has_commits(ctx: &SessionContext, url: &Url) -> bool {
     let Ok(store) = store_for(ctx, url) else {
         return true;
     };

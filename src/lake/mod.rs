@@ -105,7 +105,7 @@ fn object_url(url: &Url, path: &StorePath) -> String {
 }
 
 /// The session's store for the bucket (or local disk) `url` is in.
-fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, LakeError> {
+pub(crate) fn store_for(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn ObjectStore>, LakeError> {
     let no_store = |reason: String| LakeError::NoStore {
         url: url.to_string(),
         reason,

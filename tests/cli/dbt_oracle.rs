@@ -14,19 +14,7 @@ use crate::support::{etl_ok, fixture, format_rows};
 /// The virtualenv's bin folder with `dbt` and `python`.
 fn oracle() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-dbt-oracle");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("bash runs scripts/install-dbt-oracle");
-        assert!(
-            out.status.success(),
-            "scripts/install-dbt-oracle failed (it needs python3 and PyPI):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    BIN.get_or_init(|| PathBuf::from(crate::support::install("install-dbt-oracle", "python3 and PyPI")))
 }
 
 /// Runs dbt in `dir` (its own profiles.yml), as a dbt user would: seeds

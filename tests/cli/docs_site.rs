@@ -180,15 +180,7 @@ fn the_site_works_in_headless_chromium() {
     // Chromium and playwright-core come from the package registries, by
     // the project's script (idempotent: quick once installed).
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let installed = Command::new("bash")
-        .arg(root.join("scripts/install-browser"))
-        .output()
-        .expect("bash runs scripts/install-browser");
-    assert!(
-        installed.status.success(),
-        "scripts/install-browser failed (it needs Debian's and npm's registries):\n{}",
-        String::from_utf8_lossy(&installed.stderr)
-    );
+    install("install-browser", "Debian's and npm's registries");
     let (dir, _) = reference_project(300, 3, 0.04);
     let p = dir.path();
     let (stdout, _) = etl_ok(p, &["build"]);

@@ -14,6 +14,7 @@ mod reference;
 mod s3_server;
 mod scd_snapshots;
 mod selection;
+mod serve;
 mod snapshots;
 mod storage;
 mod support;

@@ -23,19 +23,7 @@ pub const SECRET: &str = "etl-test-secret-do-not-print";
 /// The virtualenv python with moto, installed once per test process.
 fn python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-s3-test-server");
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("bash runs scripts/install-s3-test-server");
-        assert!(
-            out.status.success(),
-            "scripts/install-s3-test-server failed (it needs python3 and PyPI):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
+    PYTHON.get_or_init(|| PathBuf::from(crate::support::install("install-s3-test-server", "python3 and PyPI")))
 }
 
 fn free_port() -> u16 {

@@ -6,6 +6,23 @@ use std::process::Command;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 
+/// Runs the project's `scripts/<script>` (which installs what a test
+/// needs from the package registries, `needs` says which) and returns
+/// what it prints, trimmed.
+pub fn install(script: &str, needs: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts").join(script);
+    let out = Command::new("bash")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("bash runs scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed (it needs {needs}):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 pub fn fixture(name: &str) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +66,7 @@ pub fn etl_ok(dir: &Path, args: &[&str]) -> (String, String) {
 /// The environment every etl a test runs starts from: nothing of the
 /// shell's (an `ETL_TARGET` or a `DATAFUSION_*` there would change what
 /// the test sees), only what the test sets after.
-fn cleared(command: &mut Command) -> &mut Command {
+pub fn cleared(command: &mut Command) -> &mut Command {
     command.env_clear().env("NO_COLOR", "1").env("ETL_LOG", "off")
 }
 
