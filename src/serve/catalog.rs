@@ -122,18 +122,18 @@ impl SchemaProvider for LakeSchema {
         let Ok(url) = self.url.join(&format!("{name}/")) else {
             return Ok(None);
         };
-        match crate::lake::open_table(&self.ctx, &url).await {
-            Ok(Some(_)) => crate::lake::delta_provider(&self.ctx, &url)
-                .await
-                .map(Some)
-                .map_err(|e| DataFusionError::External(Box::new(e))),
-            Ok(None) => Ok(None),
+        // One read of the Delta log: the provider is the latest version.
+        match crate::lake::delta_provider(&self.ctx, &url).await {
+            Ok(provider) => Ok(Some(provider)),
+            Err(crate::lake::LakeError::NoTable(_)) => Ok(None),
             Err(e) => Err(DataFusionError::External(Box::new(e))),
         }
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.table_names().iter().any(|n| n == name)
+        self.url
+            .join(&format!("{name}/"))
+            .is_ok_and(|url| wait(crate::lake::has_commits(&self.ctx, &url)))
     }
 
     fn register_table(&self, name: String, _table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
