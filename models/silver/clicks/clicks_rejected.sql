@@ -5,6 +5,7 @@
 select
     customer_id,
     page,
+    channel,
     ip,
     ts,
     reject_reason

@@ -6,6 +6,7 @@ with typed as (
     select
         customer_id,
         page,
+        {{ normalise_code('channel') }} as channel,
         trim(ip) as ip,
         {{ parse_ts('ts') }} as ts
     from {{ source('bronze', 'clicks') }}

@@ -8,5 +8,6 @@ select
     trim(category) as category,
     unit_price,
     cost,
+    supplier_id,
     cast(round(cast((unit_price - cost) / unit_price as double), 4) as double) as list_margin_rate
 from {{ source('bronze', 'products') }}

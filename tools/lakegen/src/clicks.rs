@@ -1,5 +1,7 @@
-//! The clickstream of one day: about three page views per order, from
-//! returning customers or anonymous visitors, in time order.
+//! The clickstream of one day: about three page views per order, in
+//! visits (sessions) of one to seven pages a few seconds to minutes apart,
+//! from returning customers or anonymous visitors, on the website or the
+//! app, written in time order.
 //!
 //! Clicks only come from customers who have ordered (or from nobody), never
 //! from a signup who never orders, so a rejected customer row never leaves a
@@ -50,26 +52,80 @@ fn push_ip(buf: &mut Vec<u8>, h: u64) {
     }
 }
 
+/// Pages a visit views: 1 to 7, about 2.6 on average.
+const VISIT_PAGES: [u32; 7] = [30, 25, 18, 12, 8, 4, 3];
+
+/// One page view before it is written.
+struct View {
+    t: i64,
+    customer: Option<u64>,
+    /// 0 home, 1 search, 2 product, 3 cart, 4 checkout.
+    page: usize,
+    /// The search term or product the page shows.
+    detail: u64,
+    mobile: bool,
+    /// The bits of the visit's address.
+    ip: u64,
+}
+
 /// Writes the clicks file of `day`.
 pub fn write_day(buf: &mut Vec<u8>, world: &World, day: u32, tally: &mut Tally) {
     let mut rng = Rng::stream(world.seed, day, Stream::Clicks);
     let orders = world.schedule.day(day).orders as f64;
     let count = (orders * CLICKS_PER_ORDER * (0.9 + 0.2 * rng.unit())).round() as u64;
     let day_start = world.day_start(day);
-    let mut times: Vec<i64> = (0..count)
-        .map(|_| day_start + rng.weighted(&HOUR_WEIGHTS) as i64 * 3600 + rng.below(3600) as i64)
-        .collect();
-    times.sort_unstable();
+    let day_end = day_start + 86_400;
     let available = world.schedule.products_on(day);
-    let mut rejects = Quota::new((world.dirt_rate * count as f64).round() as u64, count);
 
-    for t in times {
-        // A rejected row carries no noise, so an invalid ip always has a customer.
-        let invalid_ip = rejects.take(&mut rng);
-        let customer = (invalid_ip || !rng.chance(0.2)).then(|| world.returning_customer(&mut rng, day));
+    let mut views: Vec<View> = Vec::with_capacity(count as usize);
+    while (views.len() as u64) < count {
+        let mut t = day_start + rng.weighted(&HOUR_WEIGHTS) as i64 * 3600 + rng.below(3600) as i64;
+        let customer = (!rng.chance(0.2)).then(|| world.returning_customer(&mut rng, day));
+        // The app or the website: a visitor keeps to one on a given day.
+        let who = customer.unwrap_or_else(|| rng.next_u64());
+        let mobile = hash(world.seed, Tag::ClickChannel, who ^ (u64::from(day) << 40)) % 100 < 42;
+        // Customers mostly browse from their usual address.
+        let ip = match customer {
+            Some(id) if rng.chance(0.85) => hash(world.seed, Tag::CustomerIp, id),
+            _ => rng.next_u64(),
+        };
+        let pages = 1 + rng.weighted(&VISIT_PAGES) as u64;
+        for n in 0..pages.min(count - views.len() as u64) {
+            if t >= day_end {
+                break;
+            }
+            // A visit lands on the home page, a search or a product, then
+            // browses products and goes on to the cart and the checkout.
+            let page = if n == 0 {
+                rng.weighted(&[35, 25, 40, 0, 0])
+            } else {
+                rng.weighted(&[5, 15, 50, 18, 12])
+            };
+            let detail = match page {
+                1 => rng.below(SEARCH_TERMS.len() as u64),
+                2 => world.catalogue.pick(&mut rng, available),
+                _ => 0,
+            };
+            views.push(View {
+                t,
+                customer,
+                page,
+                detail,
+                mobile,
+                ip,
+            });
+            t += rng.range(5, 300);
+        }
+    }
+    views.sort_by_key(|v| v.t);
 
+    // A rejected row carries no noise, so an invalid ip always has a customer.
+    let identified = views.iter().filter(|v| v.customer.is_some()).count() as u64;
+    let mut rejects = Quota::new((world.dirt_rate * count as f64).round() as u64, identified);
+    for v in views {
+        let invalid_ip = v.customer.is_some() && rejects.take(&mut rng);
         buf.extend_from_slice(b"{\"customer_id\":");
-        match customer {
+        match v.customer {
             Some(id) => push_u64(buf, id),
             None => {
                 buf.extend_from_slice(b"null");
@@ -77,33 +133,33 @@ pub fn write_day(buf: &mut Vec<u8>, world: &World, day: u32, tally: &mut Tally) 
             }
         }
         buf.extend_from_slice(b",\"page\":\"");
-        match rng.weighted(&[20, 15, 45, 12, 8]) {
+        match v.page {
             0 => buf.push(b'/'),
             1 => {
                 buf.extend_from_slice(b"/search?q=");
-                buf.extend_from_slice(rng.pick(SEARCH_TERMS).as_bytes());
+                buf.extend_from_slice(SEARCH_TERMS[v.detail as usize].as_bytes());
             }
             2 => {
                 buf.extend_from_slice(b"/product/");
-                push_u64(buf, world.catalogue.pick(&mut rng, available));
+                push_u64(buf, v.detail);
             }
             3 => buf.extend_from_slice(b"/cart"),
             _ => buf.extend_from_slice(b"/checkout"),
         }
+        buf.extend_from_slice(if v.mobile {
+            b"\",\"channel\":\"mobile"
+        } else {
+            b"\",\"channel\":\"web"
+        });
         buf.extend_from_slice(b"\",\"ip\":\"");
         if invalid_ip {
             buf.extend_from_slice(rng.pick(INVALID_IPS).as_bytes());
             tally.kind(Kind::InvalidIp);
         } else {
-            // Customers mostly browse from their usual address.
-            let h = match customer {
-                Some(id) if rng.chance(0.85) => hash(world.seed, Tag::CustomerIp, id),
-                _ => rng.next_u64(),
-            };
-            push_ip(buf, h);
+            push_ip(buf, v.ip);
         }
         buf.extend_from_slice(b"\",\"ts\":\"");
-        push_ts(buf, t);
+        push_ts(buf, v.t);
         buf.extend_from_slice(b"\"}\n");
         tally.row(Entity::Clicks);
     }

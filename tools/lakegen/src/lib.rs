@@ -15,7 +15,7 @@
 //!
 //! The pipeline of one day: `schedule` (volumes and id blocks) -> `orders`
 //! (simulate the orders created on the last `WINDOW` days) -> `feeds`,
-//! `customers`, `products`, `clicks` (render the day's rows, counting them
+//! `customers`, `products`, `clicks`, `suppliers`, `stock` (render the day's rows, counting them
 //! in a `Tally`) -> gzip files.
 
 mod calendar;
@@ -28,6 +28,8 @@ mod products;
 mod rng;
 mod schedule;
 mod stats;
+mod stock;
+mod suppliers;
 mod world;
 
 use std::fmt;
@@ -55,13 +57,15 @@ pub const MANIFEST_FILE: &str = "_lakegen.json";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The folders a lake holds, one per entity.
-pub const ENTITIES: [&str; 6] = [
+pub const ENTITIES: [&str; 8] = [
     "customers",
     "products",
     "orders",
     "order_items",
     "order_events",
     "clicks",
+    "suppliers",
+    "stock",
 ];
 
 /// Level 6 is zlib's default: files about 6.5x smaller than their text, at
@@ -281,15 +285,20 @@ impl<'a> DayWriter<'a> {
             let buf = &mut self.buf;
             match entity {
                 Entity::Customers => customers::write_day(buf, world, day, tally),
-                Entity::Products => {
-                    world
-                        .catalogue
-                        .write(buf, world.seed, plan.first_product_id, plan.new_products, tally)
-                }
+                Entity::Products => world.catalogue.write(
+                    buf,
+                    world.seed,
+                    world.suppliers,
+                    plan.first_product_id,
+                    plan.new_products,
+                    tally,
+                ),
                 Entity::Orders => feeds::write_orders(buf, &self.window, day, tally),
                 Entity::OrderItems => feeds::write_items(buf, today, tally),
                 Entity::OrderEvents => feeds::write_events(buf, world.seed, &self.window, day, tally),
                 Entity::Clicks => clicks::write_day(buf, world, day, tally),
+                Entity::Suppliers => suppliers::write_day(buf, world, day, tally),
+                Entity::Stock => stock::write_day(buf, world, day, tally),
             }
             let path = self
                 .out
@@ -306,12 +315,18 @@ fn write_gz(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_owned(),
         source,
     };
+    // Written beside, then renamed: a reader listing the folder meanwhile
+    // (`etl build --watch`) sees the whole file or none of it; the `.tmp`
+    // name matches no `*.csv.gz` glob.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     // The gzip header holds no name and no mtime (flate2's default), so the
     // bytes depend on the content only.
-    let mut gz = GzEncoder::new(File::create(path).map_err(io)?, Compression::new(GZIP_LEVEL));
+    let mut gz = GzEncoder::new(File::create(&tmp).map_err(io)?, Compression::new(GZIP_LEVEL));
     gz.write_all(bytes).map_err(io)?;
     gz.finish().map_err(io)?;
-    Ok(())
+    fs::rename(&tmp, path).map_err(io)
 }
 
 /// Dates as `YYYY-MM-DD` strings in the manifest.

@@ -36,11 +36,35 @@ struct Args {
     /// Write only the next day of the lake at --out, as its `_lakegen.json` describes
     #[arg(long, conflicts_with_all = ["orders", "orders_per_day", "days", "seed", "start", "dirt_rate"])]
     append_day: bool,
+    /// With --append-day: keep appending, the next day every interval
+    /// (`5s`, `1m`), as feeds that land all day; stop with Ctrl-C
+    #[arg(long, requires = "append_day", value_parser = humantime::parse_duration)]
+    every: Option<std::time::Duration>,
+    /// With --every: stop after this many days
+    #[arg(long, requires = "every")]
+    times: Option<u64>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let manifest = if args.append_day {
+    let manifest = if let Some(every) = args.every {
+        let mut appended = 0;
+        loop {
+            let manifest = lakegen::append_day(&args.out)
+                .with_context(|| format!("could not append a day to `{}`", args.out.display()))?;
+            appended += 1;
+            println!(
+                "{}: appended {} ({} days)",
+                args.out.display(),
+                manifest.end,
+                manifest.days
+            );
+            if args.times.is_some_and(|times| appended >= times) {
+                break manifest;
+            }
+            std::thread::sleep(every);
+        }
+    } else if args.append_day {
         lakegen::append_day(&args.out).with_context(|| format!("could not append a day to `{}`", args.out.display()))?
     } else {
         let config = match args.orders_per_day {

@@ -129,7 +129,8 @@ impl Catalogue {
     }
 
     /// Writes the rows of products `first..first + count` (a day's additions).
-    pub fn write(&self, buf: &mut Vec<u8>, seed: u64, first: u64, count: u64, tally: &mut Tally) {
+    /// Each row names the product's supplier, one of `1..=suppliers`.
+    pub fn write(&self, buf: &mut Vec<u8>, seed: u64, suppliers: u64, first: u64, count: u64, tally: &mut Tally) {
         buf.extend_from_slice(HEADER.as_bytes());
         let mut name = String::with_capacity(64);
         for id in first..first + count {
@@ -157,13 +158,15 @@ impl Catalogue {
             push_money(buf, p.price_cents);
             buf.push(b',');
             push_money(buf, p.cost_cents);
+            buf.push(b',');
+            push_u64(buf, crate::suppliers::of_product(seed, suppliers, id));
             buf.push(b'\n');
             tally.row(Entity::Products);
         }
     }
 }
 
-pub const HEADER: &str = "product_id,name,category,unit_price,cost\n";
+pub const HEADER: &str = "product_id,name,category,unit_price,cost,supplier_id\n";
 
 #[cfg(test)]
 mod tests {

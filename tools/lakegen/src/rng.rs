@@ -27,6 +27,10 @@ pub enum Stream {
     Customers = 3,
     /// The clicks of a day.
     Clicks = 4,
+    /// The stock snapshot of a day: reject dirt and noise.
+    Stock = 5,
+    /// The supplier list (day 0): reject dirt and noise.
+    Suppliers = 6,
 }
 
 /// Tags for [`hash`], so that two attributes of the same id are independent.
@@ -36,8 +40,12 @@ pub enum Tag {
     CustomerLoyalty = 12,
     CustomerIp = 13,
     CustomerSignup = 14,
+    ClickChannel = 15,
     Product = 21,
     ProductPopularity = 22,
+    ProductSupplier = 23,
+    Supplier = 41,
+    StockLevel = 42,
     EventId = 31,
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The six bronze entities, one folder each.
+/// The eight bronze entities, one folder each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entity {
     Customers,
@@ -23,16 +23,20 @@ pub enum Entity {
     OrderItems,
     OrderEvents,
     Clicks,
+    Suppliers,
+    Stock,
 }
 
 impl Entity {
-    pub const ALL: [Entity; 6] = [
+    pub const ALL: [Entity; 8] = [
         Entity::Customers,
         Entity::Products,
         Entity::Orders,
         Entity::OrderItems,
         Entity::OrderEvents,
         Entity::Clicks,
+        Entity::Suppliers,
+        Entity::Stock,
     ];
 
     /// The folder under the lake root, and the key in `_lakegen.json`.
@@ -44,13 +48,15 @@ impl Entity {
             Entity::OrderItems => "order_items",
             Entity::OrderEvents => "order_events",
             Entity::Clicks => "clicks",
+            Entity::Suppliers => "suppliers",
+            Entity::Stock => "stock",
         }
     }
 
     /// The file extension, compression included.
     pub fn extension(self) -> &'static str {
         match self {
-            Entity::Customers | Entity::Products | Entity::OrderItems => "csv.gz",
+            Entity::Customers | Entity::Products | Entity::OrderItems | Entity::Suppliers | Entity::Stock => "csv.gz",
             Entity::Orders | Entity::OrderEvents | Entity::Clicks => "jsonl.gz",
         }
     }
@@ -93,10 +99,22 @@ pub enum Kind {
     InvalidIp,
     // clicks: noise (a legitimate null the models keep)
     AnonymousVisitor,
+    // suppliers: rejects (always an extra copy of a supplier that has a valid row)
+    InvalidLeadTime,
+    // suppliers: noise
+    SupplierCountryLowercase,
+    SupplierNameWhitespace,
+    DuplicateSupplier,
+    // stock: rejects
+    NegativeOnHand,
+    UnknownProduct,
+    // stock: noise
+    DuplicateSnapshot,
+    SnapshotDateDayMonthYear,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 25] = [
+    pub const ALL: [Kind; 33] = [
         Kind::MissingEmail,
         Kind::InvalidSignupDate,
         Kind::EmailCase,
@@ -122,6 +140,14 @@ impl Kind {
         Kind::OutOfOrder,
         Kind::InvalidIp,
         Kind::AnonymousVisitor,
+        Kind::InvalidLeadTime,
+        Kind::SupplierCountryLowercase,
+        Kind::SupplierNameWhitespace,
+        Kind::DuplicateSupplier,
+        Kind::NegativeOnHand,
+        Kind::UnknownProduct,
+        Kind::DuplicateSnapshot,
+        Kind::SnapshotDateDayMonthYear,
     ];
 
     /// The key in `_lakegen.json`.
@@ -152,6 +178,14 @@ impl Kind {
             Kind::OutOfOrder => "out_of_order",
             Kind::InvalidIp => "invalid_ip",
             Kind::AnonymousVisitor => "anonymous_visitor",
+            Kind::InvalidLeadTime => "invalid_lead_time",
+            Kind::SupplierCountryLowercase => "country_lowercase",
+            Kind::SupplierNameWhitespace => "name_whitespace",
+            Kind::DuplicateSupplier => "duplicate_row",
+            Kind::NegativeOnHand => "negative_on_hand",
+            Kind::UnknownProduct => "unknown_product",
+            Kind::DuplicateSnapshot => "duplicate_snapshot",
+            Kind::SnapshotDateDayMonthYear => "snapshot_date_dd_mm_yyyy",
         }
     }
 
@@ -171,6 +205,10 @@ impl Kind {
             NonPositiveQuantity | MissingUnitPrice | OrphanOrderId => Entity::OrderItems,
             DuplicateEvent | LateArrival | OutOfOrder => Entity::OrderEvents,
             InvalidIp | AnonymousVisitor => Entity::Clicks,
+            InvalidLeadTime | SupplierCountryLowercase | SupplierNameWhitespace | DuplicateSupplier => {
+                Entity::Suppliers
+            }
+            NegativeOnHand | UnknownProduct | DuplicateSnapshot | SnapshotDateDayMonthYear => Entity::Stock,
         }
     }
 
@@ -187,17 +225,30 @@ impl Kind {
                 | OrphanOrderId
                 | DuplicateEvent
                 | InvalidIp
+                | InvalidLeadTime
+                | NegativeOnHand
+                | UnknownProduct
         )
     }
 }
 
 /// Counters bumped while writing; cheap enough for the hot path.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Tally {
     rows: [u64; Entity::ALL.len()],
     kinds: [u64; Kind::ALL.len()],
     /// Distinct orders created on the days written.
     pub orders_created: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            rows: [0; Entity::ALL.len()],
+            kinds: [0; Kind::ALL.len()],
+            orders_created: 0,
+        }
+    }
 }
 
 impl Tally {

@@ -21,6 +21,8 @@ pub struct World {
     pub start_day: i64,
     pub schedule: Schedule,
     pub catalogue: Catalogue,
+    /// Suppliers (ids `1..=suppliers`), all listed on day 0.
+    pub suppliers: u64,
     pub names: Names,
 }
 
@@ -28,7 +30,9 @@ impl World {
     pub fn new(config: &Config, last: u32) -> World {
         let schedule = Schedule::new(config, last);
         let catalogue = Catalogue::new(config.seed, schedule.products_on(last));
+        let suppliers = crate::suppliers::count(schedule.products_on(0));
         World {
+            suppliers,
             seed: config.seed,
             dirt_rate: config.dirt_rate,
             start_day: config.start.to_days(),

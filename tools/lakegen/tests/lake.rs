@@ -192,6 +192,11 @@ struct Reading {
     /// Clean events: (order, event type, event_ts).
     events: Vec<(u64, String, String)>,
     click_customers: Vec<u64>,
+    /// Supplier ids with a valid row; supplier of every product.
+    suppliers: HashSet<u64>,
+    product_supplier: HashMap<u64, u64>,
+    /// Valid stock rows: (date, product, units on hand).
+    stock: Vec<(String, u64, u64)>,
 }
 
 impl Reading {
@@ -332,12 +337,73 @@ impl Reading {
                 r.count("clicks", "invalid_ip");
                 continue;
             }
+            assert!(["web", "mobile"].contains(&v["channel"].as_str().unwrap()), "{line}");
             match v["customer_id"].as_u64() {
                 Some(id) => r.click_customers.push(id),
                 None => r.count("clicks", "anonymous_visitor"),
             }
         }
-        *r.rows.entry("products").or_default() += lines(root, "products").len() as u64;
+        for (_, line) in lines(root, "products") {
+            *r.rows.entry("products").or_default() += 1;
+            let f = csv(&line);
+            assert_eq!(f.len(), 6, "{line}");
+            r.product_supplier.insert(f[0].parse().unwrap(), f[5].parse().unwrap());
+        }
+
+        let mut seen_suppliers = HashSet::new();
+        for (day, line) in lines(root, "suppliers") {
+            *r.rows.entry("suppliers").or_default() += 1;
+            assert_eq!(day, lines(root, "customers")[0].0, "suppliers are listed on day 0 only");
+            if !seen_suppliers.insert(line.clone()) {
+                r.count("suppliers", "duplicate_row");
+                continue;
+            }
+            let f = csv(&line);
+            assert_eq!(f.len(), 4, "{line}");
+            if !matches!(num(&f[3]), Some(days) if days > 0) {
+                r.count("suppliers", "invalid_lead_time");
+                continue;
+            }
+            r.suppliers.insert(f[0].parse().unwrap());
+            if f[1].trim() != f[1] {
+                r.count("suppliers", "name_whitespace");
+            }
+            if f[2] != f[2].to_uppercase() {
+                r.count("suppliers", "country_lowercase");
+            }
+            assert!(codes.contains(f[2].to_uppercase().as_str()), "{line}");
+        }
+
+        let mut seen_stock = HashSet::new();
+        for (day, line) in lines(root, "stock") {
+            *r.rows.entry("stock").or_default() += 1;
+            if !seen_stock.insert(line.clone()) {
+                r.count("stock", "duplicate_snapshot");
+                continue;
+            }
+            let f = csv(&line);
+            assert_eq!(f.len(), 3, "{line}");
+            let product: u64 = f[1].parse().unwrap();
+            let on_hand: i64 = f[2].parse().unwrap();
+            if on_hand < 0 {
+                r.count("stock", "negative_on_hand");
+                continue;
+            }
+            if !r.product_supplier.contains_key(&product) {
+                r.count("stock", "unknown_product");
+                continue;
+            }
+            let date = if f[0] == day {
+                f[0].clone()
+            } else {
+                assert_eq!(signup_format(&f[0]), Some("signup_date_dd_mm_yyyy"), "{line}");
+                r.count("stock", "snapshot_date_dd_mm_yyyy");
+                let (d, m, y) = (&f[0][0..2], &f[0][3..5], &f[0][6..10]);
+                format!("{y}-{m}-{d}")
+            };
+            assert_eq!(date, day, "a snapshot lands in the file of its day: {line}");
+            r.stock.push((date, product, on_hand as u64));
+        }
         r
     }
 }
@@ -349,7 +415,7 @@ fn the_same_seed_writes_the_same_bytes() {
     lakegen::generate(&config(7, 150.0, 0.03), 4, &b.0).unwrap();
     lakegen::generate(&config(8, 150.0, 0.03), 4, &c.0).unwrap();
     let (fa, fb, fc) = (files(&a.0), files(&b.0), files(&c.0));
-    assert_eq!(fa.len(), 6 * 4 + 1);
+    assert_eq!(fa.len(), 8 * 4 + 1);
     assert!(fa == fb, "two runs with seed 7 differ");
     assert_ne!(
         fa["orders/2024-01-02.jsonl.gz"], fc["orders/2024-01-02.jsonl.gz"],
@@ -496,6 +562,38 @@ fn events_match_the_status_changes_of_the_orders() {
             "version without an event: {c:?}"
         );
     }
+}
+
+#[test]
+fn every_product_has_a_listed_supplier_and_a_daily_snapshot() {
+    let (_dir, manifest, reading) = dirty_lake();
+    assert!(reading.suppliers.len() >= 12, "{}", reading.suppliers.len());
+    for (product, supplier) in &reading.product_supplier {
+        assert!(
+            reading.suppliers.contains(supplier),
+            "product {product}: supplier {supplier}"
+        );
+    }
+    // Every product on the catalogue that day has exactly one valid row, or
+    // its negative reject instead.
+    let mut per_day: BTreeMap<&str, HashSet<u64>> = BTreeMap::new();
+    for (date, product, _) in &reading.stock {
+        assert!(
+            per_day.entry(date).or_default().insert(*product),
+            "{date} {product} twice"
+        );
+    }
+    let negatives = manifest.stats.entity("stock").unwrap().rejects["negative_on_hand"];
+    let rows: usize = per_day.values().map(HashSet::len).sum();
+    assert_eq!(per_day.len(), 12);
+    let catalogue_days: u64 = lines(&_dir.0, "products")
+        .iter()
+        .map(|(day, _)| per_day.keys().filter(|d| **d >= day.as_str()).count() as u64)
+        .sum();
+    assert_eq!(rows as u64 + negatives, catalogue_days);
+    // Stock runs out on the last day of a restocking cycle, never below zero.
+    assert!(reading.stock.iter().any(|(_, _, n)| *n == 0));
+    assert!(reading.stock.iter().all(|(_, _, n)| *n < 200));
 }
 
 #[test]
