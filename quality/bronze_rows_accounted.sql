@@ -31,6 +31,18 @@ with counts as (
         (select count(*) from {{ source('bronze', 'clicks') }}),
         (select count(*) from {{ ref('clicks_clean') }}),
         (select count(*) from {{ ref('clicks_rejected') }})
+    union all
+    select
+        'suppliers',
+        (select count(*) from {{ source('bronze', 'suppliers') }}),
+        (select sum(copies) from {{ ref('suppliers_clean') }}),
+        (select count(*) from {{ ref('suppliers_rejected') }})
+    union all
+    select
+        'stock',
+        (select count(*) from {{ source('bronze', 'stock') }}),
+        (select sum(copies) from {{ ref('stock_clean') }}),
+        (select count(*) from {{ ref('stock_rejected') }})
 )
 
 select *

@@ -60,6 +60,8 @@ fn the_reference_project_cleans_a_generated_lake_as_promised() {
         ("order_items", "order_items_clean", "count(*)"),
         ("order_events", "order_events_clean", "count(*)"),
         ("clicks", "clicks_clean", "count(*)"),
+        ("suppliers", "suppliers_clean", "sum(copies)"),
+        ("stock", "stock_clean", "sum(copies)"),
     ] {
         let stats = &manifest.stats.entities[entity];
         let kept: u64 = query(
@@ -104,14 +106,32 @@ fn the_reference_project_cleans_a_generated_lake_as_promised() {
         &["silver.orders_clean"],
         "select round(sum(total_amount), 2) from silver_orders_clean where status <> 'cancelled'",
     );
-    for gold in ["kpis_produit", "ventes_geo", "sales_by_day", "revenue_by_channel"] {
+    for (gold, column) in [
+        ("kpis_produit", "revenue"),
+        ("ventes_geo", "revenue"),
+        ("sales_by_day", "revenue"),
+        ("revenue_by_channel", "revenue"),
+        ("fct_orders", "revenue"),
+        ("customer_ltv", "lifetime_value"),
+        ("dim_customer", "lifetime_value"),
+        ("revenue_by_customer_country", "revenue"),
+        ("click_behaviour", "revenue"),
+    ] {
         let total = query(
             p,
             &[&format!("gold.{gold}")],
-            &format!("select round(sum(revenue), 2) from gold_{gold}"),
+            &format!("select round(sum({column}), 2) from gold_{gold}"),
         );
         assert_eq!(total, revenue, "{gold}");
     }
+    let aov = query(
+        p,
+        &["gold.average_order_value"],
+        "select period, round(sum(revenue), 2) from gold_average_order_value group by 1 order by 1",
+    );
+    let r = &revenue[0];
+    assert_eq!(aov, [format!("all|{r}"), format!("day|{r}"), format!("month|{r}")]);
+    star_schema_holds(p, &manifest);
     // The BI exports are there, every KPI table as CSV and Parquet, sorted
     // as configured; the two dated ones with the day's copy.
     for export in [
@@ -121,6 +141,13 @@ fn the_reference_project_cleans_a_generated_lake_as_promised() {
         "produits_premium",
         "sales_by_day",
         "revenue_by_channel",
+        "customer_ltv",
+        "top_products_daily",
+        "top_products_monthly",
+        "average_order_value",
+        "revenue_by_customer_country",
+        "click_behaviour",
+        "order_event_delays",
     ] {
         let csv = std::fs::read_to_string(p.join(format!("lake/exports/{export}.csv"))).unwrap();
         assert!(csv.lines().count() > 1, "{export}");
@@ -141,6 +168,114 @@ fn the_reference_project_cleans_a_generated_lake_as_promised() {
     let mut sorted = days.clone();
     sorted.sort();
     assert_eq!(days, sorted, "sales_by_day.csv is by day");
+}
+
+/// The star schema of a built reference project: the calendar, sessions
+/// computed here from the page views, the top 10, and what the generator
+/// says it wrote.
+fn star_schema_holds(p: &Path, manifest: &lakegen::Manifest) {
+    // The calendar covers whole years, with ISO weeks and the seed's holidays.
+    let calendar = query(
+        p,
+        &["gold.dim_date"],
+        "select count(*), min(date_day), max(date_day) from gold_dim_date",
+    );
+    assert_eq!(calendar, ["366|2024-01-01|2024-12-31"]);
+    let days = query(
+        p,
+        &["gold.dim_date"],
+        "select date_day, iso_year, iso_week, iso_day_of_week, weekday_name, is_weekend, is_holiday, holiday_name \
+         from gold_dim_date where date_day in ('2024-01-01', '2024-05-08', '2024-05-20', '2024-12-29', '2024-12-30') \
+         order by date_day",
+    );
+    assert_eq!(
+        days,
+        [
+            "2024-01-01|2024|1|1|Monday|false|true|Jour de l'an",
+            "2024-05-08|2024|19|3|Wednesday|false|true|Victoire 1945",
+            "2024-05-20|2024|21|1|Monday|false|true|Lundi de Pentecôte",
+            "2024-12-29|2024|52|7|Sunday|true|false|NULL",
+            "2024-12-30|2025|1|1|Monday|false|false|NULL",
+        ]
+    );
+
+    // Every order once; every valid stock row once; suppliers all listed.
+    assert_eq!(count(p, "gold.fct_orders", ""), count(p, "silver.orders_clean", ""));
+    assert_eq!(count(p, "gold.fct_stock_daily", ""), count(p, "silver.stock_clean", ""));
+    let stock = &manifest.stats.entities["stock"];
+    assert_eq!(
+        count(p, "silver.stock_clean", "") + stock.rejected() + stock.noise["duplicate_snapshot"],
+        stock.rows
+    );
+    let suppliers = &manifest.stats.entities["suppliers"];
+    assert_eq!(
+        count(p, "gold.dim_supplier", ""),
+        suppliers.rows - suppliers.rejected() - suppliers.noise["duplicate_row"]
+    );
+
+    // Sessions, recomputed here from the page views: a visitor's views more
+    // than 30 minutes apart, or on another day, start a new session.
+    let views = query(
+        p,
+        &["gold.fct_clicks"],
+        "select visitor_id, cast(date_part('epoch', ts) as bigint), session_id from gold_fct_clicks \
+         order by visitor_id, ts",
+    );
+    let mut sessions = 0;
+    let mut previous: Option<(String, i64)> = None;
+    let mut ids = BTreeSet::new();
+    for row in &views {
+        let mut f = row.split('|');
+        let (visitor, ts, session) = (
+            f.next().unwrap(),
+            f.next().unwrap().parse::<i64>().unwrap(),
+            f.next().unwrap(),
+        );
+        let new = match &previous {
+            Some((v, t)) => v != visitor || ts - t > 1800 || ts / 86_400 != t / 86_400,
+            None => true,
+        };
+        sessions += usize::from(new);
+        ids.insert(session.to_owned());
+        previous = Some((visitor.to_owned(), ts));
+    }
+    assert!(
+        sessions > 1000 && sessions < views.len(),
+        "{sessions} of {}",
+        views.len()
+    );
+    assert_eq!(ids.len(), sessions, "sessions in fct_clicks");
+    let behaviour = query(
+        p,
+        &["gold.click_behaviour"],
+        "select sum(sessions), sum(page_views) from gold_click_behaviour",
+    );
+    assert_eq!(behaviour, [format!("{sessions}|{}", views.len())]);
+
+    // The day's best seller is the product with the most revenue that day.
+    let best = query(
+        p,
+        &["gold.product_days"],
+        "select product_id from gold_product_days where order_date = (select min(order_date) from gold_product_days) \
+         order by revenue desc, product_id limit 1",
+    );
+    let top = query(
+        p,
+        &["gold.top_products_daily"],
+        "select product_id from gold_top_products_daily where rank = 1 order by order_date limit 1",
+    );
+    assert_eq!(top, best);
+    assert_eq!(count(p, "gold.top_products_monthly", "where rank = 1"), 1);
+
+    // Every event of the lake's clean events is counted once by its day.
+    assert_eq!(
+        query(
+            p,
+            &["gold.order_event_delays"],
+            "select sum(events) from gold_order_event_delays"
+        ),
+        [count(p, "silver.order_events_clean", "").to_string()]
+    );
 }
 
 #[test]
@@ -294,11 +429,24 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
         "order_items_clean",
         "customers_clean",
         "customers_rejected",
+        "stock_clean",
+        "stock_rejected",
     ] {
         let m = message(&format!("model.shop.{model}"));
         assert!(m.contains(", 2 new files ingested"), "{model}: {m}");
     }
     assert!(message("model.shop.orders_clean").starts_with("incremental (merge)"));
+    // The star schema's facts are built incrementally too.
+    for (model, strategy) in [
+        ("fct_orders", "incremental (merge)"),
+        ("customer_ltv", "incremental (merge)"),
+        ("fct_order_lines", "incremental (insert_overwrite)"),
+        ("fct_clicks", "incremental (insert_overwrite)"),
+        ("fct_stock_daily", "incremental (insert_overwrite)"),
+    ] {
+        let m = message(&format!("model.shop.{model}"));
+        assert!(m.starts_with(strategy), "{model}: {m}");
+    }
     // Only the days the new versions touch are recomputed (orders change
     // status for days after they are created), not all 14.
     let m = message("model.shop.sales_by_day");
@@ -317,7 +465,7 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
     // days' learnt as the ingesting models read them: the reconciliation
     // test counts bronze from these, and its passing shows them exact.
     assert_eq!(message("test.shop.bronze_rows_accounted"), "no failing rows");
-    for feed in ["orders", "order_items", "order_events", "customers", "clicks"] {
+    for feed in ["orders", "order_items", "order_events", "customers", "clicks", "stock"] {
         let doc = std::fs::read_to_string(p.join(format!("lake/_etl/row_counts/bronze.{feed}.json"))).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
         let counted = doc["files"].as_object().unwrap();
@@ -376,7 +524,7 @@ fn compile_plans_every_model_and_reports_each_misspelt_column_with_nothing_run()
     let p = dir.path();
     let (stdout, _) = etl_ok(p, &["compile"]);
     assert!(
-        stdout.contains("Checked 26 models against their inputs' schemas, no data read"),
+        stdout.contains("Checked 48 models against their inputs' schemas, no data read"),
         "{stdout}"
     );
     let edit = |file: &str, from: &str, to: &str| edit_file(p, file, from, to);
@@ -424,7 +572,7 @@ fn a_model_that_compiles_fails_at_run_time_only_for_its_data() {
         stderr.contains("building `ids_as_numbers` failed: Cast error"),
         "{stderr}"
     );
-    assert!(stdout.contains("27 succeeded, 1 failed"), "{stdout}");
+    assert!(stdout.contains("51 succeeded, 1 failed"), "{stdout}");
 }
 
 #[test]
@@ -452,6 +600,7 @@ fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns
         "source.bronze.customers.email",
         "├─ computed into customers_validated.email_hash",
         "│  ├─ passed through into customers_clean.email_hash",
+        "│  │  └─ passed through into dim_customer.email_hash",
         "│  └─ passed through into customers_rejected.email_hash",
         "└─ computed into customers_validated.reject_reason",
         "   ├─ passed through into customers_rejected.reject_reason",
@@ -515,7 +664,7 @@ fn lineage_follows_revenue_back_to_bronze_and_an_email_to_its_anonymised_columns
     // key holds the timestamp's place.
     assert_eq!(
         (checked["planned"].as_u64(), checked["cached"].as_u64()),
-        (Some(26), Some(26)),
+        (Some(48), Some(48)),
         "{checked}"
     );
     let manifest: serde_json::Value =
@@ -615,7 +764,7 @@ fn build_checks_every_model_it_runs_before_writing_anything() {
         "        channel,",
     );
     let (stdout, _) = etl_ok(p, &["build"]);
-    assert!(stdout.contains("27 succeeded"), "{stdout}");
+    assert!(stdout.contains("51 succeeded"), "{stdout}");
 }
 
 #[test]
@@ -642,7 +791,7 @@ fn the_check_plans_again_a_model_whose_input_changed_though_its_sql_did_not() {
     no_cost(p);
     rename(p, "    cost as unit_cost,\n", "    cost,\n");
     let (stdout, _) = etl_ok(p, &["build"]);
-    assert!(stdout.contains("27 succeeded (18 up to date), 0 failed"), "{stdout}");
+    assert!(stdout.contains("51 succeeded (38 up to date), 0 failed"), "{stdout}");
     // A copy of the project, with its target/ and its lake.
     let copy = tempfile::tempdir().unwrap();
     copy_dir(p, copy.path());
@@ -651,7 +800,7 @@ fn the_check_plans_again_a_model_whose_input_changed_though_its_sql_did_not() {
     // A corrupt cache is no cache.
     std::fs::write(&cache, "{\"model.shop.kpis_produit\": {\"key\": 1").unwrap();
     let (stdout, _) = etl_ok(p, &["build"]);
-    assert!(stdout.contains("27 succeeded (18 up to date), 0 failed"), "{stdout}");
+    assert!(stdout.contains("51 succeeded (38 up to date), 0 failed"), "{stdout}");
     rename(p, "    cost,\n", "    cost as unit_cost,\n");
     no_cost(p);
 }
@@ -673,12 +822,12 @@ fn compile_checks_an_incremental_model_both_ways_once_its_table_exists() {
     assert_ne!(typo, text);
     std::fs::write(&path, &typo).unwrap();
     let (stdout, _) = etl_ok(p, &["compile"]);
-    assert!(stdout.contains("Checked 26 models against"), "{stdout}");
+    assert!(stdout.contains("Checked 48 models against"), "{stdout}");
     std::fs::write(&path, &text).unwrap();
     etl_ok(p, &["build"]);
     let (stdout, _) = etl_ok(p, &["compile"]);
     assert!(
-        stdout.contains("Checked 26 models (16 incremental ones both ways: as a full build and on their tables)"),
+        stdout.contains("Checked 48 models (23 incremental ones both ways: as a full build and on their tables)"),
         "{stdout}"
     );
     std::fs::write(&path, &typo).unwrap();
@@ -770,7 +919,9 @@ fn state_modified_is_judged_on_the_plan_and_the_manifest_says_what_a_change_brea
     let (stdout, _) = etl_ok(p, &["compile", "--state", state_dir]);
     assert!(
         stdout.contains(
-            "  orders_clean: `total_amount` DECIMAL(38,2) -> DOUBLE; breaking: read by revenue_orders.revenue"
+            "  orders_clean: `total_amount` DECIMAL(38,2) -> DOUBLE; breaking: read by fct_orders.revenue, \
+             fct_orders.total_amount, revenue_orders.revenue, customer_ltv.lifetime_value, \
+             customer_ltv.average_order_value, customer_ltv.segment"
         ),
         "{stdout}"
     );
@@ -788,7 +939,14 @@ fn state_modified_is_judged_on_the_plan_and_the_manifest_says_what_a_change_brea
     assert_eq!(change["retyped"][0]["column"], "total_amount");
     assert_eq!(
         change["read_by"],
-        serde_json::json!(["model.shop.revenue_orders.revenue"])
+        serde_json::json!([
+            "model.shop.fct_orders.revenue",
+            "model.shop.fct_orders.total_amount",
+            "model.shop.revenue_orders.revenue",
+            "model.shop.customer_ltv.lifetime_value",
+            "model.shop.customer_ltv.average_order_value",
+            "model.shop.customer_ltv.segment"
+        ])
     );
     assert_eq!(
         manifest["nodes"]["model.shop.sales_by_day"]["etl_change"]["breaking"],

@@ -195,3 +195,45 @@ fn serve_beyond_loopback_needs_a_password() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`--bind localhost:1`"), "{stderr}");
 }
+
+#[test]
+fn psql_joins_the_reference_projects_facts_and_dimensions() {
+    // See: issue 29. What a BI tool asks of the star schema: revenue by
+    // the customers' segment and by weekend, a fact joined to two
+    // dimensions, equal to the same query on the Delta tables.
+    let (dir, _) = crate::reference::reference_project(1500, 4, 0.03);
+    let p = dir.path();
+    etl_ok(p, &["build"]);
+    let server = serve(p, "s3cret");
+    let sql = |fct: &str, cust: &str, date: &str| {
+        format!(
+            "select c.segment, d.is_weekend, count(*) as orders, sum(o.revenue) as revenue \
+             from {fct} o join {cust} c on c.customer_id = o.customer_id \
+             join {date} d on d.date_day = o.order_date \
+             where o.is_revenue group by c.segment, d.is_weekend order by c.segment, d.is_weekend"
+        )
+    };
+    let (done, served, stderr) = psql(
+        server.port,
+        "s3cret",
+        &sql("gold.fct_orders", "gold.dim_customer", "gold.dim_date"),
+    );
+    assert!(done, "{stderr}");
+    let expected = query(
+        p,
+        &["gold.fct_orders", "gold.dim_customer", "gold.dim_date"],
+        &sql("gold_fct_orders", "gold_dim_customer", "gold_dim_date"),
+    );
+    // psql spells booleans t/f.
+    let expected: Vec<String> = expected
+        .iter()
+        .map(|r| r.replace("|true|", "|t|").replace("|false|", "|f|"))
+        .collect();
+    assert_eq!(served, expected);
+    assert!(served.len() >= 4, "{served:?}");
+    let (done, listed, stderr) = psql(server.port, "s3cret", r"\dt gold.*");
+    assert!(done, "{stderr}");
+    for table in ["gold|dim_date|table|postgres", "gold|fct_orders|table|postgres"] {
+        assert!(listed.iter().any(|l| l == table), "{table}: {listed:?}");
+    }
+}

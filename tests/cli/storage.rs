@@ -82,7 +82,13 @@ fn reference_tables(project: &Path) -> Vec<String> {
 }
 
 /// The columns that record when a build ran, which differ between builds.
-const BUILD_TIME_COLUMNS: &[&str] = &["loaded_at", "orders_loaded_at", "events_loaded_at"];
+const BUILD_TIME_COLUMNS: &[&str] = &[
+    "loaded_at",
+    "orders_loaded_at",
+    "events_loaded_at",
+    "clicks_loaded_at",
+    "stock_loaded_at",
+];
 
 #[test]
 fn the_reference_project_builds_in_a_bucket_as_on_local_disk() {
@@ -91,7 +97,7 @@ fn the_reference_project_builds_in_a_bucket_as_on_local_disk() {
     let (dir, _) = reference_project(2000, 5, 0.03);
     let p = dir.path();
     let uploaded = server.upload("shop-lake", "shop/bronze", &p.join("lake/bronze"));
-    assert_eq!(uploaded, 6 * 5 + 1, "six feeds of five days, and lakegen's manifest");
+    assert_eq!(uploaded, 8 * 5 + 1, "eight feeds of five days, and lakegen's manifest");
     // The project's own `s3` target; endpoint and keys from the usual
     // AWS variables.
     let env = vec![
@@ -144,7 +150,7 @@ fn the_reference_project_builds_in_a_bucket_as_on_local_disk() {
     // A nightly delivery: the incremental models ingest it from the bucket.
     lakegen::append_day(&p.join("lake/bronze")).unwrap();
     let uploaded = server.upload("shop-lake", "shop/bronze", &p.join("lake/bronze"));
-    assert_eq!(uploaded, 6, "a file per feed");
+    assert_eq!(uploaded, 8, "a file per feed");
     let (code, stdout, stderr) = etl_with_env(p, &["build", "--target", "s3"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let results = artifact(p, "run_results.json");

@@ -1,0 +1,14 @@
+-- The catalogue with each product's supplier.
+select
+    p.product_id,
+    p.name,
+    p.category,
+    p.unit_price,
+    p.cost,
+    p.list_margin_rate,
+    p.supplier_id,
+    s.name as supplier_name,
+    s.country as supplier_country,
+    s.lead_time_days
+from {{ ref('products_clean') }} p
+left join {{ ref('suppliers_clean') }} s on s.supplier_id = p.supplier_id
