@@ -16,6 +16,7 @@ mod retry;
 mod serve;
 mod show;
 mod source;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -124,10 +125,22 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// Keep running: list the files of the sources the selection reads
+    /// every `--interval`, and build again when they change; SIGTERM or
+    /// Ctrl-C stops once the running build has committed (exit 0).
+    #[arg(long)]
+    watch: bool,
+    /// With `--watch`: how often the sources are listed (`60s`, `5m`).
+    #[arg(long, requires = "watch", default_value = "60s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Load seeds, build the models and run their data tests, in DAG order.
-    Build,
+    Build(BuildArgs),
     /// Build the models (not the seeds).
     Run,
     /// Load the seeds.
@@ -196,7 +209,8 @@ pub fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match &cli.command {
-            Command::Build => build::run(&cli.global, &out, etl::Mode::Build).await,
+            Command::Build(BuildArgs { watch: false, .. }) => build::run(&cli.global, &out, etl::Mode::Build).await,
+            Command::Build(BuildArgs { watch: true, interval }) => watch::run(&cli.global, &out, *interval).await,
             Command::Run => build::run(&cli.global, &out, etl::Mode::Run).await,
             Command::Seed => build::run(&cli.global, &out, etl::Mode::Seed).await,
             Command::Test => build::run(&cli.global, &out, etl::Mode::Test).await,

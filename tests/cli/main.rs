@@ -19,3 +19,4 @@ mod snapshots;
 mod storage;
 mod support;
 mod unit_tests;
+mod watch;
