@@ -611,3 +611,31 @@ fn reject_rates_follow_the_dirt_rate() {
         }
     }
 }
+
+#[test]
+fn every_appends_a_day_per_interval_as_a_feed_does() {
+    let dir = TempDir::new();
+    lakegen::generate(&config(3, 50.0, 0.03), 2, &dir.0).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lakegen"))
+        .arg("--out")
+        .arg(&dir.0)
+        .args(["--append-day", "--every", "300ms", "--times", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Two waits between three days.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(600));
+    let manifest = lakegen::read_manifest(&dir.0).unwrap();
+    assert_eq!(manifest.days, 5);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("appended 2024-01-03 (3 days)"), "{stdout}");
+    assert!(stdout.contains("appended 2024-01-05 (5 days)"), "{stdout}");
+    // Whole files only: nothing left under a temporary name.
+    for entity in lakegen::ENTITIES {
+        for file in fs::read_dir(dir.0.join(entity)).unwrap() {
+            let name = file.unwrap().file_name().into_string().unwrap();
+            assert!(!name.ends_with(".tmp"), "{entity}/{name}");
+        }
+    }
+}
