@@ -103,8 +103,16 @@ async fn wait(interval: Duration) -> bool {
 /// The files of the file sources the selection reads, prepared from the
 /// project as it is now.
 async fn listing(global: &Global, out: &Output) -> Result<Seen, ()> {
-    let prepared = global.prepare(out, &invocation_id()).map_err(|_| ())?;
-    let selected = global.selection(&prepared, out).map_err(|_| ())?;
+    // The project's warnings are the build's to print, not every listing's.
+    let prepared = etl::prepare(
+        &global.project_dir,
+        &global.load_options(),
+        &global.render_options(&invocation_id()),
+    )
+    .map_err(|diags| out.fatal(&diags, Some(&global.project_dir)))?;
+    let selected = etl::select(&prepared, &global.selecting())
+        .map_err(|diag| out.fatal(&[diag], Some(&prepared.project.root)))?
+        .nodes;
     let ctx = global.session(&prepared.project, out).map_err(|_| ())?;
     let dag = &prepared.dag;
     let mut read = BTreeSet::new();
