@@ -97,6 +97,9 @@ pub struct BuildOptions {
     /// `--defer`: nodes this run does not build are read where the run of
     /// `--state` wrote them.
     pub defer: Option<Defer>,
+    /// Queries run against the lake once the nodes ran: the figures of a
+    /// notification's summary (see [`crate::notify`]).
+    pub figures: Vec<crate::config::Figure>,
 }
 
 /// `--defer --state DIR [--favor-state]`.
@@ -137,13 +140,22 @@ pub struct Outcome {
     pub timings: Vec<(&'static str, f64)>,
     pub threads: usize,
     pub root: PathBuf,
+    /// The freshness of the sources the selection reads that declare one.
+    pub freshness: Vec<materialize::FreshnessResult>,
+    /// Tests with thresholds in percent (reject rates), as measured.
+    pub rates: Vec<crate::notify::Rate>,
+    /// The figures asked for in the options.
+    pub figures: Vec<crate::notify::FigureResult>,
 }
 
 impl Outcome {
-    /// Whether any node errored or any test failed.
+    /// Whether any node errored, any test failed, or a source is older
+    /// than its `error_after`.
     pub fn failed(&self) -> bool {
         self.results.count(materialize::Status::Error) + self.results.count(materialize::Status::Fail) > 0
-            || self.problems.iter().any(|d| d.code == Code::Hook)
+            || self.problems.iter().any(|d| {
+                d.code == Code::Hook || (d.code == Code::Freshness && d.severity == crate::diagnostic::Severity::Error)
+            })
     }
 }
 
@@ -341,6 +353,8 @@ async fn build_locked(
     });
     let root = project.root.clone();
     let registry = Arc::new(Registry::new(ctx, project.target.lake.clone()));
+    let mut problems = Vec::new();
+    let freshness = source_freshness(&registry, &project, &dag, &nodes, &mut problems).await;
     if let Some(defer) = &options.defer {
         let built: std::collections::HashSet<NodeIndex> = nodes.iter().copied().collect();
         let locations = deferred_locations(&dag, &built, defer)?;
@@ -375,7 +389,6 @@ async fn build_locked(
         progress(Progress::Node { result, done, total })
     })
     .await;
-    let mut problems = Vec::new();
     if !build.project.run_hooks.end.0.is_empty() {
         let (results_value, schemas) = hook_results(&build, &results);
         let extra = BTreeMap::from([("results", results_value), ("schemas", schemas)]);
@@ -418,6 +431,8 @@ async fn build_locked(
         // The last RUNS_KEPT records are kept; the site shows the last 30.
         let _ = crate::lake::prune_documents(&build.registry.ctx, lake, "runs", RUNS_KEPT).await;
     }
+    let rates = crate::notify::rates(&build.dag, &results);
+    let figures = crate::notify::figures(&build, &options.figures).await;
     Ok(Outcome {
         results,
         rejected,
@@ -425,7 +440,53 @@ async fn build_locked(
         timings: prepare_timings,
         threads,
         root,
+        freshness,
+        rates,
+        figures,
     })
+}
+
+/// The freshness of the sources `nodes` read (those that declare one),
+/// checked before they run: a stale source is a warning past
+/// `warn_after`, and past `error_after` an error that fails the build
+/// once it has run. A source that cannot be checked is a warning.
+async fn source_freshness(
+    registry: &Registry,
+    project: &Project,
+    dag: &graph::Dag,
+    nodes: &[NodeIndex],
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<materialize::FreshnessResult> {
+    let declares = |i: NodeIndex| {
+        let node = dag.node(i);
+        node.resource_type == ResourceType::Source && node.config.freshness.is_some()
+    };
+    if !dag.order.iter().any(|&i| declares(i)) {
+        return Vec::new();
+    }
+    let mut read = BTreeSet::new();
+    for &index in nodes {
+        if declares(index) {
+            read.insert(index);
+        }
+        read.extend(dag.ancestors(index).into_iter().filter(|&i| declares(i)));
+    }
+    let read: Vec<NodeIndex> = read.into_iter().collect();
+    let results = materialize::check_freshness(registry, project, dag, &read).await;
+    for result in &results {
+        let Some(&index) = dag.by_id.get(&result.unique_id) else {
+            continue;
+        };
+        let node = dag.node(index);
+        let Some(freshness) = &node.config.freshness else {
+            continue;
+        };
+        let span = node.source(project).span.clone();
+        if let Some(diag) = materialize::stale_diagnostic(result, freshness, span) {
+            problems.push(diag);
+        }
+    }
+    results
 }
 
 /// Renders and runs `on-run-start` or `on-run-end`.
@@ -596,33 +657,7 @@ pub async fn inline_query(
     let ctx = session(&prepared.project, memory_limit)?;
     let invocation = prepared.invocation_id();
     let build = outside_a_build(prepared, ctx, &invocation);
-    let lake = materialize::lake_warehouse(&build, &build.registry.ctx);
-    let run = build.run_render.clone();
-    let rendered = tokio::task::block_in_place(|| crate::render::render_inline(&build.project, &run, text, lake))?;
-    let dag = &build.dag;
-    let named = rendered
-        .refs
-        .iter()
-        .map(|r| r.name.clone())
-        .chain(rendered.sources.iter().map(|(s, t)| format!("{s}.{t}")));
-    for name in named {
-        let Some(index) = dag.find(&name) else {
-            return Err(Diagnostic::error(
-                Code::UnknownRef,
-                format!("`{name}` is not a node of this project"),
-            ));
-        };
-        if dag.node(index).materialized == graph::Materialization::Ephemeral {
-            return Err(Diagnostic::error(
-                Code::Unsupported,
-                format!("`{name}` is ephemeral: `etl show {name}` shows it; an inline query cannot read it yet"),
-            ));
-        }
-        build.registry.ensure(dag, &build.project, index).await?;
-    }
-    let plan = crate::plan::plan_sql(&build.registry.ctx.state(), &rendered.sql)
-        .await
-        .map_err(|e| Diagnostic::error(Code::Sql, format!("the inline query: {}", e.find_root())))?;
+    let plan = materialize::plan_inline(&build, text).await?;
     Ok((build.registry.ctx.clone(), plan))
 }
 

@@ -4,8 +4,8 @@
 //! output: [`project`] loads the files, [`render`] turns templates into SQL,
 //! [`graph`] builds the DAG, checks each node's [`config`] and selects
 //! nodes, [`plan`] owns the DataFusion session and turns SQL into plans,
-//! [`materialize`] builds nodes into the [`lake`], and [`artifacts`]
-//! records what happened. [`build()`] runs them all for the commands that
+//! [`materialize`] builds nodes into the [`lake`], [`artifacts`]
+//! records what happened, and [`notify`] tells people. [`build()`] runs them all for the commands that
 //! build. The library never prints: it returns results and
 //! [`diagnostic::Diagnostic`]s.
 //!
@@ -22,6 +22,7 @@ pub mod diagnostic;
 pub mod graph;
 pub mod lake;
 pub mod materialize;
+pub mod notify;
 mod parallel;
 pub mod plan;
 pub mod project;

@@ -56,6 +56,25 @@ pub async fn run(global: &Global, out: &Output) -> u8 {
                 .map_or_else(|| format!("{} (one per core)", num_cpus::get()), |t| t.to_string())
         )),
     );
+    if let Some(notify) = &target.notify {
+        let on: Vec<String> = notify
+            .channels
+            .iter()
+            .map(|c| {
+                let events: Vec<&str> = c.on.iter().map(|e| e.name()).collect();
+                format!("{} on {}", c.name, events.join(", "))
+            })
+            .collect();
+        let mut said = if on.is_empty() {
+            "no channel on".to_owned()
+        } else {
+            on.join("; ")
+        };
+        if !notify.off.is_empty() {
+            said.push_str(&format!(" (off, empty: {})", notify.off.join(", ")));
+        }
+        line("notify", Ok(said));
+    }
     line(
         "packages",
         Ok(match project.packages.len() {

@@ -257,15 +257,17 @@ impl Global {
     /// Loads, renders and builds the DAG, printing its warnings, or the
     /// diagnostics it failed with.
     fn prepare(&self, out: &Output, invocation_id: &str) -> Result<etl::Prepared, u8> {
+        self.prepare_or_say(out, invocation_id).map_err(|_| 2)
+    }
+
+    /// [`Self::prepare`], with the errors that stopped it (printed).
+    fn prepare_or_say(&self, out: &Output, invocation_id: &str) -> Result<etl::Prepared, Vec<Diagnostic>> {
         let prepared = etl::prepare(
             &self.project_dir,
             &self.load_options(),
             &self.render_options(invocation_id),
         )
-        .map_err(|diags| {
-            out.fatal(&diags, Some(&self.project_dir));
-            2
-        })?;
+        .inspect_err(|diags| out.fatal(diags, Some(&self.project_dir)))?;
         out.warnings(&prepared.warnings(), &prepared.project.root);
         Ok(prepared)
     }

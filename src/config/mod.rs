@@ -11,6 +11,7 @@
 mod data_test;
 mod export;
 mod incremental;
+mod notify;
 mod raw;
 mod snapshot;
 
@@ -22,6 +23,7 @@ use serde_json::Value;
 pub use data_test::{TestConfig, Threshold};
 pub use export::{ExportConfig, ExportFormat};
 pub use incremental::{BatchSize, Incremental, MergeSettings, MicrobatchConfig, OnSchemaChange, Strategy, parse_time};
+pub use notify::{Channel, ChannelKind, Email, Event, Figure, Notify, Secret, Tls, Webhook, parse_notify};
 pub use raw::{RawConfig, string_list};
 pub use snapshot::{CheckColumns, HardDeletes, MetaColumns, Snapshot, SnapshotStrategy};
 

@@ -1,6 +1,8 @@
 //! Source freshness, as `dbt source freshness` checks it: the newest
 //! `loaded_at_field` of each source table against `warn_after` and
-//! `error_after`.
+//! `error_after`. A file source without a `loaded_at_field` is as fresh as
+//! its newest file (its modification time in the store): the freshness
+//! dbt reads from a warehouse's metadata, for a folder of daily files.
 //!
 //! ```yaml
 //! sources:
@@ -108,13 +110,48 @@ async fn check_one(
 ) -> Result<Checked, Diagnostic> {
     let fail = |code: Code, message: String| Diagnostic::error(code, message).with_span(source.span.clone());
     let name = format!("{}.{}", source.source_name, source.name);
-    let field = dag.node(index).config.loaded_at_field.as_deref().ok_or_else(|| {
-        fail(
-            Code::Freshness,
-            format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
-        )
-    })?;
     let (warn_after, error_after) = (freshness.warn_after, freshness.error_after);
+    let judge = |age: f64| {
+        if error_after.is_some_and(|e| age > e) {
+            FreshnessStatus::Error
+        } else if warn_after.is_some_and(|w| age > w) {
+            FreshnessStatus::Warn
+        } else {
+            FreshnessStatus::Pass
+        }
+    };
+    let nothing = if error_after.is_some() {
+        FreshnessStatus::Error
+    } else {
+        FreshnessStatus::Warn
+    };
+    let Some(field) = dag.node(index).config.loaded_at_field.as_deref() else {
+        if source.format == crate::project::SourceFormat::Delta || freshness.filter.is_some() {
+            return Err(fail(
+                Code::Freshness,
+                format!("source `{name}` has a `freshness` but no `loaded_at_field`"),
+            )
+            .with_help(
+                "a file source without `loaded_at_field` is as fresh as its newest file; a Delta source or a \
+                 `filter` needs a column to read",
+            ));
+        }
+        let files = match crate::plan::list_source_files(&registry.ctx, source).await {
+            Ok(files) => files,
+            Err(diag) if diag.code == Code::MissingSource => Vec::new(),
+            Err(diag) => return Err(diag),
+        };
+        let Some(newest) = files.iter().map(|f| f.last_modified).max() else {
+            return Ok((nothing, None, None, format!("no file matches `{}`", source.location)));
+        };
+        let age = (now - newest).num_milliseconds() as f64 / 1000.0;
+        return Ok((
+            judge(age),
+            Some(newest),
+            Some(age),
+            format!("newest file is {} old", human_age(age)),
+        ));
+    };
     let filter = freshness
         .filter
         .as_ref()
@@ -150,32 +187,57 @@ async fn check_one(
         })
         .and_then(DateTime::<Utc>::from_timestamp_micros);
     let Some(max) = max else {
-        let status = if error_after.is_some() {
-            FreshnessStatus::Error
-        } else {
-            FreshnessStatus::Warn
-        };
         return Ok((
-            status,
+            nothing,
             None,
             None,
             format!("`{field}` has no value: nothing was loaded"),
         ));
     };
     let age = (now - max).num_milliseconds() as f64 / 1000.0;
-    let status = if error_after.is_some_and(|e| age > e) {
-        FreshnessStatus::Error
-    } else if warn_after.is_some_and(|w| age > w) {
-        FreshnessStatus::Warn
-    } else {
-        FreshnessStatus::Pass
-    };
     Ok((
-        status,
+        judge(age),
         Some(max),
         Some(age),
         format!("newest `{field}` is {} old", human_age(age)),
     ))
+}
+
+/// What a build says of a source that is not fresh: a warning past
+/// `warn_after` (or when it cannot be checked), an error past
+/// `error_after`. `None` for a fresh source.
+pub fn stale_diagnostic(
+    result: &FreshnessResult,
+    freshness: &Freshness,
+    span: Option<crate::diagnostic::Span>,
+) -> Option<Diagnostic> {
+    let after = |seconds: Option<f64>, what: &str| seconds.map(|s| format!("{what} after {}", human_age(s)));
+    let limits: Vec<String> = [
+        after(freshness.warn_after, "warn"),
+        after(freshness.error_after, "error"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let stale = format!(
+        "source `{}` is stale: {} ({})",
+        result.name,
+        result.message,
+        limits.join(", ")
+    );
+    let diag = match result.status {
+        FreshnessStatus::Pass => return None,
+        FreshnessStatus::Warn => Diagnostic::warning(Code::Freshness, stale),
+        FreshnessStatus::Error => Diagnostic::error(Code::Freshness, stale),
+        FreshnessStatus::RuntimeError => Diagnostic::warning(
+            Code::Freshness,
+            format!(
+                "the freshness of source `{}` could not be checked: {}",
+                result.name, result.message
+            ),
+        ),
+    };
+    Some(diag.with_span(span))
 }
 
 fn human_age(seconds: f64) -> String {

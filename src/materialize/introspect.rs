@@ -116,6 +116,41 @@ pub fn lake_warehouse(build: &Arc<Build>, session: &SessionContext) -> Arc<dyn W
     Arc::new(LakeWarehouse::new(build.clone(), session.clone()))
 }
 
+/// A query written as a model is (`ref()`, `source()`, `var()`, with
+/// `execute` true), rendered and planned over the relations it names,
+/// each made readable from the lake: `etl show --inline`, and the figures
+/// of a notification's summary. Renders outside the runtime's pool.
+pub async fn plan_inline(build: &Arc<Build>, text: &str) -> Result<datafusion::logical_expr::LogicalPlan, Diagnostic> {
+    let ctx = &build.registry.ctx;
+    let lake = lake_warehouse(build, ctx);
+    let run = build.run_render.clone();
+    let rendered = tokio::task::block_in_place(|| crate::render::render_inline(&build.project, &run, text, lake))?;
+    let dag = &build.dag;
+    let named = rendered
+        .refs
+        .iter()
+        .map(|r| r.name.clone())
+        .chain(rendered.sources.iter().map(|(s, t)| format!("{s}.{t}")));
+    for name in named {
+        let Some(index) = dag.find(&name) else {
+            return Err(Diagnostic::error(
+                Code::UnknownRef,
+                format!("`{name}` is not a node of this project"),
+            ));
+        };
+        if dag.node(index).materialized == Materialization::Ephemeral {
+            return Err(Diagnostic::error(
+                Code::Unsupported,
+                format!("`{name}` is ephemeral: `etl show {name}` shows it; an inline query cannot read it yet"),
+            ));
+        }
+        build.registry.ensure(dag, &build.project, index).await?;
+    }
+    crate::plan::plan_sql(&ctx.state(), &rendered.sql)
+        .await
+        .map_err(|e| Diagnostic::error(Code::Sql, format!("the inline query: {}", e.find_root())))
+}
+
 /// Renders the node at `index` again when its templates ask the lake;
 /// what it rendered is then the node's SQL and hooks for this build.
 pub async fn render_if_asking(

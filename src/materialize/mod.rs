@@ -9,7 +9,7 @@ mod freshness;
 pub mod hooks;
 mod incremental;
 mod introspect;
-pub use introspect::{lake_warehouse, sql_type};
+pub use introspect::{lake_warehouse, plan_inline, sql_type};
 mod ingest;
 
 pub use incremental::incremental_models;
@@ -21,7 +21,7 @@ mod snapshot;
 mod unit_tests;
 mod write;
 
-pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness};
+pub use freshness::{FreshnessResult, FreshnessStatus, check_freshness, stale_diagnostic};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;

@@ -169,6 +169,16 @@ fn model_slot(m: &mut Model) -> PropsTarget<'_> {
 }
 
 /// Loads the project at `dir`.
+/// The project's name and target alone, when its project file reads:
+/// whom a build that cannot load the rest of the project tells.
+pub fn load_target(dir: &Path, options: &LoadOptions) -> Option<(String, Target)> {
+    let root = absolute(dir);
+    let header = read_project_file(&root).ok()?;
+    let vars = merge_cli_vars(header.vars.clone(), options.vars.as_deref()).ok()?;
+    let target = resolve_target(&root, &header, &vars, options, &mut Vec::new()).ok()?;
+    Some((header.name, target))
+}
+
 pub fn load(dir: &Path, options: &LoadOptions) -> Result<Project, Diagnostics> {
     let root = absolute(dir);
     let mut header = read_project_file(&root)?;

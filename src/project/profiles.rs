@@ -120,6 +120,7 @@ pub(super) fn target(
                 "memory_limit",
                 "options",
                 "sql_dialect",
+                "notify",
             ],
             &[],
         ),
@@ -256,6 +257,12 @@ pub(super) fn target(
         memory_limit: get("memory_limit").map(|m| text_of("memory_limit", m)).transpose()?,
         options,
         dialect,
+        notify: match get("notify") {
+            None => None,
+            Some(value) => Some(crate::config::parse_notify(&value.value, at(value), root, &|text| {
+                settings::render(text, &scope)
+            })?),
+        },
     })
 }
 

@@ -79,6 +79,9 @@ pub struct TargetSpec {
     /// Options passed to the object store (endpoint, region, ...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Who hears of a build (webhooks, e-mail), and when.
+    #[serde(default)]
+    pub notify: Option<Spanned<Value>>,
 }
 
 /// `dbt_project.yml`, with every key dbt accepts. Keys that only mean

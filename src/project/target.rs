@@ -16,6 +16,8 @@ pub struct Target {
     pub options: BTreeMap<String, String>,
     /// Whose SQL semantics the models are written in.
     pub dialect: Dialect,
+    /// `notify:`: who hears of a build, and when.
+    pub notify: Option<crate::config::Notify>,
 }
 
 /// The SQL semantics models are planned with. A project moved from
@@ -254,6 +256,7 @@ pub(super) fn resolve_target(
             threads: None,
             memory_limit: None,
             options: BTreeMap::new(),
+            notify: None,
         },
         None => {
             let span = header
@@ -306,6 +309,15 @@ pub(super) fn resolve_target(
         .with_span(span)
         .with_help("leave `threads` out to use one per core"));
     }
+    let notify = match &spec.notify {
+        None => None,
+        Some(value) => {
+            let at = yaml::span(&header.file, &value.referenced).or(span.clone());
+            Some(crate::config::parse_notify(&value.value, at, root, &|text| {
+                settings::render(text, &scope)
+            })?)
+        }
+    };
     Ok(Target {
         name,
         lake,
@@ -314,6 +326,7 @@ pub(super) fn resolve_target(
         memory_limit: spec.memory_limit,
         options,
         dialect,
+        notify,
     })
 }
 

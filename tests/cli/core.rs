@@ -256,6 +256,7 @@ fn the_library_builds_a_project_as_the_cli_does() {
         event_time_end: None,
         defer: None,
         empty: false,
+        figures: Vec::new(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut started = None;

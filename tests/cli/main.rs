@@ -8,6 +8,7 @@ mod defer_and_empty;
 mod docs_site;
 mod incremental;
 mod nightly;
+mod notify;
 mod outputs;
 mod packages;
 mod reference;

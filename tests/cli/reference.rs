@@ -38,9 +38,77 @@ fn count(project: &Path, table: &str, filter: &str) -> u64 {
 fn the_reference_project_cleans_a_generated_lake_as_promised() {
     let (dir, manifest) = reference_project(3000, 6, 0.03);
     let p = dir.path();
-    let (code, stdout, stderr) = etl(p, &["build"]);
+    let hook = Webhook::start();
+    let env = [("SHOP_NOTIFY_WEBHOOK", format!("{}/shop", hook.url))];
+    let (code, stdout, stderr) = etl_with_env(p, &["build"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains(", 0 failed, 0 skipped; tests:"), "{stdout}");
+
+    // The day's summary reached the webhook: the last day's revenue and
+    // orders, its top 10 products, every entity's reject rate against its
+    // thresholds, every bronze feed fresh.
+    assert!(stdout.contains("Told webhook (summary)"), "{stdout}");
+    let summary = &hook.posted("/shop")[0].body;
+    let revenue_orders = "from silver_orders_clean where status <> 'cancelled'";
+    let last_day = query(
+        p,
+        &["silver.orders_clean"],
+        &format!("select cast(max(order_date) as varchar) {revenue_orders}"),
+    );
+    let day = query(
+        p,
+        &["silver.orders_clean"],
+        &format!(
+            "select count(*), cast(sum(total_amount) as double) {revenue_orders} and order_date = date '{}'",
+            last_day[0]
+        ),
+    );
+    let figure = &summary["figures"][0];
+    assert_eq!(
+        figure["columns"],
+        serde_json::json!(["day", "orders", "revenue", "average_order_value"])
+    );
+    assert_eq!(figure["rows"][0][0], last_day[0].as_str());
+    let (orders, revenue) = (&figure["rows"][0][1], figure["rows"][0][2].as_f64().unwrap());
+    assert_eq!(format!("{orders}|{revenue}"), day[0]);
+    let top = summary["figures"][1]["rows"].as_array().unwrap();
+    assert_eq!(top.len(), 10, "{}", summary["figures"][1]);
+    assert!(
+        top.windows(2).all(|w| w[0][4].as_f64() >= w[1][4].as_f64()),
+        "by revenue: {top:?}"
+    );
+    let rates: Vec<(&str, &str, &str)> = summary["rates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["entity"].as_str().unwrap(),
+                r["warn_if"].as_str().unwrap(),
+                r["error_if"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rates,
+        [
+            ("clicks_validated", ">2%", ">5%"),
+            ("customers_validated", ">2%", ">5%"),
+            ("order_events_validated", ">2%", ">5%"),
+            ("order_items_validated", ">2%", ">5%"),
+            ("orders_validated", ">2%", ">5%"),
+            ("stock_validated", ">4%", ">8%"),
+            ("suppliers_validated", ">10%", ">25%"),
+        ]
+    );
+    let fresh: Vec<&str> = summary["freshness"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "pass")
+        .map(|f| f["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(fresh.len(), 8, "{}", summary["freshness"]);
 
     // One row per order.
     let orders = count(p, "silver.orders_clean", "");

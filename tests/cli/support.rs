@@ -199,3 +199,65 @@ pub fn format_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> 
     }
     out
 }
+
+/// A webhook endpoint on a free loopback port that keeps what is POSTed
+/// to it: each request's path, headers and JSON body. A path that starts
+/// with `/flaky` answers 500 to its first two requests.
+pub struct Webhook {
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<Posted>>>,
+    server: std::sync::Arc<tiny_http::Server>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (serving, keeping) = (server.clone(), received.clone());
+        std::thread::spawn(move || {
+            let mut flaky = 0;
+            for mut request in serving.incoming_requests() {
+                let mut text = String::new();
+                let _ = request.as_reader().read_to_string(&mut text);
+                let path = request.url().to_owned();
+                if path.starts_with("/flaky") && flaky < 2 {
+                    flaky += 1;
+                    let _ = request.respond(tiny_http::Response::from_string("busy").with_status_code(500));
+                    continue;
+                }
+                let headers = request
+                    .headers()
+                    .iter()
+                    .map(|h| (h.field.to_string().to_lowercase(), h.value.to_string()))
+                    .collect();
+                keeping.lock().unwrap().push(Posted {
+                    path,
+                    headers,
+                    body: serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+                });
+                let _ = request.respond(tiny_http::Response::from_string("ok"));
+            }
+        });
+        Webhook { url, received, server }
+    }
+
+    /// What was posted so far to paths starting with `path`.
+    pub fn posted(&self, path: &str) -> Vec<Posted> {
+        let all = self.received.lock().unwrap();
+        all.iter().filter(|p| p.path.starts_with(path)).cloned().collect()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
