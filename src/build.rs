@@ -464,14 +464,20 @@ async fn source_freshness(
     if !dag.order.iter().any(|&i| declares(i)) {
         return Vec::new();
     }
-    let mut read = BTreeSet::new();
-    for &index in nodes {
-        if declares(index) {
-            read.insert(index);
+    // Everything upstream of the nodes, each node visited once.
+    let mut upstream = std::collections::HashSet::new();
+    let mut stack = nodes.to_vec();
+    while let Some(index) = stack.pop() {
+        if upstream.insert(index) {
+            stack.extend(dag.parents(index));
         }
-        read.extend(dag.ancestors(index).into_iter().filter(|&i| declares(i)));
     }
-    let read: Vec<NodeIndex> = read.into_iter().collect();
+    let read: Vec<NodeIndex> = dag
+        .order
+        .iter()
+        .copied()
+        .filter(|i| upstream.contains(i) && declares(*i))
+        .collect();
     let results = materialize::check_freshness(registry, project, dag, &read).await;
     for result in &results {
         let Some(&index) = dag.by_id.get(&result.unique_id) else {

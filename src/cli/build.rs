@@ -192,9 +192,16 @@ impl<'a> Told<'a> {
                 out.event(serde_json::json!({"event": "notify", "delivery": delivery}));
                 continue;
             }
+            let late = match delivery.late {
+                0 => String::new(),
+                n => format!(
+                    ", and {n} message{} of earlier builds it missed",
+                    if n == 1 { "" } else { "s" }
+                ),
+            };
             match &delivery.error {
                 None => out.line(&format!(
-                    "Told {} ({}{})",
+                    "Told {} ({}{}{late})",
                     delivery.channel,
                     delivery.event,
                     if delivery.attempts > 1 {
@@ -203,20 +210,30 @@ impl<'a> Told<'a> {
                         String::new()
                     }
                 )),
-                Some(error) => out.diagnostics(
-                    &[Diagnostic::warning(
+                Some(error) => {
+                    let mut diag = Diagnostic::warning(
                         Code::Notify,
                         format!(
-                            "{} was not told of this {} ({} attempt{}): {error}",
+                            "{} was not told of this {} ({} attempt{}{late}): {error}",
                             delivery.channel,
                             delivery.event,
                             delivery.attempts,
                             if delivery.attempts == 1 { "" } else { "s" }
                         ),
-                    )
-                    .with_note("the build's result stands: this does not change its exit code")],
-                    Some(&self.root),
-                ),
+                    );
+                    diag = match &delivery.kept {
+                        Some(Ok(path)) => diag.with_note(format!(
+                            "kept in {}: sent, marked late, before the channel's next message",
+                            path.strip_prefix(&self.root).unwrap_or(path).display()
+                        )),
+                        Some(Err(e)) => diag.with_note(format!("and it could not be kept to send later: {e}")),
+                        None => diag,
+                    };
+                    out.diagnostics(
+                        &[diag.with_note("the build's result stands: this does not change its exit code")],
+                        Some(&self.root),
+                    );
+                }
             }
         }
     }

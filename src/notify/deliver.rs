@@ -17,10 +17,16 @@ use crate::config::{Channel, ChannelKind, Email, Notify, Tls, Webhook};
 pub struct Delivery {
     pub channel: String,
     /// The event told: failure, warning, summary, success.
-    pub event: &'static str,
+    pub event: String,
     pub attempts: u32,
+    /// Messages of earlier builds it missed, sent before this one.
+    pub late: usize,
     /// Why it did not arrive, after its last attempt.
     pub error: Option<String>,
+    /// Where a message that did not arrive was kept, to send at the next
+    /// build (or why it could not be kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<Result<std::path::PathBuf, String>>,
 }
 
 /// An attempt that failed, and whether another could succeed.
@@ -29,15 +35,24 @@ struct Failed {
     again: bool,
 }
 
+/// One attempt at sending `report` to `channel`.
+pub(super) async fn attempt(notify: &Notify, channel: &Channel, report: &Report) -> Result<(), String> {
+    send_once(notify, channel, report).await.map_err(|f| f.message)
+}
+
+async fn send_once(notify: &Notify, channel: &Channel, report: &Report) -> Result<(), Failed> {
+    match &channel.kind {
+        ChannelKind::Webhook(hook) => post(hook, report, notify.timeout).await,
+        ChannelKind::Email(email) => mail(email, report, notify.timeout).await,
+    }
+}
+
 pub(super) async fn deliver(notify: &Notify, channel: &Channel, report: &Report) -> Delivery {
     let mut delay = notify.retry_delay;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let attempt = match &channel.kind {
-            ChannelKind::Webhook(hook) => post(hook, report, notify.timeout).await,
-            ChannelKind::Email(email) => mail(email, report, notify.timeout).await,
-        };
+        let attempt = send_once(notify, channel, report).await;
         let error = match attempt {
             Ok(()) => None,
             Err(failed) if failed.again && attempts <= notify.retries => {
@@ -50,9 +65,11 @@ pub(super) async fn deliver(notify: &Notify, channel: &Channel, report: &Report)
         };
         return Delivery {
             channel: channel.name.clone(),
-            event: report.event,
+            event: report.event.clone(),
             attempts,
+            late: 0,
             error,
+            kept: None,
         };
     }
 }
@@ -124,7 +141,7 @@ async fn mail(email: &Email, report: &Report, timeout: Duration) -> Result<(), F
                 .parse()
                 .map_err(|e| never(format!("`from: {}`: {e}", email.from)))?,
         )
-        .subject(&report.headline)
+        .subject(message::headline(report))
         .header(lettre::message::header::ContentType::TEXT_PLAIN);
     for to in &email.to {
         builder = builder.to(to.parse().map_err(|e| never(format!("`to: {to}`: {e}")))?);

@@ -26,7 +26,7 @@ pub fn text(report: &Report, slack: bool) -> String {
 pub fn slack(report: &Report) -> Value {
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": clip(&report.headline, 150)},
+        "text": {"type": "plain_text", "text": clip(&headline(report), 150)},
     })];
     for (title, body) in sections(report, true).into_iter().skip(1) {
         let text = match title {
@@ -36,13 +36,26 @@ pub fn slack(report: &Report) -> Value {
         // A section's text is at most 3000 characters.
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&text, 2900)}}));
     }
-    json!({"text": report.headline, "blocks": blocks})
+    json!({"text": headline(report), "blocks": blocks})
+}
+
+/// The headline, said to be late when the message is.
+pub fn headline(report: &Report) -> String {
+    if report.late {
+        format!(
+            "[sent late, from {} UTC] {}",
+            report.finished_at.format("%Y-%m-%d %H:%M"),
+            report.headline
+        )
+    } else {
+        report.headline.clone()
+    }
 }
 
 /// The parts of the message, each with its title, the headline first.
 fn sections(report: &Report, slack: bool) -> Vec<(Option<&'static str>, String)> {
     let mut out = Vec::new();
-    let mut head = report.headline.clone();
+    let mut head = headline(report);
     let _ = write!(
         head,
         "\n{} at {} UTC, {:.1} s, lake {}",

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Event, Figure, Notify};
@@ -28,7 +28,7 @@ pub use deliver::Delivery;
 
 /// A test whose thresholds are shares of the rows it read (a reject
 /// rate), as this build measured it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rate {
     pub test: String,
     /// The node it tests.
@@ -42,7 +42,7 @@ pub struct Rate {
 }
 
 /// A figure of the summary, computed after the build.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FigureResult {
     pub title: String,
     pub columns: Vec<String>,
@@ -164,7 +164,7 @@ async fn figure_rows(build: &Arc<Build>, figure: &Figure) -> Result<Rows, String
 }
 
 /// How a build went, for whom it concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Success,
@@ -173,7 +173,7 @@ pub enum Outcome {
 }
 
 /// One node's result worth telling: an error, a failed or warned test.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Item {
     pub unique_id: String,
     pub name: String,
@@ -183,7 +183,7 @@ pub struct Item {
 }
 
 /// A source's freshness, as told.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fresh {
     pub source: String,
     pub status: String,
@@ -193,7 +193,7 @@ pub struct Fresh {
 }
 
 /// Rejected rows of a model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectedRows {
     pub model: String,
     pub rows: u64,
@@ -202,10 +202,13 @@ pub struct RejectedRows {
 
 /// Everything a notification says: the JSON a webhook receives, and what
 /// Slack messages and e-mails are written from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     /// Which event this message is for: failure, warning, summary, success.
-    pub event: &'static str,
+    pub event: String,
+    /// Sent at a later build than its own: the channel was down then.
+    #[serde(default)]
+    pub late: bool,
     pub outcome: Outcome,
     pub headline: String,
     pub project: String,
@@ -412,7 +415,8 @@ impl Report {
             where_to_look.push(link.to_owned());
         }
         Report {
-            event: "failure",
+            event: "failure".to_owned(),
+            late: false,
             outcome,
             headline,
             project: context.project.to_owned(),
@@ -521,7 +525,9 @@ pub fn event_for(channel: &crate::config::Channel, outcome: Outcome, summary_due
 
 /// Tells every channel of `notify` that is concerned by `report`, each
 /// retried as configured; records the summaries sent in `target/`. One
-/// delivery per channel told.
+/// delivery per channel told. A message a channel did not take is kept in
+/// its outbox (`target/notify/outbox/`) and sent, marked late, before
+/// that channel's next message.
 pub async fn send(notify: &Notify, report: &Report, root: &Path) -> Vec<Delivery> {
     let today = report.finished_at.date_naive();
     let mut state = SummaryState::load(root, &report.target);
@@ -530,22 +536,114 @@ pub async fn send(notify: &Notify, report: &Report, root: &Path) -> Vec<Delivery
         let Some(event) = event_for(channel, report.outcome, state.due(&channel.name, today)) else {
             continue;
         };
+        let outbox = Outbox::new(root, &channel.name);
+        // What it missed first, one attempt each: a channel still down
+        // is not waited for twice.
+        let mut late = 0;
+        let mut down = false;
+        for (path, mut missed) in outbox.pending() {
+            missed.late = true;
+            if deliver::attempt(notify, channel, &missed).await.is_err() {
+                down = true;
+                break;
+            }
+            let _ = std::fs::remove_file(path);
+            late += 1;
+        }
         let mut report = report.clone();
-        report.event = event.name();
-        let delivery = deliver::deliver(notify, channel, &report).await;
-        if delivery.error.is_none() && channel.on.contains(&Event::Summary) && event != Event::Warning {
+        report.event = event.name().to_owned();
+        let mut delivery = if down {
+            deliver::Delivery {
+                channel: channel.name.clone(),
+                event: report.event.clone(),
+                attempts: 1,
+                late: 0,
+                kept: None,
+                error: Some("it still does not answer for the messages it missed before".to_owned()),
+            }
+        } else {
+            deliver::deliver(notify, channel, &report).await
+        };
+        delivery.late = late;
+        if delivery.error.is_some() {
+            delivery.kept = Some(outbox.keep(&report).map_err(|e| e.to_string()));
+        } else if channel.on.contains(&Event::Summary) && event != Event::Warning {
             // A failure's message carries the whole summary too.
             if let Err(e) = state.record(&report.target, &channel.name, today) {
-                out.push(Delivery {
-                    error: Some(format!(
-                        "sent, but the day's summary was not recorded in target/notify.json: {e}"
-                    )),
-                    ..delivery
-                });
-                continue;
+                delivery.error = Some(format!(
+                    "sent, but the day's summary was not recorded in target/notify.json: {e}"
+                ));
             }
         }
         out.push(delivery);
     }
     out
+}
+
+/// The messages a channel did not take, oldest first, at most
+/// [`Outbox::KEPT`] (the oldest dropped beyond).
+struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    const KEPT: usize = 100;
+
+    fn new(root: &Path, channel: &str) -> Outbox {
+        let folder: String = channel
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        Outbox {
+            dir: root.join("target").join("notify").join("outbox").join(folder),
+        }
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// The messages kept, oldest first; one that does not read is dropped.
+    fn pending(&self) -> Vec<(PathBuf, Report)> {
+        self.files()
+            .into_iter()
+            .filter_map(|path| {
+                let report = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<Report>(&text).ok());
+                if report.is_none() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Some((path, report?))
+            })
+            .collect()
+    }
+
+    /// Keeps `report` to send later; where it is kept.
+    fn keep(&self, report: &Report) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let name = format!(
+            "{}-{}.json",
+            report.finished_at.format("%Y%m%dT%H%M%S%.3fZ"),
+            report.invocation_id
+        );
+        let path = self.dir.join(name);
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(&temporary, serde_json::to_vec(report).unwrap_or_default())?;
+        std::fs::rename(&temporary, &path)?;
+        let files = self.files();
+        for old in files.iter().take(files.len().saturating_sub(Self::KEPT)) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(path)
+    }
 }

@@ -271,9 +271,49 @@ fn a_channel_that_is_down_is_retried_and_the_build_keeps_its_result() {
         "{all}"
     );
     assert!(!all.contains("hidden"), "a webhook's URL is a secret: {all}");
+    assert!(all.contains("note: kept in target/notify/outbox/ops/"), "{all}");
     assert!(!p.join("target/notify.json").exists());
-    let (code, stdout, _) = build(p, &["--vars", "{max_revenue: 10}"], &env);
+    let (code, stdout, stderr) = build(p, &["--vars", "{max_revenue: 10}"], &env);
     assert_eq!(code, 1, "a failed build stays failed: {stdout}");
+    assert!(
+        stderr.contains("warning[notify]: ops was not told of this failure (1 attempt): it still does not answer"),
+        "one attempt at what it missed, none more while it is down: {stderr}"
+    );
+    let kept = std::fs::read_dir(p.join("target/notify/outbox/ops")).unwrap().count();
+    assert_eq!(kept, 2);
+
+    // Back up: what it missed first, marked late, oldest first, then this
+    // build's message; the outbox is empty again.
+    let env = vec![("ALERTS_WEBHOOK", format!("{}/back", hook.url))];
+    let (code, stdout, _) = build(p, &[], &env);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("Told ops (summary, and 2 messages of earlier builds it missed)"),
+        "{stdout}"
+    );
+    let back: Vec<(String, bool, String)> = hook
+        .posted("/back")
+        .iter()
+        .map(|p| {
+            let b = &p.body;
+            (
+                b["event"].as_str().unwrap().to_owned(),
+                b["late"].as_bool().unwrap(),
+                b["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("summary", true, "success"),
+        ("failure", true, "failure"),
+        ("summary", false, "success"),
+    ]
+    .map(|(e, l, o)| (e.to_owned(), l, o.to_owned()));
+    assert_eq!(back, expected);
+    assert_eq!(
+        std::fs::read_dir(p.join("target/notify/outbox/ops")).unwrap().count(),
+        0
+    );
 }
 
 #[test]
