@@ -187,53 +187,57 @@ impl<'a> Told<'a> {
 
     async fn send(&self, out: &Output, report: &notify::Report) {
         let Some(notify) = &self.notify else { return };
-        for delivery in notify::send(notify, report, &self.root).await {
-            if out.json() {
-                out.event(serde_json::json!({"event": "notify", "delivery": delivery}));
-                continue;
-            }
-            let late = match delivery.late {
-                0 => String::new(),
-                n => format!(
-                    ", and {n} message{} of earlier builds it missed",
-                    if n == 1 { "" } else { "s" }
-                ),
-            };
-            match &delivery.error {
-                None => out.line(&format!(
-                    "Told {} ({}{}{late})",
-                    delivery.channel,
-                    delivery.event,
-                    if delivery.attempts > 1 {
-                        format!(", at attempt {}", delivery.attempts)
-                    } else {
-                        String::new()
-                    }
-                )),
-                Some(error) => {
-                    let mut diag = Diagnostic::warning(
-                        Code::Notify,
-                        format!(
-                            "{} was not told of this {} ({} attempt{}{late}): {error}",
-                            delivery.channel,
-                            delivery.event,
-                            delivery.attempts,
-                            if delivery.attempts == 1 { "" } else { "s" }
-                        ),
-                    );
-                    diag = match &delivery.kept {
-                        Some(Ok(path)) => diag.with_note(format!(
-                            "kept in {}: sent, marked late, before the channel's next message",
-                            path.strip_prefix(&self.root).unwrap_or(path).display()
-                        )),
-                        Some(Err(e)) => diag.with_note(format!("and it could not be kept to send later: {e}")),
-                        None => diag,
-                    };
-                    out.diagnostics(
-                        &[diag.with_note("the build's result stands: this does not change its exit code")],
-                        Some(&self.root),
-                    );
+        say_deliveries(out, &self.root, &notify::send(notify, report, &self.root).await, true);
+    }
+}
+
+/// What became of each channel's message, printed (or one JSON event
+/// each).
+pub fn say_deliveries(out: &Output, root: &Path, deliveries: &[notify::Delivery], in_build: bool) {
+    for delivery in deliveries {
+        if out.json() {
+            out.event(serde_json::json!({"event": "notify", "delivery": delivery}));
+            continue;
+        }
+        let late = match delivery.late {
+            0 => String::new(),
+            n => format!(
+                ", and {n} message{} of earlier builds it missed",
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        match &delivery.error {
+            None => out.line(&format!(
+                "Told {} ({}{}{late})",
+                delivery.channel,
+                delivery.event,
+                if delivery.attempts > 1 {
+                    format!(", at attempt {}", delivery.attempts)
+                } else {
+                    String::new()
                 }
+            )),
+            Some(error) => {
+                let mut diag = Diagnostic::warning(
+                    Code::Notify,
+                    format!(
+                        "{} was not told of this {} ({} attempt{}{late}): {error}",
+                        delivery.channel,
+                        delivery.event,
+                        delivery.attempts,
+                        if delivery.attempts == 1 { "" } else { "s" }
+                    ),
+                );
+                if let Some(path) = &delivery.kept {
+                    diag = diag.with_note(format!(
+                        "kept in {}: sent, marked late, before the channel's next message",
+                        path.strip_prefix(root).unwrap_or(path).display()
+                    ));
+                }
+                if in_build {
+                    diag = diag.with_note("the build's result stands: this does not change its exit code");
+                }
+                out.diagnostics(&[diag], Some(root));
             }
         }
     }

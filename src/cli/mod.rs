@@ -10,6 +10,7 @@ mod docs;
 mod init;
 mod lineage;
 mod ls;
+mod notify;
 mod operation;
 mod output;
 mod retry;
@@ -183,6 +184,12 @@ enum Command {
     Deps,
     /// Run again what errored, failed or was skipped in the last run.
     Retry,
+    /// `etl notify test`: a test message to each channel of the
+    /// target's `notify:`.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
     /// Commands about sources: `etl source freshness`.
     Source {
         #[command(subcommand)]
@@ -229,6 +236,7 @@ pub fn main() -> ExitCode {
             Command::Deps => deps::run(&cli.global, &out),
             Command::Retry => retry::run(&cli.global, &out).await,
             Command::Source { command } => source::run(&cli.global, command, &out).await,
+            Command::Notify { command } => notify::run(&cli.global, command, &out).await,
         }
     });
     // The check's cache, written beside what followed the check.

@@ -24,9 +24,9 @@ pub struct Delivery {
     /// Why it did not arrive, after its last attempt.
     pub error: Option<String>,
     /// Where a message that did not arrive was kept, to send at the next
-    /// build (or why it could not be kept).
+    /// build.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kept: Option<Result<std::path::PathBuf, String>>,
+    pub kept: Option<std::path::PathBuf>,
 }
 
 /// An attempt that failed, and whether another could succeed.

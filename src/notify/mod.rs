@@ -388,6 +388,26 @@ impl Report {
         )
     }
 
+    /// A message that only says the channel works (`etl notify test`).
+    pub fn test(context: &Context) -> Report {
+        let headline = format!(
+            "etl notify test of `{}` ({}): this channel works",
+            context.project, context.target
+        );
+        let mut report = Report::new(
+            context,
+            Outcome::Success,
+            headline,
+            BTreeMap::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        report.event = "test".to_owned();
+        report
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn new(
         context: &Context,
@@ -565,8 +585,11 @@ pub async fn send(notify: &Notify, report: &Report, root: &Path) -> Vec<Delivery
             deliver::deliver(notify, channel, &report).await
         };
         delivery.late = late;
-        if delivery.error.is_some() {
-            delivery.kept = Some(outbox.keep(&report).map_err(|e| e.to_string()));
+        if let Some(error) = &mut delivery.error {
+            match outbox.keep(&report) {
+                Ok(path) => delivery.kept = Some(path),
+                Err(e) => error.push_str(&format!("; and it could not be kept to send later: {e}")),
+            }
         } else if channel.on.contains(&Event::Summary) && event != Event::Warning {
             // A failure's message carries the whole summary too.
             if let Err(e) = state.record(&report.target, &channel.name, today) {
@@ -578,6 +601,32 @@ pub async fn send(notify: &Notify, report: &Report, root: &Path) -> Vec<Delivery
         out.push(delivery);
     }
     out
+}
+
+/// Sends `report` to each channel (or only the one named `only`),
+/// whatever it is told of, retried as configured; nothing is kept or
+/// recorded.
+pub async fn test(notify: &Notify, report: &Report, only: Option<&str>) -> Result<Vec<Delivery>, Diagnostic> {
+    if let Some(name) = only
+        && !notify.channels.iter().any(|c| c.name == name)
+    {
+        let names: Vec<&str> = notify.channels.iter().map(|c| c.name.as_str()).collect();
+        return Err(Diagnostic::error(
+            crate::diagnostic::Code::Notify,
+            format!("no channel of this target is named `{name}`"),
+        )
+        .with_suggestion(name, names.iter().copied())
+        .with_note(if names.is_empty() {
+            "the target has no channel on".to_owned()
+        } else {
+            format!("its channels: {}", names.join(", "))
+        }));
+    }
+    let mut out = Vec::new();
+    for channel in notify.channels.iter().filter(|c| only.is_none_or(|n| n == c.name)) {
+        out.push(deliver::deliver(notify, channel, report).await);
+    }
+    Ok(out)
 }
 
 /// The messages a channel did not take, oldest first, at most

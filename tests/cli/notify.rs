@@ -314,6 +314,28 @@ fn a_channel_that_is_down_is_retried_and_the_build_keeps_its_result() {
         std::fs::read_dir(p.join("target/notify/outbox/ops")).unwrap().count(),
         0
     );
+
+    // `etl notify test`: a message that only says the channel works.
+    let (code, stdout, _) = etl_with_env(p, &["notify", "test", "--channel", "ops"], &env);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(stdout.trim(), "Told ops (test)");
+    let test = &hook.posted("/back")[3].body;
+    assert_eq!(test["event"], "test");
+    assert_eq!(
+        test["headline"],
+        "etl notify test of `alerts` (dev): this channel works"
+    );
+    let (code, _, stderr) = etl_with_env(p, &["notify", "test", "--channel", "opz"], &env);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no channel of this target is named `opz`"), "{stderr}");
+    assert!(stderr.contains("did you mean `ops`?"), "{stderr}");
+    let down = vec![("ALERTS_WEBHOOK", format!("http://127.0.0.1:{closed}/ops"))];
+    let (code, _, stderr) = etl_with_env(p, &["notify", "test"], &down);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("warning[notify]: ops was not told of this test (3 attempts)"),
+        "{stderr}"
+    );
 }
 
 #[test]
