@@ -1,6 +1,6 @@
 //! A target's `notify:`: who hears of a build, when, and what the daily
 //! summary shows. Read once when the project loads (its settings may use
-//! `{{ env_var('NAME') }}`, rendered then), sent by [`crate::notify`]
+//! `{{ env_var('NAME') }}`, rendered then), sent by the `notify` stage
 //! after a build.
 //!
 //! ```yaml
