@@ -1,0 +1,11 @@
+-- models/silver/order_items/order_items_clean.sql (incremental append; full build).
+create or replace table silver_order_items_clean as
+select
+    order_id,
+    line_no,
+    product_id,
+    quantity,
+    unit_price,
+    revenue
+from order_items_validated
+where reject_reason is null;
