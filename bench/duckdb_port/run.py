@@ -12,6 +12,7 @@ writes). Prints the time of each SQL file and of each table's export, the
 total wall and CPU time, and the peak RSS of the process.
 """
 import argparse
+import json
 import os
 import resource
 import sys
@@ -46,6 +47,7 @@ def main():
                         help="DuckDB database file (default in memory; a file lets DuckDB spill less)")
     parser.add_argument("--seeds", default=str(SEEDS_DIR), help="folder of the seed CSV files")
     parser.add_argument("--compression", default="lz4_raw", help="Parquet compression (default lz4_raw, as etl)")
+    parser.add_argument("--json", help="also write the timings to this JSON file")
     args = parser.parse_args()
 
     bronze = Path(args.lake_bronze)
@@ -65,6 +67,7 @@ def main():
     con.execute("set preserve_insertion_order = false")
 
     files = sorted(SQL_DIR.glob("[0-9][0-9]_*.sql"))
+    timings = {}
     limit = con.execute("select current_setting('memory_limit')").fetchone()[0]
     print(f"duckdb {duckdb.__version__}, {args.threads} threads, memory_limit {limit}, {len(files)} SQL files")
     for f in files:
@@ -73,7 +76,8 @@ def main():
                .replace("@SEEDS@", sql_literal_path(args.seeds)))
         t0 = time.perf_counter()
         con.execute(sql)
-        print(f"  {f.name:<40} {time.perf_counter() - t0:8.3f}s")
+        timings[f.stem.split("_", 1)[1]] = time.perf_counter() - t0
+        print(f"  {f.name:<40} {timings[f.stem.split('_', 1)[1]]:8.3f}s")
 
     tables = con.execute(
         "select table_name from duckdb_tables() where schema_name = 'main' order by table_name"
@@ -100,6 +104,9 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"Finished: wall {wall:.2f}s (of which Parquet export {export:.2f}s), "
           f"CPU {cpu:.2f}s, peak RSS {peak:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"wall": wall, "cpu": cpu, "peak_mib": peak, "export": export, "files": timings}, indent=1))
 
 
 if __name__ == "__main__":
