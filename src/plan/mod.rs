@@ -19,6 +19,7 @@ mod row_counts;
 mod session;
 mod shared;
 mod sources;
+mod windows;
 
 pub use by_key::{key_of, same_every_run};
 pub use compile::{CompiledSql, compile, compile_but, compile_with};

@@ -13,6 +13,10 @@ extensions_options! {
         /// and holding an aggregate or a window (a CTE read twice), once
         /// for all its readers.
         pub share_repeated_subplans: bool, default = true
+        /// Evaluate window functions a chunk of whole partitions at a
+        /// time (`row_number`, `rank`, `lag`, running sums...) rather than
+        /// partition by partition as DataFusion does.
+        pub whole_partition_windows: bool, default = true
     }
 }
 

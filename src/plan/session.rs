@@ -23,6 +23,7 @@ use super::dialect;
 use super::distinct::{COUNT_BESIDE_DISTINCT_RULE, CountBesideDistinct, SINGLE_DISTINCT_RULE};
 use super::options::EtlOptions;
 use super::shared::ShareRepeatedSubplans;
+use super::windows::{WHOLE_PARTITION_WINDOWS_RULE, WholePartitionWindows};
 use crate::project::Dialect;
 
 #[derive(Debug, Clone, Default)]
@@ -93,6 +94,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
         .with_optimizer_rules(optimizer_rules())
+        .with_physical_optimizer_rule(Arc::new(WholePartitionWindows))
         .with_physical_optimizer_rule(Arc::new(ShareRepeatedSubplans))
         // Delta's writes and merges are custom plan nodes that need its planner.
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
@@ -198,6 +200,15 @@ pub fn etl_rules(ctx: &SessionContext) -> Vec<&'static str> {
     if sharing {
         rules.push("share_repeated_subplans");
     }
+    let windows = state
+        .config()
+        .options()
+        .extensions
+        .get::<EtlOptions>()
+        .is_none_or(|etl| etl.whole_partition_windows);
+    if windows {
+        rules.push(WHOLE_PARTITION_WINDOWS_RULE);
+    }
     if state
         .optimizers()
         .iter()
@@ -217,11 +228,13 @@ pub fn without_etl_rules(ctx: &SessionContext) -> Result<SessionContext> {
     let state = ctx.state();
     let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
     config.options_mut().set("etl.share_repeated_subplans", "false")?;
+    config.options_mut().set("etl.whole_partition_windows", "false")?;
     config.options_mut().optimizer.subset_repartition_threshold =
         ConfigOptions::default().optimizer.subset_repartition_threshold;
     // What the environment pins still holds.
     apply_env_overrides(&mut config)?;
     config.options_mut().set("etl.share_repeated_subplans", "false")?;
+    config.options_mut().set("etl.whole_partition_windows", "false")?;
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .with_optimizer_rules(Optimizer::new().rules)
