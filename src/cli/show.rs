@@ -108,7 +108,31 @@ async fn print(
     root: &std::path::Path,
     out: &Output,
 ) -> u8 {
-    let batches = df.limit(0, Some(limit)).map_err(|e| e.to_string());
+    // `explain [analyze] ...` prints its plan whole: a limit cannot sit
+    // above it, and the plan reads better as text than in a table.
+    let explains = matches!(
+        df.logical_plan(),
+        datafusion::logical_expr::LogicalPlan::Explain(_) | datafusion::logical_expr::LogicalPlan::Analyze(_)
+    );
+    if explains && !out.json() {
+        return match df.collect().await {
+            Ok(batches) => {
+                out.line(&explained(&batches));
+                0
+            }
+            Err(e) => {
+                out.fatal(
+                    &[Diagnostic::error(
+                        Code::Execution,
+                        format!("explaining {what} failed: {}", e.find_root()),
+                    )],
+                    Some(root),
+                );
+                1
+            }
+        };
+    }
+    let batches = if explains { Ok(df) } else { df.limit(0, Some(limit)) }.map_err(|e| e.to_string());
     let batches = match batches {
         Ok(df) => df.collect().await.map_err(|e| e.find_root().to_string()),
         Err(e) => Err(e),
@@ -158,6 +182,31 @@ async fn print(
         if rows == 1 { "" } else { "s" },
     ));
     0
+}
+
+/// An `explain`'s rows as text: each plan's kind, then the plan itself,
+/// indented as DataFusion prints it.
+fn explained(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> String {
+    let options = FormatOptions::default();
+    let mut text = String::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        for row in 0..batch.num_rows() {
+            for (i, f) in formatters.iter().enumerate() {
+                if i > 0 {
+                    text.push('\n');
+                }
+                text.push_str(&f.value(row).to_string());
+            }
+            text.push_str("\n\n");
+        }
+    }
+    text.trim_end().to_owned()
 }
 
 fn prepared_schema(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> Vec<String> {
