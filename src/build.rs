@@ -100,6 +100,9 @@ pub struct BuildOptions {
     /// Queries run against the lake once the nodes ran: the figures of a
     /// notification's summary (see [`crate::notify`]).
     pub figures: Vec<crate::config::Figure>,
+    /// The running nodes' counters, read while the build runs (a live
+    /// display, progress events).
+    pub live: Arc<crate::plan::live::Live>,
 }
 
 /// `--defer --state DIR [--favor-state]`.
@@ -377,6 +380,8 @@ async fn build_locked(
         started_at: render_options.run_started_at,
     };
     let mut build = Build::new(project, dag, rendered, registry, run_options, full_build_sql);
+    options.live.watch_spills(&build.registry.ctx);
+    build.live = Arc::clone(&options.live);
     build.graph = Arc::new(serde_json::json!({
         "nodes": manifest["nodes"],
         "sources": manifest["sources"],

@@ -62,7 +62,9 @@ pub async fn run_only(global: &Global, out: &Output, mode: Mode, only: Option<&B
         event_time_start: global.event_time_start,
         event_time_end: global.event_time_end,
         figures: told.figures(),
+        live: Default::default(),
     };
+    let watch = super::live::Watch::start(&options.live, out);
     let outcome = etl::build(prepared, &options, |progress| match progress {
         Progress::Warnings(warnings) => out.warnings(warnings, &root),
         Progress::Started {
@@ -85,6 +87,7 @@ pub async fn run_only(global: &Global, out: &Output, mode: Mode, only: Option<&B
         Progress::Node { result, done, total } => out.node(result, done, total),
     })
     .await;
+    drop(watch);
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(diags) => {

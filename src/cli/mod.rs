@@ -9,6 +9,7 @@ mod deps;
 mod docs;
 mod init;
 mod lineage;
+mod live;
 mod ls;
 mod notify;
 mod operation;
@@ -201,7 +202,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output::new(cli.global.log_format);
     out.init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // SQL parsing and DataFusion's planning recurse once per level of a
+    // query's nesting, in frames that are large in a debug build: tokio's
+    // 2 MiB threads overflowed on the reference project's nested test
+    // queries there. The stack is reserved, not committed.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(16 << 20)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             out.fatal(

@@ -13,11 +13,31 @@ use etl::materialize::{NodeResult, Rejected, RunResults, Status, thousands};
 
 pub struct Output {
     format: LogFormat,
+    /// The live lines of the running nodes, when they are drawn: what is
+    /// printed goes above them.
+    live: std::sync::Mutex<Option<indicatif::MultiProgress>>,
 }
 
 impl Output {
     pub fn new(format: LogFormat) -> Output {
-        Output { format }
+        Output {
+            format,
+            live: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Lines printed from now on go above `bars` (None: bars gone).
+    pub fn draw_above(&self, bars: Option<indicatif::MultiProgress>) {
+        *self.live.lock().expect("live bars poisoned") = bars;
+    }
+
+    /// Runs `print` with the live lines out of the way.
+    fn printing<T>(&self, print: impl FnOnce() -> T) -> T {
+        let live = self.live.lock().expect("live bars poisoned").clone();
+        match live {
+            Some(bars) => bars.suspend(print),
+            None => print(),
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -39,8 +59,10 @@ impl Output {
     }
 
     pub fn line(&self, text: &str) {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{text}");
+        self.printing(|| {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{text}");
+        });
     }
 
     /// Many lines in one go: a listing of thousands of nodes written line
@@ -64,14 +86,16 @@ impl Output {
 
     pub fn diagnostics(&self, diags: &[Diagnostic], root: Option<&Path>) {
         let root = root.unwrap_or(Path::new("."));
-        let mut stderr = std::io::stderr().lock();
-        for d in diags {
-            if self.json() {
-                let _ = writeln!(stderr, "{}", json!({"event": "diagnostic", "diagnostic": d}));
-            } else {
-                let _ = writeln!(stderr, "{}", d.render(root));
+        self.printing(|| {
+            let mut stderr = std::io::stderr().lock();
+            for d in diags {
+                if self.json() {
+                    let _ = writeln!(stderr, "{}", json!({"event": "diagnostic", "diagnostic": d}));
+                } else {
+                    let _ = writeln!(stderr, "{}", d.render(root));
+                }
             }
-        }
+        });
     }
 
     pub fn warnings(&self, diags: &[Diagnostic], root: &Path) {

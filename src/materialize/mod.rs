@@ -222,6 +222,8 @@ pub struct Build {
     pub graph: Arc<serde_json::Value>,
     /// `graph` as templates read it, made on first use.
     pub graph_value: std::sync::OnceLock<minijinja::Value>,
+    /// The running nodes' counters (see `plan::live`).
+    pub live: Arc<crate::plan::live::Live>,
 }
 
 impl NodeResult {
@@ -278,6 +280,7 @@ impl Build {
             run_rendered: Default::default(),
             graph: Arc::new(serde_json::json!({})),
             graph_value: Default::default(),
+            live: Default::default(),
             tests: Arc::new(rendered.tests),
             registry,
             options,
@@ -384,7 +387,7 @@ async fn attempt(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
         .with_note("its result is the run without them; the rewrites only ever save time")
         .with_help(
             "please report it to etl with the model's SQL; `ETL_SHARE_REPEATED_SUBPLANS=false` turns shared \
-             subplans off",
+             subplans off, `ETL_WHOLE_PARTITION_WINDOWS=false` etl's window operator",
         ),
     );
     second
@@ -459,7 +462,11 @@ pub async fn run(
                     data_tests::remember(&b, index, &result).await;
                     result
                 } else {
-                    run_node(&b, index).await
+                    let node = b.dag.node(index);
+                    let live = b.live.start(format!("{} {}", node.materialized.as_str(), node.name));
+                    let result = crate::plan::live::in_node(Arc::clone(&live), run_node(&b, index)).await;
+                    b.live.finish(&live);
+                    result
                 };
                 if let (Status::Success, Some(version)) = (result.status, result.version) {
                     b.versions.lock().expect("versions poisoned").insert(index, version);

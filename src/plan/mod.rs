@@ -11,6 +11,7 @@ mod distinct;
 mod duckdb_functions;
 mod identifiers;
 pub mod lineage;
+pub mod live;
 mod normal;
 mod options;
 mod registry;

@@ -446,6 +446,11 @@ impl ExecutionPlan for PartitionWindowExec {
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if crate::lake::failpoint_armed("partition-window-error") {
+            return Err(internal_datafusion_err!(
+                "a window operator failed on purpose (ETL_FAILPOINT=partition-window-error)"
+            ));
+        }
         let input = self.input.execute(partition, Arc::clone(&context))?;
         let reservation =
             MemoryConsumer::new(format!("PartitionWindowExec[{partition}]")).register(context.memory_pool());

@@ -257,6 +257,7 @@ fn the_library_builds_a_project_as_the_cli_does() {
         defer: None,
         empty: false,
         figures: Vec::new(),
+        live: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut started = None;

@@ -432,7 +432,7 @@ fn a_shared_subplan_that_fails_costs_a_second_run_not_the_night() {
     let warning = &result(p, "model.shared_subplans.cohorts")["etl_warnings"][0]["message"];
     let warning = warning.as_str().unwrap();
     assert!(
-        warning.starts_with("`cohorts` failed with an error of DataFusion's own on the plan etl rewrote, and passed without etl's rewrites (`share_repeated_subplans`, `count_beside_distinct_to_sum`): "),
+        warning.starts_with("`cohorts` failed with an error of DataFusion's own on the plan etl rewrote, and passed without etl's rewrites (`share_repeated_subplans`, `whole_partition_windows`, `count_beside_distinct_to_sum`): "),
         "{warning}"
     );
     assert!(warning.contains("ETL_FAILPOINT=shared-subplan-error"), "{warning}");
@@ -446,6 +446,36 @@ fn a_shared_subplan_that_fails_costs_a_second_run_not_the_night() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(rows(p, "main", "cohorts"), shared, "the same rows as without sharing");
     assert!(!shared.is_empty());
+}
+
+#[test]
+fn a_window_operator_that_fails_costs_a_second_run_not_the_night() {
+    // The fail-safe of etl's window operator (issue 30): a model whose
+    // `row_number() over (partition by ...)` runs in it and fails with an
+    // engine error runs again as DataFusion plans it, gives the same rows,
+    // and says so.
+    let dir = fixture("incremental");
+    let p = dir.path();
+    let env = [("ETL_FAILPOINT", "partition-window-error".to_owned())];
+    let (code, stdout, stderr) = etl_with_env(p, &["build", "--select", "+events_latest"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(warning_codes(p, "model.incr.events_latest"), ["rewrite-failed"]);
+    let warning = result(p, "model.incr.events_latest")["etl_warnings"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(warning.contains("`whole_partition_windows`"), "{warning}");
+    assert!(warning.contains("ETL_FAILPOINT=partition-window-error"), "{warning}");
+    let rerun = rows(p, "main", "events_latest");
+    assert!(!rerun.is_empty());
+    let (code, _, stderr) = etl(p, &["build", "--select", "events_latest", "--full-refresh"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(warning_codes(p, "model.incr.events_latest"), Vec::<String>::new());
+    assert_eq!(
+        rows(p, "main", "events_latest"),
+        rerun,
+        "the same rows as with etl's window operator"
+    );
 }
 
 #[test]

@@ -1053,3 +1053,42 @@ fn the_check_reports_only_the_selection_and_reads_what_it_does_not_build_from_th
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("No field named cots."), "{stderr}");
 }
+
+/// `--log-format json` reports what the running nodes are doing while the
+/// build runs (issue 30): `progress` events with rows read so far from the
+/// scans' own metrics. Text to a pipe gets no live lines.
+#[test]
+fn a_long_build_says_what_it_is_doing() {
+    let (dir, _) = reference_project(3000, 4, 0.03);
+    let p = dir.path();
+    let (code, stdout, _) = etl_with_env(
+        p,
+        &["build", "--log-format", "json", "--threads", "1"],
+        &[("ETL_PROGRESS_SECONDS", "0.05".into())],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let events: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let progress: Vec<&serde_json::Value> = events.iter().filter(|e| e["event"] == "progress").collect();
+    assert!(progress.len() >= 3, "{} progress events", progress.len());
+    for event in &progress {
+        let running = event["running"].as_array().unwrap();
+        // One thread: one node at a time.
+        assert_eq!(running.len(), 1, "{event}");
+        assert!(running[0]["node"].as_str().unwrap().contains(' '), "{event}");
+        assert!(running[0]["elapsed"].as_f64().unwrap() >= 0.0);
+        assert!(event["spilled_bytes"].as_u64().is_some());
+    }
+    // Some node was caught with rows read, and no count exceeds the rows
+    // the lake could give it.
+    let read: Vec<u64> = progress
+        .iter()
+        .map(|e| e["running"][0]["rows_read"].as_u64().unwrap())
+        .collect();
+    assert!(read.iter().any(|&r| r > 0), "{read:?}");
+    assert!(read.iter().all(|&r| r < 1_000_000), "{read:?}");
+    // Text to a pipe: the finished lines only.
+    let (code, stdout, _) = etl(p, &["build", "--force", "--select", "orders_clean"]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains("rows read"), "{stdout}");
+    assert!(!stdout.contains('\r'), "{stdout}");
+}
