@@ -316,32 +316,42 @@ impl Build {
     }
 }
 
-/// Builds or tests one node. A node that runs out of memory with hash
-/// joins runs once more, alone, with sort-merge joins, which spill, and
-/// every node planned after it gets them too. Its failed attempt changed
-/// no table.
+/// Builds or tests one node. A node that runs out of memory runs once
+/// more, alone, so that the whole budget is its own; when it ran with hash
+/// joins, which cannot spill, it and every node planned after it get
+/// sort-merge joins, which do. Its failed attempt changed no table.
 async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let ctx = &build.registry.ctx;
     let (hash_joins, first) = {
         let _shared = build.memory_gate.read().await;
         (crate::plan::plans_hash_joins(ctx), attempt(build, index).await)
     };
-    if !(hash_joins && out_of_memory(&first) && crate::plan::spill_joins(ctx)) {
+    if !out_of_memory(&first) {
         return first;
     }
-    tracing::warn!(
-        node = %build.dag.node(index).name,
-        "out of memory with hash joins; running it again alone, and the rest of the build, with sort-merge joins"
-    );
-    // The memory may be held by the hash joins of nodes still running:
+    let sort_merge = hash_joins && crate::plan::spill_joins(ctx);
+    let node = &build.dag.node(index).name;
+    if sort_merge {
+        tracing::warn!(
+            node = %node,
+            "out of memory with hash joins; running it again alone, and the rest of the build, with sort-merge joins"
+        );
+    } else {
+        // The fair pool shares the budget between the operators of the
+        // nodes running at once: alone, the node has all of it.
+        tracing::warn!(node = %node, "out of memory beside other nodes; running it again alone");
+    }
+    // The memory may be held by the operators of nodes still running:
     // they finish first, and none starts until this one is done.
     let _alone = build.memory_gate.write().await;
     let mut second = attempt(build, index).await;
     second.execution_time += first.execution_time;
-    second.message = format!(
-        "{} (ran out of memory with hash joins; run again alone with sort-merge joins, which spill)",
-        second.message
-    );
+    let why = if sort_merge {
+        "ran out of memory with hash joins; run again alone with sort-merge joins, which spill"
+    } else {
+        "ran out of memory beside other nodes; run again alone"
+    };
+    second.message = format!("{} ({why})", second.message);
     second
 }
 
