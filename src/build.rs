@@ -925,8 +925,12 @@ fn changed_plans(
         .collect()
 }
 
+/// The budget a build takes when none is given, instead of the machine's
+/// share: a machine's own setting, beside the projects that run on it.
+const DEFAULT_MEMORY_LIMIT_VAR: &str = "ETL_DEFAULT_MEMORY_LIMIT";
+
 /// A DataFusion session for the project, with `memory_limit` (or the
-/// target's), reaching the lake's and the sources' buckets with the
+/// target's, else `ETL_DEFAULT_MEMORY_LIMIT`'s, else the machine's share), reaching the lake's and the sources' buckets with the
 /// target's storage options.
 pub fn session(project: &Project, memory_limit: Option<&str>) -> Result<SessionContext, Diagnostic> {
     let memory_limit = memory_limit
@@ -934,9 +938,15 @@ pub fn session(project: &Project, memory_limit: Option<&str>) -> Result<SessionC
         .map(parse_size)
         .transpose()
         .map_err(|e| Diagnostic::error(Code::InvalidMemoryLimit, e))?;
+    let default_memory_limit = std::env::var(DEFAULT_MEMORY_LIMIT_VAR)
+        .ok()
+        .map(|text| parse_size(&text))
+        .transpose()
+        .map_err(|e| Diagnostic::error(Code::InvalidMemoryLimit, format!("{DEFAULT_MEMORY_LIMIT_VAR}: {e}")))?;
     let ctx = new_session(&SessionOptions {
         target_partitions: None,
         memory_limit,
+        default_memory_limit,
         dialect: project.target.dialect,
     })
     .map_err(|e| Diagnostic::error(Code::Session, format!("cannot start DataFusion: {e}")))?;

@@ -213,6 +213,10 @@ pub struct Build {
     /// subplans, its optimizer rules, narrowed reads), after an error of
     /// the query engine's own.
     pub plain: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// Nodes run again with room to grow (see `plan::with_room_to_grow`)
+    /// after running out of memory alone within the machine's default
+    /// budget.
+    pub roomy: std::sync::Mutex<HashSet<NodeIndex>>,
     /// What the nodes whose templates ask the lake render again with.
     pub run_render: Arc<crate::render::RunRender>,
     /// Those nodes' SQL and hooks as rendered when they ran.
@@ -293,6 +297,7 @@ impl Build {
             parsed: Default::default(),
             memory_gate: Default::default(),
             plain: Default::default(),
+            roomy: Default::default(),
         }
     }
 }
@@ -307,12 +312,28 @@ impl Build {
     /// own (see [`NodeRun::session`]): a plain one when it runs without
     /// etl's rewrites, otherwise the build's.
     pub fn base_session(&self, index: NodeIndex) -> datafusion::prelude::SessionContext {
-        if self.without_rewrites(index) {
-            if let Ok(plain) = crate::plan::without_etl_rules(&self.registry.ctx) {
-                return plain;
-            }
+        let ctx = if self.without_rewrites(index) {
+            crate::plan::without_etl_rules(&self.registry.ctx).unwrap_or_else(|_| self.registry.ctx.clone())
+        } else {
+            self.registry.ctx.clone()
+        };
+        self.with_room_if_given(index, ctx)
+    }
+
+    /// `ctx`, or its copy with room to grow when the node at `index` was
+    /// given it (see [`Build::roomy`]).
+    pub fn with_room_if_given(
+        &self,
+        index: NodeIndex,
+        ctx: datafusion::prelude::SessionContext,
+    ) -> datafusion::prelude::SessionContext {
+        if !self.roomy.lock().expect("roomy nodes poisoned").contains(&index) {
+            return ctx;
         }
-        self.registry.ctx.clone()
+        match crate::plan::with_room_to_grow(&ctx) {
+            Some((roomy, _, _)) => roomy,
+            None => ctx,
+        }
     }
 }
 
@@ -352,7 +373,64 @@ async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
         "ran out of memory beside other nodes; run again alone"
     };
     second.message = format!("{} ({why})", second.message);
-    second
+    if !out_of_memory(&second) {
+        return second;
+    }
+    // Alone, within the machine's default budget, an operator that cannot
+    // spill still asked for more than it had: the machine may hold it.
+    let Some((_, budget, room)) = crate::plan::with_room_to_grow(ctx) else {
+        if let Some(diag) = second.diagnostic.as_mut() {
+            diag.notes.push(
+                "it ran out of memory alone too: an operator that cannot spill needs more than the memory limit".into(),
+            );
+            diag.help
+                .push("raise `--memory-limit` (or the target's `memory_limit:`), or build it without the limit".into());
+        }
+        return second;
+    };
+    tracing::warn!(
+        node = %node,
+        "out of memory alone within the default budget of {}; running it again with up to {} (half the machine's memory)",
+        bytes_text(budget),
+        bytes_text(room)
+    );
+    build.roomy.lock().expect("roomy nodes poisoned").insert(index);
+    let mut third = attempt(build, index).await;
+    third.execution_time += second.execution_time;
+    third.message = format!(
+        "{} (ran out of memory alone within the default budget of {}; run again with up to {})",
+        third.message,
+        bytes_text(budget),
+        bytes_text(room)
+    );
+    if third.status != Status::Error {
+        third.warnings.push(
+            Diagnostic::warning(
+                Code::MemoryBudget,
+                format!(
+                    "`{node}` needed more memory than the build's default budget of {} gives one query, and was \
+                     built with up to {}",
+                    bytes_text(budget),
+                    bytes_text(room)
+                ),
+            )
+            .with_note(
+                "an operator that cannot spill to disk (a distinct count's set, a large aggregate state) held it",
+            )
+            .with_help("`--memory-limit` sets the budget; with it set, etl keeps to it and the node fails instead"),
+        );
+    }
+    third
+}
+
+/// `bytes` for a message: `2.0 GiB`, `512 MiB`.
+fn bytes_text(bytes: usize) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    if bytes as f64 >= GIB {
+        format!("{:.1} GiB", bytes as f64 / GIB)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
 }
 
 async fn attempt(build: &Arc<Build>, index: NodeIndex) -> NodeResult {

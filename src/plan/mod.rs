@@ -31,7 +31,7 @@ pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate, without_rows};
 pub use session::{
     SessionOptions, etl_rules, new_session, plans_hash_joins, session_of_node, session_with_header, spill_joins,
-    without_etl_rules,
+    with_room_to_grow, without_etl_rules,
 };
 pub use sources::{
     known_row_counts, list_source_files, register_csv_file, seed_select, shown_file, source_files_provider,

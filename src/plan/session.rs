@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::common::config::{ConfigExtension, ConfigOptions, ExtensionOptions};
 use datafusion::error::Result;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{LogicalPlan, Statement};
 use datafusion::optimizer::{Optimizer, OptimizerRule};
@@ -32,6 +32,10 @@ pub struct SessionOptions {
     pub target_partitions: Option<usize>,
     /// Bytes the build may hold in memory; operators spill to disk past it.
     pub memory_limit: Option<usize>,
+    /// The budget when `memory_limit` is `None`, instead of the machine's
+    /// share (see [`default_memory_limit`]); like it, a node that cannot
+    /// run alone within it gets room to grow (see [`with_room_to_grow`]).
+    pub default_memory_limit: Option<usize>,
     /// Whose SQL semantics queries have.
     pub dialect: Dialect,
 }
@@ -79,7 +83,15 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     }
     apply_env_overrides(&mut config)?;
     let mut runtime = RuntimeEnvBuilder::new();
-    if let Some(limit) = options.memory_limit.or_else(default_memory_limit) {
+    let budget = Budget {
+        limit: options
+            .memory_limit
+            .or(options.default_memory_limit)
+            .or_else(default_memory_limit),
+        explicit: options.memory_limit.is_some(),
+    };
+    config = config.with_extension(Arc::new(budget.clone()));
+    if let Some(limit) = budget.limit {
         // A fair pool shares the limit between the operators that can
         // spill, so that sorts and aggregations write to disk instead of
         // failing when concurrent models compete for memory.
@@ -110,6 +122,43 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// The memory a session was given: the user's (`--memory-limit`, a
+/// target's `memory_limit:`) or the machine's default share.
+#[derive(Debug, Clone)]
+struct Budget {
+    limit: Option<usize>,
+    explicit: bool,
+}
+
+/// A copy of `ctx` (same tables, object stores, spill files and caches)
+/// with room for one query that ran out of memory alone within the
+/// machine's default budget: a pool of half the machine's memory, first
+/// come first served, so that an operator that cannot spill (a hash set
+/// per group, a big aggregate state) gets what it asks for while the
+/// machine has it. `None` when the user set the budget (theirs holds) or
+/// there is none. Returns the session and the old and new limits.
+pub fn with_room_to_grow(ctx: &SessionContext) -> Option<(SessionContext, usize, usize)> {
+    let state = ctx.state();
+    let budget = state.config().get_extension::<Budget>()?;
+    let old = budget.limit.filter(|_| !budget.explicit)?;
+    let room = machine_memory()? / 2;
+    if room <= old {
+        return None;
+    }
+    let pool = TrackConsumersPool::new(
+        GreedyMemoryPool::new(room / 4 * 3),
+        NonZeroUsize::new(5).expect("5 > 0"),
+    );
+    let runtime = RuntimeEnvBuilder::from_runtime_env(state.runtime_env())
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()
+        .ok()?;
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(runtime)
+        .build();
+    Some((SessionContext::new_with_state(state), old, room))
+}
+
 /// The share of the machine's memory a build takes when neither
 /// `--memory-limit` nor the target's `memory_limit:` says: one part in
 /// `MEMORY_SHARE` of the physical memory, or of the cgroup's limit when
@@ -124,11 +173,16 @@ const MIN_DEFAULT_LIMIT: usize = 1 << 30;
 /// The budget of a build that was given none (see [`MEMORY_SHARE`]);
 /// `None` when the machine's memory cannot be read.
 pub fn default_memory_limit() -> Option<usize> {
-    let room = match (physical_memory(), cgroup_memory_limit()) {
-        (Some(physical), Some(cgroup)) => physical.min(cgroup),
-        (physical, cgroup) => physical.or(cgroup)?,
-    };
+    let room = machine_memory()?;
     Some((room / MEMORY_SHARE).max(MIN_DEFAULT_LIMIT).min(room / 2))
+}
+
+/// The physical memory, or the cgroup's limit when it is smaller.
+fn machine_memory() -> Option<usize> {
+    match (physical_memory(), cgroup_memory_limit()) {
+        (Some(physical), Some(cgroup)) => Some(physical.min(cgroup)),
+        (physical, cgroup) => physical.or(cgroup),
+    }
 }
 
 fn physical_memory() -> Option<usize> {

@@ -978,6 +978,50 @@ fn timings_show_each_phase_and_the_slowest_nodes() {
 /// there go over etl's. Here they also make the join small enough to run
 /// in a debug build (two partitions, 1 MiB sort reservations).
 #[test]
+fn an_aggregate_that_cannot_spill_gets_room_past_the_default_budget_but_never_past_the_users() {
+    let dir = fixture("memory_distinct");
+    let env = [
+        ("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2".to_owned()),
+        ("ETL_DEFAULT_MEMORY_LIMIT", "1MiB".to_owned()),
+        ("ETL_LOG", "warn".to_owned()),
+    ];
+    let expected = vec!["0|66667|99999.0", "1|66667|100000.0", "2|66666|99999.5"];
+    // Its own limit: the node fails alone too, and says what to do.
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &["--memory-limit", "1MiB", "build"], &env);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(stderr.contains("Resources exhausted"), "{stderr}");
+    assert!(stderr.contains("it ran out of memory alone too"), "{stderr}");
+    assert!(stderr.contains("raise `--memory-limit`"), "{stderr}");
+    assert!(!dir.path().join("lake/warehouse/main/distinct_ids/_delta_log").exists());
+
+    // The default budget: alone, then with room to grow, and a warning.
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &["build"], &env);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(rows(dir.path(), "main", "distinct_ids"), expected);
+    // (With hash joins planned until then, the retry alone also turns them off.)
+    assert!(stderr.contains("running it again alone"), "{stderr}");
+    assert!(
+        stderr.contains("out of memory alone within the default budget of 1 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning[memory-budget]"), "{stderr}");
+    let results = artifact(dir.path(), "run_results.json");
+    let message = results["results"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("(ran out of memory alone within the default budget of 1 MiB; run again with up to "),
+        "{message}"
+    );
+
+    let (code, stdout, stderr) = etl_with_env(
+        dir.path(),
+        &["build"],
+        &[("ETL_DEFAULT_MEMORY_LIMIT", "lots".to_owned())],
+    );
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(stderr.contains("ETL_DEFAULT_MEMORY_LIMIT"), "{stderr}");
+}
+
+#[test]
 fn a_join_larger_than_the_memory_limit_finishes_and_datafusion_options_come_from_the_environment() {
     let dir = fixture("memory");
     let small = |prefer_hash_join: Option<&str>| {
