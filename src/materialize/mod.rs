@@ -338,9 +338,11 @@ impl Build {
 }
 
 /// Builds or tests one node. A node that runs out of memory runs once
-/// more, alone, so that the whole budget is its own; when it ran with hash
-/// joins, which cannot spill, it and every node planned after it get
-/// sort-merge joins, which do. Its failed attempt changed no table.
+/// more, alone, so that the whole budget is its own; when what ran out
+/// was a hash join's build side, which cannot spill, it and every node
+/// planned after it get sort-merge joins, which do. Within the machine's
+/// default budget, a node that runs out alone too gets room to grow (see
+/// `plan::with_room_to_grow`). Its failed attempts changed no table.
 async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let ctx = &build.registry.ctx;
     let (hash_joins, first) = {
@@ -350,7 +352,9 @@ async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     if !out_of_memory(&first) {
         return first;
     }
-    let sort_merge = hash_joins && crate::plan::spill_joins(ctx);
+    // Sort-merge joins only when a hash join ran out: they are slower, and
+    // a sort or an aggregate that ran out spills anyway once alone.
+    let sort_merge = hash_joins && hash_join_ran_out(&first) && crate::plan::spill_joins(ctx);
     let node = &build.dag.node(index).name;
     if sort_merge {
         tracing::warn!(
@@ -491,6 +495,14 @@ async fn attempt_once(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     } else {
         nodes::build_node(build, index).await
     }
+}
+
+/// Whether the memory a query was refused was for a hash join's build
+/// side (DataFusion names the consumer: `HashJoinInput[1]`).
+fn hash_join_ran_out(result: &NodeResult) -> bool {
+    result.diagnostic.as_ref().is_some_and(|d| {
+        d.message.contains(" for HashJoinInput") || d.notes.iter().any(|n| n.contains(" for HashJoinInput"))
+    })
 }
 
 /// Whether `result` is a query that DataFusion's memory pool refused.
