@@ -1044,7 +1044,7 @@ mod tests {
     async fn batches_out_own_their_strings() {
         use std::sync::Arc;
 
-        use datafusion::arrow::array::{Array, AsArray, Int64Array, StringViewArray};
+        use datafusion::arrow::array::{AsArray, Int64Array, StringViewArray};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         use datafusion::arrow::record_batch::RecordBatch;
         use datafusion::datasource::MemTable;
@@ -1112,7 +1112,7 @@ mod tests {
     fn compact_views_copies_only_views_into_mostly_other_rows() {
         use std::sync::Arc;
 
-        use datafusion::arrow::array::{Array, AsArray, StringViewArray};
+        use datafusion::arrow::array::{AsArray, StringViewArray};
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
         use datafusion::arrow::record_batch::RecordBatch;
 
