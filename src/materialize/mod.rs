@@ -330,10 +330,7 @@ impl Build {
         if !self.roomy.lock().expect("roomy nodes poisoned").contains(&index) {
             return ctx;
         }
-        match crate::plan::with_room_to_grow(&ctx) {
-            Some((roomy, _, _)) => roomy,
-            None => ctx,
-        }
+        crate::plan::with_room_to_grow(&ctx).unwrap_or(ctx)
     }
 }
 
@@ -382,7 +379,7 @@ async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     }
     // Alone, within the machine's default budget, an operator that cannot
     // spill still asked for more than it had: the machine may hold it.
-    let Some((_, budget, room)) = crate::plan::with_room_to_grow(ctx) else {
+    let Some((budget, room)) = crate::plan::room_to_grow(ctx) else {
         if let Some(diag) = second.diagnostic.as_mut() {
             diag.notes.push(
                 "it ran out of memory alone too: an operator that cannot spill needs more than the memory limit".into(),

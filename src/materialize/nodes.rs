@@ -57,11 +57,13 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     } else {
         None
     };
+    // A node given room to grow keeps it, header or not.
+    let roomy = |ctx| build.with_room_if_given(index, ctx);
     // Which materializations may have one is checked with the config.
     if node.config.sql_header.is_none() {
-        return Ok(plain);
+        return Ok(plain.map(roomy));
     }
-    let base = plain.unwrap_or_else(|| build.registry.ctx.clone());
+    let base = roomy(plain.unwrap_or_else(|| build.registry.ctx.clone()));
     crate::plan::session_of_node(&base, node).await
 }
 

@@ -136,15 +136,10 @@ struct Budget {
 /// come first served, so that an operator that cannot spill (a hash set
 /// per group, a big aggregate state) gets what it asks for while the
 /// machine has it. `None` when the user set the budget (theirs holds) or
-/// there is none. Returns the session and the old and new limits.
-pub fn with_room_to_grow(ctx: &SessionContext) -> Option<(SessionContext, usize, usize)> {
+/// there is none.
+pub fn with_room_to_grow(ctx: &SessionContext) -> Option<SessionContext> {
+    let (_, room) = room_to_grow(ctx)?;
     let state = ctx.state();
-    let budget = state.config().get_extension::<Budget>()?;
-    let old = budget.limit.filter(|_| !budget.explicit)?;
-    let room = machine_memory()? / 2;
-    if room <= old {
-        return None;
-    }
     let pool = TrackConsumersPool::new(
         GreedyMemoryPool::new(room / 4 * 3),
         NonZeroUsize::new(5).expect("5 > 0"),
@@ -156,7 +151,16 @@ pub fn with_room_to_grow(ctx: &SessionContext) -> Option<(SessionContext, usize,
     let state = SessionStateBuilder::new_from_existing(state)
         .with_runtime_env(runtime)
         .build();
-    Some((SessionContext::new_with_state(state), old, room))
+    Some(SessionContext::new_with_state(state))
+}
+
+/// The default budget of `ctx` and the room [`with_room_to_grow`] gives
+/// past it; `None` when it gives none.
+pub fn room_to_grow(ctx: &SessionContext) -> Option<(usize, usize)> {
+    let budget = ctx.state_ref().read().config().get_extension::<Budget>()?;
+    let old = budget.limit.filter(|_| !budget.explicit)?;
+    let room = machine_memory()? / 2;
+    (room > old).then_some((old, room))
 }
 
 /// The share of the machine's memory a build takes when neither

@@ -993,11 +993,17 @@ fn an_aggregate_that_cannot_spill_gets_room_past_the_default_budget_but_never_pa
     assert!(stderr.contains("it ran out of memory alone too"), "{stderr}");
     assert!(stderr.contains("raise `--memory-limit`"), "{stderr}");
     assert!(!dir.path().join("lake/warehouse/main/distinct_ids/_delta_log").exists());
+    assert!(
+        !dir.path()
+            .join("lake/warehouse/main/distinct_ids_with_header/_delta_log")
+            .exists()
+    );
 
     // The default budget: alone, then with room to grow, and a warning.
     let (code, stdout, stderr) = etl_with_env(dir.path(), &["build"], &env);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(rows(dir.path(), "main", "distinct_ids"), expected);
+    assert_eq!(rows(dir.path(), "main", "distinct_ids_with_header"), expected);
     // (With hash joins planned until then, the retry alone also turns them off.)
     assert!(stderr.contains("running it again alone"), "{stderr}");
     assert!(
@@ -1006,11 +1012,15 @@ fn an_aggregate_that_cannot_spill_gets_room_past_the_default_budget_but_never_pa
     );
     assert!(stderr.contains("warning[memory-budget]"), "{stderr}");
     let results = artifact(dir.path(), "run_results.json");
-    let message = results["results"][0]["message"].as_str().unwrap();
-    assert!(
-        message.contains("(ran out of memory alone within the default budget of 1 MiB; run again with up to "),
-        "{message}"
-    );
+    let results = results["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for result in results {
+        let message = result["message"].as_str().unwrap();
+        assert!(
+            message.contains("(ran out of memory alone within the default budget of 1 MiB; run again with up to "),
+            "{message}"
+        );
+    }
 
     let (code, stdout, stderr) = etl_with_env(
         dir.path(),
