@@ -22,6 +22,30 @@ pub(super) async fn table_at(ctx: &SessionContext, url: &Url) -> Result<DeltaTab
     }
 }
 
+/// `loaded`, the table at `url` as loaded earlier, at its latest version:
+/// only the commits since are read. Loaded afresh when it is another
+/// table's, when it had no version, or when its latest commit is not in
+/// the store (the table was deleted since, or replaced by a new log):
+/// going on from it would commit a version with nothing under it.
+async fn brought_up_to_date(
+    ctx: &SessionContext,
+    url: &Url,
+    mut loaded: DeltaTable,
+) -> Result<DeltaTable, DeltaTableError> {
+    let same_place = loaded.table_url().as_str().trim_end_matches('/') == url.as_str().trim_end_matches('/');
+    if !same_place || loaded.version().is_none() || loaded.update_incremental(None).await.is_err() {
+        return table_at(ctx, url).await;
+    }
+    let version = loaded.version().unwrap_or_default();
+    let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    let latest = StorePath::from_url_path(format!("{}_delta_log/{version:020}.json", url.path()))
+        .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    match store.head(&latest).await {
+        Ok(_) => Ok(loaded),
+        Err(_) => table_at(ctx, url).await,
+    }
+}
+
 /// A handle on the table at `url`, not loaded yet.
 pub(super) fn table_handle(ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
     let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
@@ -103,6 +127,12 @@ pub async fn delta_provider(ctx: &SessionContext, url: &Url) -> Result<Arc<dyn T
     let table = open_table(ctx, url)
         .await?
         .ok_or_else(|| LakeError::NoTable(url.clone()))?;
+    provider_of(ctx, &table).await
+}
+
+/// A DataFusion provider reading `table` at the version it is loaded at
+/// (see [`delta_provider`]).
+pub async fn provider_of(ctx: &SessionContext, table: &DeltaTable) -> Result<Arc<dyn TableProvider>, LakeError> {
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     Ok(table.table_provider().with_session(Arc::new(state)).await?)
@@ -149,6 +179,9 @@ pub struct Commit {
     pub app_transaction: Option<(String, i64)>,
     /// The version of the table the write was computed from.
     pub expected_version: Expected,
+    /// The table as the writer loaded it at that version, if it did: the
+    /// write reads only the commits since, instead of its whole log again.
+    pub loaded: Option<DeltaTable>,
 }
 
 /// The version of a table a write was computed from (which files an
@@ -198,6 +231,18 @@ impl From<serde_json::Map<String, serde_json::Value>> for Commit {
 }
 
 impl Commit {
+    /// The table at `url` to write to, at its latest version (brought up
+    /// to date from the one the writer loaded, if it did), once checked
+    /// against the version the write was computed from.
+    async fn table_to_write(&mut self, ctx: &SessionContext, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+        let table = match self.loaded.take() {
+            Some(loaded) => brought_up_to_date(ctx, url, loaded).await?,
+            None => table_at(ctx, url).await?,
+        };
+        self.check(ctx, url, &table).await?;
+        Ok(table)
+    }
+
     /// Refuses the write, before any file of it is written, when the table
     /// came or went since the expected version, or when the same writer
     /// committed to it since. (At the commit itself, Delta's conflict
@@ -307,6 +352,18 @@ pub async fn write_table(
     layout: &Layout,
     commit: impl Into<Commit>,
 ) -> Result<Written, DeltaTableError> {
+    Ok(write_table_kept(ctx, url, plan, how, layout, commit).await?.0)
+}
+
+/// [`write_table`], which also gives the table as the write left it.
+pub async fn write_table_kept(
+    ctx: &SessionContext,
+    url: &Url,
+    plan: LogicalPlan,
+    how: TableWrite,
+    layout: &Layout,
+    commit: impl Into<Commit>,
+) -> Result<(Written, DeltaTable), DeltaTableError> {
     if url.scheme() == "file" {
         // Object stores have no folders; a local disk needs one to exist.
         if let Ok(path) = url.to_file_path() {
@@ -314,9 +371,8 @@ pub async fn write_table(
                 .map_err(|e| DeltaTableError::Generic(format!("cannot create `{}`: {e}", path.display())))?;
         }
     }
-    let commit = commit.into();
-    let table = table_at(ctx, url).await?;
-    commit.check(ctx, url, &table).await?;
+    let mut commit = commit.into();
+    let table = commit.table_to_write(ctx, url).await?;
     let mut state = ctx.state();
     let plan = if ordered::ends_sorted(&plan) {
         // One ordered stream to the writer: see `ordered`.
@@ -382,7 +438,7 @@ pub async fn write_table(
         }
     };
     let table = builder.await?;
-    written(&table).await
+    Ok((written(&table).await?, table))
 }
 
 /// What went wrong with a write, for the user: a lost commit race says so
@@ -489,9 +545,8 @@ pub async fn merge_into(
         conditions.push(format!("({})", on_dbt_aliases(p)?));
     }
     let predicate = conditions.join(" and ");
-    let commit = commit.into();
-    let table = table_at(ctx, url).await?;
-    commit.check(ctx, url, &table).await?;
+    let mut commit = commit.into();
+    let table = commit.table_to_write(ctx, url).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let update_columns: Vec<String> = if merge.update_columns.is_empty() {
@@ -576,9 +631,8 @@ pub async fn merge_snapshot(
         change = quoted(merge.change_type),
     );
     let inserting = format!("{source}.{} = 'insert'", quoted(merge.change_type));
-    let commit = commit.into();
-    let table = table_at(ctx, url).await?;
-    commit.check(ctx, url, &table).await?;
+    let mut commit = commit.into();
+    let table = commit.table_to_write(ctx, url).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
     let mut builder = table

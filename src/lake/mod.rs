@@ -369,6 +369,24 @@ mod tests {
             .value(0)
     }
 
+    /// Fails unless `err` is a write refused with `words` in its message.
+    fn assert_refused(err: &DeltaTableError, words: &str) {
+        let message = describe_error(err);
+        assert!(message.contains(words), "{message}");
+    }
+
+    /// A new table of the one row `x = 0`, in a folder of its own.
+    async fn table_of_one_row() -> (tempfile::TempDir, Url) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap();
+        let ctx = session();
+        let first = ctx.sql("select 0::bigint as x").await.unwrap().into_unoptimized_plan();
+        overwrite_table(&ctx, &url, first, serde_json::Map::new())
+            .await
+            .unwrap();
+        (dir, url)
+    }
+
     /// Appends the row `x` to the table at `url` with `commit`.
     async fn append_row(ctx: &SessionContext, url: &Url, x: i64, commit: Commit) -> Result<Written, DeltaTableError> {
         let plan = ctx
@@ -394,13 +412,8 @@ mod tests {
         // rows; build B of the same model commits version 1 meanwhile;
         // A's commit is refused. Another engine's commit is not.
         use datafusion::arrow::datatypes::{DataType, Field, Schema};
-        let dir = tempfile::tempdir().unwrap();
-        let url = Url::from_directory_path(dir.path()).unwrap();
+        let (_dir, url) = table_of_one_row().await;
         let ctx = session();
-        let first = ctx.sql("select 0::bigint as x").await.unwrap().into_unoptimized_plan();
-        overwrite_table(&ctx, &url, first, serde_json::Map::new())
-            .await
-            .unwrap();
         let model = |expected_version| Commit {
             expected_version,
             app_transaction: Some(("etl/model.shop.clicks".into(), 1)),
@@ -442,11 +455,7 @@ mod tests {
         let refused = append_row(&ctx, &url, 5, model(Expected::Version(0)))
             .await
             .unwrap_err();
-        assert!(
-            describe_error(&refused).contains("it read version 0, and found version 1 committed since"),
-            "{}",
-            describe_error(&refused)
-        );
+        assert_refused(&refused, "it read version 0, and found version 1 committed since");
         // Another engine's commit since (no app id of etl's) is not the
         // same writer: the write goes on top of it.
         append_row(&ctx, &url, 20, Commit::default()).await.unwrap();
@@ -474,6 +483,62 @@ mod tests {
                 .is_err()
         );
         assert_eq!(count(&fresh).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_write_going_on_from_the_table_as_loaded_sees_what_was_committed_or_removed_since() {
+        // A node loads its table when it starts and its write goes on from
+        // that load (reading only the commits since): what happened in
+        // between must count as it does for a write that loads afresh.
+        let (dir, url) = table_of_one_row().await;
+        let ctx = session();
+        let model = |loaded, expected_version| Commit {
+            expected_version,
+            app_transaction: Some(("etl/model.shop.clicks".into(), 1)),
+            loaded: Some(loaded),
+            ..Commit::default()
+        };
+        let at_0 = open_table(&ctx, &url).await.unwrap().unwrap();
+
+        // Another build of the same model committed since the load: refused.
+        let same_model = Commit {
+            app_transaction: Some(("etl/model.shop.clicks".into(), 1)),
+            ..Commit::default()
+        };
+        append_row(&ctx, &url, 10, same_model).await.unwrap();
+        let refused = append_row(&ctx, &url, 5, model(at_0.clone(), Expected::Version(0)))
+            .await
+            .unwrap_err();
+        assert_refused(&refused, "it read version 0, and found version 1 committed since");
+        // Another engine's commit since: the write goes on top of it, and
+        // keeps its rows.
+        let at_1 = open_table(&ctx, &url).await.unwrap().unwrap();
+        append_row(&ctx, &url, 20, Commit::default()).await.unwrap();
+        let written = append_row(&ctx, &url, 30, model(at_1, Expected::Version(1)))
+            .await
+            .unwrap();
+        assert_eq!((written.version, count(&url).await), (3, 4));
+
+        // The table deleted since the load: expected at a version, the
+        // write is refused; expecting anything, it makes a new table from
+        // version 0, not a version 4 with no log under it.
+        let at_3 = open_table(&ctx, &url).await.unwrap().unwrap();
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let refused = append_row(&ctx, &url, 40, model(at_3.clone(), Expected::Version(3)))
+            .await
+            .unwrap_err();
+        assert_refused(&refused, "found no table");
+        let written = append_row(&ctx, &url, 50, model(at_3, Expected::Any)).await.unwrap();
+        assert_eq!((written.version, count(&url).await), (0, 1));
+
+        // A table loaded elsewhere is not taken for this one.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = Url::from_directory_path(other_dir.path()).unwrap();
+        let loaded_here = open_table(&ctx, &url).await.unwrap().unwrap();
+        let written = append_row(&ctx, &other, 60, model(loaded_here, Expected::Any))
+            .await
+            .unwrap();
+        assert_eq!((written.version, count(&other).await, count(&url).await), (0, 1, 1));
     }
 
     #[tokio::test]

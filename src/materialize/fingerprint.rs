@@ -121,13 +121,21 @@ async fn collect_inputs(
 }
 
 /// The current Delta version of a node's table: as this build left it or
-/// found it (kept once known), else read from the lake.
+/// found it (kept once known: the registry reads a table this run does
+/// not build at the version it finds first, and a hook that writes one
+/// forgets it), else read from the lake.
 pub async fn table_version(build: &Build, index: NodeIndex) -> Option<i64> {
     if let Some(v) = build.versions.lock().expect("versions poisoned").get(&index) {
         return Some(*v);
     }
     let url = build.registry.location(&build.dag.node(index).relation);
     let version = lake::current_version(&build.registry.ctx, &url).await? as i64;
+    build
+        .versions
+        .lock()
+        .expect("versions poisoned")
+        .entry(index)
+        .or_insert(version);
     Some(version)
 }
 
@@ -180,6 +188,8 @@ async fn source_state(build: &Build, index: NodeIndex) -> Result<Value, Diagnost
 pub struct Stored {
     pub fingerprint: Option<String>,
     pub version: lake::Expected,
+    /// The table as loaded, which the node's write goes on from.
+    pub table: Option<deltalake::DeltaTable>,
     /// Data files of the table's version that are gone from the store.
     pub missing: Vec<String>,
 }
@@ -196,6 +206,7 @@ pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnosti
             fingerprint: view.and_then(|v| v.fingerprint),
             version: lake::Expected::Any,
             missing: Vec::new(),
+            table: None,
         });
     }
     let table = match lake::open_table(ctx, &url).await {
@@ -205,6 +216,7 @@ pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnosti
                 fingerprint: None,
                 version: lake::Expected::Absent,
                 missing: Vec::new(),
+                table: None,
             });
         }
         Err(e) => {
@@ -232,6 +244,7 @@ pub async fn stored(build: &Build, index: NodeIndex) -> Result<Stored, Diagnosti
         fingerprint,
         version,
         missing,
+        table: Some(table),
     })
 }
 

@@ -468,6 +468,7 @@ fn changed(build: &Build, relation: &Relation) {
         let node = build.dag.node(index);
         if node.relation.schema == relation.schema && node.relation.identifier == relation.identifier {
             build.registry.unregister(index, &node.relation);
+            build.versions.lock().expect("versions poisoned").remove(&index);
         }
     }
 }

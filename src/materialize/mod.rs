@@ -197,6 +197,9 @@ pub struct Build {
     /// The version of its table each node found when it started, which
     /// its commit must still find (see `lake::Expected`).
     pub expected: std::sync::Mutex<HashMap<NodeIndex, crate::lake::Expected>>,
+    /// Each node's table as it loaded it then, which its first write goes
+    /// on from instead of loading the whole log again.
+    pub loaded: std::sync::Mutex<HashMap<NodeIndex, deltalake::DeltaTable>>,
     /// Incremental models updated in place -> the compiled SQL they have as
     /// a full build. Their fingerprint uses it, so that the flip of
     /// `is_incremental()` after a first build does not count as a change.
@@ -292,6 +295,7 @@ impl Build {
             versions: Default::default(),
             commit_times: Default::default(),
             expected: Default::default(),
+            loaded: Default::default(),
             full_build_sql,
             to_ingest: Default::default(),
             parsed: Default::default(),

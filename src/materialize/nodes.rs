@@ -41,7 +41,10 @@ pub async fn build_node(build: &std::sync::Arc<Build>, index: NodeIndex) -> Node
         ingest: None,
         plan_seconds: 0.0,
     };
-    build_in_session(build, &mut run, started).await
+    let result = build_in_session(build, &mut run, started).await;
+    // Not kept past the node (up to date, or failed before writing).
+    build.loaded.lock().expect("loaded tables poisoned").remove(&index);
+    result
 }
 
 /// A session of the model's own when its `sql_header` sets DataFusion
@@ -190,8 +193,8 @@ async fn up_to_date(build: &Build, run: &mut NodeRun) -> Result<Option<Outcome>,
     if !eligible {
         return Ok(None);
     }
-    let stored = super::fingerprint::stored(build, index).await?;
-    super::write::expect_version(build, index, stored.version);
+    let mut stored = super::fingerprint::stored(build, index).await?;
+    super::write::expect_version(build, index, &mut stored);
     // Data files gone from under the table: a node that would read or
     // keep the table as it is fails here, by name, before anything is
     // built on it; one rebuilt in full writes a whole new version.

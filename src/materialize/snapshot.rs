@@ -360,8 +360,8 @@ pub(super) async fn snapshot(build: &Build, run: &mut NodeRun) -> Result<Outcome
     let index = run.index;
     let node = build.dag.node(index);
     let settings = node.config.snapshot.as_ref().expect("a snapshot has snapshot settings");
-    let stored = super::fingerprint::stored(build, index).await?;
-    super::write::expect_version(build, index, stored.version);
+    let mut stored = super::fingerprint::stored(build, index).await?;
+    super::write::expect_version(build, index, &mut stored);
     if !stored.missing.is_empty() {
         return Err(Diagnostic::error(
             Code::MissingDataFiles,

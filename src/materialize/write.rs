@@ -5,6 +5,7 @@
 use petgraph::graph::NodeIndex;
 use serde_json::{Map, Value};
 
+use super::fingerprint::Stored;
 use super::{Build, NodeRun};
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::graph::Node;
@@ -29,20 +30,28 @@ pub(super) fn commit_of(build: &Build, run: &NodeRun) -> lake::Commit {
         lake::Expected::Version(v) => v + 1,
         _ => 0,
     };
+    let loaded = build.loaded.lock().expect("loaded tables poisoned").remove(&index);
     lake::Commit {
         expected_version,
         app_transaction: Some((format!("etl/{}", node.unique_id), writes)),
+        loaded,
         ..lake::Commit::from(commit_metadata(build, run))
     }
 }
 
-/// The version of its table a node's commit will expect to follow.
-pub(super) fn expect_version(build: &Build, index: NodeIndex, version: lake::Expected) {
+/// The version of its table a node's commit will expect to follow, and
+/// the table as loaded at it, if it was.
+pub(super) fn expect_version(build: &Build, index: NodeIndex, stored: &mut Stored) {
     build
         .expected
         .lock()
         .expect("expected versions poisoned")
-        .insert(index, version);
+        .insert(index, stored.version);
+    let mut loaded = build.loaded.lock().expect("loaded tables poisoned");
+    match stored.table.take() {
+        Some(table) => loaded.insert(index, table),
+        None => loaded.remove(&index),
+    };
 }
 
 /// etl's metadata in a node's commit: which node and build wrote it, how,
@@ -87,24 +96,39 @@ pub(super) async fn write_and_register(
     let how = lake::TableWrite::Overwrite {
         partition_by: Vec::new(),
     };
-    let written = lake::write_table(&run.session, &location, plan, how, layout, commit_of(build, run))
+    let (written, table) = lake::write_table_kept(&run.session, &location, plan, how, layout, commit_of(build, run))
         .await
         .map_err(|e| execution_error(node, e))?;
-    register_written(build, index).await?;
+    // Read from the snapshot the commit left, not from its log again.
+    let provider = lake::provider_of(&registry.ctx, &table)
+        .await
+        .map_err(|e| lake_error(node, "reading back", e))?;
+    register(build, index, provider).await?;
     Ok(written)
 }
 
 /// Makes the table just written the relation's current data.
 pub(super) async fn register_written(build: &Build, index: NodeIndex) -> Result<(), Diagnostic> {
     let node = build.dag.node(index);
-    let registry = &build.registry;
-    let location = registry.location(&node.relation);
-    lake::remove_view(&registry.ctx, &location)
-        .await
-        .map_err(|e| lake_error(node, "cleaning the old view of", e))?;
-    let provider = lake::delta_provider(&registry.ctx, &location)
+    let location = build.registry.location(&node.relation);
+    let provider = lake::delta_provider(&build.registry.ctx, &location)
         .await
         .map_err(|e| lake_error(node, "reading back", e))?;
+    register(build, index, provider).await
+}
+
+/// Makes `provider`, the node's table, the relation's current data (and
+/// no view of the same name any more).
+async fn register(
+    build: &Build,
+    index: NodeIndex,
+    provider: std::sync::Arc<dyn datafusion::catalog::TableProvider>,
+) -> Result<(), Diagnostic> {
+    let node = build.dag.node(index);
+    let registry = &build.registry;
+    lake::remove_view(&registry.ctx, &registry.location(&node.relation))
+        .await
+        .map_err(|e| lake_error(node, "cleaning the old view of", e))?;
     registry
         .register(index, &node.relation, provider)
         .map_err(|e| lake_error(node, "registering", e))
