@@ -542,6 +542,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_table_etl_creates_is_checkpointed_every_ten_commits() {
+        let (dir, url) = table_of_one_row().await;
+        let ctx = session();
+        for x in 1..=10 {
+            append_row(&ctx, &url, x, Commit::default()).await.unwrap();
+        }
+        let log = dir.path().join("_delta_log");
+        let checkpoints: Vec<String> = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains("checkpoint.parquet"))
+            .collect();
+        assert_eq!(checkpoints, ["00000000000000000009.checkpoint.parquet"]);
+        // Read from the checkpoint and the one commit after it.
+        let table = open_table(&ctx, &url).await.unwrap().unwrap();
+        assert_eq!(table.version(), Some(10));
+        assert_eq!(count(&url).await, 11);
+        let properties = table.snapshot().unwrap().metadata().configuration().clone();
+        assert_eq!(
+            properties.get("delta.checkpointInterval").map(String::as_str),
+            Some("10")
+        );
+    }
+
+    #[tokio::test]
     async fn removing_a_staged_table_leaves_the_folders_another_model_is_creating() {
         // See: issue 23. Model B's `create_dir_all` has made the schema
         // folder and not yet its own when model A's staged table goes.
