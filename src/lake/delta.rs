@@ -726,6 +726,14 @@ pub async fn last_etl_commit(ctx: &SessionContext, url: &Url) -> Option<serde_js
     history.into_iter().find_map(|mut c| c.info.remove("etl"))
 }
 
+/// Up to this many data files, each of a table's is asked for; past it,
+/// the table's folder is listed once. Asking costs a request a file;
+/// listing, one entry for every file the folder holds, and etl never
+/// vacuums: a table rebuilt every night keeps every night's files (100
+/// tables of 27 nights: 1.08-1.17 s to find them up to date, 0.75-0.81 s
+/// vacuumed).
+pub(super) const ASKED_FILES: usize = 32;
+
 /// The data files of `table`'s current version (at `url`) that are not in
 /// the store: deleted or lost outside of etl. Such a table cannot be read,
 /// nor built on.
@@ -741,6 +749,22 @@ pub async fn missing_data_files(ctx: &SessionContext, url: &Url, table: &DeltaTa
     }
     let store = store_for(ctx, url)?;
     let prefix = path_of(url.path())?;
+    if expected.len() <= ASKED_FILES {
+        use futures::StreamExt;
+        let asked = futures::stream::iter(expected).map(|path| {
+            let store = Arc::clone(&store);
+            let object: StorePath = prefix.parts().chain(path.parts()).collect();
+            async move {
+                match store.head(&object).await {
+                    Ok(_) => Ok(None),
+                    Err(object_store::Error::NotFound { .. }) => Ok(Some(path.to_string())),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        let missing: Vec<Option<String>> = asked.buffered(8).try_collect().await.map_err(failed_at(url, ""))?;
+        return Ok(missing.into_iter().flatten().collect());
+    }
     let present: std::collections::HashSet<String> = store
         .list(Some(&prefix))
         .map_ok(|meta| relative_path(&prefix, &meta.location))

@@ -567,6 +567,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_data_file_gone_from_a_table_is_found_whether_its_files_are_asked_for_or_listed() {
+        let (dir, url) = table_of_one_row().await;
+        let ctx = session();
+        let data_files = |dir: &std::path::Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(".parquet"))
+                .collect();
+            names.sort();
+            names
+        };
+        let missing = |url: Url| async move {
+            let ctx = session();
+            let table = open_table(&ctx, &url).await.unwrap().unwrap();
+            missing_data_files(&ctx, &url, &table).await.unwrap()
+        };
+        // A few files: each is asked for.
+        append_row(&ctx, &url, 1, Commit::default()).await.unwrap();
+        assert!(missing(url.clone()).await.is_empty());
+        let gone = data_files(dir.path())[0].clone();
+        std::fs::remove_file(dir.path().join(&gone)).unwrap();
+        assert_eq!(missing(url.clone()).await, [gone.clone()]);
+        // More than ASKED_FILES: the folder is listed.
+        for x in 2..=(delta::ASKED_FILES as i64 + 1) {
+            append_row(&ctx, &url, x, Commit::default()).await.unwrap();
+        }
+        let files = data_files(dir.path());
+        assert!(files.len() > delta::ASKED_FILES, "{}", files.len());
+        let also_gone = files.last().unwrap().clone();
+        std::fs::remove_file(dir.path().join(&also_gone)).unwrap();
+        let mut expected = vec![gone, also_gone];
+        expected.sort();
+        let mut found = missing(url.clone()).await;
+        found.sort();
+        assert_eq!(found, expected);
+    }
+
+    #[tokio::test]
     async fn removing_a_staged_table_leaves_the_folders_another_model_is_creating() {
         // See: issue 23. Model B's `create_dir_all` has made the schema
         // folder and not yet its own when model A's staged table goes.
