@@ -38,8 +38,7 @@ async fn brought_up_to_date(
     }
     let version = loaded.version().unwrap_or_default();
     let store = store_for(ctx, url).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-    let latest = StorePath::from_url_path(format!("{}_delta_log/{version:020}.json", url.path()))
-        .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    let latest = commit_path(url, version as i64).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
     match store.head(&latest).await {
         Ok(_) => Ok(loaded),
         Err(_) => table_at(ctx, url).await,
@@ -54,6 +53,11 @@ pub(super) fn table_handle(ctx: &SessionContext, url: &Url) -> Result<DeltaTable
         .build()
 }
 
+/// Where commit `version` of the table at `url` is in its store.
+fn commit_path(url: &Url, version: i64) -> Result<StorePath, object_store::path::Error> {
+    StorePath::from_url_path(format!("{}_delta_log/{version:020}.json", url.path()))
+}
+
 /// The text of commit `version` of the table at `url`; `None` when its
 /// log entry is not there (never written, or cleaned up since).
 pub(super) async fn read_commit(
@@ -61,11 +65,9 @@ pub(super) async fn read_commit(
     url: &Url,
     version: i64,
 ) -> Result<Option<String>, object_store::Error> {
-    let path = StorePath::from_url_path(format!("{}_delta_log/{version:020}.json", url.path())).map_err(|e| {
-        object_store::Error::Generic {
-            store: "lake",
-            source: Box::new(e),
-        }
+    let path = commit_path(url, version).map_err(|e| object_store::Error::Generic {
+        store: "lake",
+        source: Box::new(e),
     })?;
     match store.get(&path).await {
         Ok(got) => Ok(Some(String::from_utf8_lossy(&got.bytes().await?).into_owned())),
