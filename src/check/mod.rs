@@ -338,7 +338,8 @@ pub async fn check_with(
                 if hit {
                     out.cached += 1;
                 }
-                if let Some(cache) = cache.as_mut().filter(|_| !key.is_empty()) {
+                // A model found in the cache is there as it would be put.
+                if let Some(cache) = cache.as_mut().filter(|_| !key.is_empty() && !hit) {
                     let json = lineage.as_ref().map(|l| lineage_json(dag, l));
                     cache.put(&cache_id(node, full_sql), key.clone(), &schema, &fingerprint, json);
                 }

@@ -4,7 +4,7 @@
 
 mod select;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use petgraph::algo::{tarjan_scc, toposort};
@@ -134,6 +134,10 @@ pub struct Dag {
     /// What the nodes' config sets that etl accepts but does not act on,
     /// each said once.
     pub warnings: Vec<Diagnostic>,
+    /// Each node's place in `order`, by node index.
+    rank: Vec<usize>,
+    /// What [`Dag::find`] answers: the first node of `order` of each name.
+    by_name: HashMap<String, NodeIndex>,
 }
 
 impl Dag {
@@ -151,13 +155,7 @@ impl Dag {
 
     /// Models, seeds and sources by name, as `ref()` and `source()` see them.
     pub fn find(&self, name: &str) -> Option<NodeIndex> {
-        self.order.iter().copied().find(|&i| {
-            let n = &self.graph[i];
-            match n.resource_type {
-                ResourceType::Source => format!("{}.{}", n.relation.schema, n.name) == name,
-                _ => n.name == name,
-            }
-        })
+        self.by_name.get(name).copied()
     }
 
     /// Every node `index` depends on, directly or not.
@@ -190,7 +188,8 @@ impl Dag {
             }
         }
         // Keep DAG order so that each CTE only uses the ones before it.
-        self.order.iter().copied().filter(|i| found.contains(i)).collect()
+        found.sort_by_key(|i| self.rank[i.index()]);
+        found
     }
 }
 
@@ -409,8 +408,12 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         Ok(order) => order,
         Err(_) => return Err(vec![cycle_error(&graph, rendered)]),
     };
-    for &i in &order {
+    let mut rank = vec![0; graph.node_count()];
+    let mut by_name = HashMap::new();
+    for (at, &i) in order.iter().enumerate() {
         by_id.insert(graph[i].unique_id.clone(), i);
+        rank[i.index()] = at;
+        by_name.entry(find_name(&graph[i])).or_insert(i);
     }
     let mut warnings: Vec<Diagnostic> = graph.node_weights().flat_map(|n| n.config.warnings.clone()).collect();
     dedup(&mut warnings);
@@ -419,7 +422,18 @@ pub fn build(project: &Project, rendered: &Rendered) -> Result<Dag, Vec<Diagnost
         order,
         by_id,
         warnings,
+        rank,
+        by_name,
     })
+}
+
+/// The name [`Dag::find`] knows a node by: `source.table` for a source
+/// table, its name for the others.
+fn find_name(node: &Node) -> String {
+    match node.resource_type {
+        ResourceType::Source => format!("{}.{}", node.relation.schema, node.name),
+        _ => node.name.clone(),
+    }
 }
 
 /// Data tests are nodes whose parents are what they test and what they

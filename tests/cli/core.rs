@@ -190,6 +190,44 @@ fn compile_writes_sql_with_ephemeral_ctes_and_runs_nothing() {
 }
 
 #[test]
+fn ephemerals_read_by_ephemerals_are_inlined_before_their_readers() {
+    // `z_first` sorts after `a_second` by name and is written after it: its
+    // CTE must still come first, as `a_second` reads it.
+    let dir = fixture("basic");
+    let models = dir.path().join("models/staging");
+    std::fs::write(
+        models.join("a_second.sql"),
+        "{{ config(materialized='ephemeral') }}\nselect region, amount * 2 as doubled from {{ ref('z_first') }}",
+    )
+    .unwrap();
+    std::fs::write(
+        models.join("z_first.sql"),
+        "{{ config(materialized='ephemeral') }}\n\
+         select region, amount from {{ ref('orders_with_region') }} where status = 'paid'",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("models/marts/doubled_by_region.sql"),
+        "select region, sum(doubled) as doubled from {{ ref('a_second') }}\n\
+         where region in (select region from {{ ref('z_first') }}) group by region",
+    )
+    .unwrap();
+    etl_ok(dir.path(), &["compile", "--select", "doubled_by_region"]);
+    let sql = std::fs::read_to_string(dir.path().join("target/compiled/models/marts/doubled_by_region.sql")).unwrap();
+    let at = |cte: &str| {
+        sql.find(&format!("__dbt__cte__{cte} as ("))
+            .unwrap_or_else(|| panic!("{cte}: {sql}"))
+    };
+    assert!(at("orders_with_region") < at("z_first"), "{sql}");
+    assert!(at("z_first") < at("a_second"), "{sql}");
+    etl_ok(dir.path(), &["build", "--select", "+doubled_by_region"]);
+    assert_eq!(
+        rows(dir.path(), "marts", "doubled_by_region"),
+        vec!["Americas|6.0", "Europe|35.5"]
+    );
+}
+
+#[test]
 fn ls_lists_nodes_like_dbt() {
     let dir = fixture("basic");
     let (code, stdout, _) = etl(dir.path(), &["ls", "--output", "name"]);
