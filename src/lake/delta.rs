@@ -325,10 +325,27 @@ pub struct Layout {
     pub compression: Option<Compression>,
 }
 
+/// Rows per Parquet row group in a partitioned table's files. A
+/// partitioned write keeps a file open for every partition value it meets,
+/// each with its row group in progress in memory, which the memory pool
+/// does not count: with Parquet's default of 1,048,576 rows, 9 partitions
+/// of 1.6M clicks held ~31 MB each, ~13 MB at this size (bench/RESULTS.md).
+/// An unpartitioned write has one file open per stream and keeps the
+/// default. DuckDB writes row groups of 122,880 rows.
+pub const PARTITIONED_ROW_GROUP_ROWS: usize = 128 * 1024;
+
 impl Layout {
-    fn writer_properties(&self) -> Option<WriterProperties> {
-        let compression = self.compression?;
-        Some(WriterProperties::builder().set_compression(compression).build())
+    /// The Parquet settings of a write into a table partitioned or not;
+    /// `None` leaves delta-rs's own (Snappy).
+    fn writer_properties(&self, partitioned: bool) -> Option<WriterProperties> {
+        if self.compression.is_none() && !partitioned {
+            return None;
+        }
+        let mut builder = WriterProperties::builder().set_compression(self.compression.unwrap_or(Compression::SNAPPY));
+        if partitioned {
+            builder = builder.set_max_row_group_row_count(Some(PARTITIONED_ROW_GROUP_ROWS));
+        }
+        Some(builder.build())
     }
 }
 
@@ -340,6 +357,13 @@ impl Layout {
 /// check of 100 tables 27 commits deep took 1.3-1.5 s, 0.35-0.43 s at one
 /// commit: bench/RESULTS.md), and more on object storage.
 pub const CHECKPOINT_INTERVAL: u64 = 10;
+
+/// Whether the table's files are partitioned by column values.
+fn is_partitioned(table: &DeltaTable) -> bool {
+    table
+        .snapshot()
+        .is_ok_and(|s| !s.metadata().partition_columns().is_empty())
+}
 
 /// How [`write_table`] changes a table, always in one commit.
 pub enum TableWrite {
@@ -398,6 +422,12 @@ pub async fn write_table_kept(
     } else {
         plan
     };
+    // The table is partitioned as this write asks, or as it was (the
+    // other writes keep its partitions).
+    let partitioned = match &how {
+        TableWrite::Overwrite { partition_by } => !partition_by.is_empty(),
+        TableWrite::Append { .. } | TableWrite::ReplaceWhere { .. } => is_partitioned(&table),
+    };
     table.update_datafusion_session(&state)?;
     let commit = commit.properties();
     let mut builder = table
@@ -405,7 +435,7 @@ pub async fn write_table_kept(
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
         .with_commit_properties(commit);
-    if let Some(properties) = layout.writer_properties() {
+    if let Some(properties) = layout.writer_properties(partitioned) {
         builder = builder.with_writer_properties(properties);
     }
     // A new table's properties (an existing one keeps its own).
@@ -575,6 +605,7 @@ pub async fn merge_into(
         merge.update_columns.to_vec()
     };
     let insert_columns = columns;
+    let partitioned = is_partitioned(&table);
     let mut builder = table
         .merge(source, predicate)
         .with_source_alias(SOURCE)
@@ -582,7 +613,7 @@ pub async fn merge_into(
         .with_session_state(Arc::new(state))
         .with_merge_schema(merge_schema)
         .with_commit_properties(commit.properties());
-    if let Some(properties) = layout.writer_properties() {
+    if let Some(properties) = layout.writer_properties(partitioned) {
         builder = builder.with_writer_properties(properties);
     }
     // Every column excluded: a matched row is left as it is.
@@ -651,6 +682,7 @@ pub async fn merge_snapshot(
     let table = commit.table_to_write(ctx, url).await?;
     let state = ctx.state();
     table.update_datafusion_session(&state)?;
+    let partitioned = is_partitioned(&table);
     let mut builder = table
         .merge(staged, predicate)
         .with_source_alias(SOURCE)
@@ -658,7 +690,7 @@ pub async fn merge_snapshot(
         .with_session_state(Arc::new(state))
         .with_merge_schema(true)
         .with_commit_properties(commit.properties());
-    if let Some(properties) = layout.writer_properties() {
+    if let Some(properties) = layout.writer_properties(partitioned) {
         builder = builder.with_writer_properties(properties);
     }
     let (table, _metrics) = builder

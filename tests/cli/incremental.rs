@@ -897,9 +897,12 @@ fn new_files_read_by_several_nodes_are_parsed_once_per_build() {
     assert_eq!(parses(&stderr), (3, 0), "{stderr}");
 }
 
-/// The codecs of the column chunks in the current data files of `name`
-/// (`SNAPPY`, `LZ4_RAW`, `ZSTD`).
-fn codecs(dir: &std::path::Path, name: &str) -> std::collections::BTreeSet<String> {
+/// The Parquet metadata of each current data file of `name`, by its path
+/// in the table.
+fn parquet_files(
+    dir: &std::path::Path,
+    name: &str,
+) -> std::collections::BTreeMap<String, deltalake::parquet::file::metadata::ParquetMetaData> {
     use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
     let mut files = std::collections::BTreeSet::new();
     for commit in commits(dir, name) {
@@ -912,11 +915,35 @@ fn codecs(dir: &std::path::Path, name: &str) -> std::collections::BTreeSet<Strin
             }
         }
     }
+    files
+        .into_iter()
+        .map(|path| {
+            let file = std::fs::File::open(table_dir(dir, "main", name).join(&path)).unwrap();
+            let metadata = SerializedFileReader::new(file).unwrap().metadata().clone();
+            (path, metadata)
+        })
+        .collect()
+}
+
+/// The rows of each row group of the current data files of `name`, by the
+/// partition folder of the file (`day=1`, or `` unpartitioned).
+fn row_groups(dir: &std::path::Path, name: &str) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<i64>> = std::collections::BTreeMap::new();
+    for (path, metadata) in parquet_files(dir, name) {
+        let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder).to_owned();
+        let rows = groups.entry(folder).or_default();
+        rows.extend(metadata.row_groups().iter().map(|g| g.num_rows()));
+        rows.sort_unstable_by(|a, b| b.cmp(a));
+    }
+    groups
+}
+
+/// The codecs of the column chunks in the current data files of `name`
+/// (`SNAPPY`, `LZ4_RAW`, `ZSTD`).
+fn codecs(dir: &std::path::Path, name: &str) -> std::collections::BTreeSet<String> {
     let mut codecs = std::collections::BTreeSet::new();
-    for file in files {
-        let file = std::fs::File::open(table_dir(dir, "main", name).join(file)).unwrap();
-        let reader = SerializedFileReader::new(file).unwrap();
-        for group in reader.metadata().row_groups() {
+    for metadata in parquet_files(dir, name).values() {
+        for group in metadata.row_groups() {
             for column in group.columns() {
                 // The level is not kept in the file: the codec alone.
                 let codec = format!("{:?}", column.compression());
@@ -988,4 +1015,57 @@ fn parquet_compression_sets_the_codec_of_every_file_a_model_writes() {
     let (code, _, stderr) = etl(p, &["build", "--vars", "{upto: 21000, round: 2}"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("`parquet_compression` `zstd(99)`"), "{stderr}");
+}
+
+#[test]
+fn partitioned_tables_write_row_groups_of_at_most_131072_rows() {
+    // A partitioned write keeps a file open per partition value, each
+    // with its row group in progress in memory: Parquet's default of
+    // 1,048,576 rows per group held gigabytes at 90 partitions.
+    let dir = fixture("file_size");
+    let p = dir.path();
+    std::fs::write(
+        p.join("models/by_day.sql"),
+        "{{ config(materialized='incremental', incremental_strategy='insert_overwrite', partition_by='day') }}\n\
+         select value as id, value % 2 as day from range(0, 300000)\n\
+         {% if is_incremental() %}where value % 2 = 1{% endif %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("models/flat.sql"),
+        "{{ config(materialized='table') }}\nselect value as id from range(0, 300000)\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = etl(p, &["build", "--select", "by_day", "flat"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let expected = |folders: &[&str]| {
+        folders
+            .iter()
+            .map(|f| (f.to_string(), vec![131_072, 18_928]))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(row_groups(p, "by_day"), expected(&["day=0", "day=1"]));
+    // An unpartitioned table keeps Parquet's default: one group here.
+    assert_eq!(
+        row_groups(p, "flat").into_values().flatten().collect::<Vec<_>>(),
+        [300_000]
+    );
+
+    // An incremental run replaces one partition of the partitioned table
+    // (delta-rs's replace-where): its new file is capped the same way.
+    let (code, stdout, stderr) = etl(p, &["build", "--select", "by_day", "--force"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        results(p),
+        ["model.file_size.by_day: incremental (insert_overwrite): 150000 rows"]
+    );
+    assert_eq!(row_groups(p, "by_day"), expected(&["day=0", "day=1"]));
+    assert_eq!(
+        query(
+            p,
+            &["main.by_day"],
+            "select day, count(*), sum(id) from main_by_day group by day order by day"
+        ),
+        ["0|150000|22499850000", "1|150000|22500000000"]
+    );
 }
