@@ -1092,3 +1092,33 @@ fn a_long_build_says_what_it_is_doing() {
     assert!(!stdout.contains("rows read"), "{stdout}");
     assert!(!stdout.contains('\r'), "{stdout}");
 }
+
+#[test]
+fn a_small_memory_limit_builds_the_readme_sample_every_time() {
+    // Every sort held 10 MB per partition for merging its spills: under
+    // 64 MiB the sorts of fct_clicks took most of the pool, and which got
+    // there first decided whether it failed (4 builds of 4 on this lake).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    for item in ["models", "macros", "seeds", "quality", "lake/bronze"] {
+        copy_dir(&root.join(item), &dir.path().join(item));
+    }
+    std::fs::copy(root.join("project.yaml"), dir.path().join("project.yaml")).unwrap();
+    let args = [
+        "build",
+        "--full-refresh",
+        "--memory-limit",
+        "64MiB",
+        "--exclude",
+        "resource_type:test",
+    ];
+    for _ in 0..3 {
+        let (code, stdout, stderr) = etl(dir.path(), &args);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert!(stdout.contains("51 succeeded, 0 failed"), "{stdout}");
+    }
+    assert_eq!(
+        count(dir.path(), "gold.fct_clicks", ""),
+        count(dir.path(), "silver.clicks_clean", "")
+    );
+}
