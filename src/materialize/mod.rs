@@ -220,6 +220,12 @@ pub struct Build {
     /// after running out of memory alone within the machine's default
     /// budget.
     pub roomy: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// Nodes run again with sort-merge joins after a hash join of theirs
+    /// ran out of memory, while the rest of the build still plans hash
+    /// joins (see `run_node`).
+    pub sort_merge: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// How many nodes' hash joins ran out of memory in this build.
+    pub hash_joins_out: std::sync::atomic::AtomicUsize,
     /// What the nodes whose templates ask the lake render again with.
     pub run_render: Arc<crate::render::RunRender>,
     /// Those nodes' SQL and hooks as rendered when they ran.
@@ -302,6 +308,8 @@ impl Build {
             memory_gate: Default::default(),
             plain: Default::default(),
             roomy: Default::default(),
+            sort_merge: Default::default(),
+            hash_joins_out: Default::default(),
         }
     }
 }
@@ -321,16 +329,27 @@ impl Build {
         } else {
             self.registry.ctx.clone()
         };
-        self.with_room_if_given(index, ctx)
+        self.with_memory_choices(index, ctx)
     }
 
-    /// `ctx`, or its copy with room to grow when the node at `index` was
-    /// given it (see [`Build::roomy`]).
-    pub fn with_room_if_given(
+    /// `ctx`, or its copy with what the node at `index` was given after
+    /// running out of memory: sort-merge joins (see [`Build::sort_merge`])
+    /// and room to grow (see [`Build::roomy`]).
+    pub fn with_memory_choices(
         &self,
         index: NodeIndex,
         ctx: datafusion::prelude::SessionContext,
     ) -> datafusion::prelude::SessionContext {
+        let ctx = if self
+            .sort_merge
+            .lock()
+            .expect("sort-merge nodes poisoned")
+            .contains(&index)
+        {
+            crate::plan::with_sort_merge_joins(&ctx)
+        } else {
+            ctx
+        };
         if !self.roomy.lock().expect("roomy nodes poisoned").contains(&index) {
             return ctx;
         }
@@ -340,27 +359,56 @@ impl Build {
 
 /// Builds or tests one node. A node that runs out of memory runs once
 /// more, alone, so that the whole budget is its own; when what ran out
-/// was a hash join's build side, which cannot spill, it and every node
-/// planned after it get sort-merge joins, which do. Within the machine's
-/// default budget, a node that runs out alone too gets room to grow (see
-/// `plan::with_room_to_grow`). Its failed attempts changed no table.
+/// was a hash join's build side, which cannot spill, it runs with
+/// sort-merge joins, which do. The first node of a build whose hash join
+/// ran out gets them alone: one large join (an order table's versions
+/// beside their lines' totals) says little of the joins after it, which
+/// are faster as hash joins. From the second on, every node planned after
+/// gets them: the build's data is larger than its budget. Within the
+/// machine's default budget, a node that runs out alone too gets room to
+/// grow (see `plan::with_room_to_grow`). Its failed attempts changed no
+/// table.
 async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let ctx = &build.registry.ctx;
     let (hash_joins, first) = {
         let _shared = build.memory_gate.read().await;
-        (crate::plan::plans_hash_joins(ctx), attempt(build, index).await)
+        (
+            crate::plan::plans_hash_joins(ctx)
+                && !build
+                    .sort_merge
+                    .lock()
+                    .expect("sort-merge nodes poisoned")
+                    .contains(&index),
+            attempt(build, index).await,
+        )
     };
     if !out_of_memory(&first) {
         return first;
     }
     // Sort-merge joins only when a hash join ran out: they are slower, and
     // a sort or an aggregate that ran out spills anyway once alone.
-    let sort_merge = hash_joins && hash_join_ran_out(&first) && crate::plan::spill_joins(ctx);
-    let node = &build.dag.node(index).name;
+    let sort_merge = hash_joins && hash_join_ran_out(&first) && !crate::plan::joins_pinned();
+    let for_the_rest = sort_merge
+        && build.hash_joins_out.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1
+        && crate::plan::spill_joins(ctx);
     if sort_merge {
+        build
+            .sort_merge
+            .lock()
+            .expect("sort-merge nodes poisoned")
+            .insert(index);
+    }
+    let node = &build.dag.node(index).name;
+    if for_the_rest {
         tracing::warn!(
             node = %node,
-            "out of memory with hash joins; running it again alone, and the rest of the build, with sort-merge joins"
+            "out of memory with hash joins, the second node so; running it again alone, and the rest of the build, \
+             with sort-merge joins"
+        );
+    } else if sort_merge {
+        tracing::warn!(
+            node = %node,
+            "out of memory with hash joins; running it again alone with sort-merge joins"
         );
     } else {
         // The fair pool shares the budget between the operators of the

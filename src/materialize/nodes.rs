@@ -60,8 +60,8 @@ async fn header_session(build: &Build, index: NodeIndex) -> Result<Option<Sessio
     } else {
         None
     };
-    // A node given room to grow keeps it, header or not.
-    let roomy = |ctx| build.with_room_if_given(index, ctx);
+    // A node given sort-merge joins or room to grow keeps them, header or not.
+    let roomy = |ctx| build.with_memory_choices(index, ctx);
     // Which materializations may have one is checked with the config.
     if node.config.sql_header.is_none() {
         return Ok(plain.map(roomy));

@@ -93,7 +93,10 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
             .or_else(default_memory_limit),
         explicit: options.memory_limit.is_some(),
     };
-    if let Some(limit) = budget.limit {
+    // The limit is the process's: the pool gets three quarters of it, and
+    // the rest is for what the pool does not count (see above).
+    let pool_size = budget.limit.map(|limit| limit / 4 * 3);
+    if let Some(pool_size) = pool_size {
         // Every sort holds DataFusion's 10 MB per partition for merging
         // its spills, whether it spills or not: under a small budget the
         // sorts of one model took most of the pool, and which of them got
@@ -101,21 +104,18 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         // fct_clicks under `--memory-limit 64MiB` failed in 4 builds of 6,
         // in none of 5 with 1.5 MB). At most a 32nd of the pool each.
         let execution = &mut config.options_mut().execution;
-        execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(limit / 4 * 3 / 32);
+        execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(pool_size / 32);
     }
     apply_env_overrides(&mut config)?;
     let mut runtime = RuntimeEnvBuilder::new();
     config = config.with_extension(Arc::new(budget.clone()));
-    if let Some(limit) = budget.limit {
+    if let Some(pool_size) = pool_size {
         // A fair pool shares the limit between the operators that can
         // spill, so that sorts and aggregations write to disk instead of
         // failing when concurrent models compete for memory.
         // Tracking names the operators holding the most memory when a
         // reservation fails, so that the error says what to look at.
-        // The limit is the process's: the pool gets three quarters of it,
-        // and the rest is for what the pool does not count (see above).
-        let pool = limit / 4 * 3;
-        let pool = TrackConsumersPool::new(FairSpillPool::new(pool), NonZeroUsize::new(5).expect("5 > 0"));
+        let pool = TrackConsumersPool::new(FairSpillPool::new(pool_size), NonZeroUsize::new(5).expect("5 > 0"));
         runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     let state = SessionStateBuilder::new()
@@ -238,6 +238,28 @@ pub fn plans_hash_joins(ctx: &SessionContext) -> bool {
     ctx.state_ref().read().config().options().optimizer.prefer_hash_join
 }
 
+/// Whether the environment pinned DataFusion's choice of join: etl then
+/// leaves it alone.
+pub fn joins_pinned() -> bool {
+    std::env::var_os(PREFER_HASH_JOIN_VAR).is_some()
+}
+
+/// A copy of `ctx` (same tables, memory pool, object stores) whose
+/// queries get sort-merge joins: for one node whose hash join ran out of
+/// memory (see [`spill_joins`] for why they are the fallback).
+pub fn with_sort_merge_joins(ctx: &SessionContext) -> SessionContext {
+    let state = ctx.state();
+    // Without it, building the state would put an empty default catalog in
+    // place of the build's, shared with it: every table registered so far
+    // would be gone for every node.
+    let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
+    config.options_mut().optimizer.prefer_hash_join = false;
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    SessionContext::new_with_state(state)
+}
+
 /// After a query ran out of memory: every query planned from now on gets
 /// sort-merge joins instead of hash joins. A hash join holds its whole
 /// build side in memory and cannot spill; a sort-merge join sorts both
@@ -248,7 +270,7 @@ pub fn plans_hash_joins(ctx: &SessionContext) -> bool {
 /// rule. Returns false, changing nothing, when the environment pinned the
 /// choice.
 pub fn spill_joins(ctx: &SessionContext) -> bool {
-    if std::env::var_os(PREFER_HASH_JOIN_VAR).is_some() {
+    if joins_pinned() {
         return false;
     }
     let state = ctx.state_ref();

@@ -1132,6 +1132,81 @@ fn a_join_larger_than_the_memory_limit_finishes_and_datafusion_options_come_from
     assert!(stderr.contains("DATAFUSION_EXECUTION_BATCH_SIZE"), "{stderr}");
 }
 
+/// The first node whose hash join runs out of memory gets sort-merge joins
+/// alone: the next one still plans hash joins (and here runs out too, so
+/// it is the second), and from then on every node plans sort-merge joins.
+#[test]
+fn one_hash_join_out_of_memory_changes_its_node_alone_and_a_second_the_rest_of_the_build() {
+    let dir = fixture("memory");
+    // Three copies of the join, each after a table built before them all.
+    std::fs::write(
+        dir.path().join("models/base.sql"),
+        "{{ config(materialized='table') }} select 1 as one",
+    )
+    .unwrap();
+    edit_file(
+        dir.path(),
+        "models/pairs.sql",
+        "as id),",
+        "as id from {{ ref('base') }}),",
+    );
+    let pairs = std::fs::read_to_string(dir.path().join("models/pairs.sql")).unwrap();
+    for copy in ["pairs_b", "pairs_c"] {
+        std::fs::write(dir.path().join(format!("models/{copy}.sql")), &pairs).unwrap();
+    }
+    // A reader of them and of the table built before them: the sessions
+    // the joins ran again in shared the build's tables, and took none away.
+    std::fs::write(
+        dir.path().join("models/pairs_read.sql"),
+        "{{ config(materialized='table') }} select p.n, b.one from {{ ref('pairs') }} p \
+         join {{ ref('pairs_b') }} q using (n) cross join {{ ref('base') }} b",
+    )
+    .unwrap();
+    let env = [
+        ("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2".to_owned()),
+        (
+            "DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES",
+            "1048576".to_owned(),
+        ),
+        ("ETL_LOG", "warn".to_owned()),
+    ];
+    let (code, stdout, stderr) = etl_with_env(
+        dir.path(),
+        &["--memory-limit", "12MiB", "--threads", "1", "build"],
+        &env,
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for name in ["pairs", "pairs_b", "pairs_c"] {
+        assert_eq!(rows(dir.path(), "main", name), vec!["1000000|499999500000"], "{name}");
+    }
+    assert_eq!(rows(dir.path(), "main", "pairs_read"), vec!["1000000|1"]);
+    let alone = "out of memory with hash joins; running it again alone with sort-merge joins";
+    let rest = "out of memory with hash joins, the second node so; running it again alone, and the rest of the build, with sort-merge joins";
+    assert_eq!(stderr.matches(alone).count(), 1, "{stderr}");
+    assert_eq!(stderr.matches(rest).count(), 1, "{stderr}");
+    // The first two ran twice; the third planned sort-merge joins at once.
+    let results = artifact(dir.path(), "run_results.json");
+    let messages: Vec<String> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().to_owned())
+        .collect();
+    let again = messages
+        .iter()
+        .filter(|m| {
+            m.ends_with("(ran out of memory with hash joins; run again alone with sort-merge joins, which spill)")
+        })
+        .count();
+    assert_eq!(again, 2, "{messages:?}");
+    // base, the third copy and the reader.
+    assert_eq!(
+        messages.iter().filter(|m| !m.contains("out of memory")).count(),
+        3,
+        "{messages:?}"
+    );
+}
+
 /// The columns of the Delta table written for `schema.name`.
 fn columns(project: &std::path::Path, schema: &str, name: &str) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
