@@ -390,10 +390,13 @@ async fn build_locked(
     run_hooks(&build, "on-run-start", &render_options, BTreeMap::new())
         .await
         .map_err(|d| vec![d])?;
-    let results = materialize::run(build.clone(), &nodes, |result, done, total| {
-        progress(Progress::Node { result, done, total })
-    })
-    .await;
+    let results = build
+        .spill_room
+        .watch(materialize::run(build.clone(), &nodes, |result, done, total| {
+            progress(Progress::Node { result, done, total })
+        }))
+        .await;
+    problems.extend(build.spill_room.warning());
     if !build.project.run_hooks.end.0.is_empty() {
         let (results_value, schemas) = hook_results(&build, &results);
         let extra = BTreeMap::from([("results", results_value), ("schemas", schemas)]);

@@ -220,6 +220,8 @@ pub struct Build {
     /// after running out of memory alone within the machine's default
     /// budget.
     pub roomy: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// The build's spill files against the room on their disk.
+    pub spill_room: Arc<crate::plan::SpillRoom>,
     /// Nodes run again with sort-merge joins after a hash join of theirs
     /// ran out of memory, while the rest of the build still plans hash
     /// joins (see `run_node`).
@@ -285,6 +287,7 @@ impl Build {
         full_build_sql: HashMap<String, String>,
     ) -> Build {
         Build {
+            spill_room: crate::plan::SpillRoom::of(&registry.ctx),
             project: Arc::new(project),
             dag: Arc::new(dag),
             models: Arc::new(rendered.models),
@@ -357,6 +360,23 @@ impl Build {
     }
 }
 
+/// Builds or tests one node (see [`run_within_memory`]); when it failed
+/// for want of room to spill, the error says how much there was, where.
+async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
+    let mut result = run_within_memory(build, index).await;
+    if let Some(diag) = result.diagnostic.as_mut().filter(|_| result.status == Status::Error) {
+        let text = std::iter::once(&diag.message)
+            .chain(&diag.notes)
+            .cloned()
+            .collect::<Vec<_>>();
+        if let Some((note, help)) = text.iter().find_map(|t| build.spill_room.explain(t)) {
+            diag.notes.push(note);
+            diag.help.push(help);
+        }
+    }
+    result
+}
+
 /// Builds or tests one node. A node that runs out of memory runs once
 /// more, alone, so that the whole budget is its own; when what ran out
 /// was a hash join's build side, which cannot spill, it runs with
@@ -368,7 +388,7 @@ impl Build {
 /// machine's default budget, a node that runs out alone too gets room to
 /// grow (see `plan::with_room_to_grow`). Its failed attempts changed no
 /// table.
-async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
+async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let ctx = &build.registry.ctx;
     let (hash_joins, first) = {
         let _shared = build.memory_gate.read().await;

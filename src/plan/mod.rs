@@ -20,6 +20,7 @@ mod row_counts;
 mod session;
 mod shared;
 mod sources;
+mod spill;
 mod windows;
 
 pub use by_key::{key_of, same_every_run};
@@ -37,6 +38,7 @@ pub use sources::{
     known_row_counts, list_source_files, register_csv_file, seed_select, shown_file, source_files_provider,
     source_root, sql_type,
 };
+pub use spill::SpillRoom;
 
 use datafusion::common::Location;
 use datafusion::error::DataFusionError;

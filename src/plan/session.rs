@@ -107,7 +107,7 @@ pub fn new_session(options: &SessionOptions) -> Result<SessionContext> {
         execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(pool_size / 32);
     }
     apply_env_overrides(&mut config)?;
-    let mut runtime = RuntimeEnvBuilder::new();
+    let (mut runtime, mut config) = super::spill::runtime_from_env(RuntimeEnvBuilder::new(), config)?;
     config = config.with_extension(Arc::new(budget.clone()));
     if let Some(pool_size) = pool_size {
         // A fair pool shares the limit between the operators that can

@@ -1207,6 +1207,60 @@ fn one_hash_join_out_of_memory_changes_its_node_alone_and_a_second_the_rest_of_t
     );
 }
 
+/// A sort whose spill files outgrow the room they have fails cleanly: the
+/// error says how much room there was and where, and the table keeps
+/// what it held. The room is the disk's free space, or the cap set in
+/// the environment under DataFusion's name, as here; the folder is the
+/// one the environment names.
+#[test]
+fn a_spill_past_its_room_fails_saying_how_much_and_where_and_changes_no_table() {
+    let dir = fixture("memory");
+    std::fs::remove_file(dir.path().join("models/pairs.sql")).unwrap();
+    std::fs::write(
+        dir.path().join("models/sorted.sql"),
+        "{{ config(materialized='table') }} with a as (select unnest(range(0, 1000000)) as id) \
+         select id, id * 7 % 1000 as k from a order by k, id desc",
+    )
+    .unwrap();
+    let args = ["--memory-limit", "12MiB", "--threads", "1", "build", "--full-refresh"];
+    let base = [("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "2".to_owned())];
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &args, &base);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let before = rows(dir.path(), "main", "sorted").len();
+    assert_eq!(before, 1_000_000);
+
+    let spills = tempfile::tempdir().unwrap();
+    let mut env = base.to_vec();
+    env.push(("DATAFUSION_RUNTIME_TEMP_DIRECTORY", spills.path().display().to_string()));
+    env.push(("DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE", "1M".to_owned()));
+    let (code, stdout, stderr) = etl_with_env(dir.path(), &args, &env);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let output = format!("{stdout}{stderr}");
+    assert!(output.contains("exceeded the allowable limit of 1024.0 KB"), "{output}");
+    let room = format!(
+        "spill files may take 1 MiB in {} (DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE)",
+        spills.path().display()
+    );
+    assert!(output.contains(&room), "{output}");
+    assert!(
+        output.contains("point DATAFUSION_RUNTIME_TEMP_DIRECTORY (or TMPDIR) at a disk with more room"),
+        "{output}"
+    );
+    assert_eq!(rows(dir.path(), "main", "sorted").len(), before);
+
+    // DataFusion's own memory limit is not etl's to take.
+    let (code, _, stderr) = etl_with_env(
+        dir.path(),
+        &["build"],
+        &[("DATAFUSION_RUNTIME_MEMORY_LIMIT", "1G".to_owned())],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("`DATAFUSION_RUNTIME_MEMORY_LIMIT=1G` in the environment"),
+        "{stderr}"
+    );
+}
+
 /// The columns of the Delta table written for `schema.name`.
 fn columns(project: &std::path::Path, schema: &str, name: &str) -> Vec<String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
