@@ -387,16 +387,15 @@ async fn build_locked(
         "sources": manifest["sources"],
     }));
     let build = Arc::new(build);
+    // Hooks and the rejected rows' counts spill too: watched to the end.
+    let _spill_watch = build.spill_room.watching();
     run_hooks(&build, "on-run-start", &render_options, BTreeMap::new())
         .await
         .map_err(|d| vec![d])?;
-    let results = build
-        .spill_room
-        .watch(materialize::run(build.clone(), &nodes, |result, done, total| {
-            progress(Progress::Node { result, done, total })
-        }))
-        .await;
-    problems.extend(build.spill_room.warning());
+    let results = materialize::run(build.clone(), &nodes, |result, done, total| {
+        progress(Progress::Node { result, done, total })
+    })
+    .await;
     if !build.project.run_hooks.end.0.is_empty() {
         let (results_value, schemas) = hook_results(&build, &results);
         let extra = BTreeMap::from([("results", results_value), ("schemas", schemas)]);
@@ -441,6 +440,7 @@ async fn build_locked(
     }
     let rates = crate::notify::rates(&build.dag, &results);
     let figures = crate::notify::figures(&build, &options.figures).await;
+    problems.extend(build.spill_room.warning());
     Ok(Outcome {
         results,
         rejected,

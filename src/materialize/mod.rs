@@ -364,6 +364,20 @@ impl Build {
 /// for want of room to spill, the error says how much there was, where.
 async fn run_node(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     let mut result = run_within_memory(build, index).await;
+    // The room is shared by the nodes spilling at once: alone, it is all
+    // this node's.
+    if build.options.threads > 1 && spill_found_no_room(&result) {
+        let node = &build.dag.node(index).name;
+        tracing::warn!(node = %node, "no room for its spill files beside other nodes'; running it again alone");
+        let _alone = build.memory_gate.write().await;
+        let mut second = attempt(build, index).await;
+        second.execution_time += result.execution_time;
+        second.message = format!(
+            "{} (no room for its spill files beside other nodes'; run again alone)",
+            second.message
+        );
+        result = second;
+    }
     if let Some(diag) = result.diagnostic.as_mut().filter(|_| result.status == Status::Error) {
         let text = std::iter::once(&diag.message)
             .chain(&diag.notes)
@@ -572,6 +586,17 @@ fn hash_join_ran_out(result: &NodeResult) -> bool {
     result.diagnostic.as_ref().is_some_and(|d| {
         d.message.contains(" for HashJoinInput") || d.notes.iter().any(|n| n.contains(" for HashJoinInput"))
     })
+}
+
+/// Whether `result` is a query whose spill files outgrew the room the
+/// build gives them (see `plan::SpillRoom`).
+fn spill_found_no_room(result: &NodeResult) -> bool {
+    result.status == Status::Error
+        && result.diagnostic.as_ref().is_some_and(|d| {
+            std::iter::once(&d.message)
+                .chain(&d.notes)
+                .any(|t| t.contains(crate::plan::SPILL_LIMIT_ERROR))
+        })
 }
 
 /// Whether `result` is a query that DataFusion's memory pool refused.

@@ -33,6 +33,9 @@ const RESERVE: u64 = 1 << 30;
 /// disk.
 const WARN_FROM: u64 = 64 << 20;
 
+/// What DataFusion's error says when a spill would pass the limit.
+pub const SPILL_LIMIT_ERROR: &str = "exceeded the allowable limit";
+
 /// How often a build looks at its spill files and the disk's free space.
 const EVERY: Duration = Duration::from_millis(250);
 
@@ -43,9 +46,9 @@ struct SpillPlace {
     /// `DATAFUSION_RUNTIME_TEMP_DIRECTORY`; the system's temporary folder
     /// when `None`.
     directory: Option<PathBuf>,
-    /// `DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE`, or DataFusion's
-    /// default.
-    cap: u64,
+    /// `DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE`; DataFusion's
+    /// default when `None`.
+    cap: Option<u64>,
 }
 
 /// DataFusion's runtime settings from the environment
@@ -57,8 +60,25 @@ pub(super) fn runtime_from_env(
     runtime: RuntimeEnvBuilder,
     config: SessionConfig,
 ) -> Result<(RuntimeEnvBuilder, SessionConfig)> {
-    runtime_from(runtime, config, std::env::vars())
+    // Only etl's variables are read as text: another one that is not
+    // UTF-8 is none of its business.
+    let mut vars = Vec::new();
+    for (var, value) in std::env::vars_os() {
+        let Some(var) = var.to_str().filter(|v| v.starts_with(PREFIX)) else {
+            continue;
+        };
+        let value = value.into_string().map_err(|value| {
+            datafusion::error::DataFusionError::Configuration(format!(
+                "`{var}={}` in the environment: not UTF-8",
+                value.to_string_lossy()
+            ))
+        })?;
+        vars.push((var.to_owned(), value));
+    }
+    runtime_from(runtime, config, vars.into_iter())
 }
+
+const PREFIX: &str = "DATAFUSION_RUNTIME_";
 
 fn runtime_from(
     mut runtime: RuntimeEnvBuilder,
@@ -67,53 +87,72 @@ fn runtime_from(
 ) -> Result<(RuntimeEnvBuilder, SessionConfig)> {
     let mut place = SpillPlace {
         directory: None,
-        cap: DEFAULT_MAX_TEMP_DIRECTORY_SIZE,
+        cap: None,
     };
-    let mut vars: Vec<(String, String)> = vars.filter(|(var, _)| var.starts_with("DATAFUSION_RUNTIME_")).collect();
+    let mut vars: Vec<(String, String)> = vars.filter(|(var, _)| var.starts_with(PREFIX)).collect();
     vars.sort();
     for (var, value) in vars {
-        let key = format!(
-            "datafusion.runtime.{}",
-            var["DATAFUSION_RUNTIME_".len()..].to_lowercase()
-        );
+        let key = format!("datafusion.runtime.{}", var[PREFIX.len()..].to_lowercase());
         let context = |e: datafusion::error::DataFusionError| e.context(format!("`{var}={value}` in the environment"));
         let capacity = || SessionContext::parse_capacity_limit(&key, &value).map_err(context);
+        let invalid = |why: String| context(datafusion::error::DataFusionError::Configuration(why));
         runtime = match &key["datafusion.runtime.".len()..] {
             "temp_directory" => {
                 place.directory = Some(PathBuf::from(&value));
                 runtime.with_temp_file_path(&value)
             }
             "max_temp_directory_size" => {
-                place.cap = capacity()? as u64;
-                runtime.with_max_temp_directory_size(place.cap)
+                let cap = capacity()? as u64;
+                place.cap = Some(cap);
+                runtime.with_max_temp_directory_size(cap)
             }
             "max_spill_merge_fan_in" => {
-                let fan_in = value.parse::<usize>().map_err(|e| {
-                    context(datafusion::error::DataFusionError::Configuration(format!(
-                        "not a whole number: {e}"
-                    )))
-                })?;
+                let fan_in = value
+                    .parse::<usize>()
+                    .map_err(|e| invalid(format!("not a whole number: {e}")))?;
                 runtime.with_max_spill_merge_fan_in(fan_in)
             }
             "metadata_cache_limit" => runtime.with_metadata_cache_limit(capacity()?),
             "file_statistics_cache_limit" => runtime.with_file_statistics_cache_limit(capacity()?),
+            "list_files_cache_limit" => runtime.with_object_list_cache_limit(capacity()?),
+            "list_files_cache_ttl" => {
+                let ttl = duration(&value)
+                    .ok_or_else(|| invalid("not a duration: minutes then seconds, as `1m30s`, `90s` or `2m`".into()))?;
+                runtime.with_object_list_cache_ttl(Some(ttl))
+            }
             "memory_limit" => {
-                return Err(context(datafusion::error::DataFusionError::Configuration(
+                return Err(invalid(
                     "etl sets the memory limit itself: use `--memory-limit` (or the target's `memory_limit:`), \
                      or ETL_DEFAULT_MEMORY_LIMIT for the machine's default"
                         .into(),
-                )));
+                ));
             }
             _ => {
-                return Err(context(datafusion::error::DataFusionError::Configuration(
-                    "not a runtime setting etl takes: temp_directory, max_temp_directory_size, \
-                     max_spill_merge_fan_in, metadata_cache_limit and file_statistics_cache_limit are"
+                return Err(invalid(
+                    "not a runtime setting of DataFusion's that etl takes: temp_directory, \
+                     max_temp_directory_size, max_spill_merge_fan_in, metadata_cache_limit, \
+                     file_statistics_cache_limit, list_files_cache_limit and list_files_cache_ttl are"
                         .into(),
-                )));
+                ));
             }
         };
     }
     Ok((runtime, config.with_extension(Arc::new(place))))
+}
+
+/// A duration as DataFusion writes one: minutes then seconds (`1m30s`,
+/// `90s`, `2m`), not zero.
+fn duration(text: &str) -> Option<Duration> {
+    let (minutes, rest) = match text.split_once('m') {
+        Some((m, rest)) => (m.parse::<u64>().ok()?, rest),
+        None => (0, text),
+    };
+    let seconds = match rest {
+        "" => 0,
+        rest => rest.strip_suffix('s')?.parse::<u64>().ok()?,
+    };
+    let seconds = minutes.checked_mul(60)?.checked_add(seconds)?;
+    (seconds > 0).then(|| Duration::from_secs(seconds))
 }
 
 /// A build's watch over its spill files (see the module's comment).
@@ -122,9 +161,25 @@ pub struct SpillRoom {
     disk: Arc<DiskManager>,
     /// The folder spill files go to.
     dir: PathBuf,
-    cap: u64,
+    /// The user's cap; DataFusion's default when `None`.
+    cap: Option<u64>,
+    /// Whether the disk (rather than the cap) set the limit last.
+    disk_bound: AtomicBool,
     warned: AtomicBool,
     warning: Mutex<Option<Diagnostic>>,
+}
+
+/// While it lives, a thread keeps [`SpillRoom`]'s limit on the disk's
+/// free space; dropped, it stops (within [`EVERY`]).
+#[derive(Debug)]
+pub struct Watching {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
 }
 
 impl SpillRoom {
@@ -140,7 +195,8 @@ impl SpillRoom {
         let room = Arc::new(SpillRoom {
             disk,
             dir,
-            cap: place.map_or(DEFAULT_MAX_TEMP_DIRECTORY_SIZE, |p| p.cap),
+            cap: place.and_then(|p| p.cap),
+            disk_bound: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             warning: Mutex::new(None),
         });
@@ -148,20 +204,26 @@ impl SpillRoom {
         room
     }
 
-    /// Looks every quarter of a second while `work` runs.
-    pub async fn watch<F: std::future::Future>(self: &Arc<Self>, work: F) -> F::Output {
+    /// Looks every quarter of a second until the returned guard is
+    /// dropped, on a thread of its own: `statvfs` of a network disk can
+    /// block, and the build's tasks should not wait on it.
+    pub fn watching(self: &Arc<Self>) -> Watching {
+        let stop = Arc::new(AtomicBool::new(false));
         let room = Arc::clone(self);
-        let watcher = tokio::spawn(async move {
-            let mut every = tokio::time::interval(EVERY);
-            loop {
-                every.tick().await;
-                room.look();
-            }
-        });
-        let output = work.await;
-        watcher.abort();
-        self.look();
-        output
+        let stopped = Arc::clone(&stop);
+        let spawned = std::thread::Builder::new()
+            .name("etl-spill-room".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::SeqCst) {
+                    room.look();
+                    std::thread::sleep(EVERY);
+                }
+            });
+        if let Err(e) = spawned {
+            // The limit set when the build started holds.
+            tracing::debug!("cannot watch the spill folder's disk: {e}");
+        }
+        Watching { stop }
     }
 
     /// The warning given while the build ran, if any.
@@ -170,28 +232,48 @@ impl SpillRoom {
     }
 
     /// What a node whose spill failed should be told, if its error is a
-    /// spill's: the limit, where, and what to change.
+    /// spill's (DataFusion's message gives the limit): what set the limit,
+    /// where, and what to change.
     pub fn explain(&self, message: &str) -> Option<(String, String)> {
-        let limit = self.disk.max_temp_directory_size();
         let dir = self.dir.display();
-        if message.contains("exceeded the allowable limit") {
-            let why = if limit < self.cap {
-                format!(
-                    "spill files may take {} in {dir}: what that disk had free, less {} kept for the lake and \
-                     the rest of the machine",
-                    text(limit),
-                    text(reserve_of(free_space(&self.dir).map_or(0, |(_, size)| size)))
-                )
-            } else {
-                format!(
-                    "spill files may take {} in {dir} (DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE)",
-                    text(limit)
-                )
+        if message.contains(SPILL_LIMIT_ERROR) {
+            if self.disk_bound.load(Ordering::SeqCst) {
+                let reserve = reserve_of(free_space(&self.dir).map_or(0, |(_, size)| size));
+                let why = format!(
+                    "spill files may take what the disk of {dir} has free, less {} kept for the lake and the \
+                     rest of the machine",
+                    text(reserve)
+                );
+                return Some((why, move_or_more_memory()));
+            }
+            let (why, help) = match self.cap {
+                Some(cap) => (
+                    format!(
+                        "spill files may take at most {} in {dir} (DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE)",
+                        text(cap)
+                    ),
+                    "raise DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE, or give the build more memory \
+                     (`--memory-limit`) so that less spills",
+                ),
+                None => (
+                    format!(
+                        "spill files may take at most {} in {dir} (DataFusion's cap)",
+                        text(DEFAULT_MAX_TEMP_DIRECTORY_SIZE)
+                    ),
+                    "set DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE higher, or give the build more memory \
+                     (`--memory-limit`) so that less spills",
+                ),
             };
-            return Some((why, help()));
+            return Some((why, help.into()));
         }
         if message.contains("No space left on device") {
-            return Some((format!("the disk is full (spill files go to {dir})"), help()));
+            // The lake's disk, `target/`'s or the spill folder's: spill
+            // files are already gone when the error is read.
+            let why = format!(
+                "a disk is full: the lake's, the project's or the spill folder's ({dir}, kept to its free space \
+                 less a reserve)"
+            );
+            return Some((why, "free space on that disk, then build again".into()));
         }
         None
     }
@@ -203,27 +285,29 @@ impl SpillRoom {
         let Some((free, size)) = free_space(&self.dir) else {
             return;
         };
-        let limit = limit(self.cap, used, free, size);
+        let cap = self.cap.unwrap_or(DEFAULT_MAX_TEMP_DIRECTORY_SIZE);
+        let limit = limit(cap, used, free, size);
+        self.disk_bound.store(limit < cap, Ordering::SeqCst);
         // Only fails on a disk manager that cannot spill: nothing to limit.
         let _ = self.disk.set_max_temp_directory_size(limit);
-        if !should_warn(self.cap, limit, used) || self.warned.swap(true, Ordering::SeqCst) {
+        if !should_warn(cap, limit, used) || self.warned.swap(true, Ordering::SeqCst) {
             return;
         }
         let message = format!(
-            "spill files hold {} in {}: half of what that disk has room for ({} with {} kept free); a build \
-             that spills twice as much fails",
+            "spill files hold {} in {}, of the {} that disk has room for (keeping {} free); a query that needs \
+             more fails",
             text(used),
             self.dir.display(),
             text(limit),
             text(reserve_of(size))
         );
         tracing::warn!("{message}");
-        let diagnostic = Diagnostic::warning(Code::SpillSpace, message).with_help(help());
+        let diagnostic = Diagnostic::warning(Code::SpillSpace, message).with_help(move_or_more_memory());
         *self.warning.lock().expect("spill warning poisoned") = Some(diagnostic);
     }
 }
 
-fn help() -> String {
+fn move_or_more_memory() -> String {
     "point DATAFUSION_RUNTIME_TEMP_DIRECTORY (or TMPDIR) at a disk with more room, or give the build more memory \
      (`--memory-limit`) so that less spills"
         .into()
@@ -263,7 +347,9 @@ fn statvfs(dir: &Path) -> Option<(u64, u64)> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
         return None;
     }
-    let block = stat.f_frsize as u64;
+    // The fragment size is the unit of the counts; 0 on old systems,
+    // where the block size is.
+    let block = if stat.f_frsize > 0 { stat.f_frsize } else { stat.f_bsize } as u64;
     Some((stat.f_bavail as u64 * block, stat.f_blocks as u64 * block))
 }
 
@@ -341,11 +427,32 @@ mod tests {
         .unwrap();
         assert!(disk.temp_dir_paths()[0].starts_with(dir.path()));
         assert_eq!(disk.max_temp_directory_size(), 2 * GIB);
-        assert_eq!((place.directory.as_deref(), place.cap), (Some(dir.path()), 2 * GIB));
+        assert_eq!(
+            (place.directory.as_deref(), place.cap),
+            (Some(dir.path()), Some(2 * GIB))
+        );
         // Without them: the system's folder, DataFusion's cap.
         let (disk, place) = runtime_of(&[]).unwrap();
         assert!(disk.temp_dir_paths().is_empty());
-        assert_eq!((place.directory, place.cap), (None, DEFAULT_MAX_TEMP_DIRECTORY_SIZE));
+        assert_eq!((place.directory, place.cap), (None, None));
+    }
+
+    #[test]
+    fn durations_are_written_as_datafusion_writes_them() {
+        assert_eq!(duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(duration("1m30s"), Some(Duration::from_secs(90)));
+        for bad in ["", "0s", "30", "s", "30s1m", "1h", "-1s"] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
+        let (runtime, _) = runtime_from(
+            RuntimeEnvBuilder::new(),
+            SessionConfig::new(),
+            [("DATAFUSION_RUNTIME_LIST_FILES_CACHE_TTL".to_owned(), "1m".to_owned())].into_iter(),
+        )
+        .unwrap();
+        let ttl = runtime.build().unwrap().cache_manager.get_list_files_cache_ttl();
+        assert_eq!(ttl, Some(Duration::from_secs(60)));
     }
 
     #[test]
@@ -362,7 +469,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`DATAFUSION_RUNTIME_SPILL_SPEED=fast`") && err.contains("not a runtime setting etl takes"),
+            err.contains("`DATAFUSION_RUNTIME_SPILL_SPEED=fast`")
+                && err.contains("not a runtime setting of DataFusion's that etl takes"),
             "{err}"
         );
         let err = runtime_of(&[("DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE", "lots")])
