@@ -478,8 +478,8 @@ async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     tracing::warn!(
         node = %node,
         "out of memory alone within the default budget of {}; running it again with up to {} (half the machine's memory)",
-        bytes_text(budget),
-        bytes_text(room)
+        crate::plan::bytes_text(budget as u64),
+        crate::plan::bytes_text(room as u64)
     );
     build.roomy.lock().expect("roomy nodes poisoned").insert(index);
     let mut third = attempt(build, index).await;
@@ -487,8 +487,8 @@ async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     third.message = format!(
         "{} (ran out of memory alone within the default budget of {}; run again with up to {})",
         third.message,
-        bytes_text(budget),
-        bytes_text(room)
+        crate::plan::bytes_text(budget as u64),
+        crate::plan::bytes_text(room as u64)
     );
     if third.status != Status::Error {
         third.warnings.push(
@@ -497,8 +497,8 @@ async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
                 format!(
                     "`{node}` needed more memory than the build's default budget of {} gives one query, and was \
                      built with up to {}",
-                    bytes_text(budget),
-                    bytes_text(room)
+                    crate::plan::bytes_text(budget as u64),
+                    crate::plan::bytes_text(room as u64)
                 ),
             )
             .with_note(
@@ -508,16 +508,6 @@ async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
         );
     }
     third
-}
-
-/// `bytes` for a message: `2.0 GiB`, `512 MiB`.
-fn bytes_text(bytes: usize) -> String {
-    const GIB: f64 = (1u64 << 30) as f64;
-    if bytes as f64 >= GIB {
-        format!("{:.1} GiB", bytes as f64 / GIB)
-    } else {
-        format!("{} MiB", bytes >> 20)
-    }
 }
 
 async fn attempt(build: &Arc<Build>, index: NodeIndex) -> NodeResult {

@@ -38,7 +38,7 @@ pub use sources::{
     known_row_counts, list_source_files, register_csv_file, seed_select, shown_file, source_files_provider,
     source_root, sql_type,
 };
-pub use spill::{SPILL_LIMIT_ERROR, SpillRoom, Watching};
+pub use spill::{SPILL_LIMIT_ERROR, SpillRoom, Watching, bytes_text};
 
 use datafusion::common::Location;
 use datafusion::error::DataFusionError;

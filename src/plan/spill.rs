@@ -242,7 +242,7 @@ impl SpillRoom {
                 let why = format!(
                     "spill files may take what the disk of {dir} has free, less {} kept for the lake and the \
                      rest of the machine",
-                    text(reserve)
+                    bytes_text(reserve)
                 );
                 return Some((why, move_or_more_memory()));
             }
@@ -250,7 +250,7 @@ impl SpillRoom {
                 Some(cap) => (
                     format!(
                         "spill files may take at most {} in {dir} (DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE)",
-                        text(cap)
+                        bytes_text(cap)
                     ),
                     "raise DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE, or give the build more memory \
                      (`--memory-limit`) so that less spills",
@@ -258,7 +258,7 @@ impl SpillRoom {
                 None => (
                     format!(
                         "spill files may take at most {} in {dir} (DataFusion's cap)",
-                        text(DEFAULT_MAX_TEMP_DIRECTORY_SIZE)
+                        bytes_text(DEFAULT_MAX_TEMP_DIRECTORY_SIZE)
                     ),
                     "set DATAFUSION_RUNTIME_MAX_TEMP_DIRECTORY_SIZE higher, or give the build more memory \
                      (`--memory-limit`) so that less spills",
@@ -296,10 +296,10 @@ impl SpillRoom {
         let message = format!(
             "spill files hold {} in {}, of the {} that disk has room for (keeping {} free); a query that needs \
              more fails",
-            text(used),
+            bytes_text(used),
             self.dir.display(),
-            text(limit),
-            text(reserve_of(size))
+            bytes_text(limit),
+            bytes_text(reserve_of(size))
         );
         tracing::warn!("{message}");
         let diagnostic = Diagnostic::warning(Code::SpillSpace, message).with_help(move_or_more_memory());
@@ -359,7 +359,7 @@ fn statvfs(_dir: &Path) -> Option<(u64, u64)> {
 }
 
 /// `bytes` for a message: `2.0 GiB`, `512 MiB`, `300 KiB`.
-fn text(bytes: u64) -> String {
+pub fn bytes_text(bytes: u64) -> String {
     const GIB: f64 = (1u64 << 30) as f64;
     if bytes >= 1 << 30 {
         format!("{:.1} GiB", bytes as f64 / GIB)
