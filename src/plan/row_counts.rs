@@ -6,8 +6,10 @@
 //! feeds often are) has no footer: counting its rows means decompressing
 //! and parsing all of it, every build, although the file has not changed
 //! since yesterday. So every scan that reads a whole file to its end
-//! records how many rows it gave, keyed by the file's path, size, time and
-//! ETag, and the source's format reports that count back to DataFusion as
+//! records how many rows it gave, keyed by the file's path under the
+//! source's folder, size, time and ETag (so a project moved with its lake
+//! by `mv` keeps them; a copy has new inodes, so new local ETags), and the
+//! source's format reports that count back to DataFusion as
 //! an exact statistic. A query that only needs the row count of files read
 //! before (a reconciliation test of bronze against silver, after the
 //! ingesting models have read the new files) is then answered from the
@@ -68,11 +70,13 @@ impl RowCounts {
     }
 
     /// The counts of source `name` (`<source>.<table>`) read as `reading`
-    /// (its format, location and options): counts learnt under other
-    /// options, such as `header: false`, are not reused.
-    pub async fn of_source(&self, ctx: &SessionContext, name: &str, reading: &str) -> Arc<SourceCounts> {
+    /// (its format and options): counts learnt under other options, such
+    /// as `header: false`, are not reused. Files are keyed by their path
+    /// under `folder`, the object store path the source's files are listed
+    /// from.
+    pub async fn of_source(&self, ctx: &SessionContext, name: &str, reading: &str, folder: &str) -> Arc<SourceCounts> {
         let mut sources = self.sources.lock().await;
-        if let Some(counts) = sources.get(name).filter(|c| c.reading == reading) {
+        if let Some(counts) = sources.get(name).filter(|c| c.reading == reading && c.folder == folder) {
             return counts.clone();
         }
         let stored = lake::read_document(ctx, &self.lake, "row_counts", name)
@@ -84,6 +88,7 @@ impl RowCounts {
         let counts = Arc::new(SourceCounts {
             name: name.to_owned(),
             reading: reading.to_owned(),
+            folder: folder.trim_end_matches('/').to_owned(),
             files: Mutex::new(stored),
             learnt: AtomicBool::new(false),
         });
@@ -150,6 +155,9 @@ impl FileCount {
 pub struct SourceCounts {
     name: String,
     reading: String,
+    /// The object store path the files are listed from, without its last
+    /// `/`; the documents key files by their path under it.
+    folder: String,
     files: Mutex<BTreeMap<String, FileCount>>,
     learnt: AtomicBool,
 }
@@ -157,18 +165,31 @@ pub struct SourceCounts {
 impl SourceCounts {
     pub(crate) fn rows(&self, meta: &ObjectMeta) -> Option<u64> {
         let files = self.files.lock().expect("row counts poisoned");
-        files
-            .get(meta.location.as_ref())
-            .filter(|c| c.is_for(meta))
-            .map(|c| c.rows)
+        files.get(self.key(meta)).filter(|c| c.is_for(meta)).map(|c| c.rows)
     }
 
     fn record(&self, meta: &ObjectMeta, rows: u64) {
+        let key = self.key(meta);
         let mut files = self.files.lock().expect("row counts poisoned");
-        let known = files.get(meta.location.as_ref()).filter(|c| c.is_for(meta));
+        let known = files.get(key).filter(|c| c.is_for(meta));
         if known.map(|c| c.rows) != Some(rows) {
-            files.insert(meta.location.to_string(), FileCount::of(meta, rows));
+            files.insert(key.to_owned(), FileCount::of(meta, rows));
             self.learnt.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl SourceCounts {
+    /// A file's path under the source's folder; its whole path when it is
+    /// not under it.
+    fn key<'a>(&self, meta: &'a ObjectMeta) -> &'a str {
+        let path: &str = meta.location.as_ref();
+        match path.strip_prefix(self.folder.as_str()) {
+            Some(rest) if self.folder.is_empty() => rest,
+            // A source that names one file lists it as its folder.
+            Some("") => meta.location.filename().unwrap_or(path),
+            Some(rest) => rest.strip_prefix('/').unwrap_or(path),
+            None => path,
         }
     }
 }
@@ -398,9 +419,10 @@ impl FileOpener for CountingOpener {
     }
 }
 
-/// What the counts of `source` depend on besides the files themselves.
-pub fn reading(format: &str, location: &str, options: &BTreeMap<String, serde_json::Value>) -> String {
-    json!({"format": format, "location": location, "options": options}).to_string()
+/// What the counts of a source depend on besides the files themselves:
+/// not where they are, so that a moved lake keeps its counts.
+pub fn reading(format: &str, options: &BTreeMap<String, serde_json::Value>) -> String {
+    json!({"format": format, "options": options}).to_string()
 }
 
 #[cfg(test)]
@@ -488,6 +510,48 @@ mod tests {
         // A new file alone makes the whole count a scan again.
         std::fs::write(dir.join("data/c.csv"), "id,qty\n9,1\n").unwrap();
         assert_eq!(count(&next_build, &source, sql).await, (7, true));
+    }
+
+    #[tokio::test]
+    async fn a_count_over_json_files_read_before_comes_from_their_statistics() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::write(dir.join("data/a.jsonl"), "{\"id\": 1}\n{\"id\": 2}\n{\"id\": 3}\n").unwrap();
+        std::fs::write(dir.join("data/b.jsonl"), "{\"id\": 4}\n{\"id\": 5}\n").unwrap();
+        let source = Source {
+            location: format!("{}/data/*.jsonl", dir.display()),
+            format: SourceFormat::Json,
+            options: BTreeMap::new(),
+            ..csv_source(dir, true)
+        };
+        let sql = "select count(*) from items";
+        let counts = RowCounts::new(lake_of(dir));
+        assert_eq!(count(&counts, &source, sql).await, (5, true));
+        assert_eq!(count(&counts, &source, sql).await, (5, false));
+    }
+
+    #[tokio::test]
+    async fn a_project_moved_with_its_lake_keeps_the_counts_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("before");
+        std::fs::create_dir_all(before.join("data")).unwrap();
+        std::fs::write(before.join("data/a.csv"), "id,qty\n1,5\n2,6\n3,7\n").unwrap();
+        std::fs::write(before.join("data/b.csv"), "id,qty\n4,1\n5,2\n").unwrap();
+        let sql = "select count(*) from items";
+        let counts = RowCounts::new(lake_of(&before));
+        assert_eq!(count(&counts, &csv_source(&before, true), sql).await, (5, true));
+        let ctx = new_session(&SessionOptions::default()).unwrap();
+        counts.save(&ctx).await.unwrap();
+        let stored = std::fs::read_to_string(before.join("lake/_etl/row_counts/raw.items.json")).unwrap();
+        assert!(stored.contains("\"a.csv\""), "{stored}");
+        assert!(!stored.contains("before"), "{stored}");
+
+        // `mv` keeps the files' times and inodes: nothing needs reading.
+        let after = dir.path().join("after");
+        std::fs::rename(&before, &after).unwrap();
+        let moved = RowCounts::new(lake_of(&after));
+        assert_eq!(count(&moved, &csv_source(&after, true), sql).await, (5, false));
     }
 
     #[tokio::test]

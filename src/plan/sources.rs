@@ -162,12 +162,7 @@ async fn source_provider_of(
     let format: Arc<dyn FileFormat> = if source.format == SourceFormat::Parquet {
         format
     } else {
-        let name = format!("{}.{}", source.source_name, source.name);
-        let reading = row_counts::reading(&format!("{:?}", source.format), &source.location, &source.options);
-        Arc::new(CountingFormat::new(
-            format,
-            counts.of_source(ctx, &name, &reading).await,
-        ))
+        Arc::new(CountingFormat::new(format, counts_of(ctx, counts, source).await))
     };
     let ext = opt_str("file_extension").unwrap_or_else(|| {
         if has_glob {
@@ -303,10 +298,19 @@ pub async fn known_row_counts(
     if matches!(source.format, SourceFormat::Parquet | SourceFormat::Delta) {
         return vec![None; files.len()];
     }
-    let name = format!("{}.{}", source.source_name, source.name);
-    let reading = row_counts::reading(&format!("{:?}", source.format), &source.location, &source.options);
-    let counts = counts.of_source(ctx, &name, &reading).await;
+    let counts = counts_of(ctx, counts, source).await;
     files.iter().map(|f| counts.rows(f)).collect()
+}
+
+/// The row counts of a CSV or JSON source's files, keyed under the folder
+/// they are listed from.
+async fn counts_of(ctx: &SessionContext, counts: &RowCounts, source: &Source) -> Arc<row_counts::SourceCounts> {
+    let name = format!("{}.{}", source.source_name, source.name);
+    let reading = row_counts::reading(&format!("{:?}", source.format), &source.options);
+    let folder = listing_url(&listing_location(&source.location))
+        .map(|url| url.prefix().to_string())
+        .unwrap_or_default();
+    counts.of_source(ctx, &name, &reading, &folder).await
 }
 
 /// The files a (non-Delta) source's location matches now, sorted by path.
