@@ -236,8 +236,11 @@ pub async fn apply(
     // (for the keys it replaces, then to write them) without holding the
     // new rows in memory.
     let stages = audits || matches!(change, Change::Upsert { merge: false, .. });
+    let started = std::time::Instant::now();
     let staged = if stages {
-        Some(audit::stage(build, run, plan.clone()).await?)
+        let staged = audit::stage(build, run, plan.clone()).await?;
+        tracing::debug!(node = %node.name, seconds = started.elapsed().as_secs_f64(), "new rows staged");
+        Some(staged)
     } else {
         None
     };
@@ -264,8 +267,11 @@ pub async fn apply(
             rows: staged.provider.clone(),
             replaces_by,
         });
+        let started = std::time::Instant::now();
         audit::audit(build, index, view, increment.as_ref(), staged).await?;
+        tracing::debug!(node = %node.name, seconds = started.elapsed().as_secs_f64(), "audited");
     }
+    let started = std::time::Instant::now();
 
     let result = match (&shape, &change) {
         (Shape::Rewrite, _) => {
@@ -350,6 +356,7 @@ pub async fn apply(
             lake::write_table(ctx, &url, plan, how, &config.layout, commit).await
         }
     };
+    tracing::debug!(node = %node.name, seconds = started.elapsed().as_secs_f64(), "written");
     if let Some(staged) = staged {
         staged.remove(build).await;
     }
