@@ -511,6 +511,10 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
         ("fct_order_lines", "incremental (insert_overwrite)"),
         ("fct_clicks", "incremental (insert_overwrite)"),
         ("fct_stock_daily", "incremental (insert_overwrite)"),
+        ("click_behaviour", "incremental (delete+insert)"),
+        ("order_event_delays", "incremental (delete+insert)"),
+        ("dim_customer", "incremental (merge)"),
+        ("revenue_by_customer_country", "incremental (delete+insert)"),
     ] {
         let m = message(&format!("model.shop.{model}"));
         assert!(m.starts_with(strategy), "{model}: {m}");
@@ -529,6 +533,9 @@ fn a_nightly_incremental_build_leaves_the_rows_a_full_rebuild_leaves() {
         .parse()
         .unwrap();
     assert!((2..14).contains(&days), "{m}");
+    // The days events were ingested on: the two new ones, not all 14.
+    let m = message("model.shop.order_event_delays");
+    assert!(m.starts_with("incremental (delete+insert): 2 rows"), "{m}");
     // The row count of every bronze file is kept in the lake, the new
     // days' learnt as the ingesting models read them: the reconciliation
     // test counts bronze from these, and its passing shows them exact.
