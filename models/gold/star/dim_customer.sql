@@ -20,8 +20,20 @@ with changed as (
     from {{ ref('customers_clean') }} n
     left join {{ this }} d on d.customer_id = n.customer_id
     where d.customer_id is null
-)
+),
+{% else %}
+with
 {% endif %}
+
+customers as (
+    select customer_id, email_hash, initials, country, signup_date
+    from {{ ref('customers_clean') }}
+    {% if is_incremental() %}
+    -- Before the joins: their hash tables then hold the changed
+    -- customers, not all of them.
+    where customer_id in (select customer_id from changed)
+    {% endif %}
+)
 
 select
     c.customer_id,
@@ -39,9 +51,6 @@ select
     coalesce(l.lifetime_value, 0) as lifetime_value,
     coalesce(l.segment, 'prospect') as segment,
     (select max(orders_loaded_at) from {{ ref('customer_ltv') }}) as orders_loaded_at
-from {{ ref('customers_clean') }} c
+from customers c
 left join {{ ref('countries') }} k on k.country_code = c.country
 left join {{ ref('customer_ltv') }} l on l.customer_id = c.customer_id
-{% if is_incremental() %}
-where c.customer_id in (select customer_id from changed)
-{% endif %}
