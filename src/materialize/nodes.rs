@@ -318,7 +318,8 @@ async fn write_exports(
     let registry = &build.registry;
     let location = registry.location(&node.relation);
     let committed_at = super::fingerprint::commit_time(build, &location, version).await;
-    super::export::write_all(
+    let started = std::time::Instant::now();
+    let written = super::export::write_all(
         &registry.ctx,
         &registry.lake,
         &node.unique_id,
@@ -328,8 +329,9 @@ async fn write_exports(
         committed_at,
         &export_day(build),
     )
-    .await
-    .map_err(|(export, e)| {
+    .await;
+    tracing::debug!(node = %node.name, seconds = started.elapsed().as_secs_f64(), "exported");
+    written.map_err(|(export, e)| {
         Diagnostic::error(
             Code::Export,
             format!("exporting `{}` to `{}` failed: {e}", node.name, export.location),
