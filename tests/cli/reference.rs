@@ -902,7 +902,7 @@ fn compile_checks_an_incremental_model_both_ways_once_its_table_exists() {
     etl_ok(p, &["build"]);
     let (stdout, _) = etl_ok(p, &["compile"]);
     assert!(
-        stdout.contains("Checked 48 models (23 incremental ones both ways: as a full build and on their tables)"),
+        stdout.contains("Checked 48 models (27 incremental ones both ways: as a full build and on their tables)"),
         "{stdout}"
     );
     std::fs::write(&path, &typo).unwrap();
