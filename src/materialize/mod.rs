@@ -220,6 +220,9 @@ pub struct Build {
     /// after running out of memory alone within the machine's default
     /// budget.
     pub roomy: std::sync::Mutex<HashSet<NodeIndex>>,
+    /// Nodes that ran out of memory alone under an explicit limit, run
+    /// again with one partition (see [`crate::plan::with_one_partition`]).
+    pub one_partition: std::sync::Mutex<HashSet<NodeIndex>>,
     /// The build's spill files against the room on their disk.
     pub spill_room: Arc<crate::plan::SpillRoom>,
     /// Nodes run again with sort-merge joins after a hash join of theirs
@@ -311,6 +314,7 @@ impl Build {
             memory_gate: Default::default(),
             plain: Default::default(),
             roomy: Default::default(),
+            one_partition: Default::default(),
             sort_merge: Default::default(),
             hash_joins_out: Default::default(),
         }
@@ -350,6 +354,16 @@ impl Build {
             .contains(&index)
         {
             crate::plan::with_sort_merge_joins(&ctx)
+        } else {
+            ctx
+        };
+        let ctx = if self
+            .one_partition
+            .lock()
+            .expect("one-partition nodes poisoned")
+            .contains(&index)
+        {
+            crate::plan::with_one_partition(&ctx)
         } else {
             ctx
         };
@@ -466,6 +480,27 @@ async fn run_within_memory(build: &Arc<Build>, index: NodeIndex) -> NodeResult {
     // Alone, within the machine's default budget, an operator that cannot
     // spill still asked for more than it had: the machine may hold it.
     let Some((budget, room)) = crate::plan::room_to_grow(ctx) else {
+        // Under the user's limit: once more in one partition, where each
+        // spilling operator's fair share of the pool is larger.
+        if ctx.state().config().target_partitions() > 1 {
+            tracing::warn!(node = %node, "out of memory alone; running it again in one partition");
+            build
+                .one_partition
+                .lock()
+                .expect("one-partition nodes poisoned")
+                .insert(index);
+            let mut third = attempt(build, index).await;
+            third.execution_time += second.execution_time;
+            third.message = format!(
+                "{} (ran out of memory alone; run again in one partition, each operator with a larger share of the \
+                 memory limit)",
+                third.message
+            );
+            second = third;
+            if !out_of_memory(&second) {
+                return second;
+            }
+        }
         if let Some(diag) = second.diagnostic.as_mut() {
             diag.notes.push(
                 "it ran out of memory alone too: an operator that cannot spill needs more than the memory limit".into(),

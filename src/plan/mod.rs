@@ -32,7 +32,7 @@ pub use registry::Registry;
 pub use rewrite::{Window, filter_scans, replace_scans, semi_join_scans, window_predicate, without_rows};
 pub use session::{
     SessionOptions, etl_rules, joins_pinned, new_session, plans_hash_joins, room_to_grow, session_of_node,
-    session_with_header, spill_joins, with_room_to_grow, with_sort_merge_joins, without_etl_rules,
+    session_with_header, spill_joins, with_one_partition, with_room_to_grow, with_sort_merge_joins, without_etl_rules,
 };
 pub use sources::{
     known_row_counts, list_source_files, register_csv_file, seed_select, shown_file, source_files_provider,

@@ -270,6 +270,26 @@ pub fn with_sort_merge_joins(ctx: &SessionContext) -> SessionContext {
     SessionContext::new_with_state(state)
 }
 
+/// `ctx`'s copy whose queries run in one partition: each operator one
+/// instance (one sort, not one per partition). DataFusion's fair pool
+/// gives each spilling operator an equal share of the budget, whatever
+/// the others use: under a small `--memory-limit`, a sort that needs more
+/// than its share for one batch fails although most of the pool is free.
+/// With one partition its share doubles (on 2 cores).
+pub fn with_one_partition(ctx: &SessionContext) -> SessionContext {
+    let state = ctx.state();
+    // As in `with_sort_merge_joins`: keep the build's catalog.
+    let config = state
+        .config()
+        .clone()
+        .with_create_default_catalog_and_schema(false)
+        .with_target_partitions(1);
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    SessionContext::new_with_state(state)
+}
+
 /// After a query ran out of memory: every query planned from now on gets
 /// sort-merge joins instead of hash joins. A hash join holds its whole
 /// build side in memory and cannot spill; a sort-merge join sorts both
