@@ -484,6 +484,46 @@ mod tests {
         assert!(limit >= (room / MEMORY_SHARE).min(room / 2), "{limit} of {room}");
     }
 
+    /// The retry in one partition plans its queries for one partition, over
+    /// the build's own tables; the build keeps its partitions.
+    #[tokio::test]
+    async fn one_partition_is_a_copy_of_the_build_session_with_its_tables() {
+        let ctx = new_session(&SessionOptions {
+            target_partitions: Some(2),
+            memory_limit: Some(64 << 20),
+            ..Default::default()
+        })
+        .unwrap();
+        ctx.sql("create view t as select value as k from generate_series(1, 1000)")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let one = with_one_partition(&ctx);
+        assert_eq!(one.state().config().target_partitions(), 1);
+        assert_eq!(ctx.state().config().target_partitions(), 2);
+        let rows = one
+            .sql("select count(*) as n from t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let n = rows[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n, 1000);
+        // The memory limit is the build's: the copy shares its pool.
+        assert!(Arc::ptr_eq(
+            &one.runtime_env().memory_pool,
+            &ctx.runtime_env().memory_pool
+        ));
+    }
+
     /// A filter DataFusion cannot estimate over the larger side of a left
     /// join leaves that side the probe: the smaller side, an aggregate
     /// here, is the one held in memory.
