@@ -347,27 +347,20 @@ impl Build {
         index: NodeIndex,
         ctx: datafusion::prelude::SessionContext,
     ) -> datafusion::prelude::SessionContext {
-        let ctx = if self
-            .sort_merge
-            .lock()
-            .expect("sort-merge nodes poisoned")
-            .contains(&index)
-        {
+        let chosen = |nodes: &std::sync::Mutex<HashSet<NodeIndex>>| {
+            nodes.lock().expect("memory choices poisoned").contains(&index)
+        };
+        let ctx = if chosen(&self.sort_merge) {
             crate::plan::with_sort_merge_joins(&ctx)
         } else {
             ctx
         };
-        let ctx = if self
-            .one_partition
-            .lock()
-            .expect("one-partition nodes poisoned")
-            .contains(&index)
-        {
+        let ctx = if chosen(&self.one_partition) {
             crate::plan::with_one_partition(&ctx)
         } else {
             ctx
         };
-        if !self.roomy.lock().expect("roomy nodes poisoned").contains(&index) {
+        if !chosen(&self.roomy) {
             return ctx;
         }
         crate::plan::with_room_to_grow(&ctx).unwrap_or(ctx)

@@ -258,12 +258,20 @@ pub fn joins_pinned() -> bool {
 /// queries get sort-merge joins: for one node whose hash join ran out of
 /// memory (see [`spill_joins`] for why they are the fallback).
 pub fn with_sort_merge_joins(ctx: &SessionContext) -> SessionContext {
+    copy_with(ctx, |mut config| {
+        config.options_mut().optimizer.prefer_hash_join = false;
+        config
+    })
+}
+
+/// A copy of `ctx` (its catalog, memory pool and rules) with its config
+/// changed by `change`.
+fn copy_with(ctx: &SessionContext, change: impl FnOnce(SessionConfig) -> SessionConfig) -> SessionContext {
     let state = ctx.state();
     // Without it, building the state would put an empty default catalog in
     // place of the build's, shared with it: every table registered so far
     // would be gone for every node.
-    let mut config = state.config().clone().with_create_default_catalog_and_schema(false);
-    config.options_mut().optimizer.prefer_hash_join = false;
+    let config = change(state.config().clone().with_create_default_catalog_and_schema(false));
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();
@@ -277,17 +285,7 @@ pub fn with_sort_merge_joins(ctx: &SessionContext) -> SessionContext {
 /// than its share for one batch fails although most of the pool is free.
 /// With one partition its share doubles (on 2 cores).
 pub fn with_one_partition(ctx: &SessionContext) -> SessionContext {
-    let state = ctx.state();
-    // As in `with_sort_merge_joins`: keep the build's catalog.
-    let config = state
-        .config()
-        .clone()
-        .with_create_default_catalog_and_schema(false)
-        .with_target_partitions(1);
-    let state = SessionStateBuilder::new_from_existing(state)
-        .with_config(config)
-        .build();
-    SessionContext::new_with_state(state)
+    copy_with(ctx, |config| config.with_target_partitions(1))
 }
 
 /// After a query ran out of memory: every query planned from now on gets
